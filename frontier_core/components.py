@@ -1,0 +1,157 @@
+"""The extension points: one Protocol per hot method, and the spec records hooks return.
+
+Hooks *provide* components (``frontier_schedulers()`` returns ``ComponentSpec``
+records); assembly looks them up by name once per run, validates their options
+model and calls the factory; the engine then calls the protocol method directly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from frontier_core.records import Batch, OpCall, Request
+
+if TYPE_CHECKING:
+    from frontier_core.catalog import HardwareSpec, ModelSpec
+    from frontier_core.config import ClusterConfig, RunConfig
+
+
+class NoOptions(BaseModel):
+    """Options model of a component that takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A named, constructible component: what every provider hook returns.
+
+    ``factory(options, ctx)`` receives the validated ``options`` model instance
+    and a ``BuildContext`` and returns the component (a Scheduler, Router,
+    TransferModel, Predictor, Workflow or FFN block model).
+    """
+
+    name: str
+    factory: Callable[[Any, BuildContext], Any]
+    options: type[BaseModel] = NoOptions
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A CLI subcommand contributed by a plugin: a typer app or a plain function."""
+
+    name: str
+    command: Any
+    summary: str = ""
+
+
+@dataclass
+class BuildContext:
+    """What a factory may use to build its component. Built once per run (per cluster
+    for cluster-scoped components); ``rng`` is the run's seeded generator."""
+
+    config: RunConfig
+    model: ModelSpec
+    rng: np.random.Generator
+    hardware: dict[str, HardwareSpec] = field(default_factory=dict)
+    cluster: ClusterConfig | None = None
+    device: HardwareSpec | None = None
+    transfer: TransferModel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A point-to-point path as seen by one GPU: bandwidth per direction (bytes/s)
+    and one-way latency (s)."""
+
+    bandwidth: float
+    latency: float
+
+
+@runtime_checkable
+class SchedulerView(Protocol):
+    """What a scheduler sees of a replica (implemented by the engine's ReplicaWorker)."""
+
+    waiting: deque[Request]
+    running: list[Request]
+    kv: KVAllocator
+    now: float
+
+    def preempt(self, request: Request) -> None:
+        """Free the request's KV and put it back at the head of ``waiting`` (recompute)."""
+        ...
+
+
+class KVAllocator(Protocol):
+    """Paged KV memory of one replica, counted in blocks of ``block_size`` tokens."""
+
+    block_size: int
+    num_blocks: int
+    free_blocks: int
+
+    def blocks_for(self, tokens: int) -> int: ...
+
+    def grow(self, request: Request, tokens: int) -> bool:
+        """Make the request hold enough blocks for ``tokens``; False (no change) if short."""
+        ...
+
+    def release(self, request: Request) -> None: ...
+
+
+class Scheduler(Protocol):
+    """Forms the next batch of a replica, allocating KV (and preempting) as it goes."""
+
+    def schedule(self, view: SchedulerView) -> Batch: ...
+
+
+class Router(Protocol):
+    """Chooses a replica (an index into ``replicas``) for a request."""
+
+    def route(self, request: Request, replicas: Sequence[Any]) -> int: ...
+
+
+class TransferModel(Protocol):
+    """Seconds to move ``nbytes`` (per GPU) in a ``kind`` of transfer among
+    ``num_gpus`` GPUs over ``link``: all_reduce, all_gather, reduce_scatter,
+    all_to_all, send_recv."""
+
+    def transfer(self, kind: str, nbytes: float, num_gpus: int, link: Link) -> float: ...
+
+
+class Predictor(Protocol):
+    """Seconds for one operator call on the device it was built for, or None when
+    the call is outside what this predictor covers (the next one in the chain answers)."""
+
+    def predict(self, call: OpCall) -> float | None: ...
+
+
+class FFNBlock(Protocol):
+    """Emits the operator calls of a layer's feed-forward block for ``num_tokens`` tokens.
+
+    The kernel ships the dense block; a MoE block comes from a plugin.
+    """
+
+    def ops(self, num_tokens: int) -> list[OpCall]: ...
+
+
+class Workflow(Protocol):
+    """How a request flows through the stages (clusters) of a deployment.
+
+    ``run`` is a simpy process generator for one request: it submits the
+    request to cluster workers (``controller.cluster(name).serve(request)``
+    returns an event that fires when that stage is finished) and may wait on
+    transfers in between. Co-located serving is the one-stage workflow.
+    """
+
+    def clusters(self) -> Sequence[str]:
+        """Names of the clusters this workflow uses (validated at assembly)."""
+        ...
+
+    def run(self, request: Request, controller: Any) -> Generator[Any, Any, None]: ...

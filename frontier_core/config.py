@@ -1,0 +1,255 @@
+"""Kernel configuration models: model, hardware, deployment, workload, SLOs, run.
+
+Plugins own the options of what they provide: a ``ComponentRef`` carries the
+name plus whatever options the YAML gives, and assembly validates those options
+against the plugin's own model. Everything here forbids unknown fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from frontier_core.catalog import HardwareSpec, ModelSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentRef(BaseModel):
+    """A component chosen by name, with its options inline:
+    ``{name: vllm, max_num_seqs: 128}`` or just ``vllm``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# ---- model and hardware ------------------------------------------------------
+
+
+class ModelConfig(_Strict):
+    """A catalog model by ``name``, a local Hugging Face ``hf_config``, or an inline ``spec``;
+    dtypes may be overridden (e.g. fp8 weights or KV cache)."""
+
+    name: str | None = None
+    hf_config: str | None = None
+    spec: ModelSpec | None = None
+    weight_dtype: str | None = None
+    kv_dtype: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        given = [x for x in (self.hf_config, self.spec) if x is not None]
+        if len(given) > 1 or (not given and not self.name):
+            raise ValueError("give exactly one of: name (a catalog model), hf_config, spec")
+        return self
+
+
+# ---- deployment ---------------------------------------------------------------
+
+
+class ClusterConfig(_Strict):
+    """A pool of identical replicas serving one stage of the workflow."""
+
+    name: str = "main"
+    gpu: str = "h100-sxm"
+    replicas: int = Field(1, ge=1)
+    tp: int = Field(1, ge=1, description="tensor-parallel degree")
+    pp: int = Field(1, ge=1, description="pipeline-parallel degree")
+    scheduler: ComponentRef = ComponentRef(name="vllm")
+    router: ComponentRef = ComponentRef(name="round_robin")
+    block_size: int = Field(16, ge=1, description="KV block size in tokens")
+    gpu_memory_fraction: float = Field(0.9, gt=0, le=1)
+    activation_reserve_gb: float | None = Field(
+        None, ge=0, description="GPU memory kept for activations; None estimates it"
+    )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp
+
+
+class DeploymentConfig(_Strict):
+    workflow: ComponentRef = ComponentRef(name="colocated")
+    clusters: list[ClusterConfig] = Field(default_factory=lambda: [ClusterConfig()], min_length=1)
+
+    @field_validator("clusters")
+    @classmethod
+    def _unique(cls, v: list[ClusterConfig]) -> list[ClusterConfig]:
+        names = [c.name for c in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"cluster names must be unique; repeated: {sorted(dup)}")
+        return v
+
+
+# ---- workload -----------------------------------------------------------------
+
+
+class FixedLength(_Strict):
+    dist: Literal["fixed"]
+    value: int = Field(ge=1)
+
+
+class UniformLength(_Strict):
+    dist: Literal["uniform"]
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> UniformLength:
+        if self.high < self.low:
+            raise ValueError("high must be >= low")
+        return self
+
+
+class LognormalLength(_Strict):
+    """Lognormal with the given ``median`` and log-space ``sigma``, clipped to [min, max]."""
+
+    dist: Literal["lognormal"]
+    median: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+    min: int = Field(1, ge=1)
+    max: int = Field(32768, ge=1)
+
+
+class ZipfLength(_Strict):
+    """Zipf with exponent ``alpha`` (> 1), scaled by ``scale`` and clipped to [min, max]."""
+
+    dist: Literal["zipf"]
+    alpha: float = Field(gt=1)
+    scale: int = Field(1, ge=1)
+    min: int = Field(1, ge=1)
+    max: int = Field(32768, ge=1)
+
+
+class EmpiricalLength(_Strict):
+    """Samples with replacement from one column of a CSV file."""
+
+    dist: Literal["empirical"]
+    path: str
+    column: str
+
+
+LengthDist = Annotated[
+    FixedLength | UniformLength | LognormalLength | ZipfLength | EmpiricalLength,
+    Field(discriminator="dist"),
+]
+
+
+class ArrivalConfig(_Strict):
+    """Open-loop arrivals: Poisson, Gamma (burstiness ``cv`` = coefficient of
+    variation of inter-arrival times; cv=1 is Poisson) or a fixed interval."""
+
+    process: Literal["poisson", "gamma", "fixed"] = "poisson"
+    rate: float = Field(gt=0, description="requests per second")
+    cv: float = Field(1.0, gt=0)
+
+
+class TraceConfig(_Strict):
+    """Trace replay. ``azure``: the Azure LLM 2023 CSVs (TIMESTAMP, ContextTokens,
+    GeneratedTokens); ``mooncake``: JSONL with timestamp (ms), input_length,
+    output_length; ``lengths``: a CSV of prompt/output lengths (Vidur/Sarathi
+    column names, or ``arrived_at`` seconds when present)."""
+
+    format: Literal["azure", "mooncake", "lengths"]
+    path: str
+    time_scale: float = Field(1.0, gt=0, description="multiplies inter-arrival times")
+    start: int = Field(0, ge=0, description="rows to skip")
+
+
+class ClosedLoopConfig(_Strict):
+    """N clients, each sending its next request when the previous one completes
+    (``benchmark_serving --max-concurrency`` style)."""
+
+    concurrency: int = Field(ge=1)
+    think_time_s: float = Field(0.0, ge=0)
+
+
+class WorkloadConfig(_Strict):
+    trace: TraceConfig | None = None
+    arrival: ArrivalConfig | None = None
+    prompt_len: LengthDist | None = None
+    output_len: LengthDist | None = None
+    closed_loop: ClosedLoopConfig | None = None
+    num_requests: int | None = Field(None, ge=1)
+    duration_s: float | None = Field(None, gt=0, description="drop arrivals after this time")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> WorkloadConfig:
+        if self.trace is None and (self.prompt_len is None or self.output_len is None):
+            raise ValueError("give a trace, or both prompt_len and output_len")
+        if self.closed_loop is not None and self.arrival is not None:
+            raise ValueError("closed_loop and arrival exclude each other")
+        timed = self.trace is not None and self.trace.format != "lengths"
+        if self.closed_loop is None and self.arrival is None and not timed:
+            raise ValueError(
+                "no arrival times: give arrival (poisson/gamma/fixed), closed_loop, "
+                "or a trace with timestamps"
+            )
+        if self.trace is None and self.num_requests is None and self.duration_s is None:
+            raise ValueError("a synthetic workload needs num_requests or duration_s")
+        return self
+
+
+class SLOConfig(_Strict):
+    """Latency targets for goodput: a request counts when it meets every target given."""
+
+    ttft_s: float | None = Field(None, gt=0)
+    tpot_s: float | None = Field(None, gt=0)
+    e2e_s: float | None = Field(None, gt=0)
+
+
+class OutputConfig(_Strict):
+    dir: str = "frontier-results"
+    trace: bool = Field(True, description="write the Perfetto trace")
+    requests: bool = Field(True, description="write requests.csv")
+
+
+class RunConfig(_Strict):
+    """One simulation run."""
+
+    model: ModelConfig = ModelConfig(name="llama-3.1-8b")
+    hardware: list[HardwareSpec] = Field(
+        default_factory=list, description="extra GPU kinds (or overrides of catalog ones)"
+    )
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    predictor: list[ComponentRef] = Field(
+        default_factory=lambda: [ComponentRef(name="roofline")], min_length=1
+    )
+    transfer: ComponentRef = ComponentRef(name="links")
+    workload: WorkloadConfig
+    slo: SLOConfig = Field(default_factory=SLOConfig)
+    seed: int = 0
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    base_dir: str = Field(".", description="relative paths resolve against this (set by loader)")
+
+    @field_validator("predictor", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str | dict) else v
+
+    def resolve(self, path: str) -> Path:
+        """A config-relative path; ``frontier:NAME`` names a file shipped in frontier_core/data."""
+        if path.startswith("frontier:"):
+            return Path(__file__).parent / "data" / path.removeprefix("frontier:")
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p

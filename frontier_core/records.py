@@ -1,0 +1,140 @@
+"""Hot-path records shared by the engine, the schedulers and the predictors.
+
+``Request`` is one user request and its progress; ``Batch`` is what a scheduler
+returns for one iteration; ``OpCall`` is one operator call handed to the
+predictor chain. All are ``slots`` dataclasses: the engine touches them every
+iteration (see STYLE.md, "Granularity and speed").
+
+Units: seconds for times, tokens for lengths, bytes for sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+NAN = math.nan
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One request and its progress through the stages of a workflow.
+
+    Token accounting follows vLLM: ``computed`` tokens have their KV in the
+    cache; a (re)prefill computes ``prefill_target`` tokens and then emits one
+    output token; each decode step computes the KV of the newest token and emits
+    the next one. After a recompute preemption ``computed`` drops to 0 and the
+    prompt plus the tokens generated so far are prefilled again.
+    """
+
+    id: int
+    arrival: float
+    prompt_len: int
+    output_len: int
+    computed: int = 0
+    generated: int = 0
+    prefill_target: int = 0
+    blocks: int = 0
+    first_token: float = NAN
+    completion: float = NAN
+    first_scheduled: float = NAN
+    preemptions: int = 0
+    rejected: str | None = None
+    cluster: str = ""
+    replica: int = -1
+    # Set by a workflow that hands the request to another stage after prefill:
+    # the replica emits the first token, keeps the KV blocks and signals `done`.
+    stop_after_prefill: bool = False
+    done: Any = None  # simpy event fired when the current stage is finished
+    stage_times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def in_prefill(self) -> bool:
+        """True while the request still has prompt (or recompute) tokens to process."""
+        return self.computed < self.prefill_target
+
+    @property
+    def context_len(self) -> int:
+        """Tokens the request's KV cache holds once its pending step is done."""
+        return self.prompt_len + self.generated
+
+    @property
+    def finished(self) -> bool:
+        return self.generated >= self.output_len
+
+
+@dataclass(slots=True)
+class Batch:
+    """One iteration's work on one replica.
+
+    ``prefill[i]`` processes ``chunks[i]`` new tokens (a whole prompt, or a
+    chunk of it under chunked prefill); every request in ``decode`` computes one
+    token. The scheduler has already grown the KV allocation of every member.
+    """
+
+    prefill: list[Request] = field(default_factory=list)
+    chunks: list[int] = field(default_factory=list)
+    decode: list[Request] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.prefill) + len(self.decode)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.chunks) + len(self.decode)
+
+
+# Operator names: the first seven are the profile-table vocabulary
+# (docs/profiles.md); the last two exist for the roofline's completeness.
+OPS = (
+    "gemm",
+    "attention_prefill",
+    "attention_decode",
+    "moe_experts",
+    "all_reduce",
+    "all_to_all",
+    "send_recv",
+    "elementwise",
+    "cpu_overhead",
+)
+
+
+@dataclass(slots=True)
+class OpCall:
+    """One operator call on one GPU (shapes already divided by TP/EP).
+
+    - ``gemm``: y[m, n] = x[m, k] · W[n, k]^T.
+    - ``attention_prefill`` / ``attention_decode``: ``num_heads``,
+      ``num_kv_heads``, ``head_dim`` per GPU; ``q_lens`` (new tokens of each
+      sequence) and ``kv_lens`` (context including them) as int64 arrays — the
+      whole batch composition, not one proxy length.
+    - ``all_reduce``, ``all_to_all``, ``send_recv``: ``bytes`` per GPU,
+      ``num_gpus`` in the group, ``scope`` "intra" (NVLink) or "inter" (scale-out).
+    - ``elementwise``: memory-bound kernels (norms, activations, residuals,
+      embedding gather, sampling) moving ``bytes`` and doing ``flops``.
+    - ``cpu_overhead``: host-side scheduling and input preparation for one
+      iteration of ``num_seqs`` sequences and ``m`` tokens.
+    ``name`` says which part of the model it is (``qkv_proj``, ``mlp_down``...)
+    for breakdowns; predictors must not depend on it for correctness.
+    """
+
+    op: str
+    name: str = ""
+    dtype: str = "bf16"
+    m: int = 0
+    n: int = 0
+    k: int = 0
+    num_heads: int = 0
+    num_kv_heads: int = 0
+    head_dim: int = 0
+    q_lens: np.ndarray | None = None
+    kv_lens: np.ndarray | None = None
+    bytes: float = 0.0
+    flops: float = 0.0
+    num_gpus: int = 1
+    scope: str = "intra"
+    num_seqs: int = 0
+    extra: dict[str, Any] | None = None
