@@ -199,8 +199,8 @@ class WorkloadConfig(_Strict):
             raise ValueError("give a trace, or both prompt_len and output_len")
         if self.closed_loop is not None and self.arrival is not None:
             raise ValueError("closed_loop and arrival exclude each other")
-        timed = self.trace is not None and self.trace.format != "lengths"
-        if self.closed_loop is None and self.arrival is None and not timed:
+        # A `lengths` trace may carry arrived_at; the loader says so when it does not.
+        if self.closed_loop is None and self.arrival is None and self.trace is None:
             raise ValueError(
                 "no arrival times: give arrival (poisson/gamma/fixed), closed_loop, "
                 "or a trace with timestamps"

@@ -1,0 +1,59 @@
+"""Frontier: a stage-centric, event-driven simulator of LLM inference serving systems.
+
+The names in ``__all__`` are the public API that plugins may import.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from frontier_core.builtin.transfer import collective_time
+from frontier_core.catalog import HardwareSpec, ModelSpec
+from frontier_core.components import (
+    BuildContext,
+    CommandSpec,
+    ComponentSpec,
+    FFNBlock,
+    KVAllocator,
+    Link,
+    NoOptions,
+    Predictor,
+    Router,
+    Scheduler,
+    SchedulerView,
+    TransferModel,
+    Workflow,
+)
+from frontier_core.errors import ConfigError, FrontierError, PluginError, TraceError
+from frontier_core.markers import hookimpl, hookspec
+from frontier_core.records import OPS, Batch, OpCall, Request
+
+__all__ = [
+    "OPS",
+    "Batch",
+    "BuildContext",
+    "CommandSpec",
+    "ComponentSpec",
+    "ConfigError",
+    "FFNBlock",
+    "FrontierError",
+    "HardwareSpec",
+    "KVAllocator",
+    "Link",
+    "ModelSpec",
+    "NoOptions",
+    "OpCall",
+    "PluginError",
+    "Predictor",
+    "Request",
+    "Router",
+    "Scheduler",
+    "SchedulerView",
+    "TraceError",
+    "TransferModel",
+    "Workflow",
+    "__version__",
+    "collective_time",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,251 @@
+"""Config + registry -> a runnable Simulation. All validation of a run happens here.
+
+Hooks are consulted once, by name; the engine receives built components and
+calls their hot methods directly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from frontier_core.catalog import HardwareSpec, ModelSpec, model_from_hf_config
+from frontier_core.components import BuildContext, ComponentSpec
+from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
+from frontier_core.configfile import validate_options
+from frontier_core.engine import ClusterWorker, GlobalController, PagedKVCache, ReplicaWorker
+from frontier_core.engine.replica import replica_kv_blocks
+from frontier_core.errors import ConfigError
+from frontier_core.execution import ExecutionPredictor
+from frontier_core.plugins import Registry
+from frontier_core.workload import Workload, build_workload
+
+GiB = 1024**3
+
+
+class CountingEnvironment(simpy.Environment):
+    """A simpy environment that knows how many events it processed (for events/s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events = 0
+
+
+def resolve_model(cfg: RunConfig, registry: Registry) -> ModelSpec:
+    mc = cfg.model
+    if mc.hf_config:
+        model = model_from_hf_config(cfg.resolve(mc.hf_config), mc.name)
+    elif mc.spec is not None:
+        model = mc.spec
+    else:
+        model = registry.get("model", mc.name or "", where="model")
+    upd = {k: v for k, v in (("weight_dtype", mc.weight_dtype), ("kv_dtype", mc.kv_dtype)) if v}
+    if upd:
+        try:
+            model = ModelSpec.model_validate({**model.model_dump(), **upd})
+        except ValueError as e:
+            raise ConfigError(f"model dtype override: {e}".replace("\n", " ")) from None
+    return model
+
+
+def hardware_table(cfg: RunConfig, registry: Registry) -> dict[str, HardwareSpec]:
+    table = {p.name: p.item for p in registry.provided("hardware")}
+    for hw in cfg.hardware:
+        table[hw.name] = hw
+    return table
+
+
+def _build(registry: Registry, kind: str, ref: ComponentRef, where: str, ctx: BuildContext) -> Any:
+    spec: ComponentSpec = registry.get(kind, ref.name, where=where)
+    prov = registry.items[kind][ref.name]
+    opts = validate_options(
+        spec.options, ref.options, where, f"{kind} {ref.name!r} (from {prov.distribution})"
+    )
+    return spec.factory(opts, ctx)
+
+
+def activation_reserve(model: ModelSpec, cluster: ClusterConfig) -> float:
+    """Bytes per GPU kept for activations, workspace and CUDA graphs when not configured.
+
+    One forward pass of the largest batch holds roughly the residual stream,
+    QKV and MLP intermediates of its tokens plus fp32 logits of its sequences;
+    1 GiB more covers the CUDA context, NCCL buffers and graph pools.
+    """
+    if cluster.activation_reserve_gb is not None:
+        return cluster.activation_reserve_gb * GiB
+    opts = cluster.scheduler.options
+    tokens = opts.get("max_num_batched_tokens", opts.get("token_budget", 8192))
+    seqs = opts.get("max_num_seqs", 256)
+    tp = cluster.tp
+    per_token = (
+        2 * model.hidden_size
+        + 2 * model.intermediate_size / tp
+        + (model.num_heads + 2 * model.num_kv_heads) * model.hd / tp
+    ) * 2
+    logits = seqs * model.vocab_size / tp * 4
+    return GiB + tokens * per_token + logits
+
+
+@dataclass
+class ClusterPlan:
+    """What assembly decided for one cluster (reported in the summary)."""
+
+    name: str
+    gpu: str
+    replicas: int
+    tp: int
+    pp: int
+    kv_blocks: int
+    block_size: int
+    weight_bytes_per_gpu: float
+    kv_bytes_per_token_per_gpu: float
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.tp * self.pp
+
+
+@dataclass
+class Simulation:
+    config: RunConfig
+    model: ModelSpec
+    env: CountingEnvironment
+    controller: GlobalController
+    clusters: dict[str, ClusterWorker]
+    executors: dict[str, ExecutionPredictor]
+    plans: dict[str, ClusterPlan]
+    workload: Workload
+    wall_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, progress=None, slices: int = 100) -> Simulation:
+        """Run to completion. ``progress(sim_time, finished, total)`` is called once per
+        slice of simulated time (never per event)."""
+        env, ctl = self.env, self.controller
+        t0 = time.perf_counter()
+        ctl.start()
+        wl = self.workload
+        horizon = float(wl.arrival[-1]) if wl.arrival is not None and len(wl.arrival) else 60.0
+        slice_s = max(horizon / slices, 0.5)
+        report = slice_s
+        # NOTE: perf — our own step loop (not env.run(until=...)) so that progress is
+        # reported per slice of simulated time at the cost of one peek per event.
+        peek, step = env.peek, env.step
+        events = 0
+        while True:
+            nxt = peek()
+            if nxt == math.inf:
+                break
+            if nxt >= report:
+                if progress is not None:
+                    progress(nxt, ctl.finished, ctl.total)
+                report = nxt + slice_s
+            step()
+            events += 1
+        env.events = events
+        if progress is not None:
+            progress(env.now, ctl.finished, ctl.total)
+        self.wall_s = time.perf_counter() - t0
+        return self
+
+
+def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
+    """Validate everything a run needs and build it; raises ConfigError/PluginError."""
+    model = resolve_model(cfg, registry)
+    hw = hardware_table(cfg, registry)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(3)
+    rng_workload, rng_components = (np.random.default_rng(s) for s in seeds[:2])
+    workload = build_workload(cfg.workload, rng_workload, cfg.resolve)
+    env = CountingEnvironment()
+    base = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw)
+    base.transfer = _build(registry, "transfer", cfg.transfer, "transfer", base)
+    workflow = _build(registry, "workflow", cfg.deployment.workflow, "deployment.workflow", base)
+
+    clusters: dict[str, ClusterWorker] = {}
+    executors: dict[str, ExecutionPredictor] = {}
+    plans: dict[str, ClusterPlan] = {}
+    holder: dict[str, GlobalController] = {}
+
+    def on_reject(r, reason):
+        holder["ctl"].reject(r, reason)
+
+    for ci, cc in enumerate(cfg.deployment.clusters):
+        where = f"deployment.clusters[{ci}]"
+        if cc.gpu not in hw:
+            from frontier_core.plugins import unknown_message
+
+            raise ConfigError(
+                unknown_message("GPU kind", cc.gpu, sorted(hw), f"{where}.gpu")
+                + " Define your own under hardware: in the config."
+            )
+        device = hw[cc.gpu]
+        ctx = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw,
+                           cluster=cc, device=device, transfer=base.transfer)
+        plan = _plan_memory(model, cc, device, where)
+        plans[cc.name] = plan
+        chain = [
+            (ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
+            for i, ref in enumerate(cfg.predictor)
+        ]
+        dense = _build(registry, "ffn_block", ComponentRef(name="dense"), "model", ctx)
+        moe = None
+        if model.is_moe:
+            if "moe" not in registry.names("ffn_block"):
+                raise ConfigError(
+                    f"{model.name} is a mixture-of-experts model ({model.num_experts} experts, "
+                    f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
+                    "distribution: pip install frontier-moe-ep."
+                )
+            moe = _build(registry, "ffn_block", ComponentRef(name="moe"), "model", ctx)
+        ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe)
+        executors[cc.name] = ex
+        replicas = []
+        for i in range(cc.replicas):
+            sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
+            kv = PagedKVCache(plan.kv_blocks, cc.block_size)
+            replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
+        router = _build(registry, "router", cc.router, f"{where}.router", ctx)
+        clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context, on_reject)
+
+    unknown = [c for c in workflow.clusters() if c not in clusters]
+    if unknown:
+        raise ConfigError(
+            f"The workflow {cfg.deployment.workflow.name!r} uses clusters {unknown} that the "
+            f"deployment does not define; defined: {', '.join(clusters)}."
+        )
+    ctl = GlobalController(env, clusters, workflow, workload)
+    holder["ctl"] = ctl
+    return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
+
+
+def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, where: str) -> ClusterPlan:
+    if model.num_layers < cc.pp:
+        raise ConfigError(
+            f"{where}.pp is {cc.pp} but {model.name} has only {model.num_layers} layers; lower pp."
+        )
+    if model.attention == "gqa" and model.num_heads % cc.tp:
+        raise ConfigError(
+            f"{where}.tp is {cc.tp}, which does not divide {model.name}'s {model.num_heads} "
+            "attention heads; choose a TP degree that divides it."
+        )
+    weights = model.weight_bytes() / (cc.tp * cc.pp)
+    kv_tok = model.kv_bytes_per_token(cc.tp) / cc.pp
+    act = activation_reserve(model, cc)
+    blocks = replica_kv_blocks(device.mem_bytes, cc.gpu_memory_fraction, weights, act, kv_tok,
+                               cc.block_size)
+    usable = device.mem_bytes * cc.gpu_memory_fraction
+    if blocks < 1:
+        raise ConfigError(
+            f"{model.name} does not fit on {cc.gpu} with tp={cc.tp}, pp={cc.pp} ({where}): each "
+            f"GPU needs {weights / GiB:.1f} GiB of weights + {act / GiB:.1f} GiB of activations "
+            f"but has {usable / GiB:.1f} GiB ({cc.gpu_memory_fraction:.0%} of "
+            f"{device.mem_bytes / GiB:.1f} GiB) and no room is left for the KV cache. Raise tp or "
+            "pp, use a larger GPU, or raise gpu_memory_fraction."
+        )
+    return ClusterPlan(cc.name, cc.gpu, cc.replicas, cc.tp, cc.pp, blocks, cc.block_size, weights,
+                       kv_tok)

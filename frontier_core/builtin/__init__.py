@@ -1,0 +1,1 @@
+"""The kernel's own components, registered through the plugin manager like any plugin."""

@@ -1,0 +1,65 @@
+"""The kernel's transfer model: collectives and point-to-point sends over one link type.
+
+Ring algorithms, as NCCL uses for large messages: an all-reduce among n GPUs
+moves 2(n-1)/n of the buffer through each GPU's link in 2(n-1) steps;
+all-gather and reduce-scatter half of that; an all-to-all sends (n-1)/n of the
+buffer to n-1 peers; a send/recv moves the buffer once. ``nbytes`` is the
+per-GPU buffer; ``link`` the per-direction bandwidth and one-way latency.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from frontier_core.components import Link
+
+KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+
+
+def collective_time(kind: str, nbytes: float, num_gpus: int, link: Link) -> float:
+    """Seconds for a ``kind`` of collective among ``num_gpus`` GPUs over ``link``.
+
+    ``nbytes`` is the buffer size per GPU (NCCL's convention: the all-reduce
+    buffer, the all-gather output, the reduce-scatter input, all the data one
+    GPU sends in an all-to-all). Ring algorithms, bandwidth per direction:
+
+    - all_reduce: each GPU moves 2(n-1)/n x nbytes in 2(n-1) steps:
+      2(n-1)/n x nbytes / bw + 2(n-1) x latency.
+    - all_gather, reduce_scatter: half of that, (n-1)/n x nbytes / bw + (n-1) x latency.
+    - all_to_all: each GPU sends (n-1)/n x nbytes to its n-1 peers:
+      (n-1)/n x nbytes / bw + (n-1) x latency.
+    - send_recv: nbytes / bw + latency.
+
+    One GPU (``num_gpus <= 1``) moves nothing: 0.0.
+    """
+    n = num_gpus
+    if n <= 1:
+        return 0.0
+    bw, lat = link.bandwidth, link.latency
+    if kind == "all_reduce":
+        return 2.0 * (n - 1) / n * nbytes / bw + 2 * (n - 1) * lat
+    if kind in ("all_to_all", "all_gather", "reduce_scatter"):
+        return (n - 1) / n * nbytes / bw + (n - 1) * lat
+    if kind == "send_recv":
+        return nbytes / bw + lat
+    raise ValueError(f"unknown collective {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+class LinkOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bandwidth_eff: float = Field(
+        0.8, gt=0, le=1,
+        description="achievable fraction of link bandwidth (NCCL bus bandwidth is ~80% of "
+        "the NVLink/IB line rate for large messages)",
+    )
+
+
+class LinkTransfer:
+    """Bandwidth-and-latency model of each link (no contention between transfers)."""
+
+    def __init__(self, opts: LinkOptions) -> None:
+        self.eff = opts.bandwidth_eff
+
+    def transfer(self, kind: str, nbytes: float, num_gpus: int, link: Link) -> float:
+        return collective_time(kind, nbytes, num_gpus, Link(link.bandwidth * self.eff, link.latency))

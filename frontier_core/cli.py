@@ -1,0 +1,241 @@
+"""The ``frontier`` command: parse, assemble, run, print. No simulation logic here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from frontier_core.errors import FrontierError
+
+app = typer.Typer(
+    name="frontier",
+    help="Frontier: simulate LLM inference serving (co-located, disaggregated, MoE) "
+    "and predict TTFT, TPOT, throughput and goodput.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check run configs and print their schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+SetOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--set", "-s", help="Override a config field: path.to.field=value (repeatable)."),
+]
+
+
+def _registry():
+    from frontier_core.plugins import load_registry
+
+    return load_registry()
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML run config; omit for the embedded default.")] = None,  # noqa: UP045
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,  # noqa: UP045
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
+    from frontier_core.assemble import assemble
+    from frontier_core.configfile import load_config
+    from frontier_core.metrics import simulator_stats, write_outputs
+
+    cfg = load_config(config, set_ or [])
+    sim = assemble(cfg, _registry())
+    if quiet or as_json or not err.is_terminal:
+        sim.run()
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("requests · t={task.fields[t]:.1f}s simulated"), TimeRemainingColumn(),
+            console=err, transient=True,
+        ) as bar:
+            task = bar.add_task("run", total=sim.controller.total, t=0.0)
+
+            def progress(t: float, done: int, total: int) -> None:
+                bar.update(task, completed=done, t=t)
+
+            sim.run(progress)
+    out_dir = output or Path(cfg.output.dir)
+    summary = write_outputs(sim, out_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    elif not quiet:
+        _print_summary(summary, simulator_stats(sim), out_dir)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1e3:,.1f}"
+
+
+def _print_summary(s: dict, perf: dict, out_dir: Path) -> None:
+    req = s["requests"]
+    t = Table(title=f"{s['model']} · {s['workload']}", show_header=True, header_style="bold")
+    t.add_column("latency (ms)")
+    for c in ("mean", "p50", "p90", "p99"):
+        t.add_column(c, justify="right")
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"), ("queueing_s", "queueing")):
+        st = s["latency_s"][key]
+        t.add_row(label, *(_ms(st[c]) for c in ("mean", "p50", "p90", "p99")))
+    out.print(t)
+    th, slo = s["throughput"], s["slo"]
+    out.print(
+        f"requests {req['completed']}/{req['total']} completed"
+        + (f", {req['rejected']} rejected" if req["rejected"] else "")
+        + f" · {th['requests_per_s']:.2f} req/s · {th['output_tokens_per_s']:,.0f} output tok/s"
+        f" · {s['gpus']} GPUs"
+    )
+    out.print(
+        f"SLO attainment {slo['attainment']:.1%} (TTFT ≤ {_ms(slo['ttft_s'])} ms, TPOT ≤ "
+        f"{_ms(slo['tpot_s'])} ms) · goodput {slo['goodput_requests_per_s']:.2f} req/s"
+    )
+    for name, c in s["clusters"].items():
+        out.print(
+            f"cluster {name}: {c['replicas']}× {c['gpu']} tp{c['tp']} pp{c['pp']} · busy "
+            f"{c['busy_fraction']:.0%} · mean batch {c['batch_size']['mean'] or 0:.1f} · KV peak "
+            f"{c['kv_peak_fraction']:.0%} · preemptions {c['preemptions']}"
+        )
+    out.print(
+        f"simulated {perf['simulated_s']:.1f}s in {perf['wall_s']:.2f}s wall "
+        f"({perf['events_per_s']:,.0f} events/s) → {out_dir}/"
+    )
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List installed plugins, their distributions and what each provides."""
+    from frontier_core.plugins import COMPONENT_HOOKS
+
+    reg = _registry()
+    rows = []
+    for plugin, dist, ver, builtin in reg.plugins:
+        provides: dict[str, list[str]] = {}
+        for kind in COMPONENT_HOOKS:
+            names = [p.name for p in reg.provided(kind) if p.plugin == plugin]
+            if names:
+                provides[kind] = names
+        rows.append({"plugin": plugin, "distribution": dist, "version": ver, "builtin": builtin,
+                     "provides": provides})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    t = Table(title="Frontier plugins", header_style="bold")
+    for c in ("plugin", "distribution", "version", "provides"):
+        t.add_column(c)
+    for r in rows:
+        prov = "\n".join(f"{k}: {', '.join(v)}" for k, v in r["provides"].items())
+        t.add_row(r["plugin"] + (" (built-in)" if r["builtin"] else ""), r["distribution"], r["version"], prov)
+    out.print(t)
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the model catalog with parameter counts and KV bytes per token."""
+    reg = _registry()
+    rows = []
+    for p in reg.provided("model"):
+        m = p.item
+        rows.append({
+            "name": m.name, "hf_id": m.hf_id, "params_b": round(m.param_count() / 1e9, 2),
+            "active_params_b": round(m.active_param_count() / 1e9, 2), "layers": m.num_layers,
+            "attention": m.attention, "experts": m.num_experts, "top_k": m.top_k,
+            "weight_dtype": m.weight_dtype, "kv_bytes_per_token": m.kv_bytes_per_token(),
+            "max_context": m.max_context, "distribution": p.distribution,
+        })
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    t = Table(title="Models", header_style="bold")
+    for c in ("name", "params (B)", "active (B)", "layers", "attention", "experts", "KV B/token", "context"):
+        t.add_column(c, justify="left" if c in ("name", "attention") else "right")
+    for r in rows:
+        t.add_row(r["name"], f"{r['params_b']:.2f}", f"{r['active_params_b']:.2f}", str(r["layers"]),
+                  r["attention"], f"{r['experts']}/top{r['top_k']}" if r["experts"] else "-",
+                  f"{r['kv_bytes_per_token']:,.0f}", f"{r['max_context']:,}")
+    out.print(t)
+
+
+@app.command()
+def hardware(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the GPU catalog (datasheet figures)."""
+    reg = _registry()
+    rows = [p.item.model_dump() | {"distribution": p.distribution} for p in reg.provided("hardware")]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    t = Table(title="GPUs (bandwidths per GPU per direction)", header_style="bold")
+    for c in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB", "HBM TB/s", "NVLink GB/s", "scale-out GB/s"):
+        t.add_column(c, justify="left" if c == "name" else "right")
+    for r in rows:
+        fp8 = r["flops"].get("fp8")
+        t.add_row(r["name"], f"{r['flops'].get('bf16', 0) / 1e12:,.0f}", f"{fp8 / 1e12:,.0f}" if fp8 else "-",
+                  f"{r['mem_bytes'] / 1e9:,.0f}", f"{r['mem_bw'] / 1e12:.2f}",
+                  f"{r['nvlink_bw'] / 1e9:,.0f}", f"{r['scaleout_bw'] / 1e9:,.0f}")
+    out.print(t)
+
+
+@config_app.command("validate")
+def config_validate(
+    config: Annotated[Path, typer.Argument(help="YAML run config.")],
+    set_: SetOpt = None,
+) -> None:
+    """Check a config completely (plugins, options, memory fit, trace) without running it."""
+    from frontier_core.assemble import assemble
+    from frontier_core.configfile import load_config
+
+    cfg = load_config(config, set_ or [])
+    sim = assemble(cfg, _registry())
+    for name, plan in sim.plans.items():
+        out.print(
+            f"cluster {name}: {plan.replicas}× {plan.gpu} tp{plan.tp} pp{plan.pp}, "
+            f"{plan.kv_blocks * plan.block_size:,} KV tokens per replica"
+        )
+    out.print(f"{config}: valid ({len(sim.workload)} requests from {sim.workload.source})")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of run configs."""
+    from frontier_core.config import RunConfig
+
+    sys.stdout.write(json.dumps(RunConfig.model_json_schema(), indent=2) + "\n")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        reg = _registry()
+    except FrontierError:
+        return  # reported when a command needs the registry
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for p in reg.provided("command"):
+        spec = p.item
+        if spec.name in taken:
+            continue
+        if isinstance(spec.command, typer.Typer):
+            app.add_typer(spec.command, name=spec.name, help=spec.summary)
+        else:
+            app.command(name=spec.name, help=spec.summary)(spec.command)
+
+
+def main() -> None:
+    """Console entry point: user errors become one paragraph on stderr and exit 2."""
+    try:
+        _add_plugin_commands()
+        app()
+    except FrontierError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)

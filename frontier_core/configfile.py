@@ -1,0 +1,197 @@
+"""Reading run configs: YAML files, ``--set`` overrides, and readable validation errors.
+
+A validation error names the config path, the file and line it came from, what
+was wrong and what is allowed, in one paragraph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from frontier_core.config import RunConfig
+from frontier_core.errors import ConfigError
+
+# The embedded default: Llama-3.1-8B on one H100, replaying the bundled sample of
+# the Azure LLM 2023 conversation trace (frontier_core/data/SOURCE.md).
+DEFAULT_CONFIG_YAML = """\
+model: llama-3.1-8b
+deployment:
+  clusters:
+    - name: main
+      gpu: h100-sxm
+      replicas: 1
+      tp: 1
+      scheduler: {name: vllm, max_num_seqs: 256, max_num_batched_tokens: 8192}
+workload:
+  trace: {format: azure, path: "frontier:azure_conv_sample.csv"}
+slo: {ttft_s: 0.5, tpot_s: 0.05}
+seed: 0
+"""
+
+
+def _node_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each config path (tuple of keys/indices) to its 1-based line in the YAML."""
+    out = {prefix: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[prefix + (key,)] = k.start_mark.line + 1
+            out.update(_node_lines(v, prefix + (key,)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out.update(_node_lines(v, prefix + (i,)))
+    return out
+
+
+def dotted(loc: tuple) -> str:
+    s = ""
+    for part in loc:
+        if isinstance(part, int):
+            s += f"[{part}]"
+        else:
+            s += ("." if s else "") + str(part)
+    return s or "(top level)"
+
+
+def format_validation_error(
+    err: ValidationError, source: str, lines: dict[tuple, int] | None = None, prefix: tuple = ()
+) -> str:
+    """One paragraph describing every problem pydantic found."""
+    parts = []
+    for e in err.errors()[:6]:
+        # Drop union/discriminator tags pydantic inserts (e.g. 'lognormal') from the path.
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.endswith("]")))
+        full = prefix + loc
+        where = dotted(full)
+        line = None
+        if lines:
+            probe = full
+            while probe and probe not in lines:
+                probe = probe[:-1]
+            line = lines.get(probe)
+        at = f"{source}:{line}" if line else source
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (not allowed here)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        inp = e.get("input")
+        shown = f" (got {inp!r})" if e["type"] not in ("missing", "extra_forbidden") and not isinstance(inp, dict | list) else ""
+        parts.append(f"{where} at {at}: {msg}{shown}")
+    more = len(err.errors()) - 6
+    tail = f"; and {more} more" if more > 0 else ""
+    return (
+        f"Invalid configuration: {'; '.join(parts)}{tail}. Fix these fields "
+        "(`frontier config schema` prints every field with its type and default)."
+    )
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``path.to.field=value`` (list items by index: ``clusters.0.tp=2``)."""
+    if "=" not in assignment:
+        raise ConfigError(
+            f"--set {assignment!r} is not of the form path.to.field=value "
+            "(e.g. --set deployment.clusters.0.tp=2)."
+        )
+    path, value = assignment.split("=", 1)
+    keys = [k for k in path.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {assignment!r} names no field.")
+    node: Any = data
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not k.isdigit() or int(k) >= len(node):
+                raise ConfigError(
+                    f"--set {assignment!r}: {'.'.join(keys[:i]) or 'the config'} is a list of "
+                    f"{len(node)} items; use an index from 0 to {len(node) - 1}."
+                )
+            if last:
+                node[int(k)] = _parse_value(value)
+            else:
+                node = node[int(k)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(
+                f"--set {assignment!r}: {'.'.join(keys[:i])} is a value, not a section."
+            )
+        if last:
+            node[k] = _parse_value(value)
+        else:
+            nxt = node.get(k)
+            if isinstance(nxt, str) and not last:
+                nxt = {"name": nxt}  # a component or model given by name gains options
+                node[k] = nxt
+            if nxt is None:
+                nxt = node[k] = {}
+            node = nxt
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read, override and validate a run config; ``None`` means the embedded default."""
+    if path is None:
+        text, source, base = DEFAULT_CONFIG_YAML, "<default config>", Path.cwd()
+    else:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"Config file {str(p)!r} does not exist. Give the path of a YAML run config "
+                "(examples/ has some), or no path for the embedded default."
+            ) from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+            raise ConfigError(f"Config file {str(p)!r} cannot be read: {e}.") from None
+        source, base = str(p), p.resolve().parent
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(
+            f"Malformed YAML at {at}: {problem}. Check indentation and quoting on that line."
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source} must hold a YAML mapping (model:, deployment:, workload: ...), "
+            f"not a {type(data).__name__}."
+        )
+    lines = _node_lines(node) if node is not None else {}
+    for o in overrides:
+        apply_override(data, o)
+    data.setdefault("base_dir", str(base))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source, lines)) from None
+
+
+def validate_options(model: type[BaseModel], options: dict, where: str, provider: str) -> BaseModel:
+    """Validate a component's options against its plugin's model (errors name both)."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors()[:6]:
+            loc = ".".join(str(p) for p in err["loc"]) or "(options)"
+            msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
+            parts.append(f"{where}.{loc}: {msg}")
+        allowed = ", ".join(model.model_fields) or "none"
+        raise ConfigError(
+            f"Invalid options for {provider}: {'; '.join(parts)}. Options it accepts: {allowed}."
+        ) from None

@@ -1,0 +1,67 @@
+"""ClusterWorker: a pool of identical replicas behind a router (one stage's GPUs)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from frontier_core.engine.replica import ReplicaWorker
+from frontier_core.records import Request
+
+if TYPE_CHECKING:
+    import simpy
+
+    from frontier_core.components import Router
+
+
+class ClusterWorker:
+    """Admits a request into one of its replicas, or rejects it with a reason when it
+    can never be served here (longer than the model's context, or larger than a
+    replica's whole KV cache)."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        replicas: list[ReplicaWorker],
+        router: Router,
+        max_context: int,
+        on_reject: Callable[[Request, str], None],
+    ) -> None:
+        self.env = env
+        self.name = name
+        self.replicas = replicas
+        self.router = router
+        self.max_context = max_context
+        self._reject = on_reject
+        kv = replicas[0].kv
+        self.max_tokens = kv.num_blocks * kv.block_size
+
+    def serve(self, request: Request) -> simpy.Event:
+        """Queue the request on a replica; the returned event fires when this stage is done
+        (or at once if the request is rejected)."""
+        request.done = ev = self.env.event()
+        tokens = request.prompt_len + (1 if request.stop_after_prefill else request.output_len)
+        if request.prompt_len + request.output_len > self.max_context:
+            self._reject(
+                request,
+                f"prompt+output {request.prompt_len + request.output_len} tokens exceed the "
+                f"model's context of {self.max_context}",
+            )
+            return ev
+        if tokens > self.max_tokens:
+            self._reject(
+                request,
+                f"needs {tokens} tokens of KV cache; a replica of cluster {self.name!r} holds "
+                f"{self.max_tokens}",
+            )
+            return ev
+        i = self.router.route(request, self.replicas)
+        request.cluster = self.name
+        request.replica = i
+        self.replicas[i].enqueue(request)
+        return ev
+
+    @property
+    def busy_time(self) -> float:
+        return sum(r.busy_time for r in self.replicas)

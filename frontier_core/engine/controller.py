@@ -1,0 +1,89 @@
+"""GlobalController: admits requests, runs each through the workflow, completes them.
+
+Open-loop arrivals come from the workload's arrival times; a closed loop runs
+``concurrency`` clients, each sending its next request when the previous one
+finished (plus think time).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from frontier_core.records import Request
+
+if TYPE_CHECKING:
+    import simpy
+
+    from frontier_core.components import Workflow
+    from frontier_core.engine.cluster import ClusterWorker
+    from frontier_core.workload import Workload
+
+
+class GlobalController:
+    """Owns the workflow and the clusters; ``requests`` lists every admitted request."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        clusters: dict[str, ClusterWorker],
+        workflow: Workflow,
+        workload: Workload,
+    ) -> None:
+        self.env = env
+        self.clusters = clusters
+        self.workflow = workflow
+        self.workload = workload
+        self.requests: list[Request] = []
+        self.finished = 0
+        self.total = len(workload)
+
+    def cluster(self, name: str) -> ClusterWorker:
+        return self.clusters[name]
+
+    def reject(self, request: Request, reason: str) -> None:
+        """Mark a request rejected; its stage event fires at once."""
+        request.rejected = reason
+        request.completion = self.env.now
+        if request.done is not None and not request.done.triggered:
+            request.done.succeed()
+
+    def start(self) -> None:
+        wl = self.workload
+        if wl.closed_loop is None:
+            self.env.process(self._open_loop())
+        else:
+            self._next = 0
+            for _ in range(min(wl.closed_loop.concurrency, self.total)):
+                self.env.process(self._client())
+
+    def _new(self, i: int) -> Request:
+        wl = self.workload
+        r = Request(i, self.env.now, int(wl.prompt_len[i]), int(wl.output_len[i]))
+        self.requests.append(r)
+        return r
+
+    def _open_loop(self):
+        env = self.env
+        arrival = self.workload.arrival
+        run = self.workflow.run
+        for i in range(self.total):
+            gap = float(arrival[i]) - env.now
+            if gap > 0:
+                yield env.timeout(gap)
+            env.process(self._lifecycle(run, self._new(i)))
+
+    def _lifecycle(self, run, request: Request):
+        yield from run(request, self)
+        self.finished += 1
+
+    def _client(self):
+        env = self.env
+        run = self.workflow.run
+        think = self.workload.closed_loop.think_time_s
+        while self._next < self.total:
+            i = self._next
+            self._next += 1
+            yield from run(self._new(i), self)
+            self.finished += 1
+            if think > 0:
+                yield env.timeout(think)

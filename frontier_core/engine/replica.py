@@ -1,0 +1,219 @@
+"""ReplicaWorker: one model instance (TP×PP GPUs) running continuous batching.
+
+The loop is schedule -> predict the iteration -> advance time -> update
+requests: one simpy event per iteration, never per token. With pipeline
+parallelism up to ``pp`` batches are in flight; the next batch starts when the
+first stage is free, and a request is in at most one batch at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from frontier_core.engine.kv import PagedKVCache
+from frontier_core.records import Batch, Request
+
+if TYPE_CHECKING:
+    import simpy
+
+    from frontier_core.components import Scheduler
+    from frontier_core.execution import ExecutionPredictor
+
+# Per-iteration record fields, flattened into one array (see ``iterations``).
+ITER_FIELDS = ("start", "latency", "prefills", "decodes", "tokens", "kv_used")
+
+
+class ReplicaWorker:
+    """Implements ``SchedulerView`` for the scheduler: ``waiting``, ``running``, ``kv``,
+    ``now``, ``preempt``."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        cluster: str,
+        index: int,
+        scheduler: Scheduler,
+        executor: ExecutionPredictor,
+        kv: PagedKVCache,
+        on_reject: Callable[[Request, str], None],
+    ) -> None:
+        self.env = env
+        self.cluster = cluster
+        self.index = index
+        self.scheduler = scheduler
+        self.executor = executor
+        self.kv = kv
+        self.pp = executor.pp
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.outstanding = 0  # requests assigned and not finished here
+        self.outstanding_tokens = 0  # their prompt + output tokens
+        self.busy_time = 0.0
+        self.preemptions = 0
+        self.inflight = 0
+        self.iterations = array("d")
+        self._on_reject = on_reject
+        self._wake: simpy.Event | None = None
+        self.process = env.process(self._loop())
+
+    # ---- SchedulerView ----------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    def preempt(self, request: Request) -> None:
+        """Recompute preemption: drop the KV, requeue at the head of ``waiting``."""
+        self.kv.release(request)
+        request.computed = 0
+        request.prefill_target = request.prompt_len + request.generated
+        request.preemptions += 1
+        self.preemptions += 1
+        self.running.remove(request)
+        self.waiting.appendleft(request)
+
+    # ---- load, as routers see it ---------------------------------------
+    @property
+    def kv_usage(self) -> float:
+        return self.kv.usage
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    # ---- entry points ---------------------------------------------------
+    def enqueue(self, request: Request) -> None:
+        # A fresh (or preempted) request prefills its prompt and the tokens it has
+        # generated; one that arrives with its KV (e.g. transferred after a
+        # remote prefill) goes straight to decoding.
+        if request.computed == 0:
+            request.prefill_target = request.prompt_len + request.generated
+        else:
+            request.prefill_target = request.computed
+        self.waiting.append(request)
+        self.outstanding += 1
+        self.outstanding_tokens += request.prompt_len + request.output_len
+        self._poke()
+
+    def release(self, request: Request) -> None:
+        """Free the KV of a request that left after prefill (its transfer is done)."""
+        self.kv.release(request)
+        self._poke()
+
+    def _poke(self) -> None:
+        w = self._wake
+        if w is not None and not w.triggered:
+            w.succeed()
+
+    # ---- the loop -------------------------------------------------------
+    def _loop(self):  # noqa: C901 - the engine's one hot loop, kept in one place
+        env = self.env
+        schedule = self.scheduler.schedule
+        iteration = self.executor.iteration
+        pp = self.pp
+        rec = self.iterations.extend
+        kv = self.kv
+        while True:
+            if (not self.waiting and not self.running) or self.inflight >= pp:
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            batch = schedule(self)
+            if not batch.prefill and not batch.decode:
+                if not self.running and not self.inflight and self.waiting:
+                    # An empty replica that cannot start the head request never will.
+                    r = self.waiting.popleft()
+                    self._finish(r, reject="does not fit in the replica's KV cache")
+                    continue
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            now = env.now
+            for r in batch.prefill:
+                if r.first_scheduled != r.first_scheduled:  # NaN: first time
+                    r.first_scheduled = now
+            it = iteration(batch)
+            rec((now, it.latency, len(batch.prefill), len(batch.decode),
+                 sum(batch.chunks) + len(batch.decode), kv.num_blocks - kv.free_blocks))
+            if pp == 1:
+                yield env.timeout(it.latency)
+                self.busy_time += it.latency
+                self._apply(batch)
+            else:
+                members = {id(r) for r in batch.prefill}
+                members.update(id(r) for r in batch.decode)
+                self.running = [r for r in self.running if id(r) not in members]
+                self.inflight += 1
+                done = env.timeout(it.latency)
+                done.callbacks.append(lambda _ev, b=batch: self._land(b))
+                yield env.timeout(it.stage)
+                self.busy_time += it.stage
+
+    def _land(self, batch: Batch) -> None:
+        """A pipelined batch left the last stage: its survivors may be scheduled again."""
+        self.inflight -= 1
+        survivors = self._apply(batch, back_to_running=True)
+        self.running.extend(survivors)
+        self._poke()
+
+    def _apply(self, batch: Batch, back_to_running: bool = False) -> list[Request]:
+        """Advance every member by the tokens it computed; complete the finished ones."""
+        now = self.env.now
+        out: list[Request] = []
+        finished = False
+        for r, c in zip(batch.prefill, batch.chunks):
+            r.computed += c
+            if r.computed >= r.prefill_target:
+                r.generated += 1
+                if r.first_token != r.first_token:
+                    r.first_token = now
+                if r.generated >= r.output_len or r.stop_after_prefill:
+                    self._finish(r)
+                    finished = True
+                    continue
+            out.append(r)
+        for r in batch.decode:
+            r.computed += 1
+            r.generated += 1
+            if r.generated >= r.output_len:
+                self._finish(r)
+                finished = True
+                continue
+            out.append(r)
+        if finished and not back_to_running:
+            self.running = [r for r in self.running if r.done is not None and not r.done.triggered]
+        return out
+
+    def _finish(self, r: Request, reject: str | None = None) -> None:
+        self.outstanding -= 1
+        self.outstanding_tokens -= r.prompt_len + r.output_len
+        if reject is not None:
+            self.kv.release(r)
+            self._on_reject(r, reject)
+            return
+        if r.stop_after_prefill and r.generated < r.output_len:
+            r.stage_times[f"{self.cluster}.done"] = self.env.now
+        else:
+            r.completion = self.env.now
+            self.kv.release(r)
+        r.done.succeed()
+
+
+def replica_kv_blocks(
+    gpu_bytes: float,
+    memory_fraction: float,
+    weight_bytes_per_gpu: float,
+    activation_bytes: float,
+    kv_bytes_per_token_per_gpu: float,
+    block_size: int,
+) -> int:
+    """Blocks that fit in one GPU's share after weights and the activation reserve."""
+    free = gpu_bytes * memory_fraction - weight_bytes_per_gpu - activation_bytes
+    if free <= 0:
+        return 0
+    return int(math.floor(free / (kv_bytes_per_token_per_gpu * block_size)))

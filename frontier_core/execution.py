@@ -1,0 +1,270 @@
+"""ExecutionPredictor: one iteration of one replica -> operator calls -> seconds.
+
+An iteration (prefill chunks plus decode tokens) is decomposed per layer into
+the operator calls a real engine launches — QKV/O projections, attention over
+the whole batch composition, the feed-forward block, norms and activations,
+TP all-reduces — plus embedding, LM head, sampling, PP sends and host
+overhead. Each call goes through the predictor chain in config order; the
+first predictor that answers supplies the time, and the run reports how much
+of the predicted time each backend supplied.
+
+Only attention depends on the batch composition beyond its token count, so
+everything else is memoised on the token count (and sampled sequences).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
+from frontier_core.components import FFNBlock, Predictor
+from frontier_core.errors import ConfigError
+from frontier_core.records import Batch, OpCall
+
+# Elementwise traffic per token per layer, in multiples of hidden_size activations:
+# two RMSNorms (read+write each), RoPE on Q/K (~1), two residual adds (read 2,
+# write 1 each). Counted as reads+writes of bf16 activations.
+_ELEMENTWISE_PASSES_PER_LAYER = 12
+
+
+@dataclass(slots=True)
+class IterationTime:
+    """``stage``: how long the first pipeline stage is busy (when the next batch may
+    start); ``latency``: from start to tokens out (equal when pp == 1)."""
+
+    stage: float
+    latency: float
+
+
+class ExecutionPredictor:
+    """Predicts iteration times for one cluster's replicas (one model, one GPU kind,
+    one TP/PP layout)."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        device: HardwareSpec,
+        tp: int,
+        pp: int,
+        chain: Sequence[tuple[str, Predictor]],
+        dense_ffn: FFNBlock,
+        moe_ffn: FFNBlock | None = None,
+    ) -> None:
+        if model.num_layers < pp:
+            raise ConfigError(
+                f"pp={pp} is larger than {model.name}'s {model.num_layers} layers; "
+                "lower the cluster's pp."
+            )
+        self.model = model
+        self.device = device
+        self.tp = tp
+        self.pp = pp
+        self.chain = list(chain)
+        self.credit = [0.0] * len(self.chain)
+        self.dense_ffn = dense_ffn
+        self.moe_ffn = moe_ffn
+        self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.act_bytes = 2  # activations stay in bf16
+        self.scope = "intra" if tp * pp <= device.gpus_per_node else "inter"
+        self.tp_scope = "intra" if tp <= device.gpus_per_node else "inter"
+        self.layers_per_stage = math.ceil(model.num_layers / pp)
+        self._layer_memo: dict[int, tuple[float, list[float]]] = {}
+        self._extra_memo: dict[tuple[int, int], tuple[float, list[float]]] = {}
+        self._attn_shape()
+
+    # ---- the chain ------------------------------------------------------
+    def _answer(self, call: OpCall) -> tuple[float, int]:
+        for i, (_, p) in enumerate(self.chain):
+            t = p.predict(call)
+            if t is not None:
+                return t, i
+        names = ", ".join(n for n, _ in self.chain)
+        raise ConfigError(
+            f"No predictor in the chain [{names}] covers the operator {call.op!r} "
+            f"({call.name}) on {self.device.name}. End the predictor list with 'roofline', "
+            "which answers every operator."
+        )
+
+    def _sum(self, calls: list[OpCall]) -> tuple[float, list[float]]:
+        credit = [0.0] * len(self.chain)
+        total = 0.0
+        for c in calls:
+            t, i = self._answer(c)
+            total += t
+            credit[i] += t
+        return total, credit
+
+    # ---- shapes ---------------------------------------------------------
+    def _attn_shape(self) -> None:
+        m, tp = self.model, self.tp
+        self.heads = max(1, m.num_heads // tp)
+        if m.attention == "mla":
+            self.kv_heads = self.heads
+            self.attn_head_dim = m.qk_nope_head_dim + m.qk_rope_head_dim
+        else:
+            self.kv_heads = max(1, math.ceil(m.num_kv_heads / tp))
+            self.attn_head_dim = m.hd
+
+    def _projection_ops(self, t: int) -> list[OpCall]:
+        m, tp, d = self.model, self.tp, self.dtype
+        h = m.hidden_size
+        if m.attention == "mla":
+            qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+            ops = []
+            if m.q_lora_rank:
+                ops.append(OpCall("gemm", "q_a_proj", d, t, m.q_lora_rank, h))
+                ops.append(OpCall("gemm", "q_b_proj", d, t, self.heads * qk, m.q_lora_rank))
+            else:
+                ops.append(OpCall("gemm", "q_proj", d, t, self.heads * qk, h))
+            ops.append(OpCall("gemm", "kv_a_proj", d, t, m.kv_lora_rank + m.qk_rope_head_dim, h))
+            ops.append(
+                OpCall("gemm", "kv_b_proj", d, t, self.heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)
+            )
+            ops.append(OpCall("gemm", "o_proj", d, t, h, self.heads * m.v_head_dim))
+            return ops
+        hd = m.hd
+        qkv_n = (self.heads + 2 * self.kv_heads) * hd
+        return [
+            OpCall("gemm", "qkv_proj", d, t, qkv_n, h),
+            OpCall("gemm", "o_proj", d, t, h, self.heads * hd),
+        ]
+
+    def _layer_common_ops(self, t: int) -> list[OpCall]:
+        h = self.model.hidden_size
+        ops = self._projection_ops(t)
+        ops.append(
+            OpCall(
+                "elementwise", "norms_rope_residual", "bf16",
+                m=t, bytes=_ELEMENTWISE_PASSES_PER_LAYER * t * h * self.act_bytes,
+                flops=10.0 * t * h,
+            )
+        )
+        if self.tp > 1:
+            ar = OpCall("all_reduce", "tp_all_reduce", "bf16", m=t, bytes=t * h * self.act_bytes,
+                        num_gpus=self.tp, scope=self.tp_scope)
+            ops.append(ar)
+            ops.append(ar)
+        return ops
+
+    # ---- memoised parts -------------------------------------------------
+    def _layers(self, t: int) -> tuple[float, list[float]]:
+        """Seconds for one pipeline stage's layers, without attention, at ``t`` tokens."""
+        hit = self._layer_memo.get(t)
+        if hit is not None:
+            return hit
+        m = self.model
+        common, credit = self._sum(self._layer_common_ops(t))
+        dense, dcredit = self._sum(self.dense_ffn.ops(t))
+        n_moe = m.num_moe_layers
+        n_dense = m.num_layers - n_moe
+        total = common * m.num_layers + dense * n_dense
+        credit = [c * m.num_layers + dc * n_dense for c, dc in zip(credit, dcredit, strict=True)]
+        if n_moe:
+            assert self.moe_ffn is not None
+            moe, mcredit = self._sum(self.moe_ffn.ops(t))
+            total += moe * n_moe
+            credit = [c + mc * n_moe for c, mc in zip(credit, mcredit, strict=True)]
+        frac = 1.0 / self.pp
+        res = (total * frac, [c * frac for c in credit])
+        self._layer_memo[t] = res
+        return res
+
+    def _extras(self, t: int, seqs: int) -> tuple[float, list[float]]:
+        """Embedding, final norm, LM head, sampling, PP sends and host overhead."""
+        key = (t, seqs)
+        hit = self._extra_memo.get(key)
+        if hit is not None:
+            return hit
+        m, d = self.model, self.dtype
+        h = m.hidden_size
+        vocab = math.ceil(m.vocab_size / self.tp)
+        ops = [
+            OpCall("elementwise", "embedding", "bf16", m=t, bytes=2 * t * h * self.act_bytes),
+            OpCall("elementwise", "final_norm", "bf16", m=seqs, bytes=2 * seqs * h * self.act_bytes),
+            OpCall("gemm", "lm_head", d, seqs, vocab, h),
+            OpCall("elementwise", "sampling", "fp32", m=seqs, bytes=3 * seqs * vocab * 4,
+                   flops=5.0 * seqs * vocab, num_seqs=seqs),
+            OpCall("cpu_overhead", "host", m=t, num_seqs=seqs),
+        ]
+        if self.pp > 1:
+            send = OpCall("send_recv", "pp_send", "bf16", m=t, bytes=t * h * self.act_bytes,
+                          num_gpus=2, scope=self.scope)
+            ops.extend([send] * (self.pp - 1))
+        res = self._sum(ops)
+        self._extra_memo[key] = res
+        return res
+
+    # ---- the hot method -------------------------------------------------
+    def iteration(self, batch: Batch) -> IterationTime:
+        """Seconds for one batch; credits each backend with the time it supplied."""
+        credit = self.credit
+        chunks = batch.chunks
+        t = sum(chunks) + len(batch.decode)
+        # Requests that emit a token this iteration: all decodes, and prefills
+        # whose last chunk this is. LM head and sampling run only for those.
+        seqs = len(batch.decode)
+        for r, c in zip(batch.prefill, chunks):
+            if r.computed + c >= r.prefill_target:
+                seqs += 1
+        layers, lc = self._layers(t)
+        extras, ec = self._extras(t, seqs)
+        attn = 0.0
+        nl = self.model.num_layers / self.pp
+        if batch.prefill:
+            q = np.fromiter(chunks, np.int64, len(chunks))
+            kv = np.fromiter((r.computed for r in batch.prefill), np.int64, len(chunks)) + q
+            a, i = self._answer(OpCall("attention_prefill", "attention", "bf16",
+                                       num_heads=self.heads, num_kv_heads=self.kv_heads,
+                                       head_dim=self.attn_head_dim, q_lens=q, kv_lens=kv))
+            attn += a * nl
+            credit[i] += a * nl
+        if batch.decode:
+            dec = batch.decode
+            kv = np.fromiter((r.computed + 1 for r in dec), np.int64, len(dec))
+            a, i = self._answer(OpCall("attention_decode", "attention", "bf16",
+                                       num_heads=self.heads, num_kv_heads=self.kv_heads,
+                                       head_dim=self.attn_head_dim,
+                                       q_lens=np.ones(len(dec), np.int64), kv_lens=kv))
+            attn += a * nl
+            credit[i] += a * nl
+        for j in range(len(credit)):
+            credit[j] += lc[j] * self.pp + ec[j]
+        stage = layers + attn
+        return IterationTime(stage + extras, stage * self.pp + extras)
+
+    def credit_by_backend(self) -> dict[str, float]:
+        """Predicted seconds supplied by each backend so far."""
+        return {name: c for (name, _), c in zip(self.chain, self.credit, strict=True)}
+
+
+class DenseFFN:
+    """The dense (gated) MLP of a layer, sharded over TP: gate+up GEMM, activation, down GEMM."""
+
+    def __init__(self, model: ModelSpec, tp: int) -> None:
+        self.h = model.hidden_size
+        self.inter = math.ceil(model.intermediate_size / tp)
+        self.gated = model.gated_mlp
+        self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+
+    def ops(self, num_tokens: int) -> list[OpCall]:
+        t = num_tokens
+        up = (2 if self.gated else 1) * self.inter
+        return [
+            OpCall("gemm", "mlp_up", self.dtype, t, up, self.h),
+            OpCall("elementwise", "mlp_act", "bf16", m=t, bytes=3 * t * self.inter * 2,
+                   flops=8.0 * t * self.inter),
+            OpCall("gemm", "mlp_down", self.dtype, t, self.h, self.inter),
+        ]
+
+
+def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int) -> float:
+    """Weights one GPU holds under TP×PP (embeddings and LM head split over TP)."""
+    return model.weight_bytes() / (tp * pp)
+
+
+def dtype_bytes(dtype: str) -> float:
+    return DTYPE_BYTES[dtype]

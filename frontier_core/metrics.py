@@ -1,0 +1,246 @@
+"""Per-request and per-cluster metrics, the run summary, and the output directory.
+
+Collected as plain lists during the run and analysed afterwards with numpy.
+``summary.json`` and ``requests.csv`` depend only on the config and seed (byte
+for byte); the simulator's own speed goes to ``simulator.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from frontier_core.engine.replica import ITER_FIELDS
+
+if TYPE_CHECKING:
+    from frontier_core.assemble import Simulation
+
+REQUEST_COLUMNS = (
+    "id", "arrival_s", "prompt_tokens", "output_tokens", "cluster", "replica",
+    "first_scheduled_s", "first_token_s", "completion_s", "ttft_s", "tpot_s", "e2e_s",
+    "queueing_s", "preemptions", "rejected",
+)
+
+
+def request_table(sim: Simulation) -> dict[str, np.ndarray]:
+    """Columns of the per-request table, in admission order."""
+    reqs = sorted(sim.controller.requests, key=lambda r: r.id)
+    n = len(reqs)
+    col = {
+        "id": np.fromiter((r.id for r in reqs), np.int64, n),
+        "arrival_s": np.fromiter((r.arrival for r in reqs), float, n),
+        "prompt_tokens": np.fromiter((r.prompt_len for r in reqs), np.int64, n),
+        "output_tokens": np.fromiter((r.output_len for r in reqs), np.int64, n),
+        "generated": np.fromiter((r.generated for r in reqs), np.int64, n),
+        "cluster": np.array([r.cluster for r in reqs], dtype=object),
+        "replica": np.fromiter((r.replica for r in reqs), np.int64, n),
+        "first_scheduled_s": np.fromiter((r.first_scheduled for r in reqs), float, n),
+        "first_token_s": np.fromiter((r.first_token for r in reqs), float, n),
+        "completion_s": np.fromiter((r.completion for r in reqs), float, n),
+        "preemptions": np.fromiter((r.preemptions for r in reqs), np.int64, n),
+        "rejected": np.array([r.rejected or "" for r in reqs], dtype=object),
+    }
+    ok = col["rejected"] == ""
+    col["ttft_s"] = np.where(ok, col["first_token_s"] - col["arrival_s"], np.nan)
+    col["e2e_s"] = np.where(ok, col["completion_s"] - col["arrival_s"], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = (col["completion_s"] - col["first_token_s"]) / (col["output_tokens"] - 1)
+    col["tpot_s"] = np.where(ok & (col["output_tokens"] > 1), tpot, np.nan)
+    col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
+    return col
+
+
+def _stats(x: np.ndarray) -> dict[str, float | None]:
+    x = x[~np.isnan(x)]
+    if not len(x):
+        return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None}
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
+            "max": float(x.max())}
+
+
+def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The run summary: latency statistics, throughput, goodput, utilisation."""
+    col = col if col is not None else request_table(sim)
+    cfg = sim.config
+    ok = col["rejected"] == ""
+    n, done = len(col["id"]), int(ok.sum())
+    start = float(col["arrival_s"].min()) if n else 0.0
+    end = float(np.nanmax(col["completion_s"])) if n else 0.0
+    makespan = max(end - start, 1e-12)
+    met = ok.copy()
+    slo = cfg.slo
+    for key, target in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s)):
+        if target is not None:
+            v = col[key]
+            met &= np.isnan(v) & (key == "tpot_s") | (v <= target)
+    met &= ok
+    reasons: dict[str, int] = {}
+    for r in col["rejected"][~ok]:
+        k = r.split(";")[0]
+        reasons[k] = reasons.get(k, 0) + 1
+    out_tokens = int(col["generated"][ok].sum())
+    in_tokens = int(col["prompt_tokens"][ok].sum())
+    summary: dict[str, Any] = {
+        "model": sim.model.name,
+        "workload": sim.workload.source,
+        "seed": cfg.seed,
+        "requests": {"total": n, "completed": done, "rejected": n - done,
+                     "rejected_reasons": dict(sorted(reasons.items()))},
+        "latency_s": {k: _stats(col[k]) for k in ("ttft_s", "tpot_s", "e2e_s", "queueing_s")},
+        "throughput": {
+            "duration_s": makespan,
+            "requests_per_s": done / makespan,
+            "output_tokens_per_s": out_tokens / makespan,
+            "total_tokens_per_s": (in_tokens + out_tokens) / makespan,
+        },
+        "slo": {
+            "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s, "e2e_s": slo.e2e_s,
+            "attainment": float(met.sum() / n) if n else 0.0,
+            "goodput_requests_per_s": float(met.sum()) / makespan,
+        },
+        "preemptions": int(col["preemptions"].sum()),
+        "clusters": {},
+        "predictor_time_share": _predictor_share(sim),
+    }
+    gpus_total = 0
+    for name, cw in sim.clusters.items():
+        plan = sim.plans[name]
+        gpus_total += plan.gpus
+        it = _iterations(cw)
+        busy = cw.busy_time / (len(cw.replicas) * makespan)
+        kv_frac = it["kv_used"] / plan.kv_blocks if len(it["kv_used"]) else np.zeros(0)
+        summary["clusters"][name] = {
+            "gpu": plan.gpu, "replicas": plan.replicas, "tp": plan.tp, "pp": plan.pp,
+            "gpus": plan.gpus,
+            "kv_blocks_per_replica": plan.kv_blocks, "block_size": plan.block_size,
+            "kv_capacity_tokens_per_replica": plan.kv_blocks * plan.block_size,
+            "weight_gib_per_gpu": plan.weight_bytes_per_gpu / 1024**3,
+            "busy_fraction": busy,
+            "iterations": int(len(it["start"])),
+            "batch_size": _stats((it["prefills"] + it["decodes"]).astype(float)),
+            "batch_tokens": _stats(it["tokens"].astype(float)),
+            "kv_usage": _stats(kv_frac.astype(float)),
+            "kv_peak_fraction": max(r.kv.peak_used for r in cw.replicas) / plan.kv_blocks,
+            "preemptions": sum(r.preemptions for r in cw.replicas),
+        }
+    summary["gpus"] = gpus_total
+    summary["throughput"]["output_tokens_per_s_per_gpu"] = out_tokens / makespan / max(gpus_total, 1)
+    summary["slo"]["goodput_per_gpu"] = summary["slo"]["goodput_requests_per_s"] / max(gpus_total, 1)
+    return summary
+
+
+def _predictor_share(sim: Simulation) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for ex in sim.executors.values():
+        for k, v in ex.credit_by_backend().items():
+            total[k] = total.get(k, 0.0) + v
+    s = sum(total.values())
+    return {k: (v / s if s else 0.0) for k, v in total.items()}
+
+
+def _iterations(cw) -> dict[str, np.ndarray]:
+    arrs = [np.frombuffer(r.iterations, dtype=float).reshape(-1, len(ITER_FIELDS)) for r in cw.replicas]
+    a = np.concatenate(arrs) if arrs else np.zeros((0, len(ITER_FIELDS)))
+    return {f: a[:, i] for i, f in enumerate(ITER_FIELDS)}
+
+
+def simulator_stats(sim: Simulation) -> dict[str, Any]:
+    """How fast the simulator ran (varies run to run; kept out of summary.json)."""
+    import resource
+
+    from frontier_core import __version__
+
+    n = len(sim.controller.requests)
+    wall = max(sim.wall_s, 1e-9)
+    return {
+        "frontier_version": __version__,
+        "wall_s": sim.wall_s,
+        "events": sim.env.events,
+        "events_per_s": sim.env.events / wall,
+        "requests_per_wall_s": n / wall,
+        "simulated_s": sim.env.now,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return str(v)
+
+
+def requests_csv(col: dict[str, np.ndarray]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(REQUEST_COLUMNS)
+    cols = [col[c] for c in REQUEST_COLUMNS]
+    for row in zip(*cols, strict=True):
+        w.writerow([_fmt(v.item() if hasattr(v, "item") else v) for v in row])
+    return buf.getvalue()
+
+
+def perfetto_trace(sim: Simulation) -> dict[str, Any]:
+    """Chrome trace-event JSON: a process per cluster, a track per replica, a slice per
+    iteration carrying its batch composition. Opens in ui.perfetto.dev."""
+    events: list[dict[str, Any]] = []
+    for pid, (name, cw) in enumerate(sim.clusters.items(), start=1):
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"cluster {name}"}})
+        for rep in cw.replicas:
+            tid = rep.index + 1
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                           "args": {"name": f"replica {rep.index}"}})
+            a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, len(ITER_FIELDS))
+            for start, lat, pf, dc, tok, kvu in a.tolist():
+                events.append({
+                    "ph": "X", "pid": pid, "tid": tid, "ts": round(start * 1e6, 3),
+                    "dur": round(lat * 1e6, 3),
+                    "name": f"P{int(pf)}+D{int(dc)}" if pf else f"D{int(dc)}",
+                    "args": {"prefills": int(pf), "decodes": int(dc), "tokens": int(tok),
+                             "kv_blocks_used": int(kvu)},
+                })
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+
+def write_outputs(sim: Simulation, out_dir: str | Path) -> dict[str, Any]:
+    """Write the run's directory atomically: everything goes to a temporary sibling that
+    replaces ``out_dir`` only once complete. Returns the summary."""
+    out = Path(out_dir)
+    col = request_table(sim)
+    summary = summarize(sim, col)
+    files: dict[str, str] = {
+        "summary.json": json.dumps(summary, indent=2, sort_keys=False) + "\n",
+        "simulator.json": json.dumps(simulator_stats(sim), indent=2) + "\n",
+        "config.json": sim.config.model_dump_json(indent=2, exclude={"base_dir"}) + "\n",
+    }
+    if sim.config.output.requests:
+        files["requests.csv"] = requests_csv(col)
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        if sim.config.output.trace:
+            with open(tmp / "trace.json", "w") as f:
+                json.dump(perfetto_trace(sim), f, separators=(",", ":"))
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.replace(out, old / "d")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary

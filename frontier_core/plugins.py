@@ -1,0 +1,176 @@
+"""Plugin discovery and the registry: the only module that touches pluggy.
+
+Plugins register under the entry-point group ``frontier``; the kernel's
+built-ins register through the same manager. Every provider hook is called
+once per implementation so that each component is known with the distribution
+that provides it; names are unique per kind.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from frontier_core import hookspecs
+from frontier_core.errors import PluginError
+from frontier_core.markers import PROJECT
+
+# Component hooks, by the kind name used in messages and `frontier plugins`.
+COMPONENT_HOOKS = {
+    "scheduler": "frontier_schedulers",
+    "router": "frontier_routers",
+    "transfer": "frontier_transfers",
+    "predictor": "frontier_predictors",
+    "workflow": "frontier_workflows",
+    "ffn_block": "frontier_ffn_blocks",
+    "model": "frontier_models",
+    "hardware": "frontier_hardware",
+    "command": "frontier_commands",
+}
+
+# Names provided by the project's own plugin distributions: when one is asked
+# for but not installed, the error says what to `pip install`.
+KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
+    ("predictor", "roofline"): "frontier-predictors",
+    ("predictor", "table"): "frontier-predictors",
+    ("predictor", "forest"): "frontier-predictors",
+    ("predictor", "proxy"): "frontier-predictors",
+    ("predictor", "auto"): "frontier-predictors",
+    ("workflow", "pd"): "frontier-pd-disagg",
+    ("workflow", "af"): "frontier-af-pingpong",
+    ("ffn_block", "moe"): "frontier-moe-ep",
+    ("command", "profile"): "frontier-predictors",
+    ("command", "predictors"): "frontier-predictors",
+    ("command", "sweep"): "frontier-core[sweep]",
+}
+
+BUILTIN_DIST = "frontier-core"
+
+
+@dataclass(frozen=True)
+class Provided:
+    """One registered item with its provenance."""
+
+    kind: str
+    name: str
+    item: Any
+    plugin: str
+    distribution: str
+    version: str
+    builtin: bool
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins provide, by kind and name."""
+
+    pm: pluggy.PluginManager
+    items: dict[str, dict[str, Provided]] = field(default_factory=dict)
+    plugins: list[tuple[str, str, str, bool]] = field(default_factory=list)
+
+    def get(self, kind: str, name: str, where: str = "") -> Any:
+        """The item of ``kind`` called ``name``, or a PluginError that lists the choices."""
+        found = self.items.get(kind, {}).get(name)
+        if found is not None:
+            return found.item
+        raise PluginError(unknown_message(kind, name, sorted(self.items.get(kind, {})), where))
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.items.get(kind, {}))
+
+    def provided(self, kind: str) -> list[Provided]:
+        return [self.items[kind][n] for n in self.names(kind)] if kind in self.items else []
+
+
+def unknown_message(kind: str, name: str, installed: list[str], where: str = "") -> str:
+    at = f" (at {where})" if where else ""
+    msg = f"Unknown {kind} {name!r}{at}."
+    dist = KNOWN_PROVIDERS.get((kind, name))
+    if dist:
+        msg += f" It is provided by the distribution {dist}, which is not installed: pip install {dist}."
+    close = difflib.get_close_matches(name, installed, n=1)
+    if close:
+        msg += f" Did you mean {close[0]!r}?"
+    msg += f" Installed {kind}s: {', '.join(installed) if installed else 'none'}."
+    return msg
+
+
+def make_plugin_manager(*, entry_points: bool = True, extra: list[Any] = ()) -> pluggy.PluginManager:
+    """A fresh plugin manager with the built-ins, installed entry points and ``extra`` plugins.
+
+    No global manager exists: every run and every test makes its own.
+    """
+    from frontier_core.builtin import plugin as builtin_plugin
+
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(builtin_plugin, name=BUILTIN_DIST)
+    if entry_points:
+        try:
+            pm.load_setuptools_entrypoints(PROJECT)
+        except Exception as e:  # an installed plugin that fails to import
+            raise PluginError(
+                f"An installed Frontier plugin failed to load: {type(e).__name__}: {e}. "
+                "Reinstall or uninstall that distribution (`frontier plugins` lists them)."
+            ) from None
+    for p in extra:
+        pm.register(p)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        raise PluginError(
+            f"A plugin implements a hook that does not exist: {e}. Hook names are listed in "
+            "docs/hooks.md; check the spelling of the plugin's hookimpl functions."
+        ) from None
+    return pm
+
+
+def _dist_of(pm: pluggy.PluginManager) -> dict[int, tuple[str, str]]:
+    out: dict[int, tuple[str, str]] = {}
+    for plugin, dist in pm.list_plugin_distinfo():
+        out[id(plugin)] = (dist.project_name, dist.version)
+    return out
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    """Call every provider hook once per implementation and index the results by name.
+
+    A name provided twice for one kind is a PluginError naming both distributions.
+    """
+    from frontier_core import __version__
+
+    dists = _dist_of(pm)
+    reg = Registry(pm)
+    for plugin_name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        builtin = plugin_name == BUILTIN_DIST
+        dist, ver = (BUILTIN_DIST, __version__) if builtin else dists.get(id(plugin), (plugin_name, ""))
+        reg.plugins.append((plugin_name, dist, ver, builtin))
+    for kind, hook_name in COMPONENT_HOOKS.items():
+        hook = getattr(pm.hook, hook_name)
+        table: dict[str, Provided] = {}
+        for impl in hook.get_hookimpls():
+            builtin = impl.plugin_name == BUILTIN_DIST
+            dist, ver = (
+                (BUILTIN_DIST, __version__) if builtin else dists.get(id(impl.plugin), (impl.plugin_name, ""))
+            )
+            for item in impl.function() or []:
+                prev = table.get(item.name)
+                if prev is not None:
+                    raise PluginError(
+                        f"The {kind} name {item.name!r} is provided twice: by {prev.distribution} "
+                        f"(plugin {prev.plugin}) and by {dist} (plugin {impl.plugin_name}). "
+                        "Uninstall one of them, or rename the component in your own plugin."
+                    )
+                table[item.name] = Provided(kind, item.name, item, impl.plugin_name, dist, ver, builtin)
+        reg.items[kind] = table
+    return reg
+
+
+def load_registry(*, entry_points: bool = True, extra: list[Any] = ()) -> Registry:
+    """Convenience: a fresh manager and its registry."""
+    return build_registry(make_plugin_manager(entry_points=entry_points, extra=list(extra)))

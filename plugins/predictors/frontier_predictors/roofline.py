@@ -1,0 +1,270 @@
+"""The analytical roofline predictor: operator time from a GPU's datasheet.
+
+For one kernel call (an ``OpCall``, shapes already per GPU)::
+
+    time = max(FLOPs / (peak_flops(dtype) * compute_eff),
+               bytes / (mem_bw * bw_eff)) + launch_s
+
+Collectives use link bandwidth and latency instead (``collective_time``, or the
+run's ``TransferModel`` when one is given), and ``cpu_overhead`` is a linear
+model of host time per iteration. Works for any GPU the catalog describes; it
+is the last predictor of a chain, answering whatever the profiled backends do
+not cover. Units: seconds, bytes, FLOPs, tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from frontier_core import collective_time
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
+from frontier_core.components import Link, TransferModel
+from frontier_core.errors import ConfigError
+from frontier_core.records import OpCall
+
+if TYPE_CHECKING:
+    from frontier_core.components import BuildContext
+
+# Achievable fraction of datasheet peak, (compute_eff, bw_eff), by GPU family.
+# A family matches a hardware name that starts with it ("h100" matches "h100-sxm").
+# Sources:
+# - compute_eff is the large-GEMM MFU. Vidur's A100 profiles (shared/data/vidur,
+#   profiling/compute/a100/*/mlp.csv: QKV/O/up/down GEMMs, num_tokens >= 2048)
+#   have a median of 0.72 of 312 TFLOP/s (p25-p75 0.68-0.75); its H100 profiles
+#   0.70 of 989 TFLOP/s (0.66-0.73). bf16 torch GEMMs measured for this table on
+#   one H100 SXM (torch 2.11, cuBLAS; 4096^3 to 16384x16384x8192) reach
+#   0.72-0.79.
+# - bw_eff is the HBM efficiency of weight-streaming GEMMs (m <= 8, >= 20 MB of
+#   weights) once the launch_s below is taken off: Vidur A100 median 0.78
+#   (p25-p75 0.75-0.80), Vidur H100 median 0.89 (0.84-0.91); the H100 SXM
+#   measurement gives 0.83-0.89 for GEMVs and 0.90 for a 1 GiB copy
+#   (STREAM-like), so 0.85 for Hopper.
+# - B200: no measurement here; 0.65 MFU assumes a younger software stack
+#   reaches a smaller fraction of a higher peak (early public reports of
+#   ~1.4-1.5 of 2.25 PFLOP/s dense bf16), HBM3e efficiency as Hopper's.
+# - Other names get DEFAULT_EFFICIENCY, between the generations above.
+# RooflineOptions.compute_eff / bw_eff override the table for a run.
+EFFICIENCY: dict[str, tuple[float, float]] = {
+    "a100": (0.72, 0.78),
+    "a800": (0.72, 0.78),
+    "h100": (0.72, 0.85),
+    "h800": (0.72, 0.85),
+    "h200": (0.72, 0.85),
+    "b200": (0.65, 0.85),
+}
+DEFAULT_EFFICIENCY: tuple[float, float] = (0.70, 0.80)
+
+
+
+def efficiency_for(hardware_name: str) -> tuple[float, float]:
+    """(compute_eff, bw_eff) of a GPU kind from ``EFFICIENCY`` (longest matching
+    family prefix of the lower-cased name), else ``DEFAULT_EFFICIENCY``."""
+    name = hardware_name.lower()
+    for family in sorted(EFFICIENCY, key=len, reverse=True):
+        if name.startswith(family):
+            return EFFICIENCY[family]
+    return DEFAULT_EFFICIENCY
+
+
+
+
+class RooflineOptions(BaseModel):
+    """Options of the ``roofline`` predictor (``predictors: [{name: roofline, ...}]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compute_eff: float | None = Field(
+        None, gt=0, le=1, description="fraction of peak FLOP/s reached; None: EFFICIENCY table"
+    )
+    bw_eff: float | None = Field(
+        None, gt=0, le=1, description="fraction of HBM bandwidth reached; None: EFFICIENCY table"
+    )
+    # A CUDA kernel launch costs a few microseconds of GPU idle time between
+    # back-to-back kernels without CUDA graphs; 4 µs also makes the bw_eff above
+    # consistent with the measured small-kernel times.
+    launch_s: float = Field(4e-6, ge=0, description="seconds added to every kernel call")
+    # Host time of one engine iteration: schedule + prepare_inputs (e2e) +
+    # process_model_outputs medians from Vidur's vLLM-style engine on A100
+    # (shared/data/vidur/legacy/profiling/a100/cpu_overheads.csv, batch 8-128).
+    # Least-squares per model/TP: TP>=2 (CodeLlama-34B, Llama-2-70B,
+    # InternLM-20B) 0.89-0.91 ms + 37-38 µs per sequence, i.e. ~1.2 ms at batch 8
+    # and ~5.7 ms at 128; TP=1 (Llama-2-7B, phi-2) 0.34-0.37 ms + 36-37 µs per
+    # sequence. The per-sequence cost is ~37 µs, not the ~10 µs first assumed;
+    # defaults follow the multi-GPU fit. Set base to 0.35e-3 for one-GPU replicas.
+    # Sampling (GPU work) and Ray's RPC time (an artefact of that engine) are left out.
+    cpu_overhead_base_s: float = Field(0.9e-3, ge=0, description="host seconds per iteration")
+    cpu_overhead_per_seq_s: float = Field(
+        3.7e-5, ge=0, description="host seconds per sequence in the iteration"
+    )
+
+
+class RooflinePredictor:
+    """Predicts every operator of ``records.OPS`` on one GPU kind from its datasheet.
+
+    ``transfer`` (the run's transfer model), when given, times the collectives;
+    otherwise ``collective_time`` does. Never returns None for an op in ``OPS``;
+    returns None for an op name it does not know (the Predictor protocol's
+    "not covered").
+    """
+
+    def __init__(
+        self,
+        options: RooflineOptions,
+        device: HardwareSpec,
+        transfer: TransferModel | None = None,
+    ) -> None:
+        self.options = options
+        self.device = device
+        self.transfer = transfer
+        table_ce, table_be = efficiency_for(device.name)
+        self.compute_eff = options.compute_eff if options.compute_eff is not None else table_ce
+        self.bw_eff = options.bw_eff if options.bw_eff is not None else table_be
+        self.launch_s = options.launch_s
+        fallback_peak = max(device.flops.values(), default=0.0)
+        # NOTE: perf — per-dtype constants are computed once, so a prediction is
+        # a dict lookup and a few multiplications (no memo needed: hashing the
+        # key would cost as much as the arithmetic).
+        self._s_per_byte = 1.0 / (device.mem_bw * self.bw_eff)
+        self._rates: dict[str, tuple[float, float]] = {}
+        for dtype, size in DTYPE_BYTES.items():
+            peak = device.peak_flops(dtype) or fallback_peak
+            if peak <= 0:
+                raise ConfigError(
+                    f"hardware {device.name!r} lists no FLOP/s (flops: {device.flops}); the "
+                    "roofline predictor needs at least a bf16 figure. Add it to the hardware "
+                    "entry of the config."
+                )
+            # (seconds per FLOP, seconds per element of this dtype moved to/from HBM)
+            self._rates[dtype] = (1.0 / (peak * self.compute_eff), size * self._s_per_byte)
+        self._links = {
+            "intra": Link(device.nvlink_bw, device.nvlink_latency),
+            "inter": Link(device.scaleout_bw, device.scaleout_latency),
+        }
+        self._dispatch: dict[str, Callable[[OpCall], float]] = {
+            "gemm": self._gemm,
+            "attention_prefill": self._attention_prefill,
+            "attention_decode": self._attention_decode,
+            "moe_experts": self._moe_experts,
+            "all_reduce": self._collective,
+            "all_to_all": self._collective,
+            "send_recv": self._collective,
+            "all_gather": self._collective,
+            "reduce_scatter": self._collective,
+            "elementwise": self._elementwise,
+            "cpu_overhead": self._cpu_overhead,
+        }
+
+    def predict(self, call: OpCall) -> float | None:
+        """Seconds for ``call`` on this device (None for an op name outside ``OPS``)."""
+        fn = self._dispatch.get(call.op)
+        return None if fn is None else fn(call)
+
+    # ---- helpers ----------------------------------------------------------
+    def _rate(self, dtype: str) -> tuple[float, float]:
+        try:
+            return self._rates[dtype]
+        except KeyError:
+            raise ValueError(
+                f"roofline: unknown dtype {dtype!r}; choose one of {sorted(DTYPE_BYTES)}"
+            ) from None
+
+    # ---- compute and memory ops ---------------------------------------------
+    def _gemm(self, call: OpCall) -> float:
+        # y[m, n] = x[m, k] · W[n, k]^T: 2mnk FLOPs; read x and W, write y.
+        s_flop, s_elem = self._rate(call.dtype)
+        m, n, k = call.m, call.n, call.k
+        t_compute = 2.0 * m * n * k * s_flop
+        t_memory = (m * k + n * k + m * n) * s_elem
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    def _attention_prefill(self, call: OpCall) -> float:
+        # Causal attention of q new tokens against kv context tokens per sequence:
+        # query i of the chunk sees (kv - q + i) keys, so the score matrix has
+        # sum_seq q·(kv - q/2 + 1/2) live entries; QK^T and PV cost 2 FLOPs per
+        # entry and head-dim element each -> 4 · heads · head_dim · that sum.
+        # Memory: read Q and write O (heads wide), read K and V (kv heads wide).
+        s_flop, s_elem = self._rate(call.dtype)
+        q, kv = call.q_lens, call.kv_lens
+        if q is None or kv is None or len(q) == 0:
+            return self.launch_s
+        sum_q = float(q.sum())
+        sum_kv = float(kv.sum())
+        pairs = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q)) + 0.5 * sum_q
+        hd = call.head_dim
+        t_compute = 4.0 * call.num_heads * hd * pairs * s_flop
+        t_memory = (2.0 * sum_q * call.num_heads + 2.0 * sum_kv * call.num_kv_heads) * hd * s_elem
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    def _attention_decode(self, call: OpCall) -> float:
+        # One query token per sequence against its kv context: 4 · heads · head_dim
+        # FLOPs per context token; reads the whole KV cache (memory-bound) plus Q/O.
+        s_flop, s_elem = self._rate(call.dtype)
+        kv = call.kv_lens
+        if kv is None or len(kv) == 0:
+            return self.launch_s
+        sum_kv = float(kv.sum())
+        hd = call.head_dim
+        t_compute = 4.0 * call.num_heads * hd * sum_kv * s_flop
+        t_memory = (2.0 * sum_kv * call.num_kv_heads + 2.0 * len(kv) * call.num_heads) * hd * s_elem
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    def _moe_experts(self, call: OpCall) -> float:
+        # The local experts' gated MLPs as one grouped GEMM. From call.extra:
+        #   hidden_size h, inter_size i, num_local_experts E (default 1), and
+        #   tokens_per_expert (length-E counts) or else num_tokens: the (token,
+        #   expert) assignments on this GPU, assumed spread evenly (min(E, T)
+        #   experts busy). FLOPs = sum_e 2·3·t_e·h·i (gate, up, down); bytes =
+        #   3·h·i weights of every expert with >= 1 token, plus activations
+        #   sum_e t_e·(2h + 2i) (x in, y out, the i-wide intermediate written and
+        #   read once). Without hidden_size/inter_size, call.flops/call.bytes are
+        #   used as for an elementwise op.
+        s_flop, s_elem = self._rate(call.dtype)
+        ex: dict[str, Any] = call.extra or {}
+        h = ex.get("hidden_size", 0)
+        i = ex.get("inter_size", 0)
+        if not (h and i):
+            return self._elementwise(call)
+        tpe = ex.get("tokens_per_expert")
+        if tpe is not None:
+            t = np.asarray(tpe)
+            assignments = float(t.sum())
+            active = int(np.count_nonzero(t))
+        else:
+            assignments = float(ex.get("num_tokens", call.m))
+            active = int(min(ex.get("num_local_experts", 1), assignments))
+        t_compute = 6.0 * assignments * h * i * s_flop
+        t_memory = (3.0 * active * h * i + assignments * (2.0 * h + 2.0 * i)) * s_elem
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    def _elementwise(self, call: OpCall) -> float:
+        s_flop = self._rate(call.dtype)[0]
+        t_compute = call.flops * s_flop
+        t_memory = call.bytes * self._s_per_byte
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    # ---- communication and host -----------------------------------------------
+    def _collective(self, call: OpCall) -> float:
+        if call.num_gpus <= 1:
+            return 0.0
+        link = self._links["inter"] if call.scope == "inter" else self._links["intra"]
+        if self.transfer is not None:
+            return float(self.transfer.transfer(call.op, call.bytes, call.num_gpus, link))
+        return collective_time(call.op, call.bytes, call.num_gpus, link)
+
+    def _cpu_overhead(self, call: OpCall) -> float:
+        o = self.options
+        return o.cpu_overhead_base_s + o.cpu_overhead_per_seq_s * call.num_seqs
+
+
+def build_roofline(options: RooflineOptions, ctx: BuildContext) -> RooflinePredictor:
+    """Factory of the ``roofline`` component: the device and transfer model of ``ctx``."""
+    if ctx.device is None:
+        raise ConfigError(
+            "the roofline predictor (frontier-predictors) is built per cluster and needs the "
+            "cluster's GPU kind; this build context has no device."
+        )
+    return RooflinePredictor(options, ctx.device, ctx.transfer)

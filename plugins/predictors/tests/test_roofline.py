@@ -1,0 +1,346 @@
+"""The roofline predictor: physics checks on the algorithm alone, then the hookimpl
+registered on a fresh plugin manager."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pluggy
+import pytest
+from frontier_predictors import plugin
+from frontier_predictors.roofline import (
+    DEFAULT_EFFICIENCY,
+    EFFICIENCY,
+    RooflineOptions,
+    RooflinePredictor,
+    collective_time,
+    efficiency_for,
+)
+from pydantic import ValidationError
+
+import frontier_core.hookspecs
+from frontier_core.builtin.hardware import HARDWARE
+from frontier_core.builtin.models import MODELS
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
+from frontier_core.components import BuildContext, ComponentSpec, Link
+from frontier_core.errors import ConfigError
+from frontier_core.records import OPS, OpCall
+
+HW = {h.name: h for h in HARDWARE}
+MODEL = {m.name: m for m in MODELS}
+
+
+def roofline(hw: str = "h100-sxm", **opts: object) -> RooflinePredictor:
+    return RooflinePredictor(RooflineOptions(**opts), HW[hw])
+
+
+def decode_gemms(model_name: str) -> list[OpCall]:
+    """The GEMMs of one batch-1 decode step of a dense Llama-style model (TP 1)."""
+    m = MODEL[model_name]
+    h, f = m.hidden_size, m.intermediate_size
+    qkv = (m.num_heads + 2 * m.num_kv_heads) * m.hd
+    per_layer = [
+        OpCall("gemm", "qkv_proj", m=1, n=qkv, k=h),
+        OpCall("gemm", "o_proj", m=1, n=m.num_heads * m.hd, k=h),
+        OpCall("gemm", "mlp_gate_up", m=1, n=2 * f, k=h),
+        OpCall("gemm", "mlp_down", m=1, n=h, k=f),
+    ]
+    return per_layer * m.num_layers + [OpCall("gemm", "lm_head", m=1, n=m.vocab_size, k=h)]
+
+
+def lens(*values: int) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+# ---- GEMM ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hw, expected_ms", [("h100-sxm", 4.0), ("a100-80g-sxm", 6.6)])
+def test_decode_step_gemms_are_bound_by_weight_streaming(hw: str, expected_ms: float) -> None:
+    calls = decode_gemms("llama-2-7b")
+    weight_bytes = sum(c.n * c.k for c in calls) * DTYPE_BYTES["bf16"]
+    floor = weight_bytes / HW[hw].mem_bw
+    assert floor == pytest.approx(expected_ms * 1e-3, rel=0.03)
+    pred = roofline(hw)
+    total = sum(pred.predict(c) for c in calls)
+    assert floor <= total < 2 * floor
+
+
+def test_big_gemm_is_compute_bound() -> None:
+    hw = HW["h100-sxm"]
+    pred = roofline("h100-sxm")
+    m = n = k = 8192
+    t = pred.predict(OpCall("gemm", m=m, n=n, k=k))
+    ce, _ = EFFICIENCY["h100"]
+    assert t == pytest.approx(2 * m * n * k / (hw.peak_flops("bf16") * ce) + 4e-6, rel=1e-12)
+
+
+def test_options_override_the_efficiency_table() -> None:
+    hw = HW["a100-80g-sxm"]
+    m = n = k = 8192
+    t = roofline("a100-80g-sxm", compute_eff=0.5).predict(OpCall("gemm", m=m, n=n, k=k))
+    assert t == pytest.approx(2 * m * n * k / (hw.peak_flops("bf16") * 0.5) + 4e-6, rel=1e-12)
+    # bandwidth side: a GEMV streams its weights
+    gemv = OpCall("gemm", m=1, n=16384, k=16384)
+    slow = roofline("a100-80g-sxm", bw_eff=0.4, launch_s=0.0).predict(gemv)
+    fast = roofline("a100-80g-sxm", bw_eff=0.8, launch_s=0.0).predict(gemv)
+    assert slow == pytest.approx(2 * fast, rel=1e-12)
+
+
+def test_fp8_gemm_uses_the_fp8_peak_and_one_byte_elements() -> None:
+    big = OpCall("gemm", m=8192, n=8192, k=8192)
+    gemv = OpCall("gemm", m=1, n=16384, k=16384)
+    pred = roofline("h100-sxm", launch_s=0.0)
+    assert pred.predict(OpCall("gemm", dtype="fp8", m=8192, n=8192, k=8192)) == pytest.approx(
+        pred.predict(big) / 2, rel=1e-3
+    )
+    assert pred.predict(OpCall("gemm", dtype="fp8", m=1, n=16384, k=16384)) == pytest.approx(
+        pred.predict(gemv) / 2, rel=1e-3
+    )
+
+
+# ---- attention ----------------------------------------------------------------
+
+
+def _decode(kv: np.ndarray) -> OpCall:
+    return OpCall(
+        "attention_decode",
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        q_lens=np.ones_like(kv),
+        kv_lens=kv,
+    )
+
+
+def test_decode_attention_scales_linearly_with_total_kv() -> None:
+    pred = roofline("h100-sxm")
+    t1, t2, t3 = (pred.predict(_decode(lens(*[c] * 16))) for c in (1000, 2000, 3000))
+    # affine in sum(kv) at a fixed batch (the constant is launch + Q/O traffic)
+    assert t2 - t1 == pytest.approx(t3 - t2, rel=1e-9)
+    launch = 4e-6
+    assert (t2 - launch) / (t1 - launch) == pytest.approx(2.0, rel=0.01)
+    # memory-bound: the KV read at the HBM roofline
+    kv_bytes = 2 * 16 * 2000 * 8 * 128 * 2
+    assert t2 - launch == pytest.approx(kv_bytes / (HW["h100-sxm"].mem_bw * 0.85), rel=0.01)
+
+
+def _prefill(q: np.ndarray, kv: np.ndarray | None = None) -> OpCall:
+    return OpCall(
+        "attention_prefill",
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        q_lens=q,
+        kv_lens=q if kv is None else kv,
+    )
+
+
+def test_prefill_attention_is_quadratic_in_sequence_length() -> None:
+    pred = roofline("h100-sxm")
+    one_long = pred.predict(_prefill(lens(4096)))
+    four_short = pred.predict(_prefill(lens(1024, 1024, 1024, 1024)))
+    assert one_long > 3 * four_short
+    # causal FLOPs of a full prompt of n tokens: 4·heads·hd·n(n+1)/2
+    n = 4096
+    flops = 4 * 32 * 128 * n * (n + 1) / 2
+    peak = HW["h100-sxm"].peak_flops("bf16") * EFFICIENCY["h100"][0]
+    assert one_long == pytest.approx(flops / peak + 4e-6, rel=1e-9)
+
+
+def test_chunked_prefill_counts_the_earlier_context() -> None:
+    pred = roofline("h100-sxm", launch_s=0.0)
+    # a 512-token chunk after 3584 cached tokens sees more keys than a fresh prompt of 512
+    fresh = pred.predict(_prefill(lens(512)))
+    late = pred.predict(_prefill(lens(512), lens(4096)))
+    assert late > 7 * fresh
+    # the whole prompt in chunks costs what it costs in one piece (same score entries)
+    chunks = [pred.predict(_prefill(lens(1024), lens(c))) for c in (1024, 2048, 3072, 4096)]
+    assert sum(chunks) == pytest.approx(pred.predict(_prefill(lens(4096))), rel=1e-9)
+
+
+# ---- MoE, elementwise, host -------------------------------------------------------
+
+
+def _moe(**extra: object) -> OpCall:
+    return OpCall("moe_experts", extra={"hidden_size": 4096, "inter_size": 14336, **extra})
+
+
+def test_moe_reads_only_the_experts_that_received_tokens() -> None:
+    pred = roofline("h100-sxm", launch_s=0.0)
+    spread = pred.predict(_moe(num_local_experts=8, tokens_per_expert=[1] * 8))
+    packed = pred.predict(_moe(num_local_experts=8, tokens_per_expert=[8] + [0] * 7))
+    assert spread == pytest.approx(8 * packed, rel=0.01)
+    # without counts, num_tokens assignments spread evenly: same as the spread case
+    even = pred.predict(_moe(num_local_experts=8, num_tokens=8))
+    assert even == pytest.approx(spread, rel=1e-12)
+
+
+def test_moe_large_batch_is_compute_bound() -> None:
+    pred = roofline("h100-sxm", launch_s=0.0)
+    t = np.full(8, 4096, dtype=np.int64)
+    got = pred.predict(_moe(num_local_experts=8, tokens_per_expert=t))
+    flops = 6 * t.sum() * 4096 * 14336
+    assert got == pytest.approx(flops / (HW["h100-sxm"].peak_flops("bf16") * 0.72), rel=1e-9)
+
+
+def test_elementwise_and_cpu_overhead() -> None:
+    hw = HW["b200"]
+    pred = roofline("b200")
+    got = pred.predict(OpCall("elementwise", bytes=1e9, flops=1e9))
+    assert got == pytest.approx(1e9 / (hw.mem_bw * EFFICIENCY["b200"][1]) + 4e-6)
+    assert pred.predict(OpCall("cpu_overhead", num_seqs=8)) == pytest.approx(0.9e-3 + 8 * 3.7e-5)
+    custom = roofline("b200", cpu_overhead_base_s=1e-3, cpu_overhead_per_seq_s=0.0)
+    assert custom.predict(OpCall("cpu_overhead", num_seqs=100)) == pytest.approx(1e-3)
+
+
+# ---- collectives ----------------------------------------------------------------
+
+
+def test_collective_formulas() -> None:
+    link = Link(bandwidth=450e9, latency=3e-6)
+    nbytes = 64 * 2**20
+    assert collective_time("all_reduce", nbytes, 1, link) == 0.0
+    assert collective_time("all_reduce", nbytes, 8, link) == pytest.approx(
+        2 * 7 / 8 * nbytes / 450e9 + 14 * 3e-6
+    )
+    assert collective_time("all_to_all", nbytes, 8, link) == pytest.approx(
+        7 / 8 * nbytes / 450e9 + 7 * 3e-6
+    )
+    assert collective_time("send_recv", nbytes, 2, link) == pytest.approx(nbytes / 450e9 + 3e-6)
+    with pytest.raises(ValueError, match="unknown collective"):
+        collective_time("broadcast", nbytes, 2, link)
+
+
+def test_collectives_pick_the_link_by_scope() -> None:
+    hw = HW["h100-sxm"]
+    pred = roofline("h100-sxm")
+    nbytes = 16 * 2**20
+    intra = pred.predict(OpCall("all_reduce", bytes=nbytes, num_gpus=8, scope="intra"))
+    inter = pred.predict(OpCall("all_reduce", bytes=nbytes, num_gpus=8, scope="inter"))
+    assert intra == pytest.approx(2 * 7 / 8 * nbytes / hw.nvlink_bw + 14 * hw.nvlink_latency)
+    assert inter == pytest.approx(2 * 7 / 8 * nbytes / hw.scaleout_bw + 14 * hw.scaleout_latency)
+    assert pred.predict(OpCall("all_reduce", bytes=nbytes, num_gpus=1)) == 0.0
+
+
+def test_a_given_transfer_model_times_the_collectives() -> None:
+    seen: list[tuple[str, float, int, Link]] = []
+
+    class Fixed:
+        def transfer(self, kind: str, nbytes: float, num_gpus: int, link: Link) -> float:
+            seen.append((kind, nbytes, num_gpus, link))
+            return 0.5
+
+    hw = HW["h100-sxm"]
+    pred = RooflinePredictor(RooflineOptions(), hw, Fixed())
+    assert pred.predict(OpCall("all_to_all", bytes=10.0, num_gpus=4, scope="inter")) == 0.5
+    assert seen == [("all_to_all", 10.0, 4, Link(hw.scaleout_bw, hw.scaleout_latency))]
+    assert pred.predict(OpCall("send_recv", bytes=10.0, num_gpus=1)) == 0.0
+    assert len(seen) == 1
+
+
+# ---- completeness, options, table -----------------------------------------------
+
+
+def _one_of_each(op: str, num_gpus: int) -> OpCall:
+    q = lens(128, 1, 1)
+    kv = lens(512, 300, 2000)
+    return OpCall(
+        op,
+        m=64,
+        n=4096,
+        k=4096,
+        num_heads=32,
+        num_kv_heads=8,
+        head_dim=128,
+        q_lens=q,
+        kv_lens=kv,
+        bytes=1e6,
+        flops=1e6,
+        num_gpus=num_gpus,
+        num_seqs=3,
+        extra={"hidden_size": 4096, "inter_size": 1408, "num_local_experts": 8, "num_tokens": 12},
+    )
+
+
+@pytest.mark.parametrize("hw", sorted(HW))
+@pytest.mark.parametrize("op", OPS)
+def test_every_op_gets_a_positive_finite_float(hw: str, op: str) -> None:
+    pred = roofline(hw)
+    t = pred.predict(_one_of_each(op, num_gpus=4))
+    assert type(t) is float and math.isfinite(t) and t > 0
+    single = pred.predict(_one_of_each(op, num_gpus=1))
+    assert type(single) is float
+    if op in ("all_reduce", "all_to_all", "send_recv"):
+        assert single == 0.0
+    else:
+        assert math.isfinite(single) and single > 0
+
+
+def test_empty_batches_cost_one_launch_and_unknown_ops_are_not_covered() -> None:
+    pred = roofline("h100-sxm")
+    empty = lens()
+    assert pred.predict(_prefill(empty)) == pytest.approx(4e-6)
+    assert pred.predict(_decode(empty)) == pytest.approx(4e-6)
+    assert pred.predict(OpCall("attention_decode")) == pytest.approx(4e-6)
+    assert pred.predict(OpCall("conv2d")) is None
+    with pytest.raises(ValueError, match="unknown dtype"):
+        pred.predict(OpCall("gemm", dtype="fp64", m=1, n=1, k=1))
+
+
+@pytest.mark.parametrize(
+    "bad", [{"compute_eff": 0.0}, {"bw_eff": 1.5}, {"launch_s": -1.0}, {"mfu": 0.5}]
+)
+def test_options_are_validated(bad: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        RooflineOptions(**bad)
+
+
+def test_efficiency_table_lookup() -> None:
+    assert efficiency_for("h100-sxm") == EFFICIENCY["h100"]
+    assert efficiency_for("A100-80G-SXM") == EFFICIENCY["a100"]
+    assert efficiency_for("mi300x") == DEFAULT_EFFICIENCY
+    assert all(0 < ce <= 1 and 0 < be <= 1 for ce, be in EFFICIENCY.values())
+    pred = roofline("h200")
+    assert (pred.compute_eff, pred.bw_eff) == EFFICIENCY["h200"]
+
+
+def test_a_gpu_without_flops_is_a_config_error() -> None:
+    hw = HardwareSpec(
+        name="blank", flops={}, mem_bytes=1e9, mem_bw=1e12, nvlink_bw=1e11, scaleout_bw=1e10
+    )
+    with pytest.raises(ConfigError, match="no FLOP/s"):
+        RooflinePredictor(RooflineOptions(), hw)
+
+
+# ---- the hookimpl on a fresh plugin manager -----------------------------------------
+
+
+@pytest.fixture
+def pm() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager("frontier")
+    manager.add_hookspecs(frontier_core.hookspecs)
+    manager.register(plugin)
+    manager.check_pending()
+    return manager
+
+
+def test_plugin_provides_the_roofline_spec(pm: pluggy.PluginManager) -> None:
+    specs = [s for group in pm.hook.frontier_predictors() for s in group]
+    assert [s.name for s in specs] == ["roofline"]
+    spec = specs[0]
+    assert isinstance(spec, ComponentSpec)
+    assert spec.options is RooflineOptions and spec.summary
+    ctx = BuildContext(
+        config=None,  # type: ignore[arg-type]  # the factory reads only device and transfer
+        model=MODEL["llama-2-7b"],
+        rng=np.random.default_rng(0),
+        device=HW["h100-sxm"],
+    )
+    pred = spec.factory(spec.options(), ctx)
+    assert isinstance(pred, RooflinePredictor)
+    assert pred.predict(OpCall("gemm", m=1, n=4096, k=4096)) > 0
+    no_device = BuildContext(config=None, model=MODEL["llama-2-7b"], rng=np.random.default_rng(0))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no device"):
+        spec.factory(spec.options(), no_device)
