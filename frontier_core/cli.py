@@ -57,7 +57,13 @@ def run(
     if quiet or as_json or not err.is_terminal:
         sim.run()
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         with Progress(
             TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),

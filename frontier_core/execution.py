@@ -110,7 +110,7 @@ class ExecutionPredictor:
             self.attn_head_dim = m.hd
 
     def _projection_ops(self, t: int) -> list[OpCall]:
-        m, tp, d = self.model, self.tp, self.dtype
+        m, _tp, d = self.model, self.tp, self.dtype
         h = m.hidden_size
         if m.attention == "mla":
             qk = m.qk_nope_head_dim + m.qk_rope_head_dim
@@ -207,7 +207,7 @@ class ExecutionPredictor:
         # Requests that emit a token this iteration: all decodes, and prefills
         # whose last chunk this is. LM head and sampling run only for those.
         seqs = len(batch.decode)
-        for r, c in zip(batch.prefill, chunks):
+        for r, c in zip(batch.prefill, chunks, strict=False):
             if r.computed + c >= r.prefill_target:
                 seqs += 1
         layers, lc = self._layers(t)

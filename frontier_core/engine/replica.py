@@ -166,7 +166,7 @@ class ReplicaWorker:
         now = self.env.now
         out: list[Request] = []
         finished = False
-        for r, c in zip(batch.prefill, batch.chunks):
+        for r, c in zip(batch.prefill, batch.chunks, strict=False):
             r.computed += c
             if r.computed >= r.prefill_target:
                 r.generated += 1
