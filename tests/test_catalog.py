@@ -1,0 +1,96 @@
+"""Model and GPU catalogs: published sizes, HF config.json loading, KV sizing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from frontier_core.builtin.hardware import HARDWARE
+from frontier_core.builtin.models import MODELS
+from frontier_core.catalog import model_from_hf_config
+from frontier_core.errors import ConfigError
+
+# Published parameter counts (model cards / papers), in billions.
+PUBLISHED = {
+    "llama-2-7b": 6.74,
+    "llama-3.1-8b": 8.03,
+    "llama-3.1-70b": 70.6,
+    "qwen2-7b": 7.62,
+    "qwen3-32b": 32.8,
+    "mixtral-8x7b": 46.7,
+    "qwen3-30b-a3b": 30.5,
+    "deepseek-v3": 671.0,  # main model; the 14B MTP module is not part of serving
+}
+ACTIVE = {"mixtral-8x7b": 12.9, "qwen3-30b-a3b": 3.3, "deepseek-v3": 37.0}
+
+
+@pytest.mark.parametrize("m", MODELS, ids=lambda m: m.name)
+def test_parameter_counts_match_published(m):
+    assert m.param_count() / 1e9 == pytest.approx(PUBLISHED[m.name], rel=0.01)
+    if m.name in ACTIVE:
+        assert m.active_param_count() / 1e9 == pytest.approx(ACTIVE[m.name], rel=0.02)
+
+
+def test_weight_bytes_follow_dtype():
+    ds = next(m for m in MODELS if m.name == "deepseek-v3")
+    assert ds.weight_bytes() == ds.param_count()  # fp8
+    l8 = next(m for m in MODELS if m.name == "llama-3.1-8b")
+    assert l8.weight_bytes() == 2 * l8.param_count()
+
+
+def test_kv_bytes_per_token():
+    by = {m.name: m for m in MODELS}
+    # 2 (K,V) x 32 layers x 8 KV heads x 128 x 2 bytes
+    assert by["llama-3.1-8b"].kv_bytes_per_token() == 131072
+    assert by["llama-3.1-8b"].kv_bytes_per_token(tp=2) == 65536
+    assert by["llama-3.1-8b"].kv_bytes_per_token(tp=16) == 131072 / 8  # heads replicate
+    # MLA: (512 latent + 64 rope) x 61 layers x 2 bytes, not split by TP
+    assert by["deepseek-v3"].kv_bytes_per_token(tp=8) == 576 * 61 * 2
+
+
+LLAMA31_8B_HF = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+    "intermediate_size": 14336, "num_attention_heads": 32, "num_hidden_layers": 32,
+    "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 131072,
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+}
+DEEPSEEK_V3_HF = {
+    "model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432,
+    "moe_intermediate_size": 2048, "num_attention_heads": 128, "num_key_value_heads": 128,
+    "num_hidden_layers": 61, "n_routed_experts": 256, "n_shared_experts": 1,
+    "num_experts_per_tok": 8, "first_k_dense_replace": 3, "q_lora_rank": 1536,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+    "vocab_size": 129280, "max_position_embeddings": 163840, "tie_word_embeddings": False,
+}
+
+
+@pytest.mark.parametrize("cfg,name", [(LLAMA31_8B_HF, "llama-3.1-8b"), (DEEPSEEK_V3_HF, "deepseek-v3")])
+def test_hf_config_matches_catalog(tmp_path, cfg, name):
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    m = model_from_hf_config(tmp_path, name="x")
+    ref = next(x for x in MODELS if x.name == name)
+    assert m.param_count() == ref.param_count()
+    assert m.kv_bytes_per_token() == ref.kv_bytes_per_token()
+
+
+def test_hf_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        model_from_hf_config(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        model_from_hf_config(tmp_path / "bad.json")
+    (tmp_path / "partial.json").write_text(json.dumps({"hidden_size": 10}))
+    with pytest.raises(ConfigError, match="num_hidden_layers"):
+        model_from_hf_config(tmp_path / "partial.json")
+
+
+def test_hardware_catalog_has_required_kinds():
+    names = {h.name for h in HARDWARE}
+    assert {"a100-80g-sxm", "a800", "h100-sxm", "h800", "h200", "b200"} <= names
+    by = {h.name: h for h in HARDWARE}
+    assert by["h100-sxm"].mem_bw == pytest.approx(3.35e12)
+    assert by["h200"].mem_bytes == pytest.approx(141e9)
+    assert by["h800"].nvlink_bw < by["h100-sxm"].nvlink_bw  # export variant
+    for h in HARDWARE:
+        assert h.peak_flops("bf16") > 1e14
