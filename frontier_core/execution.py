@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import attrgetter
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,8 @@ from frontier_core.records import Batch, OpCall
 # two RMSNorms (read+write each), RoPE on Q/K (~1), two residual adds (read 2,
 # write 1 each). Counted as reads+writes of bf16 activations.
 _ELEMENTWISE_PASSES_PER_LAYER = 12
+
+_computed = attrgetter("computed")
 
 
 @dataclass(slots=True)
@@ -74,6 +77,8 @@ class ExecutionPredictor:
         self.layers_per_stage = math.ceil(model.num_layers / pp)
         self._layer_memo: dict[int, tuple[float, list[float]]] = {}
         self._extra_memo: dict[tuple[int, int], tuple[float, list[float]]] = {}
+        self._ones = np.ones(256, np.int64)  # shared, read-only q_lens of decodes
+        self._ones.flags.writeable = False
         self._attn_shape()
 
     # ---- the chain ------------------------------------------------------
@@ -216,7 +221,7 @@ class ExecutionPredictor:
         nl = self.model.num_layers / self.pp
         if batch.prefill:
             q = np.fromiter(chunks, np.int64, len(chunks))
-            kv = np.fromiter((r.computed for r in batch.prefill), np.int64, len(chunks)) + q
+            kv = np.fromiter(map(_computed, batch.prefill), np.int64, len(chunks)) + q
             a, i = self._answer(OpCall("attention_prefill", "attention", "bf16",
                                        num_heads=self.heads, num_kv_heads=self.kv_heads,
                                        head_dim=self.attn_head_dim, q_lens=q, kv_lens=kv))
@@ -224,11 +229,16 @@ class ExecutionPredictor:
             credit[i] += a * nl
         if batch.decode:
             dec = batch.decode
-            kv = np.fromiter((r.computed + 1 for r in dec), np.int64, len(dec))
+            n = len(dec)
+            kv = np.fromiter(map(_computed, dec), np.int64, n)
+            kv += 1
+            if len(self._ones) < n:
+                self._ones = np.ones(2 * n, np.int64)
+                self._ones.flags.writeable = False
             a, i = self._answer(OpCall("attention_decode", "attention", "bf16",
                                        num_heads=self.heads, num_kv_heads=self.kv_heads,
                                        head_dim=self.attn_head_dim,
-                                       q_lens=np.ones(len(dec), np.int64), kv_lens=kv))
+                                       q_lens=self._ones[:n], kv_lens=kv))
             attn += a * nl
             credit[i] += a * nl
         for j in range(len(credit)):

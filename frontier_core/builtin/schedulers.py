@@ -31,18 +31,24 @@ def _decode_running(view: SchedulerView, batch: Batch, budget: int | None = None
     KV by one token and preempting from the tail (newest first) when blocks run out.
     Returns how many were added."""
     kv = view.kv
+    bs = kv.block_size
+    grow = kv.grow
     running = view.running
     decode = batch.decode
+    append = decode.append
     i = 0
+    # NOTE: perf — the per-request hot loop of every decode iteration: the block
+    # check is inlined so that grow() is called only when a new block is needed.
     while i < len(running):
         r = running[i]
-        if r.computed < r.prefill_target:
+        c = r.computed
+        if c < r.prefill_target:
             i += 1
             continue
         if budget is not None and len(decode) >= budget:
             break
-        if kv.grow(r, r.computed + 1):
-            decode.append(r)
+        if c < r.blocks * bs or grow(r, c + 1):
+            append(r)
             i += 1
             continue
         victim = running[-1]

@@ -177,14 +177,16 @@ class ReplicaWorker:
                     finished = True
                     continue
             out.append(r)
+        append = out.append
         for r in batch.decode:
+            g = r.generated + 1
+            r.generated = g
             r.computed += 1
-            r.generated += 1
-            if r.generated >= r.output_len:
+            if g >= r.output_len:
                 self._finish(r)
                 finished = True
-                continue
-            out.append(r)
+            else:
+                append(r)
         if finished and not back_to_running:
             self.running = [r for r in self.running if r.done is not None and not r.done.triggered]
         return out

@@ -1,0 +1,99 @@
+"""Simulator speed: wall time, simulated requests per wall-second, events/s, peak memory.
+
+Cases (issue: kernel performance targets, one core):
+  single   Llama-3.1-8B, 1x H100, vLLM scheduler, 10,000 requests with the Azure
+           conversation trace's lengths, Poisson arrivals near saturation;
+  fleet    the same model on 16 replicas (round robin), 100,000 requests.
+Lengths come from the full Azure LLM 2023 conversation trace in ../shared/data when
+present, else from the bundled 2,000-row sample. Each case runs in a fresh process
+so peak RSS is its own.
+
+    python benchmarks/bench_kernel.py [--case single|fleet|all] [--predictor roofline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL = ROOT.parent / "shared" / "data" / "traces" / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv"
+CASES = {
+    # rate chosen near the replica's saturation (see the closing note of the kernel issue)
+    "single": {"replicas": 1, "requests": 10_000, "rate": 17.0},
+    "fleet": {"replicas": 16, "requests": 100_000, "rate": 17.0 * 16},
+}
+
+
+def config(case: str, predictor: str) -> dict:
+    c = CASES[case]
+    path = str(FULL) if FULL.exists() else "frontier:azure_conv_sample.csv"
+    return {
+        "model": "llama-3.1-8b",
+        "deployment": {"clusters": [{"name": "main", "gpu": "h100-sxm", "replicas": c["replicas"],
+                                     "scheduler": {"name": "vllm"}}]},
+        "predictor": [predictor],
+        "workload": {
+            "arrival": {"process": "poisson", "rate": c["rate"]},
+            "prompt_len": {"dist": "empirical", "path": path, "column": "ContextTokens"},
+            "output_len": {"dist": "empirical", "path": path, "column": "GeneratedTokens"},
+            "num_requests": c["requests"],
+        },
+        "seed": 0,
+        "output": {"trace": False},
+    }
+
+
+def run_case(case: str, predictor: str) -> dict:
+    from frontier_core.assemble import assemble
+    from frontier_core.config import RunConfig
+    from frontier_core.metrics import summarize
+    from frontier_core.plugins import load_registry
+
+    t0 = time.perf_counter()
+    sim = assemble(RunConfig.model_validate(config(case, predictor)), load_registry())
+    t_build = time.perf_counter() - t0
+    sim.run()
+    t1 = time.perf_counter()
+    s = summarize(sim)
+    t_sum = time.perf_counter() - t1
+    n = len(sim.controller.requests)
+    return {
+        "case": case, "predictor": predictor, "requests": n,
+        "replicas": CASES[case]["replicas"],
+        "assemble_s": round(t_build, 3), "simulate_s": round(sim.wall_s, 3),
+        "summarize_s": round(t_sum, 3),
+        "requests_per_wall_s": round(n / sim.wall_s),
+        "events": sim.env.events, "events_per_s": round(sim.env.events / sim.wall_s),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "simulated_s": round(sim.env.now, 1),
+        "sim_throughput_req_s": round(s["throughput"]["requests_per_s"], 2),
+        "mean_ttft_s": round(s["latency_s"]["ttft_s"]["mean"], 3),
+        "mean_batch": round(s["clusters"]["main"]["batch_size"]["mean"], 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", default="all", choices=[*CASES, "all"])
+    ap.add_argument("--predictor", default="roofline")
+    ap.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.inline:
+        print(json.dumps(run_case(a.case, a.predictor)))
+        return
+    for case in CASES if a.case == "all" else [a.case]:
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", case, "--predictor", a.predictor, "--inline"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        print(out.strip())
+
+
+if __name__ == "__main__":
+    main()
