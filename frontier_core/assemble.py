@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import simpy
+from pydantic import ValidationError
 
 from frontier_core.catalog import HardwareSpec, ModelSpec, model_from_hf_config
 from frontier_core.components import BuildContext, ComponentSpec
@@ -48,8 +49,9 @@ def resolve_model(cfg: RunConfig, registry: Registry) -> ModelSpec:
     if upd:
         try:
             model = ModelSpec.model_validate({**model.model_dump(), **upd})
-        except ValueError as e:
-            raise ConfigError(f"model dtype override: {e}".replace("\n", " ")) from None
+        except ValidationError as e:
+            why = "; ".join(x["msg"].removeprefix("Value error, ") for x in e.errors())
+            raise ConfigError(f"Invalid model.weight_dtype / model.kv_dtype: {why}.") from None
     return model
 
 
@@ -186,6 +188,13 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         device = hw[cc.gpu]
         ctx = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw,
                            cluster=cc, device=device, transfer=base.transfer)
+        if model.is_moe and "moe" not in registry.names("ffn_block"):
+            # Checked before the memory plan: no tp/pp makes this run possible without it.
+            raise ConfigError(
+                f"{model.name} is a mixture-of-experts model ({model.num_experts} experts, "
+                f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
+                "distribution: pip install frontier-moe-ep."
+            )
         plan = _plan_memory(model, cc, device, where)
         plans[cc.name] = plan
         chain = [
@@ -195,12 +204,6 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         dense = _build(registry, "ffn_block", ComponentRef(name="dense"), "model", ctx)
         moe = None
         if model.is_moe:
-            if "moe" not in registry.names("ffn_block"):
-                raise ConfigError(
-                    f"{model.name} is a mixture-of-experts model ({model.num_experts} experts, "
-                    f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
-                    "distribution: pip install frontier-moe-ep."
-                )
             moe = _build(registry, "ffn_block", ComponentRef(name="moe"), "model", ctx)
         ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe)
         executors[cc.name] = ex

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from frontier_core.errors import FrontierError
+from frontier_core.errors import ConfigError, FrontierError
 
 app = typer.Typer(
     name="frontier",
@@ -53,6 +53,12 @@ def run(
     from frontier_core.metrics import simulator_stats, write_outputs
 
     cfg = load_config(config, set_ or [])
+    out_dir = output or Path(cfg.output.dir)
+    if out_dir.exists() and not out_dir.is_dir():  # checked before a long run, not after
+        raise ConfigError(
+            f"Output path {str(out_dir)!r} exists and is not a directory; choose another "
+            "-o/--output (or output.dir); it would be replaced by the results directory."
+        )
     sim = assemble(cfg, _registry())
     if quiet or as_json or not err.is_terminal:
         sim.run()
@@ -76,8 +82,13 @@ def run(
                 bar.update(task, completed=done, t=t)
 
             sim.run(progress)
-    out_dir = output or Path(cfg.output.dir)
-    summary = write_outputs(sim, out_dir)
+    try:
+        summary = write_outputs(sim, out_dir)
+    except OSError as e:
+        raise ConfigError(
+            f"Cannot write the results to {str(out_dir)!r}: {e.strerror or e} "
+            f"({e.filename or out_dir}); choose a writable -o/--output directory."
+        ) from None
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     elif not quiet:
@@ -245,3 +256,7 @@ def main() -> None:
     except FrontierError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -227,6 +227,9 @@ def write_outputs(sim: Simulation, out_dir: str | Path) -> dict[str, Any]:
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary files
     try:
         for name, text in files.items():
             (tmp / name).write_text(text)

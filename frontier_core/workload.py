@@ -352,6 +352,11 @@ def _mooncake_rows(path: Path, timed: bool) -> Iterator[_Row]:
 
 def _read_text(path: Path, where: str) -> str:
     """The file's text; a missing, unreadable or empty file is a ``TraceError``."""
+    if path.is_dir():
+        raise TraceError(
+            f"{path}: is a directory, not a file (from {where}); give the path of the trace "
+            "CSV/JSONL file itself"
+        )
     if not path.is_file():
         raise TraceError(
             f"{path}: file not found (from {where}); check the path: relative paths resolve "

@@ -1,0 +1,267 @@
+"""The ``frontier`` command end to end, in a subprocess: outputs, flags, listings, the
+shipped examples, and that every user error is one paragraph on stderr with exit 2 and
+no output directory left behind."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+CLI = [sys.executable, "-m", "frontier_core.cli"]
+# A wide terminal so rich does not wrap messages mid-word; no colour codes in captures.
+ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+SMALL = ["--set", "workload.num_requests=40"]
+
+CATALOG_MODELS = {
+    "deepseek-v3", "llama-2-7b", "llama-3.1-70b", "llama-3.1-8b",
+    "mixtral-8x7b", "qwen2-7b", "qwen3-30b-a3b", "qwen3-32b",
+}
+CATALOG_GPUS = {"a100-80g-sxm", "a800", "b200", "h100-sxm", "h200", "h800"}
+
+
+def frontier(*args: object, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120
+    )
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    return r
+
+
+def user_error(r: subprocess.CompletedProcess[str]) -> str:
+    """Assert a user error (exit 2, one paragraph, no traceback); return it on one line."""
+    assert r.returncode == 2, f"exit {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    assert "Traceback" not in r.stderr, r.stderr
+    text = r.stderr.strip()
+    assert text.startswith("error:"), text
+    assert not re.search(r"\n\s*\n", text), f"more than one paragraph:\n{text}"
+    assert r.stdout == ""
+    return " ".join(line.strip() for line in text.splitlines())
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+# ---- successful runs ---------------------------------------------------------------
+
+
+def test_default_run_writes_all_outputs(tmp_path: Path) -> None:
+    r = ok(frontier("run", "-o", "out", cwd=tmp_path))
+    assert "TTFT" in r.stdout and "SLO attainment" in r.stdout
+    out = tmp_path / "out"
+    assert {"summary.json", "requests.csv", "trace.json", "simulator.json"} <= set(os.listdir(out))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["requests"]["completed"] == summary["requests"]["total"] > 0
+    assert isinstance(json.loads((out / "trace.json").read_text())["traceEvents"], list)
+    assert json.loads((out / "simulator.json").read_text())
+    rows = (out / "requests.csv").read_text().splitlines()
+    assert len(rows) == summary["requests"]["total"] + 1  # header + one row per request
+    # Nothing but the output directory appears (no temporary siblings left behind).
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_json_prints_summary_on_stdout(tmp_path: Path) -> None:
+    r = ok(frontier("run", "-o", "out", "--json", *SMALL, cwd=tmp_path))
+    summary = json.loads(r.stdout)
+    assert summary["requests"]["total"] == 40
+    assert summary == json.loads((tmp_path / "out" / "summary.json").read_text())
+
+
+def test_quiet_prints_nothing(tmp_path: Path) -> None:
+    r = ok(frontier("run", "-o", "out", "-q", *SMALL, cwd=tmp_path))
+    assert r.stdout == ""
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_set_overrides(tmp_path: Path) -> None:
+    r = ok(frontier("run", "-o", "out", "--json", *SMALL, "--set", "seed=3",
+                    "--set", "deployment.clusters.0.tp=2", cwd=tmp_path))
+    summary = json.loads(r.stdout)
+    assert summary["clusters"]["main"]["tp"] == 2
+    assert summary["gpus"] == 2
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["seed"] == 3
+    assert config["deployment"]["clusters"][0]["tp"] == 2
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_example_validates_and_runs(example: Path, tmp_path: Path) -> None:
+    r = ok(frontier("config", "validate", example.relative_to(REPO)))
+    assert "valid" in r.stdout
+    ok(frontier("run", example, "-o", tmp_path / "out", "-q"))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["requests"]["completed"] > 0
+
+
+def test_examples_exist() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {"llama3-8b-h100-azure-conv.yaml", "llama3-70b-tp4-a100-chunked.yaml",
+            "closed-loop-concurrency.yaml"} <= names
+
+
+# ---- user errors -------------------------------------------------------------------
+
+TRACE_OK = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+SYNTHETIC = (
+    "workload:\n"
+    "  arrival: {process: poisson, rate: 2}\n"
+    "  prompt_len: {dist: fixed, value: 100}\n"
+    "  output_len: {dist: fixed, value: 10}\n"
+    "  num_requests: 5\n"
+)
+
+BAD_INPUTS = {
+    "malformed-yaml": (
+        {"bad.yaml": "model: llama-3.1-8b\nslo:\n  ttft_s: 0.5\n   tpot_s: 0.05\n"},
+        ["bad.yaml"],
+        ["bad.yaml:4", "Malformed YAML"],
+    ),
+    "unknown-field": (
+        {"c.yaml": "model: llama-3.1-8b\ndeployment:\n  clusters:\n    - name: main\n"
+                   "      gpus: 4\n" + SYNTHETIC},
+        ["c.yaml"],
+        ["deployment.clusters[0].gpus", "c.yaml:5", "unknown field"],
+    ),
+    "negative-rate": (
+        {"c.yaml": SYNTHETIC.replace("rate: 2", "rate: -2")},
+        ["c.yaml"],
+        ["workload.arrival.rate", "c.yaml:2", "greater than 0", "-2"],
+    ),
+    "trace-bad-row": (
+        {"t.csv": TRACE_OK + "2023-11-16 18:15:47.0000000,abc,12\n",
+         "c.yaml": "workload:\n  trace: {format: azure, path: t.csv}\n"},
+        ["c.yaml"],
+        ["t.csv:3", "ContextTokens", "'abc'"],
+    ),
+    "model-does-not-fit": (
+        {},
+        ["--set", "model=llama-3.1-70b", "--set", "deployment.clusters.0.gpu=a100-80g-sxm"],
+        ["llama-3.1-70b does not fit", "a100-80g-sxm", "tp=1", "deployment.clusters[0]",
+         "Raise tp"],
+    ),
+    "unknown-plugin": (
+        {},
+        ["--set", "deployment.clusters.0.scheduler=vlm"],
+        ["'vlm'", "deployment.clusters[0].scheduler", "Did you mean 'vllm'"],
+    ),
+    "unknown-gpu": (
+        {},
+        ["--set", "deployment.clusters.0.gpu=h1000"],
+        ["'h1000'", "deployment.clusters[0].gpu", "h100-sxm", "hardware:"],
+    ),
+    "missing-config": (
+        {},
+        ["nothere.yaml"],
+        ["nothere.yaml", "does not exist"],
+    ),
+    "missing-trace": (
+        {"c.yaml": "workload:\n  trace: {format: azure, path: nope.csv}\n"},
+        ["c.yaml"],
+        ["nope.csv", "not found", "workload.trace.path"],
+    ),
+    "bad-set": (
+        {},
+        ["--set", "seed"],
+        ["--set 'seed'", "path.to.field=value"],
+    ),
+    "output-is-a-file": (
+        {"out": "not a directory\n"},
+        [],
+        ["'out'", "not a directory", "--output"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=str)
+def test_bad_input_is_one_paragraph_and_writes_nothing(case: str, tmp_path: Path) -> None:
+    files, args, expected = BAD_INPUTS[case]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    msg = user_error(frontier("run", *args, "-o", "out", cwd=tmp_path))
+    for part in expected:
+        assert part in msg, f"{part!r} not in: {msg}"
+    assert sorted(os.listdir(tmp_path)) == sorted(files)  # no output (or temp) directory
+    for name, text in files.items():
+        assert (tmp_path / name).read_text() == text
+
+
+def test_moe_model_names_the_plugin(tmp_path: Path) -> None:
+    try:
+        importlib.metadata.distribution("frontier-moe-ep")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    else:
+        pytest.skip("frontier-moe-ep is installed, so MoE models run")
+    msg = user_error(frontier("run", "--set", "model=mixtral-8x7b", "-o", "out", cwd=tmp_path))
+    assert "mixtral-8x7b" in msg and "frontier-moe-ep" in msg
+    assert os.listdir(tmp_path) == []
+
+
+def test_validate_reports_errors_like_run(tmp_path: Path) -> None:
+    msg = user_error(frontier("config", "validate", "missing.yaml", cwd=tmp_path))
+    assert "missing.yaml" in msg
+
+
+# ---- listings ----------------------------------------------------------------------
+
+
+def test_plugins_json() -> None:
+    rows = json.loads(ok(frontier("plugins", "--json")).stdout)
+    by_dist = {r["distribution"]: r for r in rows}
+    assert by_dist["frontier-core"]["builtin"] is True
+    assert "vllm" in by_dist["frontier-core"]["provides"]["scheduler"]
+    assert by_dist["frontier-predictors"]["builtin"] is False
+    assert "roofline" in by_dist["frontier-predictors"]["provides"]["predictor"]
+
+
+def test_models_json() -> None:
+    rows = json.loads(ok(frontier("models", "--json")).stdout)
+    assert CATALOG_MODELS <= {r["name"] for r in rows}
+    llama = next(r for r in rows if r["name"] == "llama-3.1-8b")
+    assert 7.5 < llama["params_b"] < 8.5
+
+
+def test_hardware_json() -> None:
+    rows = json.loads(ok(frontier("hardware", "--json")).stdout)
+    assert CATALOG_GPUS <= {r["name"] for r in rows}
+
+
+def test_config_schema_is_json() -> None:
+    schema = json.loads(ok(frontier("config", "schema")).stdout)
+    assert {"model", "deployment", "workload", "slo"} <= set(schema["properties"])
+
+
+# ---- output atomicity --------------------------------------------------------------
+
+
+def test_rerun_replaces_output_dir(tmp_path: Path) -> None:
+    ok(frontier("run", "-o", "out", "-q", *SMALL, cwd=tmp_path))
+    (tmp_path / "out" / "stale.txt").write_text("from an older run")
+    ok(frontier("run", "-o", "out", "-q", "--set", "workload.num_requests=25", cwd=tmp_path))
+    out = tmp_path / "out"
+    assert not (out / "stale.txt").exists()
+    assert json.loads((out / "summary.json").read_text())["requests"]["total"] == 25
+    assert os.listdir(tmp_path) == ["out"]  # no temporary or old directories left
+
+
+def test_failed_run_leaves_existing_output_untouched(tmp_path: Path) -> None:
+    ok(frontier("run", "-o", "out", "-q", *SMALL, cwd=tmp_path))
+    before = snapshot(tmp_path / "out")
+    user_error(frontier("run", "-o", "out", "-q", "--set", "deployment.clusters.0.scheduler=vlm",
+                        cwd=tmp_path))
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    user_error(frontier("run", "bad.yaml", "-o", "out", cwd=tmp_path))
+    assert snapshot(tmp_path / "out") == before
+    assert sorted(os.listdir(tmp_path)) == ["bad.yaml", "out"]
