@@ -8,7 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from frontier_core.builtin.transfer import collective_time
-from frontier_core.catalog import HardwareSpec, ModelSpec
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
 from frontier_core.components import (
     BuildContext,
     CommandSpec,
@@ -29,6 +29,7 @@ from frontier_core.markers import hookimpl, hookspec
 from frontier_core.records import OPS, Batch, OpCall, Request
 
 __all__ = [
+    "DTYPE_BYTES",
     "OPS",
     "Batch",
     "BuildContext",

@@ -33,10 +33,15 @@ SetOpt = Annotated[
 ]
 
 
+_REGISTRY: list = []  # the one registry of this CLI invocation (hooks run once)
+
+
 def _registry():
     from frontier_core.plugins import load_registry
 
-    return load_registry()
+    if not _REGISTRY:
+        _REGISTRY.append(load_registry())
+    return _REGISTRY[0]
 
 
 @app.command()
@@ -241,6 +246,10 @@ def _add_plugin_commands() -> None:
     for p in reg.provided("command"):
         spec = p.item
         if spec.name in taken:
+            err.print(
+                f"warning: {p.distribution} provides a command {spec.name!r}, which is a "
+                "built-in command; it is ignored.", highlight=False,
+            )
             continue
         if isinstance(spec.command, typer.Typer):
             app.add_typer(spec.command, name=spec.name, help=spec.summary)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from operator import attrgetter
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 

@@ -44,7 +44,6 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("ffn_block", "moe"): "frontier-moe-ep",
     ("command", "profile"): "frontier-predictors",
     ("command", "predictors"): "frontier-predictors",
-    ("command", "sweep"): "frontier-core[sweep]",
 }
 
 BUILTIN_DIST = "frontier-core"

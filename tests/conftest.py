@@ -12,6 +12,7 @@ from frontier_core.components import ComponentSpec
 from frontier_core.markers import hookimpl
 from frontier_core.records import OpCall
 
+
 class LinearPredictor:
     """A transparent stand-in for real predictors: 1 µs per op plus time linear in work."""
 

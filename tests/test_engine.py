@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from simhelpers import run_sim, small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from simhelpers import run_sim, small_config
 
 from frontier_core.engine.replica import ITER_FIELDS
 

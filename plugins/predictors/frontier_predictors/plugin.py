@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from frontier_core.components import ComponentSpec
-from frontier_core.markers import hookimpl
+from frontier_core import ComponentSpec, hookimpl
 from frontier_predictors.roofline import RooflineOptions, build_roofline
 
 

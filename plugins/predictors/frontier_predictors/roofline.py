@@ -20,14 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from frontier_core import collective_time
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
-from frontier_core.components import Link, TransferModel
-from frontier_core.errors import ConfigError
-from frontier_core.records import OpCall
+from frontier_core import (
+    DTYPE_BYTES,
+    ConfigError,
+    HardwareSpec,
+    Link,
+    OpCall,
+    TransferModel,
+    collective_time,
+)
 
 if TYPE_CHECKING:
-    from frontier_core.components import BuildContext
+    from frontier_core import BuildContext
 
 # Achievable fraction of datasheet peak, (compute_eff, bw_eff), by GPU family.
 # A family matches a hardware name that starts with it ("h100" matches "h100-sxm").
