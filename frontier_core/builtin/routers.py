@@ -20,35 +20,32 @@ class RoundRobin:
         return i
 
 
+def _argmin(replicas: Sequence[Any], key) -> int:
+    """Index of the replica with the smallest ``key`` (ties: the lowest index)."""
+    best, load = 0, None
+    for i, r in enumerate(replicas):
+        k = key(r)
+        if load is None or k < load:
+            best, load = i, k
+    return best
+
+
 class LeastOutstanding:
     """The replica with the fewest unfinished requests (ties: lowest index)."""
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
-        best, load = 0, None
-        for i, r in enumerate(replicas):
-            if load is None or r.outstanding < load:
-                best, load = i, r.outstanding
-        return best
+        return _argmin(replicas, lambda r: r.outstanding)
 
 
 class LeastTokens:
     """The replica with the fewest outstanding prompt + output tokens."""
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
-        best, load = 0, None
-        for i, r in enumerate(replicas):
-            if load is None or r.outstanding_tokens < load:
-                best, load = i, r.outstanding_tokens
-        return best
+        return _argmin(replicas, lambda r: r.outstanding_tokens)
 
 
 class LeastKV:
     """The replica with the lowest KV-cache usage, then the shortest queue."""
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
-        best, load = 0, None
-        for i, r in enumerate(replicas):
-            key = (r.kv.num_blocks - r.kv.free_blocks) / r.kv.num_blocks, len(r.waiting)
-            if load is None or key < load:
-                best, load = i, key
-        return best
+        return _argmin(replicas, lambda r: (r.kv.used_blocks / r.kv.num_blocks, len(r.waiting)))
