@@ -68,6 +68,15 @@ def _admit_decode_ready(view: SchedulerView, r) -> bool:
     return True
 
 
+def _start_prefill(view: SchedulerView, batch: Batch, r, chunk: int) -> None:
+    """Move the head of ``waiting`` (whose KV was just grown) into ``running`` and the
+    batch, prefilling ``chunk`` tokens."""
+    view.waiting.popleft()
+    view.running.append(r)
+    batch.prefill.append(r)
+    batch.chunks.append(chunk)
+
+
 class VLLMScheduler:
     """vLLM (v0) default policy: prefill-priority continuous batching. If prompts are
     waiting and fit (token budget, sequence cap, free blocks above the watermark),
@@ -98,10 +107,7 @@ class VLLMScheduler:
                     break
                 if not kv.grow(r, r.computed + chunk):
                     break
-                waiting.popleft()
-                running.append(r)
-                batch.prefill.append(r)
-                batch.chunks.append(chunk)
+                _start_prefill(view, batch, r, chunk)
                 tokens += chunk
             if batch.prefill:
                 return batch
@@ -149,10 +155,7 @@ class SarathiScheduler:
             chunk = min(remaining, budget)
             if not kv.grow(r, r.computed + chunk):
                 break
-            waiting.popleft()
-            running.append(r)
-            batch.prefill.append(r)
-            batch.chunks.append(chunk)
+            _start_prefill(view, batch, r, chunk)
             budget -= chunk
         return batch
 
