@@ -24,8 +24,15 @@ from frontier_core.components import (
     TransferModel,
     Workflow,
 )
-from frontier_core.errors import ConfigError, FrontierError, PluginError, TraceError
+from frontier_core.errors import (
+    ConfigError,
+    FrontierError,
+    FrontierWarning,
+    PluginError,
+    TraceError,
+)
 from frontier_core.markers import hookimpl, hookspec
+from frontier_core.plugins import load_registry
 from frontier_core.records import OPS, Batch, OpCall, Request
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "ConfigError",
     "FFNBlock",
     "FrontierError",
+    "FrontierWarning",
     "HardwareSpec",
     "KVAllocator",
     "Link",
@@ -57,4 +65,5 @@ __all__ = [
     "collective_time",
     "hookimpl",
     "hookspec",
+    "load_registry",
 ]

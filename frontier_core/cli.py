@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from frontier_core.errors import ConfigError, FrontierError
+from frontier_core.errors import ConfigError, FrontierError, FrontierWarning
 
 app = typer.Typer(
     name="frontier",
@@ -257,8 +258,19 @@ def _add_plugin_commands() -> None:
             app.command(name=spec.name, help=spec.summary)(spec.command)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if issubclass(category, FrontierWarning):
+        err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main() -> None:
     """Console entry point: user errors become one paragraph on stderr and exit 2."""
+    warnings.showwarning = _show_warning
     try:
         _add_plugin_commands()
         app()

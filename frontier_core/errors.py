@@ -25,3 +25,9 @@ class TraceError(FrontierError):
 
 class PluginError(FrontierError):
     """A plugin is missing, duplicated, or implements a hook that does not exist."""
+
+
+class FrontierWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. a predictor that
+    falls back to the roofline for lack of measured data). The CLI prints it as one
+    ``warning:`` paragraph on stderr."""
