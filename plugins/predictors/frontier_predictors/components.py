@@ -1,0 +1,259 @@
+"""The ``table``, ``forest``, ``proxy`` and ``auto`` predictor components.
+
+Each wraps trained models (``models.TrainedModels``) for the run's GPU kind and
+answers the calls they cover; the next predictor of the chain (the roofline,
+last) answers the rest. Predictions are memoised on quantised features, so the
+ensemble runs once per distinct batch shape, not once per iteration.
+
+Where models come from:
+- ``model: DIR``: a folder written by ``frontier predictors train``;
+- ``data: [TABLE_OR_DIR, ...]``: profile tables, trained at the start of the
+  run and cached in the user cache directory, keyed by the data's bytes, the
+  backend options and the code version;
+- ``auto``: measured data found for the run's GPU kind (AIConfigurator's
+  database when ``frontier-predictors[aic]`` is installed, else the sample
+  tables shipped in this package), trained and cached the same way; the
+  roofline with a warning naming what is missing otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from frontier_core import ConfigError, FrontierWarning, OpCall
+from frontier_predictors.features import Featurizer
+from frontier_predictors.models import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    LearnedModel,
+    TableModel,
+    TrainedModels,
+    train,
+)
+from frontier_predictors.profiles import PROFILED_OPS, fingerprint, load_tables
+
+if TYPE_CHECKING:
+    from frontier_core import BuildContext
+
+_MISS = object()
+
+
+def cache_dir() -> Path:
+    """``$FRONTIER_CACHE_DIR``, else ``$XDG_CACHE_HOME/frontier``, else ``~/.cache/frontier``."""
+    env = os.environ.get("FRONTIER_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "frontier"
+
+
+class ModelOptions(BaseModel):
+    """Options of the ``table``, ``forest`` and ``proxy`` predictors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="folder written by `frontier predictors train`")
+    data: list[str] | None = Field(
+        None, description="profile tables or folders to train on at start-up (cached)"
+    )
+    device: str | None = Field(
+        None, description="use models trained for this device name instead of the cluster's GPU"
+    )
+    estimator: str = Field(DEFAULT_ESTIMATOR, description=f"one of {', '.join(ESTIMATORS)}")
+    margin: float = Field(
+        1.0, ge=0, description="how far (log2 units) beyond the training range a model answers"
+    )
+    seed: int = 0
+
+
+class AutoOptions(BaseModel):
+    """Options of the ``auto`` predictor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field("forest", description="table, forest or proxy")
+    estimator: str = DEFAULT_ESTIMATOR
+    margin: float = Field(1.0, ge=0)
+    seed: int = 0
+
+
+class ModelPredictor:
+    """Answers OpCalls of one device from trained models; None outside their coverage."""
+
+    def __init__(self, trained: TrainedModels, device: str) -> None:
+        self.device = device
+        self.models = {op: m for (d, op), m in trained.models.items() if d == device}
+        self._memo: dict[Any, float | None] = {}
+
+    def covered_ops(self) -> list[str]:
+        return sorted(self.models)
+
+    def predict(self, call: OpCall) -> float | None:
+        m = self.models.get(call.op)
+        if m is None:
+            return None
+        if isinstance(m, TableModel):
+            return m.predict_one(call)
+        # NOTE: perf — the ensemble runs once per coarse key (Featurizer.memo_key);
+        # the exact roofline time scales the memoised ratio, so predictions stay smooth.
+        key = m.feat.memo_key(call)
+        ratio = self._memo.get(key, _MISS)
+        if ratio is _MISS:
+            if m.covers(call):
+                f, rl = m.feat.features(call)
+                ratio = math.exp(float(m.flat.predict(f)[0]))
+            else:
+                ratio = None
+            self._memo[key] = ratio
+        if ratio is None:
+            return None
+        return m.feat.roofline_time(call) * ratio
+
+
+def _train_cached(paths: list[Path], backend: str, estimator: str, margin: float,
+                  seed: int) -> TrainedModels:
+    """Models trained on ``paths``, from the cache when the same data and code trained them."""
+    from frontier_predictors import __version__
+
+    h = hashlib.sha256(json.dumps(
+        [fingerprint(paths), backend, estimator, margin, seed, __version__], sort_keys=True
+    ).encode()).hexdigest()[:20]
+    folder = cache_dir() / "models" / f"{backend}-{h}"
+    if (folder / "model.json").is_file():
+        try:
+            return TrainedModels.load(folder)
+        except Exception:  # a cache written by other library versions: retrain
+            pass
+    trained = train(load_tables(paths), backend, seed=seed, estimator=estimator, margin=margin)
+    try:
+        trained.save(folder)
+    except OSError as e:
+        warnings.warn(f"could not cache the trained predictor in {folder}: {e}", FrontierWarning,
+                      stacklevel=2)
+    return trained
+
+
+def _make(backend: str):
+    def factory(options: ModelOptions, ctx: BuildContext) -> ModelPredictor:
+        if ctx.device is None:
+            raise ConfigError(f"the {backend} predictor is built per cluster and needs its GPU kind.")
+        if (options.model is None) == (options.data is None):
+            raise ConfigError(
+                f"predictor {backend!r} (frontier-predictors) needs exactly one of 'model' (a "
+                "folder from `frontier predictors train`) or 'data' (profile tables to train "
+                "on), e.g. predictor: [{name: " + backend + ", model: models/h100}, roofline]."
+            )
+        if options.estimator not in ESTIMATORS:
+            raise ConfigError(f"predictor {backend!r}: estimator {options.estimator!r} is not one "
+                              f"of {', '.join(ESTIMATORS)}.")
+        if options.model is not None:
+            trained = TrainedModels.load(ctx.config.resolve(options.model))
+            if trained.backend != backend:
+                raise ConfigError(
+                    f"predictor {backend!r}: {options.model} holds a {trained.backend!r} model; "
+                    f"use name: {trained.backend} for it, or train a {backend} model."
+                )
+        else:
+            paths = [ctx.config.resolve(p) for p in options.data or []]
+            trained = _train_cached(paths, backend, options.estimator, options.margin,
+                                    options.seed)
+        device = options.device or ctx.device.name
+        if device not in trained.devices():
+            warnings.warn(
+                f"predictor {backend!r} has no models for {device} (it has "
+                f"{', '.join(trained.devices()) or 'none'}); the next predictor of the chain "
+                f"answers every operator on {ctx.device.name}. Set options.device to borrow "
+                "another GPU's models, or profile this one with `frontier profile`.",
+                FrontierWarning, stacklevel=2,
+            )
+        return ModelPredictor(trained, device)
+
+    return factory
+
+
+build_table = _make("table")
+build_forest = _make("forest")
+build_proxy = _make("proxy")
+
+
+# ---- auto -----------------------------------------------------------------------
+
+# Catalog name -> AIConfigurator system name.
+AIC_SYSTEMS = {
+    "h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "a100-80g-sxm": "a100_sxm",
+}
+SAMPLE_DIR = Path(__file__).parent / "data"
+
+
+def measured_data_for(device: str) -> tuple[list[Path], str]:
+    """Profile tables available for ``device`` without user input, and where they came from."""
+    system = AIC_SYSTEMS.get(device)
+    if system is not None:
+        try:
+            import aiconfigurator_core  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            from frontier_predictors.importers import import_aic
+
+            out = cache_dir() / "profiles" / f"aic-{system}-vllm"
+            if not any(out.glob("*.parquet")):
+                import_aic(system, "vllm", out_dir=out)
+            return sorted(out.glob("*.parquet")), f"AIConfigurator {system}/vllm"
+    sample = SAMPLE_DIR / device
+    if sample.is_dir():
+        files = sorted(f for f in sample.iterdir() if f.suffix in (".csv", ".parquet"))
+        if files:
+            return files, f"the sample tables shipped for {device} ({sample})"
+    return [], ""
+
+
+def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:
+    if ctx.device is None:
+        raise ConfigError("the auto predictor is built per cluster and needs its GPU kind.")
+    if options.backend not in ("table", "forest", "proxy"):
+        raise ConfigError(f"predictor 'auto': backend {options.backend!r} is not one of table, "
+                          "forest, proxy.")
+    device = ctx.device.name
+    paths, origin = measured_data_for(device)
+    if not paths:
+        warnings.warn(
+            f"predictor 'auto': no measured operator data for {device}; every operator uses "
+            "the next predictor (the roofline). Install frontier-predictors[aic] for "
+            "AIConfigurator's measurements (H100, H200, B200, A100), or profile this GPU with "
+            "`frontier profile` and use predictor: [{name: forest, data: [DIR]}, roofline].",
+            FrontierWarning, stacklevel=2,
+        )
+        return _Nothing()
+    trained = _train_cached(paths, options.backend, options.estimator, options.margin,
+                            options.seed)
+    pred = ModelPredictor(trained, device)
+    missing = [op for op in PROFILED_OPS if op not in pred.covered_ops()]
+    if missing:
+        warnings.warn(
+            f"predictor 'auto' uses {origin} for {device}; it has no measurements of "
+            f"{', '.join(missing)}, which the next predictor (the roofline) answers.",
+            FrontierWarning, stacklevel=2,
+        )
+    return pred
+
+
+class _Nothing:
+    """Covers nothing: every call goes to the next predictor."""
+
+    def predict(self, call: OpCall) -> None:
+        return None
+
+
+__all__ = [
+    "AutoOptions", "Featurizer", "LearnedModel", "ModelOptions", "ModelPredictor",
+    "build_auto", "build_forest", "build_proxy", "build_table", "cache_dir",
+]

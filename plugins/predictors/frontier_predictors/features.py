@@ -1,0 +1,334 @@
+"""Features of one operator call, shared by training (table rows) and prediction (OpCalls).
+
+A profile-table row becomes an ``OpCall`` (``row_to_call``); every model sees
+calls only, so a trained model and the simulator compute features the same
+way. ``Featurizer.features(call)`` returns the feature vector and the
+roofline time of the call on the featurizer's device; the learned backends
+predict ``log(measured / roofline)``, which generalises across shapes better
+than raw time.
+
+Distributional features (``kind="dist"``) describe the whole batch: number of
+sequences; sum, mean, max, min, std and CV of q_lens and kv_lens; the
+attention work Σq·kv; KV bytes read; and tile/wave quantisation (tiles of
+query rows or tokens per expert against the GPU's SM count). Proxy features
+(``kind="proxy"``, the approach of earlier simulators) reduce the batch to its
+size and one mean length per side before the same computation, so the two
+differ only in what they know about the batch's composition.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from frontier_core import DTYPE_BYTES, HardwareSpec, OpCall
+
+# Tile sizes of the kernels being modelled: 128-row output tiles for Hopper/Ampere
+# GEMMs and FlashAttention query blocks; 64-row tiles for grouped expert GEMMs.
+GEMM_TILE = 128
+ATTN_Q_TILE = 128
+EXPERT_TILE = 64
+
+DTYPE_CLASS = {"bf16": 16, "fp16": 16, "fp8": 8}
+SCOPES = {"intra": 0, "inter": 1}
+COMM_OPS = ("all_reduce", "all_to_all", "send_recv")
+
+# A stand-in for devices outside the hardware catalog (e.g. ``cpu`` profiles): its
+# roofline is only a smooth, monotone feature; the learned ratio absorbs its scale.
+NOMINAL_DEVICE = HardwareSpec(
+    name="nominal", description="placeholder for devices outside the catalog",
+    flops={"bf16": 1e12, "fp16": 1e12, "fp8": 2e12}, mem_bytes=64e9, mem_bw=50e9,
+    nvlink_bw=10e9, scaleout_bw=10e9, num_sms=16,
+)
+
+
+def routing_alpha(routing: str) -> float:
+    """0 for balanced/counts routing, else the power-law exponent."""
+    if routing.startswith("power_law:"):
+        return float(routing.split(":", 1)[1])
+    return 0.0
+
+
+def expected_tokens_per_expert(assignments: float, num_local: int, alpha: float) -> np.ndarray:
+    """Expected tokens of each local expert under power-law popularity (alpha 0: even).
+
+    Expert popularity ∝ rank^-alpha over the local experts, sorted; a summary of
+    the skew when a table row or call gives no counts.
+    """
+    n = max(1, num_local)
+    if alpha <= 0:
+        return np.full(n, assignments / n)
+    w = np.arange(1, n + 1, dtype=float) ** -alpha
+    return assignments * w / w.sum()
+
+
+def _arr(v: Any) -> np.ndarray | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return np.asarray(v, dtype=np.int64)
+
+
+def _int(v: Any, default: int = 0) -> int:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return default
+    return int(v)
+
+
+def row_to_call(row: dict[str, Any]) -> OpCall:
+    """The OpCall a profile-table row measured (shapes per GPU, as the simulator emits)."""
+    op = row["op"]
+    dtype = row["dtype"]
+    if op == "gemm":
+        return OpCall("gemm", "gemm", dtype, m=_int(row["m"]), n=_int(row["n"]), k=_int(row["k"]))
+    if op in ("attention_prefill", "attention_decode"):
+        return OpCall(op, "attention", dtype, num_heads=_int(row["num_heads"]),
+                      num_kv_heads=_int(row["num_kv_heads"]), head_dim=_int(row["head_dim"]),
+                      q_lens=_arr(row["q_lens"]), kv_lens=_arr(row["kv_lens"]))
+    if op == "moe_experts":
+        return moe_call(
+            dtype=dtype, num_tokens=_int(row["num_tokens"]), hidden_size=_int(row["hidden_size"]),
+            inter_size=_int(row["inter_size"]), num_experts=_int(row["num_experts"]),
+            top_k=_int(row["top_k"]), ep_size=_int(row["ep_size"], 1),
+            tp_size=_int(row["tp_size"], 1), routing=str(row["routing"]),
+            tokens_per_expert=_arr(row.get("tokens_per_expert")),
+        )
+    scope = row.get("scope")
+    scope = scope if scope in SCOPES else "intra"
+    return OpCall(op, op, dtype, bytes=float(row["bytes"]), num_gpus=_int(row["num_gpus"]),
+                  scope=scope)
+
+
+def moe_call(*, dtype: str, num_tokens: int, hidden_size: int, inter_size: int,
+             num_experts: int, top_k: int, ep_size: int = 1, tp_size: int = 1,
+             routing: str = "balanced", tokens_per_expert: np.ndarray | None = None) -> OpCall:
+    """A ``moe_experts`` OpCall for one EP rank, in the format the predictors read.
+
+    ``extra`` holds the profile-table fields (``num_tokens``: tokens entering the
+    layer; ``inter_size``: the expert's full intermediate size, sharded over
+    ``tp_size``) and the per-GPU quantities the roofline reads
+    (``inter_size_local``, ``num_local_experts``, ``assignments``).
+    """
+    local = max(1, num_experts // max(1, ep_size))
+    inter_local = max(1, inter_size // max(1, tp_size))
+    if tokens_per_expert is not None:
+        assignments = float(np.sum(tokens_per_expert))
+    else:
+        assignments = num_tokens * top_k / max(1, ep_size)
+    extra = {
+        "num_tokens": num_tokens, "hidden_size": hidden_size, "inter_size": inter_size,
+        "num_experts": num_experts, "top_k": top_k, "ep_size": ep_size, "tp_size": tp_size,
+        "routing": routing, "tokens_per_expert": tokens_per_expert,
+        "inter_size_local": inter_local, "num_local_experts": local, "assignments": assignments,
+    }
+    return OpCall("moe_experts", "moe_experts", dtype, m=num_tokens, extra=extra)
+
+
+def _stats(x: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """sum, mean, max, min, std, cv of a non-empty int array."""
+    s = float(x.sum())
+    n = len(x)
+    mean = s / n
+    if n > 1:
+        std = float(np.sqrt(max(0.0, float(np.dot(x, x)) / n - mean * mean)))
+    else:
+        std = 0.0
+    return s, mean, float(x.max()), float(x.min()), std, (std / mean if mean > 0 else 0.0)
+
+
+def _lg(x: float) -> float:
+    return math.log2(x) if x > 0 else -1.0
+
+
+class Featurizer:
+    """Feature vectors of OpCalls on one device, for the ``dist`` or ``proxy`` view."""
+
+    def __init__(self, device: HardwareSpec, kind: str = "dist") -> None:
+        from frontier_predictors.roofline import RooflineOptions, RooflinePredictor
+
+        if kind not in ("dist", "proxy"):
+            raise ValueError(f"feature kind {kind!r}")
+        self.device = device
+        self.kind = kind
+        # Plain datasheet roofline without launch or host terms: a shape feature.
+        self.roofline = RooflinePredictor(RooflineOptions(launch_s=0.0), device)
+        self.sms = device.num_sms
+
+    # ---- public -------------------------------------------------------------
+    def features(self, call: OpCall) -> tuple[np.ndarray, float]:
+        """(feature vector, roofline seconds) of ``call``; the vector's layout depends on op."""
+        op = call.op
+        if op == "gemm":
+            return self._gemm(call)
+        if op == "attention_prefill" or op == "attention_decode":
+            if self.kind == "proxy":
+                call = self._proxy(call)
+            return self._attention(call)
+        if op == "moe_experts":
+            return self._moe(call)
+        return self._comm(call)
+
+    def roofline_time(self, call: OpCall) -> float:
+        return self._rl(call)
+
+    # ---- per op ---------------------------------------------------------------
+    def _rl(self, call: OpCall) -> float:
+        if call.op == "moe_experts":
+            ex = call.extra or {}
+            view = OpCall("moe_experts", dtype=call.dtype, m=call.m, extra={
+                "hidden_size": ex["hidden_size"], "inter_size": ex["inter_size_local"],
+                "num_local_experts": ex["num_local_experts"],
+                "tokens_per_expert": ex.get("tokens_per_expert"),
+                "num_tokens": ex["assignments"],
+            })
+            t = self.roofline.predict(view)
+        else:
+            t = self.roofline.predict(call)
+        return max(float(t or 0.0), 1e-9)
+
+    def _gemm(self, c: OpCall) -> tuple[np.ndarray, float]:
+        m, n, k = c.m, c.n, c.k
+        rl = self._rl(c)
+        tiles = math.ceil(m / GEMM_TILE) * math.ceil(n / GEMM_TILE)
+        waves = tiles / self.sms
+        wave_eff = tiles / (math.ceil(waves) * self.sms)
+        m_eff = m / (math.ceil(m / 16) * 16)
+        flops = 2.0 * m * n * k
+        byts = (m * k + n * k + m * n) * DTYPE_BYTES.get(c.dtype, 2)
+        # Other common CTA tiles (64x128, 128x256) and their last-wave occupancy:
+        # cuBLAS/CUTLASS heuristics switch between them with the shape.
+        t64 = math.ceil(m / 64) * math.ceil(n / 128)
+        t256 = math.ceil(m / 128) * math.ceil(n / 256)
+        f = np.array([
+            DTYPE_CLASS.get(c.dtype, 16), _lg(m), _lg(n), _lg(k), _lg(flops), _lg(byts),
+            _lg(flops / byts), _lg(tiles), min(waves, 64.0), wave_eff, m_eff,
+            _lg(t64), t64 / (math.ceil(t64 / self.sms) * self.sms),
+            _lg(t256), t256 / (math.ceil(t256 / self.sms) * self.sms),
+            m % 64, m % 128, n % 256, k % 256, _lg(rl),
+        ])
+        return f, rl
+
+    def _proxy(self, c: OpCall) -> OpCall:
+        q, kv = c.q_lens, c.kv_lens
+        n = len(q)
+        pq = np.full(n, max(1, round(float(q.mean()))), np.int64)
+        pkv = np.maximum(np.full(n, round(float(kv.mean())), np.int64), pq)
+        return OpCall(c.op, c.name, c.dtype, num_heads=c.num_heads, num_kv_heads=c.num_kv_heads,
+                      head_dim=c.head_dim, q_lens=pq, kv_lens=pkv)
+
+    def _attention(self, c: OpCall) -> tuple[np.ndarray, float]:
+        q, kv = c.q_lens, c.kv_lens
+        rl = self._rl(c)
+        n = len(q)
+        hq, hkv, hd = c.num_heads, c.num_kv_heads, c.head_dim
+        if c.op == "attention_decode":
+            qs = (float(n), 1.0, 1.0, 1.0, 0.0, 0.0)
+            work = float(kv.sum())
+            # split-KV decode kernels: one CTA per (sequence, kv head, 512-token split)
+            tiles = float(np.sum((kv + 511) // 512)) * hkv
+        else:
+            qs = _stats(q)
+            work = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q))
+            tiles = float(np.sum((q + ATTN_Q_TILE - 1) // ATTN_Q_TILE)) * hq
+        ks = _stats(kv)
+        kv_bytes = ks[0] * hkv * hd * 2 * DTYPE_BYTES.get(c.dtype, 2)
+        waves = tiles / self.sms
+        wave_eff = tiles / (math.ceil(waves) * self.sms) if tiles > 0 else 0.0
+        f = np.array([
+            DTYPE_CLASS.get(c.dtype, 16), hq, hkv, hd, hq / max(1, hkv), _lg(n),
+            _lg(qs[0]), _lg(qs[1]), _lg(qs[2]), _lg(qs[3]), qs[5],
+            _lg(ks[0]), _lg(ks[1]), _lg(ks[2]), _lg(ks[3]), ks[5],
+            _lg(work * hq * hd), _lg(kv_bytes), _lg(tiles), min(waves, 64.0), wave_eff, _lg(rl),
+        ])
+        return f, rl
+
+    def _moe(self, c: OpCall) -> tuple[np.ndarray, float]:
+        ex = c.extra or {}
+        rl = self._rl(c)
+        local = ex["num_local_experts"]
+        tpe = ex.get("tokens_per_expert")
+        alpha = routing_alpha(str(ex.get("routing", "balanced")))
+        if tpe is None:
+            tpe = expected_tokens_per_expert(ex["assignments"], local, alpha)
+        t = np.asarray(tpe, dtype=float)
+        active = float(np.count_nonzero(t >= 0.5))
+        tiles = float(np.sum(np.ceil(t / EXPERT_TILE)))
+        h, i = ex["hidden_size"], ex["inter_size_local"]
+        n_tiles = math.ceil(2 * i / GEMM_TILE)
+        waves = tiles * n_tiles / self.sms
+        mean = float(t.mean()) if len(t) else 0.0
+        f = np.array([
+            DTYPE_CLASS.get(c.dtype, 16), _lg(ex["num_tokens"]), _lg(h), _lg(i), _lg(local),
+            ex["top_k"], _lg(ex["ep_size"]), _lg(ex["tp_size"]), alpha, _lg(ex["assignments"]),
+            _lg(float(t.max()) if len(t) else 0.0), (float(t.std()) / mean) if mean > 0 else 0.0,
+            active / max(1, local), _lg(tiles), _lg(waves), _lg(3.0 * active * h * i), _lg(rl),
+        ])
+        return f, rl
+
+    def _comm(self, c: OpCall) -> tuple[np.ndarray, float]:
+        rl = self._rl(c)
+        g = max(1, c.num_gpus)
+        f = np.array([
+            COMM_OPS.index(c.op) if c.op in COMM_OPS else -1, g, SCOPES.get(c.scope, 0),
+            _lg(c.bytes), 2.0 * (g - 1) / g, _lg(rl),
+        ])
+        return f, rl
+
+    # ---- memo -----------------------------------------------------------------
+    @staticmethod
+    def memo_key(call: OpCall) -> tuple[Any, ...]:
+        """A coarse key under which calls share one predicted measured/roofline ratio.
+
+        Sizes are bucketed in log2 steps of 1/8 (~9%) for sums and 1/4 for maxima;
+        the roofline time of the exact call still scales the shared ratio, so
+        predictions remain continuous in the sizes. Batch size is exact up to 32.
+        """
+        op = call.op
+        dc = DTYPE_CLASS.get(call.dtype, 16)
+        if op == "attention_prefill" or op == "attention_decode":
+            q, kv = call.q_lens, call.kv_lens
+            n = len(q)
+            nb = n if n <= 32 else 32 + round(16 * math.log2(n / 32))
+            qk = (0, 0) if op == "attention_decode" else (
+                round(8 * _lg(float(q.sum()))), round(4 * _lg(float(q.max()))))
+            return (op, dc, call.num_heads, call.num_kv_heads, call.head_dim, nb, qk,
+                    round(8 * _lg(float(kv.sum()))), round(4 * _lg(float(kv.max()))))
+        if op == "gemm":
+            return (op, dc, call.m, call.n, call.k)
+        if op == "moe_experts":
+            ex = call.extra or {}
+            tpe = ex.get("tokens_per_expert")
+            skew = (0, 0) if tpe is None else (
+                round(8 * _lg(float(np.max(tpe)))), int(np.count_nonzero(tpe)))
+            return (op, dc, ex["num_tokens"], ex["hidden_size"], ex["inter_size"],
+                    ex["num_experts"], ex["top_k"], ex["ep_size"], ex["tp_size"],
+                    str(ex.get("routing")), skew)
+        return (op, call.num_gpus, call.scope, round(16 * _lg(call.bytes)))
+
+    # ---- coverage -------------------------------------------------------------
+    @staticmethod
+    def scale(call: OpCall) -> np.ndarray:
+        """The raw sizes whose training range bounds what a model may answer (log2)."""
+        op = call.op
+        if op == "gemm":
+            return np.array([_lg(call.m), _lg(call.n), _lg(call.k)])
+        if op.startswith("attention_"):
+            q, kv = call.q_lens, call.kv_lens
+            return np.array([
+                _lg(len(q)), _lg(float(q.max())), _lg(float(kv.max())), _lg(float(kv.sum())),
+                _lg(call.num_heads), _lg(call.num_kv_heads), _lg(call.head_dim),
+            ])
+        if op == "moe_experts":
+            ex = call.extra or {}
+            return np.array([
+                _lg(ex["num_tokens"]), _lg(ex["hidden_size"]), _lg(ex["inter_size_local"]),
+                _lg(ex["num_local_experts"]),
+            ])
+        return np.array([_lg(call.bytes), _lg(call.num_gpus)])
+
+
+def batch_features(calls: list[OpCall], feat: Featurizer) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked feature matrix and roofline times of calls of one op."""
+    rows = [feat.features(c) for c in calls]
+    return np.vstack([r[0] for r in rows]), np.array([r[1] for r in rows])

@@ -1,0 +1,405 @@
+"""Trained operator-time models: ``table`` (interpolation), ``forest`` and ``proxy``.
+
+A model is trained from profile tables, per (device, op), and saved as a folder
+(``model.json`` plus one joblib file). ``predict_call`` answers one OpCall or
+returns None when the call is outside what the model covers: an op or device
+it was not trained on, a dtype class it never saw, or sizes far outside its
+training range. It never extrapolates silently.
+
+- ``table``: nested piecewise-linear interpolation in log-log space over the
+  measured points, exact at them. The axes per op are in ``TABLE_AXES``; the
+  rest of a row's shape must match a measured configuration exactly.
+- ``forest``: scikit-learn tree ensembles on the distributional features of
+  ``features.Featurizer``, predicting log(measured / roofline).
+- ``proxy``: the same ensemble on proxy features (one mean length per batch).
+
+Security: model folders are pickles (joblib); load only folders you trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from frontier_core import HardwareSpec, OpCall
+from frontier_predictors.features import DTYPE_CLASS, Featurizer, row_to_call
+from frontier_predictors.profiles import ProfileError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BACKENDS = ("table", "forest", "proxy")
+FORMAT_VERSION = 1
+# Estimators of the learned backends; chosen by measurement (docs/accuracy.md).
+ESTIMATORS = ("hgb", "rf", "extra")
+DEFAULT_ESTIMATOR = "hgb"
+
+
+def device_spec(name: str) -> HardwareSpec:
+    """The catalog entry of a device name, or the nominal stand-in (e.g. for ``cpu``)."""
+    from frontier_core import load_registry
+    from frontier_predictors.features import NOMINAL_DEVICE
+
+    reg = load_registry()
+    if name in reg.names("hardware"):
+        return reg.get("hardware", name)
+    return NOMINAL_DEVICE.model_copy(update={"name": name})
+
+
+def _code_version() -> str:
+    from frontier_predictors import __version__
+
+    return __version__
+
+
+# ---- table --------------------------------------------------------------------
+
+
+def _median_y(rows: list[tuple[tuple[float, ...], float]]) -> float:
+    return float(np.median([y for _, y in rows]))
+
+
+@dataclass
+class _Node:
+    """One level of the nested grid: sorted log-axis values and their children."""
+
+    xs: list[float]
+    children: list[Any]  # _Node, or log-latency at the last level
+
+
+def _build(points: list[tuple[tuple[float, ...], float]], depth: int) -> Any:
+    if depth == len(points[0][0]):
+        return float(np.median([y for _, y in points]))
+    groups: dict[float, list[tuple[tuple[float, ...], float]]] = {}
+    for p in points:
+        groups.setdefault(p[0][depth], []).append(p)
+    xs = sorted(groups)
+    return _Node(xs, [_build(groups[x], depth + 1) for x in xs])
+
+
+def _interp(node: Any, x: tuple[float, ...], depth: int = 0) -> float | None:
+    if not isinstance(node, _Node):
+        return node
+    xs = node.xs
+    v = x[depth]
+    i = bisect_left(xs, v)
+    if i < len(xs) and abs(xs[i] - v) < 1e-9:
+        return _interp(node.children[i], x, depth + 1)
+    if i == 0 or i == len(xs):
+        return None  # outside the measured range: not covered
+    lo = _interp(node.children[i - 1], x, depth + 1)
+    hi = _interp(node.children[i], x, depth + 1)
+    if lo is None or hi is None:
+        return None
+    w = (v - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return lo + w * (hi - lo)
+
+
+def _lg(v: float) -> float:
+    return math.log2(v) if v > 0 else -30.0
+
+
+def table_key(call: OpCall) -> tuple[tuple[Any, ...], tuple[float, ...]] | None:
+    """(exact key, log axes) of a call for the ``table`` backend."""
+    op = call.op
+    dc = DTYPE_CLASS.get(call.dtype, 16)
+    if op == "gemm":
+        return (op, dc), (_lg(call.n), _lg(call.k), _lg(call.m))
+    if op.startswith("attention_"):
+        q, kv = call.q_lens, call.kv_lens
+        if q is None or kv is None or len(q) == 0:
+            return None
+        key = (op, dc, call.num_heads, call.num_kv_heads, call.head_dim)
+        if op == "attention_decode":
+            return key, (_lg(len(q)), _lg(float(kv.mean())))
+        return key, (_lg(len(q)), _lg(float(q.mean())), _lg(float(kv.mean())))
+    if op == "moe_experts":
+        ex = call.extra or {}
+        key = (op, dc, ex["hidden_size"], ex["inter_size"], ex["num_experts"], ex["top_k"],
+               ex["ep_size"], ex["tp_size"], str(ex["routing"]))
+        return key, (_lg(ex["num_tokens"]),)
+    return (op, call.num_gpus, call.scope), (_lg(call.bytes),)
+
+
+class TableModel:
+    """Interpolation over measured points for one (device, op)."""
+
+    def __init__(self) -> None:
+        self.grids: dict[tuple[Any, ...], Any] = {}
+
+    def fit(self, calls: list[OpCall], y: np.ndarray) -> TableModel:
+        pts: dict[tuple[Any, ...], list[tuple[tuple[float, ...], float]]] = {}
+        for c, t in zip(calls, y, strict=True):
+            kx = table_key(c)
+            if kx is not None:
+                pts.setdefault(kx[0], []).append((kx[1], math.log(t)))
+        self.grids = {k: _build(v, 0) for k, v in pts.items()}
+        return self
+
+    def predict_one(self, call: OpCall) -> float | None:
+        kx = table_key(call)
+        if kx is None:
+            return None
+        grid = self.grids.get(kx[0])
+        if grid is None:
+            return None
+        v = _interp(grid, kx[1])
+        return None if v is None else math.exp(v)
+
+
+# ---- learned ------------------------------------------------------------------
+
+
+def make_estimator(name: str, seed: int) -> Any:
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        HistGradientBoostingRegressor,
+        RandomForestRegressor,
+    )
+
+    if name == "hgb":
+        # 250 rounds at rate 0.2 matched 600 at 0.08 on AIConfigurator's H100 GEMM and
+        # decode tables (within 0.1 point of within-10%) at 40% of the prediction cost.
+        return HistGradientBoostingRegressor(max_iter=250, learning_rate=0.2, max_leaf_nodes=63,
+                                             min_samples_leaf=5, l2_regularization=1e-3,
+                                             early_stopping=False, random_state=seed)
+    if name == "rf":
+        return RandomForestRegressor(n_estimators=120, min_samples_leaf=1, max_features=0.6,
+                                     n_jobs=1, random_state=seed)
+    if name == "extra":
+        return ExtraTreesRegressor(n_estimators=120, min_samples_leaf=1, max_features=0.8,
+                                   n_jobs=1, random_state=seed)
+    raise ProfileError(f"Unknown estimator {name!r}: choose one of {', '.join(ESTIMATORS)}.")
+
+
+class FlatTrees:
+    """A fitted tree ensemble as flat arrays, traversed for all trees at once with numpy.
+
+    scikit-learn's ``predict`` costs milliseconds per call for one row (thread-pool
+    start-up); the simulator asks for one row at a time. This walks every tree in
+    lock-step: ``depth`` rounds of gathers over (rows × trees). Leaves point to
+    themselves, so finished trees simply stay put. Gives the estimator's own
+    predictions (tested against ``predict``).
+    """
+
+    def __init__(self, est: Any) -> None:
+        feats, thrs, lefts, rights, vals, roots = [], [], [], [], [], []
+        off = 0
+        depth = 0
+        if hasattr(est, "_predictors"):  # HistGradientBoostingRegressor
+            trees = [p[0].nodes for p in est._predictors]
+            for nodes in trees:
+                leaf = nodes["is_leaf"].astype(bool)
+                ids = np.arange(len(nodes))
+                feats.append(np.where(leaf, 0, nodes["feature_idx"]))
+                thrs.append(np.where(leaf, np.inf, nodes["num_threshold"]))
+                lefts.append(np.where(leaf, ids, nodes["left"]) + off)
+                rights.append(np.where(leaf, ids, nodes["right"]) + off)
+                vals.append(nodes["value"])
+                roots.append(off)
+                off += len(nodes)
+                depth = max(depth, int(nodes["depth"].max()))
+            self.base = float(np.ravel(est._baseline_prediction)[0])
+            self.scale = 1.0
+        else:  # RandomForest / ExtraTrees
+            for t in (e.tree_ for e in est.estimators_):
+                leaf = t.children_left < 0
+                ids = np.arange(t.node_count)
+                feats.append(np.where(leaf, 0, t.feature))
+                thrs.append(np.where(leaf, np.inf, t.threshold))
+                lefts.append(np.where(leaf, ids, t.children_left) + off)
+                rights.append(np.where(leaf, ids, t.children_right) + off)
+                vals.append(t.value[:, 0, 0])
+                roots.append(off)
+                off += t.node_count
+                depth = max(depth, int(t.max_depth))
+            self.base = 0.0
+            self.scale = 1.0 / len(roots)
+        self.feat = np.concatenate(feats).astype(np.intp)
+        self.thr = np.concatenate(thrs)
+        self.left = np.concatenate(lefts).astype(np.intp)
+        self.right = np.concatenate(rights).astype(np.intp)
+        self.val = np.concatenate(vals)
+        self.roots = np.asarray(roots, dtype=np.intp)
+        self.depth = depth
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        idx = np.repeat(self.roots[None, :], len(X), axis=0)
+        rows = np.arange(len(X))[:, None]
+        feat, thr, left, right = self.feat, self.thr, self.left, self.right
+        for d in range(self.depth):
+            go = X[rows, feat[idx]] <= thr[idx]
+            nxt = np.where(go, left[idx], right[idx])
+            # NOTE: perf — most trees are far shallower than the deepest one
+            if d % 2 == 1 and np.array_equal(nxt, idx):
+                break
+            idx = nxt
+        return self.base + self.val[idx].sum(axis=1) * self.scale
+
+
+class LearnedModel:
+    """A tree ensemble on featurized calls of one (device, op), predicting log(meas/roofline)."""
+
+    def __init__(self, featurizer: Featurizer, estimator: str, seed: int, margin: float) -> None:
+        self.feat = featurizer
+        self.estimator_name = estimator
+        self.est = make_estimator(estimator, seed)
+        self.margin = margin
+        self.lo: np.ndarray | None = None
+        self.hi: np.ndarray | None = None
+        self.dtypes: set[int] = set()
+
+    def fit(self, calls: list[OpCall], y: np.ndarray) -> LearnedModel:
+        X, rl = self._matrix(calls)
+        self.est.fit(X, np.log(y / rl))
+        self.flat = FlatTrees(self.est)
+        sc = np.vstack([Featurizer.scale(c) for c in calls])
+        self.lo, self.hi = sc.min(axis=0), sc.max(axis=0)
+        self.dtypes = {DTYPE_CLASS.get(c.dtype, 16) for c in calls}
+        return self
+
+    def _matrix(self, calls: list[OpCall]) -> tuple[np.ndarray, np.ndarray]:
+        rows = [self.feat.features(c) for c in calls]
+        return np.vstack([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    def covers(self, call: OpCall) -> bool:
+        if DTYPE_CLASS.get(call.dtype, 16) not in self.dtypes:
+            return False
+        s = Featurizer.scale(call)
+        return bool(np.all(s >= self.lo - self.margin) and np.all(s <= self.hi + self.margin))
+
+    def predict_many(self, calls: list[OpCall]) -> np.ndarray:
+        """Seconds per call (NaN where not covered), in one vectorised estimator call."""
+        out = np.full(len(calls), np.nan)
+        ok = [i for i, c in enumerate(calls) if self.covers(c)]
+        if ok:
+            X, rl = self._matrix([calls[i] for i in ok])
+            out[ok] = rl * np.exp(self.flat.predict(X))
+        return out
+
+    def predict_vector(self, f: np.ndarray, rl: float) -> float:
+        return rl * math.exp(float(self.flat.predict(f)[0]))
+
+
+# ---- the trained bundle ----------------------------------------------------------
+
+
+@dataclass
+class TrainedModels:
+    """Models of one backend for several (device, op) pairs, with provenance."""
+
+    backend: str
+    models: dict[tuple[str, str], Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def devices(self) -> list[str]:
+        return sorted({d for d, _ in self.models})
+
+    def ops(self, device: str) -> list[str]:
+        return sorted(op for d, op in self.models if d == device)
+
+    def predict_frame(self, df: pd.DataFrame) -> np.ndarray:
+        """Seconds for every row of a profile table (NaN where not covered)."""
+        out = np.full(len(df), np.nan)
+        for (device, op), idx in df.groupby(["device", "op"]).indices.items():
+            m = self.models.get((device, op))
+            if m is None:
+                continue
+            calls = [row_to_call(r) for r in df.iloc[idx].to_dict("records")]
+            if isinstance(m, TableModel):
+                out[idx] = [np.nan if (v := m.predict_one(c)) is None else v for c in calls]
+            else:
+                out[idx] = m.predict_many(calls)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        import joblib
+
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        joblib.dump({"backend": self.backend, "models": self.models}, p / "models.joblib",
+                    compress=3)
+        meta = dict(self.meta)
+        meta.update(backend=self.backend, format=FORMAT_VERSION,
+                    trained={d: self.ops(d) for d in self.devices()})
+        (p / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainedModels:
+        import joblib
+
+        p = Path(path)
+        meta_file = p / "model.json"
+        if not meta_file.is_file():
+            raise ProfileError(
+                f"{p} is not a trained predictor folder (no model.json). Train one with "
+                "`frontier predictors train DATA... --backend forest -o DIR`."
+            )
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format") != FORMAT_VERSION:
+            raise ProfileError(
+                f"Predictor folder {p} has format {meta.get('format')}, this frontier-predictors "
+                f"reads format {FORMAT_VERSION}. Retrain it with `frontier predictors train`."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn version warnings: meta says the version
+            blob = joblib.load(p / "models.joblib")
+        return cls(blob["backend"], blob["models"], meta)
+
+
+def train(df: pd.DataFrame, backend: str, *, seed: int = 0, estimator: str = DEFAULT_ESTIMATOR,
+          margin: float = 1.0, ops: Sequence[str] | None = None) -> TrainedModels:
+    """Fit ``backend`` on a validated profile table, one model per (device, op)."""
+    import sklearn
+
+    if backend not in BACKENDS:
+        raise ProfileError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+    out = TrainedModels(backend)
+    counts: dict[str, dict[str, int]] = {}
+    for (device, op), idx in sorted(df.groupby(["device", "op"]).indices.items()):
+        if ops and op not in ops:
+            continue
+        sub = df.iloc[idx]
+        calls = [row_to_call(r) for r in sub.to_dict("records")]
+        y = sub["latency_s"].to_numpy(dtype=float)
+        if backend == "table":
+            model: Any = TableModel().fit(calls, y)
+        else:
+            feat = Featurizer(device_spec(device), "dist" if backend == "forest" else "proxy")
+            model = LearnedModel(feat, estimator, seed, margin).fit(calls, y)
+        out.models[(device, op)] = model
+        counts.setdefault(device, {})[op] = len(sub)
+    if not out.models:
+        raise ProfileError(
+            "No rows to train on" + (f" for ops {', '.join(ops)}" if ops else "")
+            + f". The data holds ops {', '.join(sorted(df['op'].unique()))}."
+        )
+    out.meta = {
+        "seed": seed, "estimator": estimator if backend != "table" else None, "margin": margin,
+        "rows": counts, "sources": sorted(df["source"].unique().tolist()) if "source" in df else [],
+        "data_digest": frame_digest(df), "frontier_predictors": _code_version(),
+        "scikit_learn": sklearn.__version__,
+    }
+    return out
+
+
+def frame_digest(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    for col in ("op", "device", "dtype", "latency_s"):
+        h.update(df[col].astype(str).str.cat(sep="|").encode())
+    return h.hexdigest()[:16]
+
+

@@ -1,0 +1,292 @@
+"""Profile tables, the table/forest/proxy backends, chaining in a run, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from frontier_predictors.evaluate import SHAPE_KEYS, metrics, split
+from frontier_predictors.features import Featurizer, row_to_call
+from frontier_predictors.models import FlatTrees, TrainedModels, device_spec, train
+from frontier_predictors.profiles import ProfileError, load_tables, read_table, write_table
+
+from frontier_core import FrontierWarning, OpCall, load_registry
+
+H100 = "h100-sxm"
+
+
+def _gemm_rows(ns=(1024, 4096), ks=(1024, 4096), ms=(1, 8, 64, 512, 4096), device=H100):
+    """Synthetic GEMM 'measurements': roofline × a smooth shape-dependent efficiency."""
+    rp = Featurizer(device_spec(device)).roofline
+    rows = []
+    for n in ns:
+        for k in ks:
+            for m in ms:
+                t = rp.predict(OpCall("gemm", dtype="bf16", m=m, n=n, k=k))
+                t *= 1.3 + 0.2 * math.sin(math.log2(m))
+                rows.append(dict(op="gemm", device=device, dtype="bf16", latency_s=t + 5e-6,
+                                 m=m, n=n, k=k))
+    return pd.DataFrame(rows)
+
+
+def _hetero_attention(num_rows: int, seed: int) -> pd.DataFrame:
+    """Prefill batches of mixed lengths whose 'measured' time depends on the whole batch.
+
+    Ground truth: a fixed cost per sequence plus work ∝ Σ q·kv (causal pairs) plus a
+    padding-like tail cost ∝ n·max(q). The mean lengths alone cannot recover it.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_rows):
+        n = int(rng.integers(1, 24))
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            q = rng.integers(16, 2048, n)
+        elif kind == 1:
+            q = np.minimum(rng.lognormal(5, 1.2, n).astype(int) + 1, 8192)
+        else:
+            q = np.where(rng.random(n) < 0.8, rng.integers(8, 64, n), rng.integers(2048, 4096, n))
+        pre = np.where(rng.random(n) < 0.3, rng.integers(0, 2048, n), 0)
+        kv = q + pre
+        pairs = float(np.dot(q, kv) - 0.5 * np.dot(q, q))
+        t = 8e-6 + 2e-6 * n + 1.1e-12 * 32 * 128 * 4 * pairs + 1.5e-9 * n * q.max()
+        rows.append(dict(op="attention_prefill", device=H100, dtype="bf16", latency_s=t,
+                         num_heads=32, num_kv_heads=8, head_dim=128,
+                         q_lens=" ".join(map(str, q)), kv_lens=" ".join(map(str, kv))))
+    return pd.DataFrame(rows)
+
+
+# ---- tables ---------------------------------------------------------------------
+
+
+def test_table_round_trip_csv_and_parquet(tmp_path):
+    df = pd.concat([_gemm_rows(), _hetero_attention(5, 0)], ignore_index=True)
+    for suffix in (".csv", ".parquet"):
+        p = write_table(df, tmp_path / f"t{suffix}")
+        back = read_table(p)
+        assert len(back) == len(df)
+        assert back.loc[back.op == "gemm", "m"].astype(int).tolist() == df.loc[
+            df.op == "gemm", "m"].astype(int).tolist()
+        att = back[back.op == "attention_prefill"].iloc[0]
+        assert isinstance(att["q_lens"], np.ndarray)
+        assert " ".join(map(str, att["q_lens"])) == df[df.op == "attention_prefill"].iloc[0].q_lens
+
+
+@pytest.mark.parametrize("mutate, row, column", [
+    (lambda d: d.drop(columns=["latency_s"]), None, "latency_s"),
+    (lambda d: d.assign(op=["gemm", "convolution"]), 3, "op"),
+    (lambda d: d.assign(kv_lens=[None, "5 x"]), 3, "kv_lens"),
+    (lambda d: d.assign(kv_lens=[None, "5"]), 3, "kv_lens"),  # 2 q_lens, 1 kv_len
+    (lambda d: d.assign(m=["8", "nine"]), 3, "m"),
+    (lambda d: d.assign(latency_s=[0.0, 1e-5]), 2, "latency_s"),
+    (lambda d: d.assign(dtype=["int4", "bf16"]), 2, "dtype"),
+    (lambda d: d.drop(columns=["k"]), 2, "k"),
+])
+def test_malformed_tables_name_file_row_and_column(tmp_path, mutate, row, column):
+    good = pd.DataFrame([
+        dict(op="gemm", device=H100, dtype="bf16", latency_s=1e-5, m=8, n=16, k=32),
+        dict(op="attention_decode", device=H100, dtype="bf16", latency_s=2e-5, num_heads=8,
+             num_kv_heads=8, head_dim=128, q_lens="1 1", kv_lens="5 9"),
+    ])
+    p = tmp_path / "bad.csv"
+    mutate(good).to_csv(p, index=False)
+    with pytest.raises(ProfileError) as e:
+        read_table(p)
+    msg = str(e.value)
+    assert str(p) in msg and f"column {column!r}" in msg
+    if row is not None:
+        assert f"row {row}" in msg
+
+
+# ---- backends -----------------------------------------------------------------------
+
+
+def test_table_is_exact_at_measured_points_and_declines_outside():
+    df = _gemm_rows()
+    m = train(read_frame(df), "table")
+    model = m.models[(H100, "gemm")]
+    for r in df.to_dict("records"):
+        assert model.predict_one(row_to_call(r)) == pytest.approx(r["latency_s"], rel=1e-9)
+    # between measured m: between the neighbours
+    lo = model.predict_one(OpCall("gemm", dtype="bf16", m=64, n=1024, k=1024))
+    hi = model.predict_one(OpCall("gemm", dtype="bf16", m=512, n=1024, k=1024))
+    mid = model.predict_one(OpCall("gemm", dtype="bf16", m=200, n=1024, k=1024))
+    assert min(lo, hi) < mid < max(lo, hi)
+    assert model.predict_one(OpCall("gemm", dtype="bf16", m=8192, n=1024, k=1024)) is None
+    assert model.predict_one(OpCall("gemm", dtype="fp8", m=64, n=1024, k=1024)) is None
+
+
+def read_frame(df: pd.DataFrame) -> pd.DataFrame:
+    from frontier_predictors.profiles import validate
+
+    return validate(df, "<test>")
+
+
+def test_flat_trees_reproduce_the_estimators():
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 6))
+    y = X[:, 0] * 3 + np.sin(9 * X[:, 1])
+    for est in (HistGradientBoostingRegressor(max_iter=40, random_state=0),
+                ExtraTreesRegressor(n_estimators=10, random_state=0)):
+        est.fit(X, y)
+        Xt = rng.random((50, 6))
+        np.testing.assert_allclose(FlatTrees(est).predict(Xt), est.predict(Xt), atol=1e-9)
+
+
+def test_forest_beats_proxy_on_heterogeneous_batches():
+    df = read_frame(_hetero_attention(900, 1))
+    tr, te = split(df, "rows", 0.25, 0)
+    res = {}
+    for backend in ("forest", "proxy"):
+        m = train(tr, backend, seed=0)
+        res[backend] = metrics(te, m.predict_frame(te))["attention_prefill"]
+    assert res["forest"]["median_rel_err"] < 0.6 * res["proxy"]["median_rel_err"]
+    assert res["forest"]["within_10pct"] > res["proxy"]["within_10pct"]
+
+
+def test_training_is_deterministic_with_a_seed(tmp_path):
+    df = read_frame(pd.concat([_gemm_rows(), _hetero_attention(60, 2)], ignore_index=True))
+    a = train(df, "forest", seed=3).predict_frame(df)
+    b = train(df, "forest", seed=3).predict_frame(df)
+    np.testing.assert_array_equal(a, b)
+    m = train(df, "forest", seed=3)
+    m.save(tmp_path / "m")
+    np.testing.assert_array_equal(TrainedModels.load(tmp_path / "m").predict_frame(df), a)
+
+
+def test_learned_models_decline_far_outside_their_training_range():
+    m = train(read_frame(_gemm_rows()), "forest", margin=1.0).models[(H100, "gemm")]
+    assert m.covers(OpCall("gemm", dtype="bf16", m=4096, n=4096, k=4096))
+    assert m.covers(OpCall("gemm", dtype="bf16", m=8000, n=4096, k=4096))  # within 1 octave
+    assert not m.covers(OpCall("gemm", dtype="bf16", m=65536, n=4096, k=4096))
+    assert not m.covers(OpCall("gemm", dtype="fp8", m=64, n=4096, k=4096))
+
+
+def test_shape_split_holds_out_whole_shapes():
+    df = read_frame(_gemm_rows(ns=(512, 1024, 2048, 4096), ks=(1024, 2048)))
+    tr, te = split(df, "shape", 0.3, 0)
+    key = list(SHAPE_KEYS["gemm"])
+    shapes_tr = set(map(tuple, tr[key].to_numpy().tolist()))
+    shapes_te = set(map(tuple, te[key].to_numpy().tolist()))
+    assert shapes_te and shapes_tr and not shapes_tr & shapes_te
+    assert len(tr) + len(te) == len(df)
+
+
+# ---- in a run: chaining and coverage --------------------------------------------------
+
+
+def _run(predictor, tmp_path):
+    from frontier_core.assemble import assemble
+    from frontier_core.config import RunConfig
+
+    cfg = RunConfig.model_validate({
+        "model": "llama-3.1-8b",
+        "deployment": {"clusters": [{"name": "main", "gpu": H100}]},
+        "predictor": predictor,
+        "workload": {"arrival": {"process": "poisson", "rate": 4.0},
+                     "prompt_len": {"dist": "uniform", "low": 16, "high": 900},
+                     "output_len": {"dist": "uniform", "low": 1, "high": 60},
+                     "num_requests": 40},
+        "base_dir": str(tmp_path),
+    })
+    sim = assemble(cfg, load_registry())
+    sim.run()
+    return sim
+
+
+def test_chain_falls_back_to_the_roofline_and_reports_coverage(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    shapes = _gemm_rows(ns=(512, 1536, 4096, 6144, 14336, 28672, 128256),
+                        ks=(4096, 14336), ms=(1, 4, 16, 64, 256, 1024, 4096, 16384))
+    write_table(shapes, tmp_path / "gemm.csv")
+    sim = _run([{"name": "forest", "data": ["gemm.csv"]}, "roofline"], tmp_path)
+    from frontier_core.metrics import summarize
+
+    share = summarize(sim)["predictor_time_share"]
+    assert 0 < share["forest"] < 1 and 0 < share["roofline"] < 1
+    assert share["forest"] + share["roofline"] == pytest.approx(1.0)
+    # trained once, then read back from the cache
+    assert list((tmp_path / "cache" / "models").iterdir())
+
+
+def test_model_without_the_runs_gpu_warns_and_defers(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    write_table(_gemm_rows(device="a100-80g-sxm"), tmp_path / "a100.csv")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        sim = _run([{"name": "table", "data": ["a100.csv"]}, "roofline"], tmp_path)
+    assert any(issubclass(x.category, FrontierWarning) and "a100-80g-sxm" in str(x.message)
+               for x in w)
+    from frontier_core.metrics import summarize
+
+    assert summarize(sim)["predictor_time_share"]["table"] == 0
+
+
+def test_auto_without_measured_data_warns(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    from frontier_core.assemble import assemble
+    from frontier_core.config import RunConfig
+
+    cfg = RunConfig.model_validate({
+        "model": "llama-3.1-8b", "deployment": {"clusters": [{"name": "main", "gpu": "h800"}]},
+        "predictor": ["auto", "roofline"],
+        "workload": {"arrival": {"process": "poisson", "rate": 4.0}, "num_requests": 5,
+                     "prompt_len": {"dist": "fixed", "value": 64},
+                     "output_len": {"dist": "fixed", "value": 4}},
+    })
+    with pytest.warns(FrontierWarning, match="no measured operator data for h800"):
+        assemble(cfg, load_registry())
+
+
+# ---- command line ---------------------------------------------------------------------
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "frontier_core.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_cli_train_eval_split_round_trip(tmp_path):
+    df = pd.concat([_gemm_rows(ns=(512, 1024, 2048, 4096)), _hetero_attention(150, 4)],
+                   ignore_index=True)
+    write_table(df, tmp_path / "data" / "all.csv")
+    r = _cli("predictors", "split", str(tmp_path / "data"), "--by", "rows", "-o",
+             str(tmp_path / "split"))
+    assert r.returncode == 0, r.stderr
+    r = _cli("predictors", "train", str(tmp_path / "split" / "train.parquet"), "--backend",
+             "forest", "-o", str(tmp_path / "model"))
+    assert r.returncode == 0, r.stderr
+    r = _cli("predictors", "eval", str(tmp_path / "model"), str(tmp_path / "split" / "test.parquet"),
+             "--json", "--predictions", str(tmp_path / "pred.csv"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert set(res) == {"gemm", "attention_prefill"}
+    for m in res.values():
+        assert set(m) >= {"n", "median_rel_err", "p90_rel_err", "within_5pct", "within_10pct",
+                          "within_20pct"}
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert "predicted_s" in pred and len(pred) == len(load_tables([tmp_path / "split" / "test.parquet"]))
+    r = _cli("predictors", "eval", str(tmp_path / "model"), str(tmp_path / "split" / "test.parquet"),
+             "--json", "--compare", "roofline")
+    assert set(json.loads(r.stdout)) == {str(tmp_path / "model"), "roofline"}
+
+
+def test_cli_bad_input_is_one_paragraph_exit_2(tmp_path):
+    (tmp_path / "bad.csv").write_text("op,device,dtype\ngemm,h100-sxm,bf16\n")
+    r = _cli("predictors", "train", str(tmp_path / "bad.csv"), "--backend", "forest", "-o",
+             str(tmp_path / "m"))
+    assert r.returncode == 2 and "latency_s" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("predictors", "train", str(tmp_path / "nope"), "--backend", "forest", "-o",
+             str(tmp_path / "m"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = _cli("predictors", "eval", str(tmp_path), str(tmp_path / "bad.csv"))
+    assert r.returncode == 2 and "model.json" in r.stderr
+    assert not (tmp_path / "m").exists()
