@@ -9,6 +9,10 @@ present, else from the bundled 2,000-row sample. Each case runs in a fresh proce
 so peak RSS is its own.
 
     python benchmarks/bench_kernel.py [--case single|fleet|all] [--predictor roofline]
+    python benchmarks/bench_kernel.py --case single --predictor forest --model DIR
+
+With --model, the chain is [{name: PREDICTOR, model: DIR}, roofline] (a folder from
+`frontier predictors train`), to compare a trained backend's speed with the roofline's.
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ CASES = {
 }
 
 
-def config(case: str, predictor: str) -> dict:
+def config(case: str, predictor: str, model: str | None = None) -> dict:
     c = CASES[case]
+    chain: list = [predictor] if model is None else [{"name": predictor, "model": model}, "roofline"]
     path = str(FULL) if FULL.exists() else "frontier:azure_conv_sample.csv"
     return {
         "model": "llama-3.1-8b",
         "deployment": {"clusters": [{"name": "main", "gpu": "h100-sxm", "replicas": c["replicas"],
                                      "scheduler": {"name": "vllm"}}]},
-        "predictor": [predictor],
+        "predictor": chain,
         "workload": {
             "arrival": {"process": "poisson", "rate": c["rate"]},
             "prompt_len": {"dist": "empirical", "path": path, "column": "ContextTokens"},
@@ -49,14 +54,14 @@ def config(case: str, predictor: str) -> dict:
     }
 
 
-def run_case(case: str, predictor: str) -> dict:
+def run_case(case: str, predictor: str, model: str | None = None) -> dict:
     from frontier_core.assemble import assemble
     from frontier_core.config import RunConfig
     from frontier_core.metrics import summarize
     from frontier_core.plugins import load_registry
 
     t0 = time.perf_counter()
-    sim = assemble(RunConfig.model_validate(config(case, predictor)), load_registry())
+    sim = assemble(RunConfig.model_validate(config(case, predictor, model)), load_registry())
     t_build = time.perf_counter() - t0
     sim.run()
     t1 = time.perf_counter()
@@ -82,14 +87,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", default="all", choices=[*CASES, "all"])
     ap.add_argument("--predictor", default="roofline")
+    ap.add_argument("--model", default=None, help="trained predictor folder (see above)")
     ap.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.inline:
-        print(json.dumps(run_case(a.case, a.predictor)))
+        print(json.dumps(run_case(a.case, a.predictor, a.model)))
         return
     for case in CASES if a.case == "all" else [a.case]:
+        extra = ["--model", a.model] if a.model else []
         out = subprocess.run(
-            [sys.executable, __file__, "--case", case, "--predictor", a.predictor, "--inline"],
+            [sys.executable, __file__, "--case", case, "--predictor", a.predictor, *extra,
+             "--inline"],
             check=True, capture_output=True, text=True,
         ).stdout
         print(out.strip())

@@ -262,8 +262,14 @@ class LearnedModel:
         self.dtypes: set[int] = set()
 
     def fit(self, calls: list[OpCall], y: np.ndarray) -> LearnedModel:
+        from threadpoolctl import threadpool_limits
+
         X, rl = self._matrix(calls)
-        self.est.fit(X, np.log(y / rl))
+        # NOTE: perf — one OpenMP thread: the histogram booster's threads spin-wait,
+        # and next to any other busy process (a parallel test run, a sweep) training
+        # then ran 50x slower than on one thread in a measurement here.
+        with threadpool_limits(limits=1):
+            self.est.fit(X, np.log(y / rl))
         self.flat = FlatTrees(self.est)
         sc = np.vstack([Featurizer.scale(c) for c in calls])
         self.lo, self.hi = sc.min(axis=0), sc.max(axis=0)

@@ -328,7 +328,7 @@ def pm() -> pluggy.PluginManager:
 
 def test_plugin_provides_the_roofline_spec(pm: pluggy.PluginManager) -> None:
     specs = [s for group in pm.hook.frontier_predictors() for s in group]
-    assert [s.name for s in specs] == ["roofline"]
+    assert [s.name for s in specs] == ["roofline", "table", "forest", "proxy", "auto"]
     spec = specs[0]
     assert isinstance(spec, ComponentSpec)
     assert spec.options is RooflineOptions and spec.summary
