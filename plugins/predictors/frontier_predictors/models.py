@@ -121,7 +121,9 @@ def table_key(call: OpCall) -> tuple[tuple[Any, ...], tuple[float, ...]] | None:
         key = (op, dc, call.num_heads, call.num_kv_heads, call.head_dim)
         if op == "attention_decode":
             return key, (_lg(len(q)), _lg(float(kv.mean())))
-        return key, (_lg(len(q)), _lg(float(q.mean())), _lg(float(kv.mean())))
+        # the cached prefix (kv - q) rather than kv: fresh prompts (prefix 0) then
+        # interpolate over batch size and prompt length alone
+        return key, (_lg(len(q)), _lg(float(q.mean())), math.log2(1.0 + float((kv - q).mean())))
     if op == "moe_experts":
         ex = call.extra or {}
         key = (op, dc, ex["hidden_size"], ex["inter_size"], ex["num_experts"], ex["top_k"],
