@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from frontier_core.errors import ConfigError, FrontierError, FrontierWarning
@@ -260,7 +261,7 @@ def _add_plugin_commands() -> None:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     if issubclass(category, FrontierWarning):
-        err.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 
@@ -275,7 +276,7 @@ def main() -> None:
         _add_plugin_commands()
         app()
     except FrontierError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
 
 
