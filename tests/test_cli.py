@@ -268,3 +268,11 @@ def test_failed_run_leaves_existing_output_untouched(tmp_path: Path) -> None:
     user_error(frontier("run", "bad.yaml", "-o", "out", cwd=tmp_path))
     assert snapshot(tmp_path / "out") == before
     assert sorted(os.listdir(tmp_path)) == ["bad.yaml", "out"]
+
+
+def test_error_text_with_brackets_is_printed_literally(tmp_path):
+    # rich markup would swallow "[bold]" and the like; messages quote user input verbatim
+    r = frontier("run", "--set", "model.name=[bold]x", "-o", tmp_path / "out")
+    assert r.returncode == 2
+    assert "[bold]x" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
