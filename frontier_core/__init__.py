@@ -23,7 +23,9 @@ from frontier_core.components import (
     SchedulerView,
     TransferModel,
     Workflow,
+    WorkflowReport,
 )
+from frontier_core.engine.network import Channel, Network, effective_link
 from frontier_core.errors import (
     ConfigError,
     FrontierError,
@@ -40,6 +42,7 @@ __all__ = [
     "OPS",
     "Batch",
     "BuildContext",
+    "Channel",
     "CommandSpec",
     "ComponentSpec",
     "ConfigError",
@@ -50,6 +53,7 @@ __all__ = [
     "KVAllocator",
     "Link",
     "ModelSpec",
+    "Network",
     "NoOptions",
     "OpCall",
     "PluginError",
@@ -61,8 +65,10 @@ __all__ = [
     "TraceError",
     "TransferModel",
     "Workflow",
+    "WorkflowReport",
     "__version__",
     "collective_time",
+    "effective_link",
     "hookimpl",
     "hookspec",
     "load_registry",

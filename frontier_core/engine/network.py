@@ -1,0 +1,177 @@
+"""Shared links with contention: concurrent transfers share bandwidth, max-min fairly.
+
+A ``Channel`` is one direction of a link with a capacity in bytes/s (a GPU's
+NIC or NVLink port, a replica's aggregate of them, a switch uplink). A flow
+crosses one or more channels; whenever a flow starts or ends, every active
+flow's rate is recomputed by progressive filling (max-min fairness, the
+steady state TCP/RDMA congestion control approaches): the most contended
+channel splits its capacity equally among its flows, those flows are fixed at
+that rate, and the rest share what is left. Two equal flows on one channel
+therefore each take twice as long as one alone.
+
+Events happen only when a flow starts or finishes (never per byte or packet),
+so a transfer costs a few simpy events. Any workflow can use it: KV-cache
+transfers between prefill and decode, expert dispatch between clusters,
+activations between attention and FFN pools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from frontier_core.components import Link, TransferModel
+
+if TYPE_CHECKING:
+    import simpy
+
+_CALIBRATION_BYTES = float(1 << 30)
+
+
+def effective_link(model: TransferModel, link: Link) -> Link:
+    """The bandwidth and latency a ``TransferModel`` achieves on a point-to-point send
+    over ``link``: latency is its time for 0 bytes, bandwidth its marginal rate for
+    1 GiB. Lets a contended ``Network`` honour whatever transfer model the run uses
+    (e.g. the kernel's achievable fraction of the line rate)."""
+    lat = model.transfer("send_recv", 0.0, 2, link)
+    t = model.transfer("send_recv", _CALIBRATION_BYTES, 2, link)
+    if t <= lat:
+        return Link(float("inf"), lat)
+    return Link(_CALIBRATION_BYTES / (t - lat), lat)
+
+
+@dataclass(eq=False)
+class Channel:
+    """One direction of a link: ``capacity`` bytes/s shared by the flows crossing it.
+    ``bytes_moved`` and ``busy_s`` (time with at least one flow) accumulate over the run."""
+
+    name: str
+    capacity: float
+    bytes_moved: float = 0.0
+    busy_s: float = 0.0
+    flows: list[Flow] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Flow:
+    """A transfer in progress: ``remaining`` bytes at ``rate`` bytes/s."""
+
+    size: float
+    channels: tuple[Channel, ...]
+    latency: float
+    done: simpy.Event
+    remaining: float = 0.0
+    rate: float = 0.0
+    start: float = 0.0
+
+
+class Network:
+    """Max-min fair sharing of channels among concurrent flows, on one simpy clock."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.channels: list[Channel] = []
+        self._flows: list[Flow] = []
+        self._last = 0.0
+        self._generation = 0
+
+    def channel(self, name: str, capacity: float) -> Channel:
+        """A new channel of ``capacity`` bytes/s (must be > 0)."""
+        if not capacity > 0:
+            raise ValueError(f"channel {name!r} needs a positive capacity, got {capacity}")
+        ch = Channel(name, capacity)
+        self.channels.append(ch)
+        return ch
+
+    def send(self, nbytes: float, channels: tuple[Channel, ...] | list[Channel],
+             latency: float = 0.0) -> simpy.Event:
+        """Start moving ``nbytes`` across ``channels``; the event fires when the last byte
+        has arrived: the data phase (at the fair-share rate, which changes as other
+        flows come and go) plus ``latency`` seconds."""
+        env = self.env
+        done = env.event()
+        if nbytes <= 0 or not channels:
+            env.timeout(latency).callbacks.append(lambda _e: done.succeed())
+            return done
+        self._advance()
+        f = Flow(float(nbytes), tuple(channels), latency, done, remaining=float(nbytes),
+                 start=env.now)
+        self._flows.append(f)
+        for ch in f.channels:
+            ch.flows.append(f)
+        self._reschedule()
+        return done
+
+    @property
+    def active(self) -> int:
+        """Flows currently moving data."""
+        return len(self._flows)
+
+    # ---- internals ----------------------------------------------------
+    def _advance(self) -> None:
+        """Move every flow forward to now at its current rate."""
+        now = self.env.now
+        dt = now - self._last
+        self._last = now
+        if dt <= 0:
+            return
+        for ch in self.channels:
+            if ch.flows:
+                ch.busy_s += dt
+        for f in self._flows:
+            moved = min(f.rate * dt, f.remaining)
+            f.remaining -= moved
+            for ch in f.channels:
+                ch.bytes_moved += moved
+
+    def _rates(self) -> None:
+        """Progressive filling: saturate the most contended channel first."""
+        left = {id(ch): ch.capacity for f in self._flows for ch in f.channels}
+        count: dict[int, int] = {}
+        for f in self._flows:
+            f.rate = -1.0
+            for ch in f.channels:
+                count[id(ch)] = count.get(id(ch), 0) + 1
+        pending = len(self._flows)
+        while pending:
+            best, share = None, float("inf")
+            for f in self._flows:
+                if f.rate >= 0:
+                    continue
+                for ch in f.channels:
+                    s = left[id(ch)] / count[id(ch)]
+                    if s < share:
+                        best, share = ch, s
+            assert best is not None
+            for f in best.flows:
+                if f.rate >= 0:
+                    continue
+                f.rate = share
+                pending -= 1
+                for ch in f.channels:
+                    left[id(ch)] -= share
+                    count[id(ch)] -= 1
+
+    def _reschedule(self) -> None:
+        self._rates()
+        self._generation += 1
+        if not self._flows:
+            return
+        nxt = min(f.remaining / f.rate for f in self._flows)
+        gen = self._generation
+        self.env.timeout(nxt).callbacks.append(lambda _e: self._wake(gen))
+
+    def _wake(self, gen: int) -> None:
+        if gen != self._generation:
+            return  # a flow started or ended since; a newer wake-up is scheduled
+        self._advance()
+        finished = [f for f in self._flows if f.remaining <= 1e-9 * f.size + 1e-6]
+        for f in finished:
+            self._flows.remove(f)
+            for ch in f.channels:
+                ch.flows.remove(f)
+            if f.latency > 0:
+                self.env.timeout(f.latency).callbacks.append(lambda _e, d=f.done: d.succeed())
+            else:
+                f.done.succeed()
+        self._reschedule()

@@ -1,0 +1,100 @@
+"""The kernel's contended network: exact single-flow times, fair sharing, max-min rates,
+flows that come and go, and calibration from a transfer model."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from frontier_core import Link, Network, effective_link
+from frontier_core.builtin.transfer import LinkOptions, LinkTransfer
+
+
+def _finish_times(env, events):
+    out = {}
+    for name, ev in events.items():
+        ev.callbacks.append(lambda _e, n=name: out.__setitem__(n, env.now))
+    env.run()
+    return out
+
+
+def test_one_flow_is_bytes_over_capacity_plus_latency():
+    env = simpy.Environment()
+    net = Network(env)
+    ch = net.channel("a", 400e9)
+    t = _finish_times(env, {"x": net.send(4e9, [ch], latency=5e-6)})
+    assert t["x"] == pytest.approx(4e9 / 400e9 + 5e-6, rel=1e-12)
+    assert ch.bytes_moved == pytest.approx(4e9)
+    assert ch.busy_s == pytest.approx(0.01)
+
+
+def test_two_equal_flows_on_one_channel_take_twice_as_long():
+    env = simpy.Environment()
+    net = Network(env)
+    ch = net.channel("a", 100.0)
+    t = _finish_times(env, {"x": net.send(100.0, [ch]), "y": net.send(100.0, [ch])})
+    assert t == {"x": pytest.approx(2.0), "y": pytest.approx(2.0)}
+
+
+def test_a_flow_that_joins_later_shares_from_then_on():
+    env = simpy.Environment()
+    net = Network(env)
+    ch = net.channel("a", 100.0)
+    events = {"x": net.send(100.0, [ch])}
+
+    def late():
+        yield env.timeout(0.5)  # x has 50 bytes left; then both run at 50 B/s
+        events["y"] = net.send(100.0, [ch])
+        events["y"].callbacks.append(lambda _e: done.__setitem__("y", env.now))
+
+    done: dict[str, float] = {}
+    events["x"].callbacks.append(lambda _e: done.__setitem__("x", env.now))
+    env.process(late())
+    env.run()
+    assert done["x"] == pytest.approx(1.5)
+    assert done["y"] == pytest.approx(2.0)  # 50 bytes at 50 B/s, then 50 at 100 B/s
+
+
+def test_max_min_fairness_across_two_channels():
+    # x crosses the narrow channel b (capacity 30) and the shared a (100); y only a.
+    # Max-min: x is held to 30 by b, y takes the 70 of a left over.
+    env = simpy.Environment()
+    net = Network(env)
+    a, b = net.channel("a", 100.0), net.channel("b", 30.0)
+    t = _finish_times(env, {"x": net.send(30.0, [a, b]), "y": net.send(70.0, [a])})
+    assert t["x"] == pytest.approx(1.0)
+    assert t["y"] == pytest.approx(1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 2), st.floats(1, 1e3), st.integers(0, 2)),
+                min_size=1, max_size=12))
+def test_capacity_is_never_exceeded_and_all_bytes_arrive(flows):
+    env = simpy.Environment()
+    net = Network(env)
+    chans = [net.channel(f"c{i}", 100.0 * (i + 1)) for i in range(3)]
+    done = []
+
+    def start(at, size, which):
+        yield env.timeout(at)
+        ev = net.send(size, [chans[which], chans[(which + 1) % 3]])
+        yield ev
+        done.append(size)
+
+    for f in flows:
+        env.process(start(*f))
+    env.run()
+    assert sorted(done) == sorted(f[1] for f in flows)
+    for ch in chans:
+        assert ch.bytes_moved <= ch.capacity * ch.busy_s * (1 + 1e-9) + 1e-6
+    total = sum(f[1] for f in flows)
+    assert sum(ch.bytes_moved for ch in chans) == pytest.approx(2 * total)
+
+
+def test_effective_link_follows_the_transfer_model():
+    link = Link(50e9, 8e-6)
+    eff = effective_link(LinkTransfer(LinkOptions(bandwidth_eff=0.8)), link)
+    assert eff.bandwidth == pytest.approx(40e9)
+    assert eff.latency == pytest.approx(8e-6)
