@@ -37,9 +37,10 @@ class ClusterWorker:
         kv = replicas[0].kv
         self.max_tokens = kv.num_blocks * kv.block_size
 
-    def serve(self, request: Request) -> simpy.Event:
-        """Queue the request on a replica; the returned event fires when this stage is done
-        (or at once if the request is rejected)."""
+    def serve(self, request: Request, replica: int | None = None) -> simpy.Event:
+        """Queue the request on a replica (the router's choice, or ``replica`` when a
+        workflow already chose one, e.g. where it reserved KV blocks); the returned event
+        fires when this stage is done (or at once if the request is rejected)."""
         request.done = ev = self.env.event()
         tokens = request.prompt_len + (1 if request.stop_after_prefill else request.output_len)
         if request.prompt_len + request.output_len > self.max_context:
@@ -56,7 +57,7 @@ class ClusterWorker:
                 f"{self.max_tokens}",
             )
             return ev
-        i = self.router.route(request, self.replicas)
+        i = self.router.route(request, self.replicas) if replica is None else replica
         request.cluster = self.name
         request.replica = i
         self.replicas[i].enqueue(request)

@@ -41,6 +41,27 @@ class PagedKVCache:
         self.free_blocks += request.blocks
         request.blocks = 0
 
+    def reserve(self, blocks: int) -> bool:
+        """Set aside ``blocks`` for a request that is not here yet (e.g. KV arriving by
+        transfer); False (and no change) if short. Hand them over with ``adopt``, or
+        give them back with ``unreserve``."""
+        if blocks > self.free_blocks:
+            return False
+        self.free_blocks -= blocks
+        used = self.num_blocks - self.free_blocks
+        if used > self.peak_used:
+            self.peak_used = used
+        return True
+
+    def unreserve(self, blocks: int) -> None:
+        self.free_blocks += blocks
+
+    def adopt(self, request: Request, blocks: int) -> None:
+        """Make ``request`` the holder of ``blocks`` reserved earlier (it must hold none
+        here: release its blocks elsewhere first)."""
+        assert request.blocks == 0, "a request holds KV on one replica at a time"
+        request.blocks = blocks
+
     @property
     def used_blocks(self) -> int:
         return self.num_blocks - self.free_blocks

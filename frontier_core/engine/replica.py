@@ -57,6 +57,9 @@ class ReplicaWorker:
         self.inflight = 0
         self.iterations = array("d")
         self._on_reject = on_reject
+        # Called with this replica after KV blocks are freed by a finished or released
+        # request (a workflow waiting for memory here sets it; None costs one check).
+        self.on_free: Callable[[ReplicaWorker], None] | None = None
         self._wake: simpy.Event | None = None
         self.process = env.process(self._loop())
 
@@ -102,6 +105,8 @@ class ReplicaWorker:
         """Free the KV of a request that left after prefill (its transfer is done)."""
         self.kv.release(request)
         self._poke()
+        if self.on_free is not None:
+            self.on_free(self)
 
     def _poke(self) -> None:
         w = self._wake
@@ -124,10 +129,7 @@ class ReplicaWorker:
                 continue
             batch = schedule(self)
             if not batch.prefill and not batch.decode:
-                if not self.running and not self.inflight and self.waiting:
-                    # An empty replica that cannot start the head request never will.
-                    r = self.waiting.popleft()
-                    self._finish(r, reject="does not fit in the replica's KV cache")
+                if not self.running and not self.inflight and self.waiting and self._unblock():
                     continue
                 self._wake = env.event()
                 yield self._wake
@@ -153,6 +155,28 @@ class ReplicaWorker:
                 done.callbacks.append(lambda _ev, b=batch: self._land(b))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
+
+    def _unblock(self) -> bool:
+        """An idle replica whose head request cannot start. If other waiting requests
+        hold KV (e.g. arrived by transfer), the newest of them gives it up and will
+        recompute; if blocks are held by requests that left (their KV is still being
+        transferred away), wait for their release; if the head alone holds blocks, it
+        can never start: reject it. True when something changed."""
+        kv = self.kv
+        head = self.waiting[0]
+        for r in reversed(self.waiting):
+            if r is not head and r.blocks:
+                kv.release(r)
+                r.computed = 0
+                r.prefill_target = r.prompt_len + r.generated
+                r.preemptions += 1
+                self.preemptions += 1
+                return True
+        if kv.free_blocks + head.blocks < kv.num_blocks:
+            return False  # parked blocks: release() will wake the loop
+        self.waiting.popleft()
+        self._finish(head, reject="does not fit in the replica's KV cache")
+        return True
 
     def _land(self, batch: Batch) -> None:
         """A pipelined batch left the last stage: its survivors may be scheduled again."""
@@ -203,6 +227,8 @@ class ReplicaWorker:
         else:
             r.completion = self.env.now
             self.kv.release(r)
+            if self.on_free is not None:
+                self.on_free(self)
         r.done.succeed()
 
 
