@@ -141,6 +141,24 @@ class FFNBlock(Protocol):
     def ops(self, num_tokens: int) -> list[OpCall]: ...
 
 
+@dataclass
+class WorkflowReport:
+    """What a workflow adds to a run's outputs, computed once after the run.
+
+    - ``summary``: goes under ``"workflow"`` in summary.json.
+    - ``columns``: extra per-request columns for requests.csv, each aligned with the
+      run's requests sorted by id.
+    - ``files``: extra files (name -> text) in the output directory.
+    - ``trace_events``: Chrome/Perfetto trace events appended to trace.json; the
+      kernel's tracks are pid = ``pids[cluster]``, tid = replica index + 1.
+    """
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Sequence[Any]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    trace_events: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Workflow(Protocol):
     """How a request flows through the stages (clusters) of a deployment.
 
@@ -148,6 +166,10 @@ class Workflow(Protocol):
     request to cluster workers (``controller.cluster(name).serve(request)``
     returns an event that fires when that stage is finished) and may wait on
     transfers in between. Co-located serving is the one-stage workflow.
+
+    A workflow may also define ``report(sim, pids) -> WorkflowReport`` to add its
+    own metrics, columns, files and trace events (``pids``: cluster name -> the
+    trace's process id of that cluster); the kernel calls it once, after the run.
     """
 
     def clusters(self) -> Sequence[str]:

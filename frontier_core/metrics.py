@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from frontier_core.components import WorkflowReport
 from frontier_core.engine.replica import ITER_FIELDS
 
 if TYPE_CHECKING:
@@ -31,8 +32,26 @@ REQUEST_COLUMNS = (
 )
 
 
+def trace_pids(sim: Simulation) -> dict[str, int]:
+    """Perfetto process id of each cluster's track group."""
+    return {name: pid for pid, name in enumerate(sim.clusters, start=1)}
+
+
+def workflow_report(sim: Simulation) -> WorkflowReport:
+    """The workflow's own report (empty when it defines none), computed once per run."""
+    rep = sim.extra.get("workflow_report")
+    if rep is None:
+        fn = getattr(sim.controller.workflow, "report", None)
+        rep = fn(sim, trace_pids(sim)) if fn is not None else WorkflowReport()
+        sim.extra["workflow_report"] = rep
+    return rep
+
+
+_INTERNAL_COLUMNS = ("generated",)
+
+
 def request_table(sim: Simulation) -> dict[str, np.ndarray]:
-    """Columns of the per-request table, in admission order."""
+    """Columns of the per-request table, in id order (the workflow's columns last)."""
     reqs = sorted(sim.controller.requests, key=lambda r: r.id)
     n = len(reqs)
     col = {
@@ -56,6 +75,10 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
         tpot = (col["completion_s"] - col["first_token_s"]) / (col["output_tokens"] - 1)
     col["tpot_s"] = np.where(ok & (col["output_tokens"] > 1), tpot, np.nan)
     col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
+    for name, values in workflow_report(sim).columns.items():
+        if name in col:
+            raise ValueError(f"workflow column {name!r} clashes with a kernel column")
+        col[name] = np.asarray(values)
     return col
 
 
@@ -134,6 +157,9 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
             "preemptions": sum(r.preemptions for r in cw.replicas),
         }
     summary["gpus"] = gpus_total
+    wf = workflow_report(sim).summary
+    if wf:
+        summary["workflow"] = wf
     summary["throughput"]["output_tokens_per_s_per_gpu"] = out_tokens / makespan / max(gpus_total, 1)
     summary["slo"]["goodput_per_gpu"] = summary["slo"]["goodput_requests_per_s"] / max(gpus_total, 1)
     return summary
@@ -182,8 +208,10 @@ def _fmt(v: Any) -> str:
 def requests_csv(col: dict[str, np.ndarray]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(REQUEST_COLUMNS)
-    cols = [col[c] for c in REQUEST_COLUMNS]
+    names = list(REQUEST_COLUMNS) + [c for c in col if c not in REQUEST_COLUMNS
+                                     and c not in _INTERNAL_COLUMNS]
+    w.writerow(names)
+    cols = [col[c] for c in names]
     for row in zip(*cols, strict=True):
         w.writerow([_fmt(v.item() if hasattr(v, "item") else v) for v in row])
     return buf.getvalue()
@@ -208,6 +236,7 @@ def perfetto_trace(sim: Simulation) -> dict[str, Any]:
                     "args": {"prefills": int(pf), "decodes": int(dc), "tokens": int(tok),
                              "kv_blocks_used": int(kvu)},
                 })
+    events.extend(workflow_report(sim).trace_events)
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
@@ -224,6 +253,10 @@ def write_outputs(sim: Simulation, out_dir: str | Path) -> dict[str, Any]:
     }
     if sim.config.output.requests:
         files["requests.csv"] = requests_csv(col)
+    for name, text in workflow_report(sim).files.items():
+        if name in files or name == "trace.json" or "/" in name:
+            raise ValueError(f"workflow output file {name!r} clashes with the kernel's outputs")
+        files[name] = text
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))

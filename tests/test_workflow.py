@@ -76,3 +76,61 @@ def test_two_stage_workflow(frontier_registry_factory):
     decoded_on_b = sum(int(v) for rep in sim.clusters["b"].replicas for v in list(rep.iterations)[3::6])
     assert decoded_on_b == sum(max(r.output_len - 1, 0) for r in sim.controller.requests)
     check_invariants(sim)
+
+
+class ReportingHandOver(HandOver):
+    """HandOver with a slow hand-over and a report: columns, a file, a trace event."""
+
+    def __init__(self, ctx):
+        super().__init__(ctx, delay=0.25)
+
+    def report(self, sim, pids):
+        from frontier_core import WorkflowReport
+
+        reqs = sorted(sim.controller.requests, key=lambda r: r.id)
+        return WorkflowReport(
+            summary={"handovers": len(reqs)},
+            columns={"handover_cluster": [r.cluster for r in reqs]},
+            files={"handover.txt": "ok\n"},
+            trace_events=[{"ph": "i", "name": "marker", "pid": pids["b"], "tid": 1, "ts": 0}],
+        )
+
+
+def test_workflow_report_reaches_every_output_and_parked_kv_waits(
+    frontier_registry_factory, tmp_path
+):
+    """Prefill memory for about two prompts, each kept 250 ms after its prefill: the
+    prefill replica must wait for releases instead of rejecting its waiting requests."""
+    import json
+
+    import conftest
+
+    from frontier_core.metrics import write_outputs
+
+    @hookimpl
+    def frontier_workflows():
+        return [ComponentSpec("report-test", lambda o, ctx: ReportingHandOver(ctx))]
+
+    registry = frontier_registry_factory(SimpleNamespace(frontier_workflows=frontier_workflows),
+                                         conftest._test_plugin())
+    cfg = small_config(
+        deployment={
+            "workflow": "report-test",
+            "clusters": [{"name": "a", "gpu": "a100-80g-sxm", "activation_reserve_gb": 54.0},
+                         {"name": "b", "gpu": "a100-80g-sxm"}],
+        },
+        workload={"arrival": {"process": "poisson", "rate": 50.0},
+                  "prompt_len": {"dist": "fixed", "value": 1000},
+                  "output_len": {"dist": "fixed", "value": 5},
+                  "num_requests": 12},
+    )
+    sim = assemble(cfg, registry).run()
+    assert sim.plans["a"].kv_blocks * 16 < 3 * 1001
+    assert all(r.rejected is None and r.generated == 5 for r in sim.controller.requests)
+    s = write_outputs(sim, tmp_path / "o")
+    assert s["workflow"] == {"handovers": 12}
+    assert (tmp_path / "o" / "handover.txt").read_text() == "ok\n"
+    head = (tmp_path / "o" / "requests.csv").read_text().splitlines()
+    assert head[0].endswith(",handover_cluster") and head[1].endswith(",b")
+    trace = json.loads((tmp_path / "o" / "trace.json").read_text())["traceEvents"]
+    assert any(e.get("name") == "marker" for e in trace)
