@@ -21,6 +21,10 @@ PUBLISHED = {
     "mixtral-8x7b": 46.7,
     "qwen3-30b-a3b": 30.5,
     "deepseek-v3": 671.0,  # main model; the 14B MTP module is not part of serving
+    # OPT: the checkpoints' exact counts (12,853,473,280 and 65,719,701,504 with the
+    # learned positions and every bias); the OPT paper rounds them to 13B and 66B.
+    "opt-13b": 12.85,
+    "opt-66b": 65.72,
 }
 ACTIVE = {"mixtral-8x7b": 12.9, "qwen3-30b-a3b": 3.3, "deepseek-v3": 37.0}
 

@@ -54,4 +54,19 @@ MODELS: list[ModelSpec] = [
         moe_intermediate_size=2048, num_shared_experts=1, first_dense_layers=3,
         router_bias=True, weight_dtype="fp8",
     ),
+    # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
+    # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The
+    # spec leaves out the learned positional table (2050 x hidden) and the non-QKV
+    # biases: 0.09% of OPT-13B's parameters, 0.04% of OPT-66B's. The checkpoints are
+    # fp16, the same 2 bytes as the default bf16.
+    ModelSpec(
+        name="opt-13b", hf_id="facebook/opt-13b", num_layers=40, hidden_size=5120, num_heads=40,
+        num_kv_heads=40, intermediate_size=20480, vocab_size=50272, max_context=2048,
+        tie_embeddings=True, qkv_bias=True, gated_mlp=False,
+    ),
+    ModelSpec(
+        name="opt-66b", hf_id="facebook/opt-66b", num_layers=64, hidden_size=9216, num_heads=72,
+        num_kv_heads=72, intermediate_size=36864, vocab_size=50272, max_context=2048,
+        tie_embeddings=True, qkv_bias=True, gated_mlp=False,
+    ),
 ]
