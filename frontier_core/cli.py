@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -57,7 +58,7 @@ def run(
     """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
     from frontier_core.assemble import assemble
     from frontier_core.configfile import load_config
-    from frontier_core.metrics import simulator_stats, write_outputs
+    from frontier_core.metrics import simulator_stats, workflow_report, write_outputs
 
     cfg = load_config(config, set_ or [])
     out_dir = output or Path(cfg.output.dir)
@@ -99,14 +100,14 @@ def run(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     elif not quiet:
-        _print_summary(summary, simulator_stats(sim), out_dir)
+        _print_summary(summary, simulator_stats(sim), out_dir, workflow_report(sim).lines)
 
 
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1e3:,.1f}"
 
 
-def _print_summary(s: dict, perf: dict, out_dir: Path) -> None:
+def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()) -> None:
     req = s["requests"]
     t = Table(title=f"{s['model']} · {s['workload']}", show_header=True, header_style="bold")
     t.add_column("latency (ms)")
@@ -133,6 +134,8 @@ def _print_summary(s: dict, perf: dict, out_dir: Path) -> None:
             f"{c['busy_fraction']:.0%} · mean batch {c['batch_size']['mean'] or 0:.1f} · KV peak "
             f"{c['kv_peak_fraction']:.0%} · preemptions {c['preemptions']}"
         )
+    for line in lines:
+        out.print(line, markup=False)
     out.print(
         f"simulated {perf['simulated_s']:.1f}s in {perf['wall_s']:.2f}s wall "
         f"({perf['events_per_s']:,.0f} events/s) → {out_dir}/"

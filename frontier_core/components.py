@@ -151,12 +151,14 @@ class WorkflowReport:
     - ``files``: extra files (name -> text) in the output directory.
     - ``trace_events``: Chrome/Perfetto trace events appended to trace.json; the
       kernel's tracks are pid = ``pids[cluster]``, tid = replica index + 1.
+    - ``lines``: short highlights ``frontier run`` prints after its own summary.
     """
 
     summary: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, Sequence[Any]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     trace_events: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 class Workflow(Protocol):
