@@ -1,0 +1,1 @@
+"""Frontier prefill/decode disaggregation plugin (distribution frontier-pd-disagg)."""
