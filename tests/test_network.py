@@ -98,3 +98,28 @@ def test_effective_link_follows_the_transfer_model():
     eff = effective_link(LinkTransfer(LinkOptions(bandwidth_eff=0.8)), link)
     assert eff.bandwidth == pytest.approx(40e9)
     assert eff.latency == pytest.approx(8e-6)
+
+
+def test_flows_late_in_a_long_run_finish_despite_float_resolution():
+    """At large clock values now + remaining/rate can round back to now; the flows must
+    still finish instead of waking up forever at the same instant (found in a 40,000-
+    request PD run at t = 94 s)."""
+    env = simpy.Environment(initial_time=94.11189100657526)
+    net = Network(env)
+    ch = net.channel("a", 3.2e11)
+    done = []
+
+    def go(gap, size):
+        yield env.timeout(gap)
+        yield net.send(size, [ch])
+        done.append(size)
+
+    for gap, size in ((4.958e-08, 637324.7256341329), (2.4398e-06, 270516.92705010646),
+                      (2.7383e-06, 41932.5504122585)):
+        env.process(go(gap, size))
+    steps = 0
+    while env.peek() != float("inf"):
+        env.step()
+        steps += 1
+        assert steps < 200, "the network keeps waking at one instant"
+    assert len(done) == 3

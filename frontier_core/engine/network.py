@@ -165,7 +165,12 @@ class Network:
         if gen != self._generation:
             return  # a flow started or ended since; a newer wake-up is scheduled
         self._advance()
-        finished = [f for f in self._flows if f.remaining <= 1e-9 * f.size + 1e-6]
+        # Done when what is left would take less than the clock can resolve (at t of
+        # 100 s, float steps are ~1e-14 s): otherwise a wake-up at now + tiny == now
+        # would move nothing and repeat forever.
+        tick = max(1e-12, self.env.now * 1e-13)
+        finished = [f for f in self._flows
+                    if f.remaining <= 1e-9 * f.size or f.remaining <= f.rate * tick]
         for f in finished:
             self._flows.remove(f)
             for ch in f.channels:
