@@ -3,7 +3,9 @@
 Cases (issue: kernel performance targets, one core):
   single   Llama-3.1-8B, 1x H100, vLLM scheduler, 10,000 requests with the Azure
            conversation trace's lengths, Poisson arrivals near saturation;
-  fleet    the same model on 16 replicas (round robin), 100,000 requests.
+  fleet    the same model on 16 replicas (round robin), 100,000 requests;
+  pd       the same model and requests disaggregated (needs frontier-pd-disagg): 4
+           prefill + 4 decode H100 replicas, 40,000 requests, KV over NVLink.
 Lengths come from the full Azure LLM 2023 conversation trace in ../shared/data when
 present, else from the bundled 2,000-row sample. Each case runs in a fresh process
 so peak RSS is its own.
@@ -31,6 +33,7 @@ CASES = {
     # rate chosen near the replica's saturation (see the closing note of the kernel issue)
     "single": {"replicas": 1, "requests": 10_000, "rate": 17.0},
     "fleet": {"replicas": 16, "requests": 100_000, "rate": 17.0 * 16},
+    "pd": {"replicas": 4, "requests": 40_000, "rate": 17.0 * 4},
 }
 
 
@@ -38,10 +41,15 @@ def config(case: str, predictor: str, model: str | None = None) -> dict:
     c = CASES[case]
     chain: list = [predictor] if model is None else [{"name": predictor, "model": model}, "roofline"]
     path = str(FULL) if FULL.exists() else "frontier:azure_conv_sample.csv"
+    deployment = {"clusters": [{"name": "main", "gpu": "h100-sxm", "replicas": c["replicas"],
+                                "scheduler": {"name": "vllm"}}]}
+    if case == "pd":
+        deployment = {"workflow": {"name": "pd", "link": "nvlink"}, "clusters": [
+            {"name": "prefill", "gpu": "h100-sxm", "replicas": c["replicas"]},
+            {"name": "decode", "gpu": "h100-sxm", "replicas": c["replicas"], "router": "least_kv"}]}
     return {
         "model": "llama-3.1-8b",
-        "deployment": {"clusters": [{"name": "main", "gpu": "h100-sxm", "replicas": c["replicas"],
-                                     "scheduler": {"name": "vllm"}}]},
+        "deployment": deployment,
         "predictor": chain,
         "workload": {
             "arrival": {"process": "poisson", "rate": c["rate"]},
@@ -79,7 +87,8 @@ def run_case(case: str, predictor: str, model: str | None = None) -> dict:
         "simulated_s": round(sim.env.now, 1),
         "sim_throughput_req_s": round(s["throughput"]["requests_per_s"], 2),
         "mean_ttft_s": round(s["latency_s"]["ttft_s"]["mean"], 3),
-        "mean_batch": round(s["clusters"]["main"]["batch_size"]["mean"], 1),
+        "mean_batch": {name: round(c["batch_size"]["mean"], 1)
+                       for name, c in s["clusters"].items()},
     }
 
 
