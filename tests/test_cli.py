@@ -101,6 +101,8 @@ def test_set_overrides(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_validates_and_runs(example: Path, tmp_path: Path) -> None:
+    if example.name.startswith("pd-"):
+        pytest.importorskip("frontier_pd_disagg")
     r = ok(frontier("config", "validate", example.relative_to(REPO)))
     assert "valid" in r.stdout
     ok(frontier("run", example, "-o", tmp_path / "out", "-q"))
