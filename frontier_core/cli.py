@@ -103,6 +103,54 @@ def run(
         _print_summary(summary, simulator_stats(sim), out_dir, workflow_report(sim).lines)
 
 
+@app.command()
+def sweep(
+    configs: Annotated[Optional[list[Path]], typer.Argument(help="YAML run configs; omit for the embedded default.")] = None,  # noqa: UP045
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="path.to.field=v1,v2,... (repeatable; the runs are the Cartesian product).")] = None,  # noqa: UP045
+    output: Annotated[Path, typer.Option("--output", "-o", help="Sweep directory (re-running it resumes).")] = Path("frontier-sweep"),
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel in a local process pool.")] = 1,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core[ray]').")] = None,  # noqa: UP045
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run configs over a grid of overrides in parallel; one results table (CSV, and Parquet with pyarrow)."""
+    from frontier_core.sweep import sweep as run_sweep
+
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"Sweep directory {str(output)!r} exists and is not a directory; "
+                          "choose another -o/--output.")
+    for c in configs or []:
+        if not c.is_file():
+            raise ConfigError(f"Config file {str(c)!r} does not exist; give YAML run configs "
+                              "(examples/ has some), or none for the embedded default.")
+    kwargs = dict(configs=list(configs or [None]), grid=grid or [], out_dir=output, jobs=jobs,
+                  ray=ray, registry=_registry())
+    if quiet or not err.is_terminal:
+        result = run_sweep(**kwargs)
+    else:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("runs"), TimeRemainingColumn(), console=err,
+                      transient=True) as bar:
+            task = bar.add_task("sweep", total=None)
+            result = run_sweep(**kwargs, progress=lambda d, t: bar.update(task, completed=d, total=t))
+    failed = result.failed()
+    if not quiet:
+        out.print(f"{len(result.rows) - len(failed)}/{len(result.rows)} runs ok → "
+                  f"{output}/results.csv", markup=False)
+    for r in failed[:5]:
+        first = r["error"].strip().splitlines()[-1] if r["error"].strip() else "?"
+        err.print(f"warning: run {r['run_id']} ({r['config']}) failed: {first}", markup=False)
+    if len(failed) > 5:
+        err.print(f"warning: {len(failed) - 5} more runs failed; see results.csv", markup=False)
+
+
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1e3:,.1f}"
 

@@ -1,0 +1,138 @@
+"""Sweeps: grid parsing, the same rows serially / in a process pool / on Ray, resume
+after a killed sweep, failed runs recorded, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from frontier_core.errors import ConfigError
+from frontier_core.sweep import expand, parse_grid, sweep
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = """\
+model: llama-2-7b
+deployment:
+  clusters: [{name: main, gpu: a100-80g-sxm}]
+predictor: [PREDICTOR]
+workload:
+  arrival: {process: poisson, rate: 4}
+  prompt_len: {dist: uniform, low: 32, high: 512}
+  output_len: {dist: uniform, low: 4, high: 64}
+  num_requests: 40
+seed: 0
+output: {trace: false}
+"""
+GRID = ["workload.arrival.rate=2,8", "deployment.clusters.0.replicas=1,2",
+        "deployment.clusters.0.scheduler=vllm,sarathi"]
+
+
+def _config(tmp_path: Path, predictor: str = "linear-test") -> Path:
+    p = tmp_path / "small.yaml"
+    p.write_text(SMALL.replace("PREDICTOR", predictor))
+    return p
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items()} for r in rows]
+
+
+def test_grid_parsing_and_product():
+    axes = parse_grid(["a.b=1,2,3", "predictor=[x,y],[z]", "c=vllm"])
+    assert axes == [("a.b", ["1", "2", "3"]), ("predictor", ["[x,y]", "[z]"]), ("c", ["vllm"])]
+    specs = expand([None], axes)
+    assert len(specs) == 6 and len({s.run_id for s in specs}) == 6
+    with pytest.raises(ConfigError, match="path.to.field=v1,v2"):
+        parse_grid(["nonsense"])
+    with pytest.raises(ConfigError, match="twice"):
+        parse_grid(["a=1", "a=2"])
+
+
+def test_serial_and_pool_give_the_same_table(tmp_path, registry):
+    cfg = _config(tmp_path)
+    serial = sweep([cfg], GRID, tmp_path / "serial", jobs=1, registry=registry)
+    pool = sweep([cfg], GRID, tmp_path / "pool", jobs=2, registry=registry)
+    assert len(serial.rows) == 8 and not serial.failed()
+    assert _strip(serial.rows) == _strip(pool.rows)
+    csv1 = (tmp_path / "serial" / "results.csv").read_text()
+    assert csv1 == (tmp_path / "pool" / "results.csv").read_text()
+    header = csv1.splitlines()[0].split(",")
+    for col in ("run_id", "status", "workload.arrival.rate", "latency_s.ttft_s.p90",
+                "slo.goodput_requests_per_s", "clusters.main.busy_fraction"):
+        assert col in header
+    # Each run has its own output folder.
+    for r in serial.rows:
+        assert (tmp_path / "serial" / "runs" / r["run_id"] / "summary.json").is_file()
+
+
+def test_failed_runs_are_recorded_not_lost(tmp_path, registry):
+    cfg = _config(tmp_path)
+    res = sweep([cfg], ["deployment.clusters.0.tp=1,3"], tmp_path / "s", registry=registry)
+    ok, bad = res.rows
+    assert ok["status"] == "ok"
+    assert bad["status"] == "failed" and "does not divide" in bad["error"]
+    assert "failed" in (tmp_path / "s" / "results.csv").read_text()
+
+
+def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
+    pytest.importorskip("frontier_predictors")
+    cfg = _config(tmp_path, "roofline")
+    out = tmp_path / "sw"
+    grid = ["workload.arrival.rate=1,2,3,4,5,6,7,8", "workload.num_requests=400"]
+    cmd = [sys.executable, "-m", "frontier_core.cli", "sweep", str(cfg), "-o", str(out), "-q",
+           *[x for g in grid for x in ("--grid", g)]]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        done = list(out.glob("runs/*/summary.json"))
+        if len(done) >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    assert before, "no run finished before the kill"
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    assert len(after) == 8
+    assert all(after[k] == v for k, v in before.items())  # finished runs not repeated
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 9 and all(",ok," in line for line in rows[1:])
+
+
+def test_ray_local_gives_the_same_table(tmp_path):
+    pytest.importorskip("frontier_predictors")
+    ray = pytest.importorskip("ray")
+    cfg = _config(tmp_path, "roofline")
+    grid = GRID[:2]
+    serial = sweep([cfg], grid, tmp_path / "serial")
+    try:
+        on_ray = sweep([cfg], grid, tmp_path / "ray", ray="local")
+    finally:
+        ray.shutdown()
+    assert _strip(serial.rows) == _strip(on_ray.rows)
+
+
+def test_cli_bad_grid_is_one_paragraph_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "sweep", "--grid", "tp",
+                        "-o", str(tmp_path / "x")], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200"}, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:") and "path.to.field=v1,v2" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_sweep_json_lists_every_run(tmp_path, registry):
+    cfg = _config(tmp_path)
+    res = sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
+    meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert [r["run_id"] for r in meta["runs"]] == [r["run_id"] for r in res.rows]
