@@ -151,6 +151,67 @@ def sweep(
         err.print(f"warning: {len(failed) - 5} more runs failed; see results.csv", markup=False)
 
 
+@app.command()
+def plan(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML run config giving the model, workload and scheduler; omit for the embedded default.")] = None,  # noqa: UP045
+    rate: Annotated[float, typer.Option("--rate", min=0.0, help="Arrival rate to serve, requests/s (Poisson).")] = 1.0,
+    slo_ttft: Annotated[Optional[float], typer.Option("--slo-ttft", help="TTFT SLO in seconds.")] = None,  # noqa: UP045
+    slo_tpot: Annotated[Optional[float], typer.Option("--slo-tpot", help="TPOT SLO in seconds.")] = None,  # noqa: UP045
+    gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU kinds to consider, comma-separated (default: the config's).")] = None,  # noqa: UP045
+    max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, help="Largest deployment to consider.")] = 8,
+    attainment: Annotated[float, typer.Option("--attainment", min=0.0, max=1.0, help="Share of requests that must meet every SLO.")] = 0.9,
+    objective: Annotated[str, typer.Option("--objective", help="Minimise 'gpus' or 'cost' ($/GPU-hour from the catalog or --price).")] = "gpus",
+    price: Annotated[Optional[list[str]], typer.Option("--price", help="KIND=USD_PER_GPU_HOUR (repeatable).")] = None,  # noqa: UP045
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the chosen deployment as a runnable YAML config here.")] = None,  # noqa: UP045
+    set_: SetOpt = None,
+) -> None:
+    """Find the cheapest deployment meeting the SLOs at a rate; print the Pareto frontier."""
+    import yaml
+
+    from frontier_core.configfile import load_config
+    from frontier_core.plan import plan as run_plan
+
+    if objective not in ("gpus", "cost"):
+        raise ConfigError(f"--objective is {objective!r}; choose 'gpus' or 'cost'.")
+    prices: dict[str, float] = {}
+    for item in price or []:
+        kind, _, usd = item.partition("=")
+        try:
+            prices[kind.strip()] = float(usd)
+        except ValueError:
+            raise ConfigError(f"--price {item!r} is not KIND=USD_PER_GPU_HOUR (e.g. --price h100-sxm=2.5).") from None
+    cfg = load_config(config, set_ or [])
+    kinds = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    res = run_plan(cfg, _registry(), rate, slo_ttft, slo_tpot, kinds, max_gpus, attainment,
+                   objective, prices, progress=None)
+    t = Table(title=f"Pareto frontier at {rate:g} req/s (simulated candidates)", header_style="bold")
+    for c in ("deployment", "GPUs", "attainment", "p90 TTFT ms", "p90 TPOT ms", "out tok/s/GPU"):
+        t.add_column(c, justify="left" if c == "deployment" else "right")
+    for o in res.pareto():
+        t.add_row(escape(o.candidate.label()), str(o.candidate.gpus), f"{o.attainment:.1%}",
+                  _ms(o.ttft_p90), _ms(o.tpot_p90), f"{o.tokens_per_s_per_gpu:,.0f}")
+    out.print(t)
+    pruned = ", ".join(f"{n} by {why}" for why, n in res.pruned.items()) or "none"
+    out.print(f"simulated {len(res.tried)} candidates; pruned {pruned}", markup=False)
+    if res.best is None:
+        raise ConfigError(
+            f"No deployment of up to {max_gpus} GPUs ({', '.join(kinds or [cfg.deployment.clusters[0].gpu])}) "
+            f"meets the SLOs for {attainment:.0%} of requests at {rate:g} req/s. Raise --max-gpus, "
+            "add GPU kinds with --gpus, lower the rate or relax the SLOs."
+        )
+    out.print(f"chosen: {res.best.label()} ({res.best.gpus} GPUs)", markup=False)
+    data = res.best_config.model_dump(mode="json", exclude={"base_dir"})
+    trace = data["workload"].get("trace")
+    if trace and not trace["path"].startswith("frontier:"):
+        trace["path"] = str(res.best_config.resolve(trace["path"]).resolve())
+    text = yaml.safe_dump(data, sort_keys=False)
+    if output is not None:
+        output.write_text(text)
+        out.print(f"wrote {output}", markup=False)
+    else:
+        sys.stdout.write(text)
+
+
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1e3:,.1f}"
 

@@ -1,0 +1,72 @@
+"""frontier plan: the planner's answer equals exhaustive search's, every candidate it
+pruned is infeasible when simulated, and the CLI writes a runnable config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from simhelpers import small_config
+
+from frontier_core.errors import ConfigError
+from frontier_core.plan import choose, exhaustive, plan
+
+CASES = [
+    # (rate, ttft, tpot, max_gpus): loose enough for one GPU, then needing several
+    (2.0, 1.0, 0.1, 4),
+    (40.0, 0.5, 0.05, 4),
+    (15.0, 0.25, 0.02, 4),
+    (5.0, 1.0, 0.006, 4),  # TP1 decode steps alone exceed the TPOT SLO: pruned by latency
+]
+
+
+def _base():
+    return small_config(workload={
+        "arrival": {"process": "poisson", "rate": 1.0},
+        "prompt_len": {"dist": "uniform", "low": 64, "high": 1024},
+        "output_len": {"dist": "uniform", "low": 8, "high": 128},
+        "num_requests": 120,
+    })
+
+
+@pytest.mark.parametrize("rate, ttft, tpot, max_gpus", CASES)
+def test_plan_matches_exhaustive_search_and_prunes_soundly(registry, rate, ttft, tpot, max_gpus):
+    gpus = ["a100-80g-sxm"]
+    res = plan(_base(), registry, rate, ttft, tpot, gpus, max_gpus)
+    every = list(exhaustive(_base(), registry, rate, ttft, tpot, gpus, max_gpus))
+    ref = choose(every, lambda c: c.gpus)
+    assert (res.best is None) == (ref is None)
+    if ref is not None:
+        assert res.best == ref.candidate
+    by_candidate = {o.candidate: o for o in every}
+    for c, why in res.skipped:
+        if c in by_candidate:
+            assert not by_candidate[c].feasible, f"{c.label()} pruned by {why} but feasible"
+    # It simulated fewer candidates than exhaustive search.
+    assert len(res.tried) < len(every)
+
+
+def test_plan_needs_an_slo(registry):
+    with pytest.raises(ConfigError, match="--slo-ttft"):
+        plan(_base(), registry, 1.0, None, None)
+
+
+def test_cli_plan_writes_a_runnable_config(tmp_path):
+    pytest.importorskip("frontier_predictors")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    cli = [sys.executable, "-m", "frontier_core.cli"]
+    out = tmp_path / "plan.yaml"
+    r = subprocess.run([*cli, "plan", "--rate", "30", "--slo-ttft", "0.5", "--slo-tpot", "0.05",
+                        "--max-gpus", "4", "--set", "workload.num_requests=200", "-o", str(out)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "chosen:" in r.stdout and "Pareto frontier" in r.stdout
+    r2 = subprocess.run([*cli, "run", str(out), "-o", str(tmp_path / "run"), "-q"], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0, r2.stderr
+    r3 = subprocess.run([*cli, "plan", "--rate", "1000", "--slo-ttft", "0.01", "--slo-tpot",
+                         "0.001", "--max-gpus", "2", "--set", "workload.num_requests=50"],
+                        env=env, capture_output=True, text=True, timeout=300)
+    assert r3.returncode == 2 and "No deployment" in r3.stderr and "Traceback" not in r3.stderr
