@@ -2,7 +2,8 @@
 
 The search space is built from what is installed: co-located serving always, and
 prefill/decode disaggregation when a ``pd`` workflow is registered. It covers GPU
-kinds, TP degrees (dividing the attention heads, within a node) and replica counts
+kinds, TP degrees (dividing the attention heads, within a node), PP degrees (those
+asked for; 1 by default) and replica counts
 — and, for PD, separate shapes and counts for each stage — up to ``max_gpus``.
 
 A candidate is feasible when the share of requests meeting every SLO is at least
@@ -41,15 +42,19 @@ from frontier_core.errors import ConfigError, FrontierError
 
 @dataclass(frozen=True)
 class Stage:
-    """One pool: GPU kind, TP degree and replica count."""
+    """One pool: GPU kind, TP and PP degrees and replica count."""
 
     gpu: str
     tp: int
     replicas: int
+    pp: int = 1
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.replicas
+        return self.tp * self.pp * self.replicas
+
+    def shape(self) -> str:
+        return f"{self.gpu} tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "")
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,9 @@ class Candidate:
     def label(self) -> str:
         if not self.pd:
             s = self.stages[0]
-            return f"co-located {s.replicas}x {s.gpu} tp{s.tp}"
+            return f"co-located {s.replicas}x {s.shape()}"
         p, d = self.stages
-        return (f"pd prefill {p.replicas}x {p.gpu} tp{p.tp} + decode {d.replicas}x {d.gpu} "
-                f"tp{d.tp}")
+        return f"pd prefill {p.replicas}x {p.shape()} + decode {d.replicas}x {d.shape()}"
 
 
 @dataclass
@@ -106,21 +110,29 @@ class PlanResult:
         return sorted(front, key=lambda o: o.tpot_p90)
 
 
-def _tps(model, hw, gpu: str, max_tp: int) -> list[int]:
+def shapes(model, hw, gpu: str, max_gpus: int, pps: tuple[int, ...] = (1,)) -> list[Stage]:
+    """One replica of each TP x PP layout of ``gpu``: TP within a node and dividing the
+    attention heads, PP at most the layer count."""
     node = hw[gpu].gpus_per_node
-    return [t for t in (1, 2, 4, 8, 16) if t <= min(node, max_tp)
+    return [Stage(gpu, t, 1, pp) for pp in pps for t in (1, 2, 4, 8, 16)
+            if t <= node and t * pp <= max_gpus and pp <= model.num_layers
             and (model.attention != "gqa" or model.num_heads % t == 0)]
 
 
-def candidates(model, hw, gpus: list[str], max_gpus: int, pd: bool) -> list[Candidate]:
+def candidates(model, hw, gpus: list[str], max_gpus: int, pd: bool,
+               pps: tuple[int, ...] = (1,)) -> list[Candidate]:
     """Every co-located (and PD) layout within ``max_gpus``."""
-    shapes = [(g, t) for g in gpus for t in _tps(model, hw, g, max_gpus)]
-    out = [Candidate((Stage(g, t, r),)) for g, t in shapes for r in range(1, max_gpus // t + 1)]
+    one = [s for g in gpus for s in shapes(model, hw, g, max_gpus, pps)]
+
+    def n(s: Stage, r: int) -> Stage:
+        return Stage(s.gpu, s.tp, r, s.pp)
+
+    out = [Candidate((n(s, r),)) for s in one for r in range(1, max_gpus // s.gpus + 1)]
     if pd:
-        for (gp, tpp), (gd, tpd) in itertools.product(shapes, repeat=2):
-            for rp in range(1, max_gpus // tpp + 1):
-                for rd in range(1, (max_gpus - rp * tpp) // tpd + 1):
-                    out.append(Candidate((Stage(gp, tpp, rp), Stage(gd, tpd, rd))))
+        for sp, sd in itertools.product(one, repeat=2):
+            for rp in range(1, max_gpus // sp.gpus + 1):
+                for rd in range(1, (max_gpus - rp * sp.gpus) // sd.gpus + 1):
+                    out.append(Candidate((n(sp, rp), n(sd, rd))))
     return out
 
 
@@ -130,7 +142,7 @@ def candidate_config(base: RunConfig, c: Candidate) -> RunConfig:
     data = base.model_dump()
     proto = data["deployment"]["clusters"][0]
     names = ["main"] if not c.pd else ["prefill", "decode"]
-    clusters = [{**proto, "name": n, "gpu": s.gpu, "tp": s.tp, "pp": 1, "replicas": s.replicas,
+    clusters = [{**proto, "name": n, "gpu": s.gpu, "tp": s.tp, "pp": s.pp, "replicas": s.replicas,
                  "activation_reserve_gb": proto.get("activation_reserve_gb")}
                 for n, s in zip(names, c.stages, strict=True)]
     data["deployment"] = {"workflow": {"name": "pd"} if c.pd else {"name": "colocated"},
@@ -161,6 +173,7 @@ def plan(
     objective: str = "gpus",
     prices: dict[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
+    pps: tuple[int, ...] = (1,),
 ) -> PlanResult:
     """Search deployments for the cheapest meeting the SLOs; see the module docstring."""
     from frontier_core.assemble import assemble, hardware_table, resolve_model
@@ -180,7 +193,7 @@ def plan(
             "--objective cost needs a price for every GPU kind searched; the catalog has none "
             f"for {[g for g, p in price.items() if not p]}: give --price KIND=USD_PER_HOUR.")
     has_pd = "pd" in registry.names("workflow")
-    pool = candidates(model, hw, gpus, max_gpus, has_pd)
+    pool = candidates(model, hw, gpus, max_gpus, has_pd, pps)
 
     def key(c: Candidate):
         return (c.cost(price) if objective == "cost" else c.gpus, c.gpus, c.pd, c.label())
@@ -252,12 +265,12 @@ class _Probe:
         self.output_mean = float(wl.output_len.mean())
         self.prompt_median = int(np.median(wl.prompt_len))
         self.flops_per_token = 2.0 * model.active_param_count()
-        self._fit: dict[tuple[str, int], bool] = {}
-        self._times: dict[tuple[str, int], tuple[float, float]] = {}
+        self._fit: dict[tuple[str, int, int], bool] = {}
+        self._times: dict[tuple[str, int, int], tuple[float, float]] = {}
 
     def prune(self, c: Candidate, rate: float, ttft, tpot, attainment: float) -> str | None:
         for s in c.stages:
-            if not self._fits(s.gpu, s.tp):
+            if not self._fits(s):
                 return "memory"
         need = rate * self.flops_per_token
         if c.pd:
@@ -268,9 +281,9 @@ class _Probe:
         elif need * (self.prompt_mean + self.output_mean) > self._peak(c.stages[0]):
             return "compute bound"
         if attainment > 0.5:
-            pre, dec = self._alone(c.stages[0].gpu, c.stages[0].tp)
+            pre, dec = self._alone(c.stages[0])
             if c.pd:
-                dec = self._alone(c.stages[1].gpu, c.stages[1].tp)[1]
+                dec = self._alone(c.stages[1])[1]
             if (ttft is not None and pre > ttft) or (tpot is not None and dec > tpot):
                 return "latency bound"
         return None
@@ -279,30 +292,30 @@ class _Probe:
         h = self.hw[s.gpu]
         return s.gpus * h.peak_flops(self.model.weight_dtype)
 
-    def _cluster_cfg(self, gpu: str, tp: int) -> RunConfig:
-        return candidate_config(self.base, Candidate((Stage(gpu, tp, 1),)))
+    def _cluster_cfg(self, s: Stage) -> RunConfig:
+        return candidate_config(self.base, Candidate((Stage(s.gpu, s.tp, 1, s.pp),)))
 
-    def _fits(self, gpu: str, tp: int) -> bool:
-        key = (gpu, tp)
+    def _fits(self, s: Stage) -> bool:
+        key = (s.gpu, s.tp, s.pp)
         if key not in self._fit:
             from frontier_core.assemble import _plan_memory
 
-            cc = self._cluster_cfg(gpu, tp).deployment.clusters[0]
+            cc = self._cluster_cfg(s).deployment.clusters[0]
             try:
-                _plan_memory(self.model, cc, self.hw[gpu], "plan")
+                _plan_memory(self.model, cc, self.hw[s.gpu], "plan")
                 self._fit[key] = True
             except ConfigError:
                 self._fit[key] = False
         return self._fit[key]
 
-    def _alone(self, gpu: str, tp: int) -> tuple[float, float]:
+    def _alone(self, s: Stage) -> tuple[float, float]:
         """Seconds to prefill the median prompt alone, and one decode step of one request."""
-        key = (gpu, tp)
+        key = (s.gpu, s.tp, s.pp)
         if key not in self._times:
             from frontier_core.assemble import assemble
             from frontier_core.records import Batch, Request
 
-            ex = next(iter(assemble(self._cluster_cfg(gpu, tp), self.registry).executors.values()))
+            ex = next(iter(assemble(self._cluster_cfg(s), self.registry).executors.values()))
             r = Request(0, 0.0, self.prompt_median, 2)
             r.prefill_target = self.prompt_median
             pre = ex.iteration(Batch([r], [self.prompt_median], [])).latency
@@ -313,14 +326,15 @@ class _Probe:
 
 
 def exhaustive(base: RunConfig, registry: Any, rate: float, ttft, tpot, gpus: list[str],
-               max_gpus: int, attainment: float = 0.9) -> Iterator[Outcome]:
+               max_gpus: int, attainment: float = 0.9, pps: tuple[int, ...] = (1,)
+               ) -> Iterator[Outcome]:
     """Simulate every candidate (no bounds, no early stop): the reference for tests."""
     from frontier_core.assemble import assemble, hardware_table, resolve_model
 
     base = at_rate(base, rate, ttft, tpot)
     model = resolve_model(base, registry)
     hw = hardware_table(base, registry)
-    for c in candidates(model, hw, gpus, max_gpus, "pd" in registry.names("workflow")):
+    for c in candidates(model, hw, gpus, max_gpus, "pd" in registry.names("workflow"), pps):
         try:
             sim = assemble(candidate_config(base, c), registry).run()
         except FrontierError:

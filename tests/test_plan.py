@@ -19,6 +19,7 @@ CASES = [
     (40.0, 0.5, 0.05, 4),
     (15.0, 0.25, 0.02, 4),
     (5.0, 1.0, 0.006, 4),  # TP1 decode steps alone exceed the TPOT SLO: pruned by latency
+    (20.0, 0.5, 0.05, 4),  # with PP 1 and 2 (see the test)
 ]
 
 
@@ -34,8 +35,9 @@ def _base():
 @pytest.mark.parametrize("rate, ttft, tpot, max_gpus", CASES)
 def test_plan_matches_exhaustive_search_and_prunes_soundly(registry, rate, ttft, tpot, max_gpus):
     gpus = ["a100-80g-sxm"]
-    res = plan(_base(), registry, rate, ttft, tpot, gpus, max_gpus)
-    every = list(exhaustive(_base(), registry, rate, ttft, tpot, gpus, max_gpus))
+    pps = (1, 2) if rate == 20.0 else (1,)
+    res = plan(_base(), registry, rate, ttft, tpot, gpus, max_gpus, pps=pps)
+    every = list(exhaustive(_base(), registry, rate, ttft, tpot, gpus, max_gpus, pps=pps))
     ref = choose(every, lambda c: c.gpus)
     assert (res.best is None) == (ref is None)
     if ref is not None:
