@@ -214,6 +214,7 @@ def sweep(
     results table. ``progress(done, total)`` is called after each run."""
     cfgs = [None if c is None else str(c) for c in configs] or [None]
     specs = expand(cfgs, parse_grid(grid))
+    ray_mod = _ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -240,8 +241,8 @@ def sweep(
         if progress is not None:
             progress(count, total)
 
-    if ray is not None:
-        _run_ray(todo, str(runs_dir), ray, record)
+    if ray_mod is not None:
+        _run_ray(todo, str(runs_dir), ray_mod, record)
     elif jobs > 1 and len(todo) > 1:
         _run_pool(todo, str(runs_dir), jobs, record, registry)
     else:
@@ -266,7 +267,8 @@ def _run_pool(todo: list[RunSpec], runs_dir: str, jobs: int, record, registry: A
             record(f.result())
 
 
-def _run_ray(todo: list[RunSpec], runs_dir: str, address: str, record) -> None:
+def _ray_start(address: str) -> Any:
+    """Import Ray and connect (or start local mode); a user error when it cannot."""
     try:
         import ray
     except ImportError:
@@ -275,8 +277,20 @@ def _run_ray(todo: list[RunSpec], runs_dir: str, address: str, record) -> None:
             "pip install 'frontier-core[ray]' (or run without --ray for a local pool)."
         ) from None
     if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address,
-                 include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=None if address == "local" else address,
+                     include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"--ray {address!r}: cannot start or reach a Ray cluster ({first}). Give 'local' "
+                "for Ray's local mode, 'auto' for the cluster this machine belongs to, or its "
+                "address (ray://HOST:10001 or HOST:6379)."
+            ) from None
+    return ray
+
+
+def _run_ray(todo: list[RunSpec], runs_dir: str, ray: Any, record) -> None:
     remote = ray.remote(execute)
     pending = [remote.remote(s, runs_dir) for s in todo]
     while pending:

@@ -136,3 +136,4 @@ def test_sweep_json_lists_every_run(tmp_path, registry):
     res = sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
     meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [r["run_id"] for r in meta["runs"]] == [r["run_id"] for r in res.rows]
+
