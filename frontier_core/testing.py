@@ -2,7 +2,9 @@
 
 ``frontier_registry_factory(*plugins, entry_points=False)`` gives a fresh
 registry with the built-ins and the given plugin objects; ``frontier_config``
-builds a small, fast run config to modify.
+builds a small, fast run config to modify; ``linear_test_plugin()`` registers
+``linear-test``, a transparent predictor, so tests run without a predictor
+distribution.
 """
 
 from __future__ import annotations
@@ -10,6 +12,34 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+
+class LinearPredictor:
+    """A transparent stand-in for real predictors: 1 µs per op plus time linear in work
+    (seconds)."""
+
+    def predict(self, call: Any) -> float:
+        if call.op == "gemm":
+            return 1e-6 + 2 * call.m * call.n * call.k / 200e12 + call.n * call.k * 2 / 1.5e12
+        if call.op.startswith("attention"):
+            return 1e-6 + float(call.kv_lens.sum()) * call.num_kv_heads * call.head_dim * 4 / 1.5e12
+        if call.op == "cpu_overhead":
+            return 1e-4
+        return 1e-6 + call.bytes / 1e12
+
+
+def linear_test_plugin() -> Any:
+    """A plugin object providing the ``linear-test`` predictor (``LinearPredictor``)."""
+    from types import SimpleNamespace
+
+    from frontier_core.components import ComponentSpec
+    from frontier_core.markers import hookimpl
+
+    @hookimpl
+    def frontier_predictors():
+        return [ComponentSpec("linear-test", lambda o, ctx: LinearPredictor(), summary="tests")]
+
+    return SimpleNamespace(frontier_predictors=frontier_predictors)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from frontier_core.config import RunConfig
 def flat_plugin() -> Any:
     """The kernel tests' transparent ``linear-test`` predictor (time linear in work), so
     these tests reason about the workflow, not about operator models."""
-    import conftest  # tests/conftest.py, on the root pytest config's pythonpath
+    from frontier_core.testing import linear_test_plugin
 
-    return conftest._test_plugin()
+    return linear_test_plugin()
 
 
 def pd_config(prefill: dict[str, Any], decode: dict[str, Any], workload: dict[str, Any],
