@@ -160,6 +160,7 @@ def plan(
     gpus: Annotated[Optional[str], typer.Option("--gpus", help="GPU kinds to consider, comma-separated (default: the config's).")] = None,  # noqa: UP045
     max_gpus: Annotated[int, typer.Option("--max-gpus", min=1, help="Largest deployment to consider.")] = 8,
     pp: Annotated[str, typer.Option("--pp", help="Pipeline-parallel degrees to consider, comma-separated.")] = "1",
+    max_num_seqs: Annotated[Optional[str], typer.Option("--max-num-seqs", help="Scheduler batch limits to consider, comma-separated (default: the config's).")] = None,  # noqa: UP045
     attainment: Annotated[float, typer.Option("--attainment", min=0.0, max=1.0, help="Share of requests that must meet every SLO.")] = 0.9,
     objective: Annotated[str, typer.Option("--objective", help="Minimise 'gpus' or 'cost' ($/GPU-hour from the catalog or --price).")] = "gpus",
     price: Annotated[Optional[list[str]], typer.Option("--price", help="KIND=USD_PER_GPU_HOUR (repeatable).")] = None,  # noqa: UP045
@@ -181,16 +182,12 @@ def plan(
             prices[kind.strip()] = float(usd)
         except ValueError:
             raise ConfigError(f"--price {item!r} is not KIND=USD_PER_GPU_HOUR (e.g. --price h100-sxm=2.5).") from None
-    try:
-        pps = tuple(sorted({int(x) for x in pp.split(",") if x.strip()}))
-    except ValueError:
-        pps = ()
-    if not pps or min(pps) < 1:
-        raise ConfigError(f"--pp {pp!r} is not a comma-separated list of degrees >= 1 (e.g. --pp 1,2).")
+    pps = _positive_ints(pp, "--pp", "1,2")
+    limits = _positive_ints(max_num_seqs, "--max-num-seqs", "64,256") if max_num_seqs else ()
     cfg = load_config(config, set_ or [])
     kinds = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     res = run_plan(cfg, _registry(), rate, slo_ttft, slo_tpot, kinds, max_gpus, attainment,
-                   objective, prices, progress=None, pps=pps)
+                   objective, prices, progress=None, pps=pps, batch_limits=limits)
     t = Table(title=f"Pareto frontier at {rate:g} req/s (simulated candidates)", header_style="bold")
     for c in ("deployment", "GPUs", "attainment", "p90 TTFT ms", "p90 TPOT ms", "out tok/s/GPU"):
         t.add_column(c, justify="left" if c == "deployment" else "right")
@@ -217,6 +214,17 @@ def plan(
         out.print(f"wrote {output}", markup=False)
     else:
         sys.stdout.write(text)
+
+
+def _positive_ints(text: str, flag: str, example: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        vals = ()
+    if not vals or min(vals) < 1:
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of integers >= 1 "
+                          f"(e.g. {flag} {example}).")
+    return vals
 
 
 def _ms(v: float | None) -> str:

@@ -3,7 +3,8 @@
 The search space is built from what is installed: co-located serving always, and
 prefill/decode disaggregation when a ``pd`` workflow is registered. It covers GPU
 kinds, TP degrees (dividing the attention heads, within a node), PP degrees (those
-asked for; 1 by default) and replica counts
+asked for; 1 by default), replica counts and, when asked for, the schedulers'
+batch limit (``max_num_seqs``)
 — and, for PD, separate shapes and counts for each stage — up to ``max_gpus``.
 
 A candidate is feasible when the share of requests meeting every SLO is at least
@@ -59,9 +60,11 @@ class Stage:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A deployment to try: one stage (co-located) or prefill + decode stages."""
+    """A deployment to try: one stage (co-located) or prefill + decode stages, and the
+    schedulers' batch limit (``max_num_seqs``; None keeps the base config's)."""
 
     stages: tuple[Stage, ...]
+    max_num_seqs: int | None = None
 
     @property
     def pd(self) -> bool:
@@ -77,9 +80,11 @@ class Candidate:
     def label(self) -> str:
         if not self.pd:
             s = self.stages[0]
-            return f"co-located {s.replicas}x {s.shape()}"
-        p, d = self.stages
-        return f"pd prefill {p.replicas}x {p.shape()} + decode {d.replicas}x {d.shape()}"
+            text = f"co-located {s.replicas}x {s.shape()}"
+        else:
+            p, d = self.stages
+            text = f"pd prefill {p.replicas}x {p.shape()} + decode {d.replicas}x {d.shape()}"
+        return text if self.max_num_seqs is None else f"{text}, max {self.max_num_seqs} seqs"
 
 
 @dataclass
@@ -136,14 +141,24 @@ def candidates(model, hw, gpus: list[str], max_gpus: int, pd: bool,
     return out
 
 
+def with_limits(pool: list[Candidate], limits: tuple[int, ...]) -> list[Candidate]:
+    """Each candidate once per batch limit (as is when none are given)."""
+    if not limits:
+        return pool
+    return [Candidate(c.stages, n) for c in pool for n in limits]
+
+
 def candidate_config(base: RunConfig, c: Candidate) -> RunConfig:
     """The base config with the candidate's deployment (scheduler and router options of
     the base's first cluster carried over)."""
     data = base.model_dump()
     proto = data["deployment"]["clusters"][0]
     names = ["main"] if not c.pd else ["prefill", "decode"]
+    sched = dict(proto["scheduler"])
+    if c.max_num_seqs is not None:
+        sched["max_num_seqs"] = c.max_num_seqs
     clusters = [{**proto, "name": n, "gpu": s.gpu, "tp": s.tp, "pp": s.pp, "replicas": s.replicas,
-                 "activation_reserve_gb": proto.get("activation_reserve_gb")}
+                 "activation_reserve_gb": proto.get("activation_reserve_gb"), "scheduler": sched}
                 for n, s in zip(names, c.stages, strict=True)]
     data["deployment"] = {"workflow": {"name": "pd"} if c.pd else {"name": "colocated"},
                           "clusters": clusters}
@@ -174,6 +189,7 @@ def plan(
     prices: dict[str, float] | None = None,
     progress: Callable[[str], None] | None = None,
     pps: tuple[int, ...] = (1,),
+    batch_limits: tuple[int, ...] = (),
 ) -> PlanResult:
     """Search deployments for the cheapest meeting the SLOs; see the module docstring."""
     from frontier_core.assemble import assemble, hardware_table, resolve_model
@@ -193,7 +209,7 @@ def plan(
             "--objective cost needs a price for every GPU kind searched; the catalog has none "
             f"for {[g for g, p in price.items() if not p]}: give --price KIND=USD_PER_HOUR.")
     has_pd = "pd" in registry.names("workflow")
-    pool = candidates(model, hw, gpus, max_gpus, has_pd, pps)
+    pool = with_limits(candidates(model, hw, gpus, max_gpus, has_pd, pps), batch_limits)
 
     def key(c: Candidate):
         return (c.cost(price) if objective == "cost" else c.gpus, c.gpus, c.pd, c.label())
@@ -326,15 +342,16 @@ class _Probe:
 
 
 def exhaustive(base: RunConfig, registry: Any, rate: float, ttft, tpot, gpus: list[str],
-               max_gpus: int, attainment: float = 0.9, pps: tuple[int, ...] = (1,)
-               ) -> Iterator[Outcome]:
+               max_gpus: int, attainment: float = 0.9, pps: tuple[int, ...] = (1,),
+               batch_limits: tuple[int, ...] = ()) -> Iterator[Outcome]:
     """Simulate every candidate (no bounds, no early stop): the reference for tests."""
     from frontier_core.assemble import assemble, hardware_table, resolve_model
 
     base = at_rate(base, rate, ttft, tpot)
     model = resolve_model(base, registry)
     hw = hardware_table(base, registry)
-    for c in candidates(model, hw, gpus, max_gpus, "pd" in registry.names("workflow"), pps):
+    pd = "pd" in registry.names("workflow")
+    for c in with_limits(candidates(model, hw, gpus, max_gpus, pd, pps), batch_limits):
         try:
             sim = assemble(candidate_config(base, c), registry).run()
         except FrontierError:

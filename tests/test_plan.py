@@ -20,6 +20,7 @@ CASES = [
     (15.0, 0.25, 0.02, 4),
     (5.0, 1.0, 0.006, 4),  # TP1 decode steps alone exceed the TPOT SLO: pruned by latency
     (20.0, 0.5, 0.05, 4),  # with PP 1 and 2 (see the test)
+    (30.0, 0.5, 0.03, 4),  # with batch limits 8 and 256 (see the test)
 ]
 
 
@@ -36,8 +37,10 @@ def _base():
 def test_plan_matches_exhaustive_search_and_prunes_soundly(registry, rate, ttft, tpot, max_gpus):
     gpus = ["a100-80g-sxm"]
     pps = (1, 2) if rate == 20.0 else (1,)
-    res = plan(_base(), registry, rate, ttft, tpot, gpus, max_gpus, pps=pps)
-    every = list(exhaustive(_base(), registry, rate, ttft, tpot, gpus, max_gpus, pps=pps))
+    limits = (8, 256) if rate == 30.0 else ()
+    res = plan(_base(), registry, rate, ttft, tpot, gpus, max_gpus, pps=pps, batch_limits=limits)
+    every = list(exhaustive(_base(), registry, rate, ttft, tpot, gpus, max_gpus, pps=pps,
+                            batch_limits=limits))
     ref = choose(every, lambda c: c.gpus)
     assert (res.best is None) == (ref is None)
     if ref is not None:
