@@ -26,6 +26,7 @@ from frontier_core.components import (
     WorkflowReport,
 )
 from frontier_core.engine.network import Channel, Network, effective_link
+from frontier_core.engine.replica import ITER_FIELDS
 from frontier_core.errors import (
     ConfigError,
     FrontierError,
@@ -39,6 +40,7 @@ from frontier_core.records import OPS, Batch, OpCall, Request
 
 __all__ = [
     "DTYPE_BYTES",
+    "ITER_FIELDS",
     "OPS",
     "Batch",
     "BuildContext",

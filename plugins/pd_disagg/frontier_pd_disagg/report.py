@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from frontier_core import WorkflowReport
+from frontier_core import ITER_FIELDS, WorkflowReport
 
 if TYPE_CHECKING:
     from frontier_pd_disagg.workflow import PDWorkflow
@@ -91,8 +91,6 @@ def timeseries(wf: PDWorkflow, sim: Any, times: dict[str, np.ndarray]) -> dict[s
     """Queue lengths of each stage and busy / KV fractions of each cluster, sampled at
     ``timeseries_points`` evenly spaced times (busy: fraction of the interval before
     each sample)."""
-    from frontier_core.engine.replica import ITER_FIELDS
-
     nf = len(ITER_FIELDS)
     arr = times["arrival"]
     end = float(np.nanmax(times["completion"])) if np.isfinite(times["completion"]).any() else 0.0
