@@ -71,19 +71,7 @@ def run(
     if quiet or as_json or not err.is_terminal:
         sim.run()
     else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(
-            TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("requests · t={task.fields[t]:.1f}s simulated"), TimeRemainingColumn(),
-            console=err, transient=True,
-        ) as bar:
+        with _progress_bar("simulating", "requests · t={task.fields[t]:.1f}s simulated") as bar:
             task = bar.add_task("run", total=sim.controller.total, t=0.0)
 
             def progress(t: float, done: int, total: int) -> None:
@@ -127,17 +115,7 @@ def sweep(
     if quiet or not err.is_terminal:
         result = run_sweep(**kwargs)
     else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("runs"), TimeRemainingColumn(), console=err,
-                      transient=True) as bar:
+        with _progress_bar("sweep", "runs") as bar:
             task = bar.add_task("sweep", total=None)
             result = run_sweep(**kwargs, progress=lambda d, t: bar.update(task, completed=d, total=t))
     failed = result.failed()
@@ -225,6 +203,20 @@ def _positive_ints(text: str, flag: str, example: str) -> tuple[int, ...]:
         raise ConfigError(f"{flag} {text!r} is not a comma-separated list of integers >= 1 "
                           f"(e.g. {flag} {example}).")
     return vals
+
+
+def _progress_bar(label: str, unit: str):
+    """A transient progress bar on stderr: ``label``, bar, done/total, ``unit``, ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn(unit), TimeRemainingColumn(), console=err, transient=True)
 
 
 def _ms(v: float | None) -> str:
