@@ -75,3 +75,31 @@ def test_cli_plan_writes_a_runnable_config(tmp_path):
                          "0.001", "--max-gpus", "2", "--set", "workload.num_requests=50"],
                         env=env, capture_output=True, text=True, timeout=300)
     assert r3.returncode == 2 and "No deployment" in r3.stderr and "Traceback" not in r3.stderr
+
+
+def test_cost_objective_prefers_the_cheaper_gpu_kind(registry):
+    # linear-test ignores the device, so both kinds perform alike: price decides.
+    kinds = ["a100-80g-sxm", "h100-sxm"]
+    cheap_a100 = plan(_base(), registry, 15.0, 0.25, 0.02, kinds, 2, objective="cost",
+                      prices={"a100-80g-sxm": 1.0, "h100-sxm": 10.0})
+    cheap_h100 = plan(_base(), registry, 15.0, 0.25, 0.02, kinds, 2, objective="cost",
+                      prices={"a100-80g-sxm": 10.0, "h100-sxm": 1.0})
+    assert {s.gpu for s in cheap_a100.best.stages} == {"a100-80g-sxm"}
+    assert {s.gpu for s in cheap_h100.best.stages} == {"h100-sxm"}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--price", "h100-sxm=cheap"], "--price"),
+    (["--pp", "0"], "--pp"),
+    (["--objective", "speed"], "--objective"),
+    (["--gpus", "tpu-v9"], "unknown GPU kinds"),
+])
+def test_cli_plan_bad_flags_are_user_errors(args, words, tmp_path):
+    pytest.importorskip("frontier_predictors")
+    r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "plan", "--rate", "1",
+                        "--slo-ttft", "1", "-o", str(tmp_path / "p.yaml"), *args],
+                       env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:") and words in r.stderr
+    assert not (tmp_path / "p.yaml").exists()
