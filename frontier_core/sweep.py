@@ -189,6 +189,16 @@ def _worker_registry() -> Any:
     return _REGISTRY[0]
 
 
+def _clear_partial(runs_dir: Path, ids: set[str]) -> None:
+    """Remove what a killed sweep left half-written: a run's outputs go to a hidden
+    temporary sibling (``.<run id>.*``) that replaces its folder only when complete."""
+    import shutil
+
+    for p in runs_dir.iterdir():
+        if p.name.startswith(".") and p.name[1:].split(".", 1)[0] in ids and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def _finished(spec: RunSpec, runs_dir: Path) -> dict[str, Any] | None:
     """The row of a run that completed in an earlier invocation, from its summary."""
     path = runs_dir / spec.run_id / "summary.json"
@@ -218,6 +228,7 @@ def sweep(
     out = Path(out_dir)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
+    _clear_partial(runs_dir, {s.run_id for s in specs})
     (out / "sweep.json").write_text(json.dumps(
         {"configs": cfgs, "grid": list(grid),
          "runs": [{"run_id": s.run_id, "config": s.config, "overrides": dict(s.overrides)}

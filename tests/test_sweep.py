@@ -98,12 +98,14 @@ def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")
+              if not p.parent.name.startswith(".")}
     assert before, "no run finished before the kill"
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
-    assert len(after) == 8
+    assert len(after) == 8  # and no half-written (hidden) run folder is left behind
+    assert not [p for p in (out / "runs").iterdir() if p.name.startswith(".")]
     assert all(after[k] == v for k, v in before.items())  # finished runs not repeated
     rows = (out / "results.csv").read_text().splitlines()
     assert len(rows) == 9 and all(",ok," in line for line in rows[1:])
@@ -137,3 +139,14 @@ def test_sweep_json_lists_every_run(tmp_path, registry):
     meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [r["run_id"] for r in meta["runs"]] == [r["run_id"] for r in res.rows]
 
+
+
+def test_half_written_run_folders_are_cleared_on_resume(tmp_path, registry):
+    cfg = _config(tmp_path)
+    res = sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
+    rid = res.rows[0]["run_id"]
+    partial = tmp_path / "s" / "runs" / f".{rid}.abc123"  # as write_outputs names its temp dir
+    partial.mkdir()
+    (partial / "summary.json").write_text("{}")
+    sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
+    assert not partial.exists()
