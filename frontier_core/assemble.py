@@ -106,10 +106,11 @@ class ClusterPlan:
     block_size: int
     weight_bytes_per_gpu: float
     kv_bytes_per_token_per_gpu: float
+    dp: int = 1
 
     @property
     def gpus(self) -> int:
-        return self.replicas * self.tp * self.pp
+        return self.replicas * self.dp * self.tp * self.pp
 
 
 @dataclass
@@ -195,17 +196,23 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
                 f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
                 "distribution: pip install frontier-moe-ep."
             )
-        plan = _plan_memory(model, cc, device, where)
+        if cc.dp > 1 and not model.is_moe:
+            raise ConfigError(
+                f"{where}.dp is {cc.dp}, but DP attention only applies to mixture-of-experts "
+                f"models and {model.name} is dense; serve more copies with replicas: "
+                f"{cc.dp * cc.replicas} and dp: 1."
+            )
+        dense = _build(registry, "ffn_block", ComponentRef(name="dense"), "model", ctx)
+        moe = None
+        if model.is_moe:
+            moe = _build(registry, "ffn_block", cc.moe, f"{where}.moe", ctx)
+        plan = _plan_memory(model, cc, device, where, moe)
         plans[cc.name] = plan
         chain = [
             (ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
             for i, ref in enumerate(cfg.predictor)
         ]
-        dense = _build(registry, "ffn_block", ComponentRef(name="dense"), "model", ctx)
-        moe = None
-        if model.is_moe:
-            moe = _build(registry, "ffn_block", ComponentRef(name="moe"), "model", ctx)
-        ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe)
+        ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp)
         executors[cc.name] = ex
         replicas = []
         for i in range(cc.replicas):
@@ -226,7 +233,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
 
 
-def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, where: str) -> ClusterPlan:
+def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, where: str,
+                 moe: Any = None) -> ClusterPlan:
     if model.num_layers < cc.pp:
         raise ConfigError(
             f"{where}.pp is {cc.pp} but {model.name} has only {model.num_layers} layers; lower pp."
@@ -237,10 +245,15 @@ def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, wher
             "attention heads; choose a TP degree that divides it."
         )
     weights = model.weight_bytes() / (cc.tp * cc.pp)
+    experts = getattr(moe, "weight_bytes_per_gpu", None)
+    if experts is not None:
+        # The block places the routed experts (e.g. split over EP ranks, not TP).
+        weights += (experts() - model.routed_expert_bytes() / cc.tp) / cc.pp
     kv_tok = model.kv_bytes_per_token(cc.tp) / cc.pp
     act = activation_reserve(model, cc)
-    blocks = replica_kv_blocks(device.mem_bytes, cc.gpu_memory_fraction, weights, act, kv_tok,
-                               cc.block_size)
+    # Each DP attention rank holds the KV of its own requests: dp times one rank's blocks.
+    blocks = cc.dp * replica_kv_blocks(device.mem_bytes, cc.gpu_memory_fraction, weights, act,
+                                       kv_tok, cc.block_size)
     usable = device.mem_bytes * cc.gpu_memory_fraction
     if blocks < 1:
         raise ConfigError(
@@ -251,4 +264,4 @@ def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, wher
             "pp, use a larger GPU, or raise gpu_memory_fraction."
         )
     return ClusterPlan(cc.name, cc.gpu, cc.replicas, cc.tp, cc.pp, blocks, cc.block_size, weights,
-                       kv_tok)
+                       kv_tok, cc.dp)

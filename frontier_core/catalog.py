@@ -136,6 +136,12 @@ class ModelSpec(BaseModel):
     def weight_bytes(self) -> float:
         return self.param_count() * DTYPE_BYTES[self.weight_dtype]
 
+    def routed_expert_bytes(self) -> float:
+        """Bytes of the routed experts of all MoE layers (the part expert parallelism
+        splits; shared experts, gates and everything else are excluded)."""
+        per_layer = self.num_experts * self.mlp_params(self.moe_intermediate_size)
+        return per_layer * self.num_moe_layers * DTYPE_BYTES[self.weight_dtype]
+
     def kv_bytes_per_token(self, tp: int = 1) -> float:
         """KV-cache bytes per token per GPU for all layers, with tensor parallelism ``tp``.
 

@@ -58,7 +58,7 @@ def run(
     """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
     from frontier_core.assemble import assemble
     from frontier_core.configfile import load_config
-    from frontier_core.metrics import simulator_stats, workflow_report, write_outputs
+    from frontier_core.metrics import report_lines, simulator_stats, write_outputs
 
     cfg = load_config(config, set_ or [])
     out_dir = output or Path(cfg.output.dir)
@@ -88,7 +88,7 @@ def run(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     elif not quiet:
-        _print_summary(summary, simulator_stats(sim), out_dir, workflow_report(sim).lines)
+        _print_summary(summary, simulator_stats(sim), out_dir, report_lines(sim))
 
 
 @app.command()
@@ -246,7 +246,9 @@ def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()
     )
     for name, c in s["clusters"].items():
         out.print(
-            f"cluster {name}: {c['replicas']}× {c['gpu']} tp{c['tp']} pp{c['pp']} · busy "
+            f"cluster {name}: {c['replicas']}× {c['gpu']} "
+            + (f"dp{c['dp']} " if c.get("dp", 1) > 1 else "")
+            + f"tp{c['tp']} pp{c['pp']} · busy "
             f"{c['busy_fraction']:.0%} · mean batch {c['batch_size']['mean'] or 0:.1f} · KV peak "
             f"{c['kv_peak_fraction']:.0%} · preemptions {c['preemptions']}"
         )

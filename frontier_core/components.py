@@ -141,6 +141,44 @@ class FFNBlock(Protocol):
     def ops(self, num_tokens: int) -> list[OpCall]: ...
 
 
+@dataclass(slots=True)
+class LayerStep:
+    """What a per-iteration FFN block (``MoELayers``) is told about one iteration.
+
+    - ``tokens``: tokens each attention data-parallel rank holds (length ``dp``).
+    - ``layers``: how many of the block's layers the model has (all stages; the
+      kernel divides the result by ``pp``).
+    - ``other_s``: seconds of everything else in one such layer (attention,
+      projections, norms, TP collectives) on the slowest DP rank.
+    - ``answer(call) -> (seconds, backend index)``: the run's predictor chain;
+      add the seconds to ``credit[backend index]`` for what you use.
+    - ``replica``, ``now``: which replica runs the iteration and when it starts.
+    """
+
+    tokens: np.ndarray
+    layers: int
+    other_s: float
+    answer: Callable[[OpCall], tuple[float, int]]
+    credit: list[float]
+    replica: int = 0
+    now: float = 0.0
+
+
+@runtime_checkable
+class MoELayers(Protocol):
+    """An FFN block whose time depends on each iteration (e.g. MoE routing drawn per
+    iteration). The kernel calls ``step`` once per iteration instead of memoising
+    ``ops``; it returns the seconds of all ``step.layers`` layers, ``other_s``
+    included, so that a block may overlap its own work with the rest of the layer.
+
+    Optional: ``weight_bytes_per_gpu() -> float`` (the routed experts' bytes one GPU
+    holds, all layers, before pipeline splitting; the kernel's memory plan uses it
+    instead of sharding them over TP) and ``report(pid, name) -> WorkflowReport``
+    (summary, trace events and CLI lines of the cluster's block)."""
+
+    def step(self, s: LayerStep) -> float: ...
+
+
 @dataclass
 class WorkflowReport:
     """What a workflow adds to a run's outputs, computed once after the run.

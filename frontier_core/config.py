@@ -74,6 +74,16 @@ class ClusterConfig(_Strict):
     replicas: int = Field(1, ge=1)
     tp: int = Field(1, ge=1, description="tensor-parallel degree")
     pp: int = Field(1, ge=1, description="pipeline-parallel degree")
+    dp: int = Field(
+        1, ge=1,
+        description="attention data-parallel ranks per replica (DP attention of a MoE model: "
+        "each rank runs attention with TP=tp on its share of the batch; the MoE layers span "
+        "all dp×tp GPUs of a pipeline stage)",
+    )
+    moe: ComponentRef = Field(
+        default_factory=lambda: ComponentRef(name="moe"),
+        description="the MoE block and its options (used only by mixture-of-experts models)",
+    )
     scheduler: ComponentRef = ComponentRef(name="vllm")
     router: ComponentRef = ComponentRef(name="round_robin")
     block_size: int = Field(16, ge=1, description="KV block size in tokens")
@@ -82,9 +92,15 @@ class ClusterConfig(_Strict):
         None, ge=0, description="GPU memory kept for activations; None estimates it"
     )
 
+    @field_validator("moe", mode="before")
+    @classmethod
+    def _moe_name(cls, v: Any) -> Any:
+        # `moe: {ep: 8}` names the default block implicitly.
+        return {"name": "moe", **v} if isinstance(v, dict) and "name" not in v else v
+
     @property
     def gpus_per_replica(self) -> int:
-        return self.tp * self.pp
+        return self.dp * self.tp * self.pp
 
 
 class DeploymentConfig(_Strict):

@@ -9,7 +9,13 @@ first predictor that answers supplies the time, and the run reports how much
 of the predicted time each backend supplied.
 
 Only attention depends on the batch composition beyond its token count, so
-everything else is memoised on the token count (and sampled sequences).
+everything else is memoised on the token count (and sampled sequences) —
+except an FFN block that implements ``MoELayers`` (MoE routing drawn per
+iteration): the kernel calls its ``step`` once per iteration instead.
+
+With ``dp`` > 1 (DP attention) a replica's batch is split over ``dp`` attention
+ranks by request id (a request's KV lives on one rank); a layer waits for the
+slowest rank before its MoE block, which spans all ranks.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from operator import attrgetter
 import numpy as np
 
 from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
-from frontier_core.components import FFNBlock, Predictor
+from frontier_core.components import FFNBlock, LayerStep, MoELayers, Predictor
 from frontier_core.errors import ConfigError
 from frontier_core.records import Batch, OpCall
 
@@ -56,6 +62,7 @@ class ExecutionPredictor:
         chain: Sequence[tuple[str, Predictor]],
         dense_ffn: FFNBlock,
         moe_ffn: FFNBlock | None = None,
+        dp: int = 1,
     ) -> None:
         if model.num_layers < pp:
             raise ConfigError(
@@ -70,12 +77,17 @@ class ExecutionPredictor:
         self.credit = [0.0] * len(self.chain)
         self.dense_ffn = dense_ffn
         self.moe_ffn = moe_ffn
+        self.dp = dp
+        # A block with a per-iteration ``step`` (MoE routing) is never memoised.
+        self.moe_step = moe_ffn.step if isinstance(moe_ffn, MoELayers) else None
+        self.answer = self._answer
         self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
         self.act_bytes = 2  # activations stay in bf16
         self.scope = "intra" if tp * pp <= device.gpus_per_node else "inter"
         self.tp_scope = "intra" if tp <= device.gpus_per_node else "inter"
         self.layers_per_stage = math.ceil(model.num_layers / pp)
         self._layer_memo: dict[int, tuple[float, list[float]]] = {}
+        self._part_memo: dict[tuple[str, int], tuple[float, list[float]]] = {}
         self._extra_memo: dict[tuple[int, int], tuple[float, list[float]]] = {}
         self._ones = np.ones(256, np.int64)  # shared, read-only q_lens of decodes
         self._ones.flags.writeable = False
@@ -203,9 +215,22 @@ class ExecutionPredictor:
         self._extra_memo[key] = res
         return res
 
+    def _part(self, kind: str, t: int) -> tuple[float, list[float]]:
+        """Seconds of one layer's ``common`` part (everything but attention and the FFN)
+        or ``dense`` FFN at ``t`` tokens, memoised."""
+        key = (kind, t)
+        hit = self._part_memo.get(key)
+        if hit is None:
+            ops = self._layer_common_ops(t) if kind == "common" else self.dense_ffn.ops(t)
+            hit = self._part_memo[key] = self._sum(ops)
+        return hit
+
     # ---- the hot method -------------------------------------------------
-    def iteration(self, batch: Batch) -> IterationTime:
-        """Seconds for one batch; credits each backend with the time it supplied."""
+    def iteration(self, batch: Batch, replica: int = 0, now: float = 0.0) -> IterationTime:
+        """Seconds for one batch run by ``replica`` starting at ``now``; credits each
+        backend with the time it supplied."""
+        if self.moe_step is not None or self.dp > 1:
+            return self._iteration_ranks(batch, replica, now)
         credit = self.credit
         chunks = batch.chunks
         t = sum(chunks) + len(batch.decode)
@@ -244,6 +269,88 @@ class ExecutionPredictor:
         for j in range(len(credit)):
             credit[j] += lc[j] * self.pp + ec[j]
         stage = layers + attn
+        return IterationTime(stage + extras, stage * self.pp + extras)
+
+    def _attention(self, q: np.ndarray | None, kvp: np.ndarray | None,
+                   kvd: np.ndarray | None) -> tuple[float, list[tuple[float, int]]]:
+        """Per-layer attention seconds of one rank's prefill (q, kv) and decode (kv) parts."""
+        parts = []
+        if q is not None and len(q):
+            parts.append(self._answer(OpCall(
+                "attention_prefill", "attention", "bf16", num_heads=self.heads,
+                num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp)))
+        if kvd is not None and len(kvd):
+            parts.append(self._answer(OpCall(
+                "attention_decode", "attention", "bf16", num_heads=self.heads,
+                num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim,
+                q_lens=np.ones(len(kvd), np.int64), kv_lens=kvd)))
+        return sum(a for a, _ in parts), parts
+
+    def _iteration_ranks(self, batch: Batch, replica: int, now: float) -> IterationTime:
+        """An iteration over ``dp`` attention ranks, with a per-iteration MoE block."""
+        m, dp, credit = self.model, self.dp, self.credit
+        pre, dec = batch.prefill, batch.decode
+        np_, nd = len(pre), len(dec)
+        q = np.fromiter(batch.chunks, np.int64, np_)
+        kvp = np.fromiter(map(_computed, pre), np.int64, np_) + q
+        kvd = np.fromiter(map(_computed, dec), np.int64, nd) + 1
+        emits = np.fromiter((r.computed + c >= r.prefill_target for r, c in
+                             zip(pre, batch.chunks, strict=False)), bool, np_)
+        if dp == 1:
+            tokens = np.array([int(q.sum()) + nd], np.int64)
+            seqs = int(emits.sum()) + nd
+            best, parts = self._attention(q, kvp, kvd)
+            c, cc = self._part("common", int(tokens[0]))
+            worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
+        else:
+            # A request stays on one DP rank (its KV lives there): rank = id mod dp.
+            rp = np.fromiter((r.id for r in pre), np.int64, np_) % dp
+            rd = np.fromiter((r.id for r in dec), np.int64, nd) % dp
+            tokens = (np.bincount(rp, weights=q, minlength=dp)
+                      + np.bincount(rd, minlength=dp)).astype(np.int64)
+            seqs = int(np.bincount(rp[emits], minlength=dp).max(initial=0)
+                       + np.bincount(rd, minlength=dp).max(initial=0))
+            # NOTE: perf — only ranks that can be the slowest are predicted: the most
+            # tokens, the most prefill attention work, the most decode context.
+            cand = {int(np.argmax(tokens))}
+            if np_:
+                cand.add(int(np.argmax(np.bincount(rp, weights=q * kvp, minlength=dp))))
+            if nd:
+                cand.add(int(np.argmax(np.bincount(rd, weights=kvd, minlength=dp))))
+            worst = -1.0
+            for r in sorted(cand):
+                sp, sd = rp == r, rd == r
+                a, parts = self._attention(q[sp], kvp[sp], kvd[sd])
+                c, cc = self._part("common", int(tokens[r]))
+                if c + a > worst:
+                    worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
+        nl = m.num_layers
+        for a, i in worst_parts:
+            credit[i] += a * nl
+        for j, v in enumerate(worst_cc):
+            credit[j] += v * nl
+        n_moe = m.num_moe_layers
+        n_dense = nl - n_moe
+        total = 0.0
+        if n_dense:
+            d, dc = self._part("dense", worst_t)
+            total += (worst + d) * n_dense
+            for j, v in enumerate(dc):
+                credit[j] += v * n_dense
+        if n_moe:
+            if self.moe_step is not None:
+                total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,
+                                                 replica, now))
+            else:
+                assert self.moe_ffn is not None
+                mo, mc = self._sum(self.moe_ffn.ops(worst_t))
+                total += (worst + mo) * n_moe
+                for j, v in enumerate(mc):
+                    credit[j] += v * n_moe
+        extras, ec = self._extras(worst_t, seqs)
+        for j, v in enumerate(ec):
+            credit[j] += v
+        stage = total / self.pp
         return IterationTime(stage + extras, stage * self.pp + extras)
 
     def credit_by_backend(self) -> dict[str, float]:

@@ -47,6 +47,28 @@ def workflow_report(sim: Simulation) -> WorkflowReport:
     return rep
 
 
+def block_reports(sim: Simulation) -> dict[str, WorkflowReport]:
+    """Each cluster's MoE-block report (clusters whose block defines ``report``), once per run."""
+    reps = sim.extra.get("block_reports")
+    if reps is None:
+        pids = trace_pids(sim)
+        reps = {}
+        for name, ex in sim.executors.items():
+            fn = getattr(ex.moe_ffn, "report", None)
+            if fn is not None:
+                reps[name] = fn(pids[name], name)
+        sim.extra["block_reports"] = reps
+    return reps
+
+
+def report_lines(sim: Simulation) -> list[str]:
+    """The highlights the workflow and the clusters' blocks want ``frontier run`` to print."""
+    lines = list(workflow_report(sim).lines)
+    for rep in block_reports(sim).values():
+        lines.extend(rep.lines)
+    return lines
+
+
 _INTERNAL_COLUMNS = ("generated",)
 
 
@@ -144,7 +166,7 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
         kv_frac = it["kv_used"] / plan.kv_blocks if len(it["kv_used"]) else np.zeros(0)
         summary["clusters"][name] = {
             "gpu": plan.gpu, "replicas": plan.replicas, "tp": plan.tp, "pp": plan.pp,
-            "gpus": plan.gpus,
+            "dp": plan.dp, "gpus": plan.gpus,
             "kv_blocks_per_replica": plan.kv_blocks, "block_size": plan.block_size,
             "kv_capacity_tokens_per_replica": plan.kv_blocks * plan.block_size,
             "weight_gib_per_gpu": plan.weight_bytes_per_gpu / 1024**3,
@@ -156,6 +178,9 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
             "kv_peak_fraction": max(r.kv.peak_used for r in cw.replicas) / plan.kv_blocks,
             "preemptions": sum(r.preemptions for r in cw.replicas),
         }
+        block = block_reports(sim).get(name)
+        if block is not None and block.summary:
+            summary["clusters"][name]["moe"] = block.summary
     summary["gpus"] = gpus_total
     wf = workflow_report(sim).summary
     if wf:
@@ -237,6 +262,8 @@ def perfetto_trace(sim: Simulation) -> dict[str, Any]:
                              "kv_blocks_used": int(kvu)},
                 })
     events.extend(workflow_report(sim).trace_events)
+    for rep in block_reports(sim).values():
+        events.extend(rep.trace_events)
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
@@ -257,6 +284,11 @@ def write_outputs(sim: Simulation, out_dir: str | Path) -> dict[str, Any]:
         if name in files or name == "trace.json" or "/" in name:
             raise ValueError(f"workflow output file {name!r} clashes with the kernel's outputs")
         files[name] = text
+    for rep in block_reports(sim).values():
+        for name, text in rep.files.items():
+            if name in files or name == "trace.json" or "/" in name:
+                raise ValueError(f"block output file {name!r} clashes with another output")
+            files[name] = text
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))

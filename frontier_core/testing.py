@@ -25,6 +25,15 @@ class LinearPredictor:
             return 1e-6 + float(call.kv_lens.sum()) * call.num_kv_heads * call.head_dim * 4 / 1.5e12
         if call.op == "cpu_overhead":
             return 1e-4
+        if call.op == "moe_experts" and call.extra:
+            # Grouped GEMMs: FLOPs of the (token, expert) assignments plus the weights
+            # of every expert that received a token.
+            ex = call.extra
+            h, i = ex["hidden_size"], ex.get("inter_size_local", ex["inter_size"])
+            tpe = ex.get("tokens_per_expert")
+            assigned = float(ex["assignments"])
+            active = int((tpe > 0).sum()) if tpe is not None else ex.get("num_local_experts", 1)
+            return 1e-6 + 6 * assigned * h * i / 200e12 + active * 3 * h * i * 2 / 1.5e12
         return 1e-6 + call.bytes / 1e12
 
 

@@ -139,7 +139,7 @@ class ReplicaWorker:
             for r in batch.prefill:
                 if r.first_scheduled != r.first_scheduled:  # NaN: first time
                     r.first_scheduled = now
-            it = iteration(batch)
+            it = iteration(batch, self.index, now)
             rec((now, it.latency, len(batch.prefill), len(batch.decode),
                  sum(batch.chunks) + len(batch.decode), kv.num_blocks - kv.free_blocks))
             if pp == 1:

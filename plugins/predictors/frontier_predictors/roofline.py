@@ -218,7 +218,8 @@ class RooflinePredictor:
 
     def _moe_experts(self, call: OpCall) -> float:
         # The local experts' gated MLPs as one grouped GEMM. From call.extra:
-        #   hidden_size h, inter_size i, num_local_experts E (default 1), and
+        #   hidden_size h, inter_size_local (else inter_size) i, num_local_experts E
+        #   (default 1), and
         #   tokens_per_expert (length-E counts) or else num_tokens: the (token,
         #   expert) assignments on this GPU, assumed spread evenly (min(E, T)
         #   experts busy). FLOPs = sum_e 2·3·t_e·h·i (gate, up, down); bytes =
@@ -229,7 +230,8 @@ class RooflinePredictor:
         s_flop, s_elem = self._rate(call.dtype)
         ex: dict[str, Any] = call.extra or {}
         h = ex.get("hidden_size", 0)
-        i = ex.get("inter_size", 0)
+        # The per-GPU width when given (expert TP shards it); else inter_size is per GPU.
+        i = ex.get("inter_size_local") or ex.get("inter_size", 0)
         if not (h and i):
             return self._elementwise(call)
         tpe = ex.get("tokens_per_expert")
