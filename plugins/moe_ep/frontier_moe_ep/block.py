@@ -1,0 +1,342 @@
+"""The MoE block: one iteration's MoE layers as a data-dependent micro-workflow.
+
+Per MoE layer and micro-batch: gate GEMM → routing (tokens per expert, drawn
+per iteration) → dispatch all-to-all → on every EP rank a grouped expert GEMM
+over its local slots with their actual token counts → combine all-to-all;
+shared experts run on the attention ranks (``local``) or are routed like the
+others (``routed``). The layer waits for the slowest rank, in compute and in
+communication. With ``ep: 1`` every GPU holds every expert sharded over TP (no
+all-to-all; vLLM's default without expert parallelism).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from frontier_core import (
+    BuildContext,
+    ConfigError,
+    LayerStep,
+    Link,
+    OpCall,
+    WorkflowReport,
+    effective_link,
+)
+from frontier_moe_ep.comm import AllToAll, copies
+from frontier_moe_ep.overlap import sequential, two_batch
+from frontier_moe_ep.placement import build_placement
+from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
+
+DTYPE_BYTES = {"bf16": 2.0, "fp8": 1.0}
+
+
+class MoEOptions(BaseModel):
+    """Options of the ``moe`` block, given per cluster under ``moe:``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ep: int | None = Field(
+        None, ge=1,
+        description="expert-parallel degree: dp×tp (the default: experts spread over every GPU "
+        "of a pipeline stage) or 1 (every GPU holds every expert, sharded over TP)",
+    )
+    routing: str = Field(
+        "balanced",
+        description="balanced, uniform, power_law:<alpha>, hot:<fraction>:<share> or "
+        "replay:<file.csv> (columns layer, expert, count)",
+    )
+    placement: Literal["contiguous", "round_robin", "eplb"] = "contiguous"
+    redundant_experts: int = Field(
+        0, ge=0, description="extra expert slots for copies of hot experts (placement: eplb)"
+    )
+    dispatch_dtype: Literal["bf16", "fp8"] = Field(
+        "bf16", description="element type of dispatched activations (combine is always bf16)"
+    )
+    shared_experts: Literal["local", "routed"] = Field(
+        "local",
+        description="local: shared experts run on each attention rank for its own tokens; "
+        "routed: dispatched and combined like routed experts (DeepSeek's decode layout)",
+    )
+    two_batch_overlap: bool = Field(
+        False, description="split each iteration into two micro-batches whose communication "
+        "overlaps the other's compute"
+    )
+    trace_iterations: int = Field(
+        20, ge=0, description="iterations (per cluster) whose per-EP-rank work goes to the trace"
+    )
+
+    @field_validator("routing")
+    @classmethod
+    def _routing(cls, v: str) -> str:
+        parse_routing(v)
+        return v
+
+
+class MoEBlock:
+    """The ``moe`` FFN block of one cluster (implements the kernel's ``MoELayers``)."""
+
+    def __init__(self, options: MoEOptions, ctx: BuildContext) -> None:
+        m, cc, dev = ctx.model, ctx.cluster, ctx.device
+        assert cc is not None and dev is not None, "the moe block is built per cluster"
+        where = f"deployment.clusters[{cc.name!r}].moe"
+        self.model = m
+        self.tp, self.dp = cc.tp, cc.dp
+        group = cc.dp * cc.tp
+        ep = options.ep if options.ep is not None else group
+        if ep not in (1, group):
+            raise ConfigError(
+                f"{where}.ep is {ep}, but the experts of cluster {cc.name!r} are spread over "
+                f"all dp×tp = {group} GPUs of a stage or sharded over TP on each (ep: 1); set "
+                f"ep to {group} or 1, or change dp/tp."
+            )
+        if ep == 1 and cc.dp > 1:
+            raise ConfigError(
+                f"{where}.ep is 1 with dp = {cc.dp}: DP attention ranks need the experts spread "
+                f"over them. Use ep: {group} (the default) or dp: 1."
+            )
+        self.ep = ep
+        self.opts = options
+        e, r = m.num_experts, options.redundant_experts
+        if r and (options.placement != "eplb" or ep == 1):
+            raise ConfigError(
+                f"{where}.redundant_experts is {r}: copies of hot experts need placement: eplb "
+                "and ep > 1; set placement: eplb or drop redundant_experts."
+            )
+        if (e + r) % ep:
+            raise ConfigError(
+                f"{where}: {m.name}'s {e} experts + {r} redundant slots = {e + r} do not divide "
+                f"over ep = {ep} ranks; choose redundant_experts so that {e} + it is a multiple "
+                f"of {ep} (e.g. {(-e) % ep})."
+            )
+        self.slots = e + r
+        self.per_rank = self.slots // ep
+        self.spec: RoutingSpec = parse_routing(options.routing)
+        # The block's own stream, seeded from the run's generator (deterministic per seed).
+        self.rng = np.random.default_rng(int(ctx.rng.integers(2**63)))
+        layers = m.num_moe_layers
+        try:
+            self.routing = ExpertRouting(self.spec, e, m.top_k, layers, self.rng,
+                                         ctx.config.resolve)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{where}.routing: the expert-load file {self.spec.path!r} cannot be used: {exc}."
+            ) from None
+        self.placement = build_placement(options.placement, self.routing.p, ep, r)
+        self.layers = layers
+        self.h = m.hidden_size
+        self.k = m.top_k
+        self.dtype = m.weight_dtype if m.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.inter_local = math.ceil(m.moe_intermediate_size / (cc.tp if ep == 1 else 1))
+        self.shared_inter = math.ceil(m.num_shared_experts * m.moe_intermediate_size / cc.tp)
+        self.routed_shared = options.shared_experts == "routed" and m.num_shared_experts > 0
+        self.k_comm = self.k + (m.num_shared_experts if self.routed_shared else 0)
+        self.disp_b = DTYPE_BYTES[options.dispatch_dtype] * self.h
+        self.comb_b = DTYPE_BYTES["bf16"] * self.h
+        transfer = ctx.transfer
+        intra = Link(dev.nvlink_bw, dev.nvlink_latency)
+        inter = Link(dev.scaleout_bw, dev.scaleout_latency)
+        if transfer is not None:
+            intra, inter = effective_link(transfer, intra), effective_link(transfer, inter)
+        self.a2a = AllToAll(ep, dev.gpus_per_node, intra, inter)
+        self._expert_memo: dict[tuple[int, int], tuple[float, int]] = {}
+        self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
+        self.stats = _Stats(ep, e, options.trace_iterations)
+
+    # ---- memory ----------------------------------------------------------------
+    def weight_bytes_per_gpu(self) -> float:
+        """Routed-expert bytes on one GPU, all MoE layers (before pipeline splitting)."""
+        m = self.model
+        if self.ep == 1:
+            return m.routed_expert_bytes() / self.tp
+        return m.routed_expert_bytes() * self.per_rank / m.num_experts
+
+    # ---- operator times ----------------------------------------------------------
+    def _expert_time(self, slot_tokens: np.ndarray, tokens_in: int, answer) -> tuple[float, int]:
+        """Grouped expert GEMMs of one rank over its slots' token counts."""
+        assigned = float(slot_tokens.sum())
+        if assigned <= 0:
+            return 0.0, -1
+        tpe = np.ceil(slot_tokens).astype(np.int64)
+        active = int(np.count_nonzero(tpe))
+        # NOTE: perf — memoised on (assignments, busy experts), which determine the
+        # roofline exactly; the first call of a key passes the full distribution.
+        key = (round(assigned), active)
+        hit = self._expert_memo.get(key)
+        if hit is None:
+            m = self.model
+            call = OpCall("moe_experts", "moe_experts", self.dtype, m=tokens_in, extra={
+                "num_tokens": tokens_in, "hidden_size": self.h,
+                "inter_size": m.moe_intermediate_size, "num_experts": m.num_experts,
+                "top_k": self.k, "ep_size": self.ep, "tp_size": self.tp if self.ep == 1 else 1,
+                "routing": str(self.spec), "tokens_per_expert": tpe,
+                "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
+                "assignments": assigned,
+            })
+            hit = self._expert_memo[key] = answer(call)
+        return hit
+
+    def _gemms(self, kind: str, t: int, answer) -> tuple[float, list[tuple[float, int]]]:
+        """The gate GEMM or the shared experts' MLP of ``t`` tokens on one GPU."""
+        if t <= 0:
+            return 0.0, []
+        if kind == "gate":
+            shapes = [("moe_gate", self.model.num_experts, self.h)]
+        else:
+            i = self.shared_inter
+            shapes = [("shared_up", 2 * i, self.h), ("shared_down", self.h, i)]
+        out = []
+        for name, n, k in shapes:
+            key = (name, t)
+            hit = self._gemm_memo.get(key)
+            if hit is None:
+                dtype = "bf16" if name == "moe_gate" else self.dtype
+                hit = self._gemm_memo[key] = answer(OpCall("gemm", name, dtype, t, n, k))
+            out.append(hit)
+        return sum(x for x, _ in out), out
+
+    # ---- one iteration -------------------------------------------------------------
+    def step(self, s: LayerStep) -> float:
+        total_tokens = int(s.tokens.sum())
+        if total_tokens == 0:
+            return s.other_s * s.layers
+        two = self.opts.two_batch_overlap and total_tokens >= 2
+        halves = ([(s.tokens + 1) // 2, s.tokens // 2] if two else [s.tokens])
+        share = 1.0 / len(halves)
+        credit, answer = s.credit, s.answer
+        phases = []
+        trace = self.stats.tracing()
+        for tok in halves:
+            phases.append(self._micro_batch(tok, s.other_s * share, answer, credit, trace))
+        a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
+        t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
+        self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
+        return t
+
+    def _micro_batch(self, tok: np.ndarray, other: float, answer, credit, trace: bool):
+        """Per-layer (compute before dispatch, dispatch, experts, combine) of one micro-batch."""
+        L = self.layers
+        T = int(tok.sum())
+        counts = self.routing.draw(T)
+        st = self.stats
+        t_rank = int(tok.max(initial=0))
+        gate, gparts = self._gemms("gate", t_rank, answer)
+        pre = other + gate
+        for x, i in gparts:
+            credit[i] += x * L
+        if self.shared_inter and not self.routed_shared:
+            sh, sparts = self._gemms("shared", t_rank, answer)
+            pre += sh
+            for x, i in sparts:
+                credit[i] += x * L
+        post = 0.0
+        if self.routed_shared:
+            # Shared experts as extra routed work, spread evenly over the EP ranks.
+            sh, sparts = self._gemms("shared", math.ceil(T * self.model.num_shared_experts
+                                                         / self.ep), answer)
+            post = sh
+            for x, i in sparts:
+                credit[i] += x * L
+        slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
+        rank_tok = slot_tok.sum(axis=2)  # (L, ep)
+        experts = np.empty(L)
+        if self.ep == 1:
+            for li in range(L):
+                x, i = self._expert_time(slot_tok[li, 0], T, answer)
+                experts[li] = x
+                if i >= 0:
+                    credit[i] += x
+            disp = comb = np.zeros(L)
+        else:
+            busy = np.count_nonzero(slot_tok > 0, axis=2)
+            # NOTE: perf — the slowest rank is the one with the most tokens or the most
+            # busy experts (weights to read); only those two are predicted per layer.
+            most_tok = np.argmax(rank_tok, axis=1)
+            most_busy = np.argmax(busy, axis=1)
+            for li in range(L):
+                r1, r2 = int(most_tok[li]), int(most_busy[li])
+                x, i = self._expert_time(slot_tok[li, r1], T, answer)
+                if r2 != r1:
+                    y, j = self._expert_time(slot_tok[li, r2], T, answer)
+                    if y > x:
+                        x, i = y, j
+                experts[li] = x
+                if i >= 0:
+                    credit[i] += x
+            src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
+            moved = copies(src, rank_tok * (self.k_comm / self.k), T, self.k_comm)
+            disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
+            comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
+        st.add_loads(counts, slot_tok, rank_tok)
+        if trace:
+            st.trace_ranks(self, slot_tok, T, answer)
+        return np.full(L, pre), disp, experts + post, comb
+
+    # ---- the report --------------------------------------------------------------
+    def report(self, pid: int, name: str) -> WorkflowReport:
+        from frontier_moe_ep.report import block_report
+
+        return block_report(self, pid, name)
+
+
+class _Stats:
+    """What the block accumulates during a run (plain arrays; analysed afterwards)."""
+
+    BINS = np.array([0.0, 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, np.inf])
+
+    def __init__(self, ep: int, experts: int, trace_iterations: int) -> None:
+        self.steps = 0
+        self.step_s = array("d")
+        self.ratio = array("d")  # per step: mean over layers of max/mean rank tokens
+        self.phase_s = np.zeros(5)  # other, gate+shared (beyond other), experts, dispatch, combine
+        self.rank_tokens = np.zeros(ep)
+        self.expert_tokens = np.zeros(experts)
+        self.hist = np.zeros(len(self.BINS) - 1, np.int64)
+        self.busy_slots = 0.0
+        self.slot_layers = 0
+        self.trace_left = trace_iterations
+        self.trace: list[tuple[int, float, float, np.ndarray, np.ndarray]] = []
+        self._ratios: list[float] = []
+        self._rank_busy: list[np.ndarray] = []
+
+    def tracing(self) -> bool:
+        return self.trace_left > 0
+
+    def add_loads(self, counts: np.ndarray, slot_tok: np.ndarray, rank_tok: np.ndarray) -> None:
+        self.expert_tokens += counts.sum(axis=0)
+        self.rank_tokens += rank_tok.sum(axis=0)
+        mean = rank_tok.mean(axis=1)
+        ok = mean > 0
+        if ok.any():
+            rel = rank_tok[ok] / mean[ok, None]
+            self._ratios.append(float(rel.max(axis=1).mean()))
+            self.hist += np.histogram(rel, self.BINS)[0]
+        self.busy_slots += float(np.count_nonzero(slot_tok > 0))
+        self.slot_layers += slot_tok.shape[0] * slot_tok.shape[1] * slot_tok.shape[2]
+
+    def trace_ranks(self, block: MoEBlock, slot_tok: np.ndarray, tokens: int, answer) -> None:
+        """Every rank's own expert seconds (summed over layers) for the trace."""
+        busy = np.zeros(slot_tok.shape[1])
+        for li in range(slot_tok.shape[0]):
+            for r in range(slot_tok.shape[1]):
+                busy[r] += block._expert_time(slot_tok[li, r], tokens, answer)[0]
+        self._rank_busy.append(busy)
+
+    def add_step(self, t: float, a, d, e, c, other: float, replica: int, now: float,
+                 trace: bool) -> None:
+        self.steps += 1
+        self.step_s.append(t)
+        if self._ratios:
+            self.ratio.append(sum(self._ratios) / len(self._ratios))
+            self._ratios.clear()
+        self.phase_s += (other, float(a.sum()) - other, float(e.sum()), float(d.sum()),
+                         float(c.sum()))
+        if trace:
+            self.trace_left -= 1
+            busy = np.sum(self._rank_busy, axis=0)
+            self.trace.append((replica, now, t, busy, np.array([d.sum(), c.sum()])))
+        self._rank_busy.clear()

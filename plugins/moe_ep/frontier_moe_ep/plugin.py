@@ -1,0 +1,17 @@
+"""Hook implementations of frontier-moe-ep: registration only, no logic."""
+
+from __future__ import annotations
+
+from frontier_core import ComponentSpec, hookimpl
+from frontier_moe_ep.block import MoEBlock, MoEOptions
+
+
+@hookimpl
+def frontier_ffn_blocks() -> list[ComponentSpec]:
+    return [
+        ComponentSpec(
+            name="moe", factory=MoEBlock, options=MoEOptions,
+            summary="MoE layers with expert parallelism: per-iteration routing, all-to-all, "
+            "stragglers, expert placement, two-batch overlap",
+        ),
+    ]
