@@ -156,29 +156,38 @@ class MoEBlock:
         return m.routed_expert_bytes() * self.per_rank / m.num_experts
 
     # ---- operator times ----------------------------------------------------------
-    def _expert_time(self, slot_tokens: np.ndarray, tokens_in: int, answer) -> tuple[float, int]:
-        """Grouped expert GEMMs of one rank over its slots' token counts."""
-        assigned = float(slot_tokens.sum())
-        if assigned <= 0:
-            return 0.0, -1
-        tpe = np.ceil(slot_tokens).astype(np.int64)
-        active = int(np.count_nonzero(tpe))
+    def _expert_call(self, slot_tokens: np.ndarray, tokens_in: int, assigned: float) -> OpCall:
+        """The ``moe_experts`` call of one rank: grouped GEMMs over its slots' token counts."""
+        m = self.model
+        return OpCall("moe_experts", "moe_experts", self.dtype, m=tokens_in, extra={
+            "num_tokens": tokens_in, "hidden_size": self.h,
+            "inter_size": m.moe_intermediate_size, "num_experts": m.num_experts,
+            "top_k": self.k, "ep_size": self.ep, "tp_size": self.tp if self.ep == 1 else 1,
+            "routing": str(self.spec), "tokens_per_expert": np.ceil(slot_tokens).astype(np.int64),
+            "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
+            "assignments": assigned,
+        })
+
+    def _expert_times(self, rows: np.ndarray, tokens_in: int, answer
+                      ) -> tuple[np.ndarray, list[int]]:
+        """Seconds (and answering backend, -1 for none) of each row's grouped expert GEMMs;
+        ``rows`` is (n, slots per rank) tokens."""
+        assigned = rows.sum(axis=1)
+        active = np.count_nonzero(rows > 0, axis=1)
+        memo = self._expert_memo
+        out = np.zeros(len(rows))
+        who = [-1] * len(rows)
         # NOTE: perf — memoised on (assignments, busy experts), which determine the
         # roofline exactly; the first call of a key passes the full distribution.
-        key = (round(assigned), active)
-        hit = self._expert_memo.get(key)
-        if hit is None:
-            m = self.model
-            call = OpCall("moe_experts", "moe_experts", self.dtype, m=tokens_in, extra={
-                "num_tokens": tokens_in, "hidden_size": self.h,
-                "inter_size": m.moe_intermediate_size, "num_experts": m.num_experts,
-                "top_k": self.k, "ep_size": self.ep, "tp_size": self.tp if self.ep == 1 else 1,
-                "routing": str(self.spec), "tokens_per_expert": tpe,
-                "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
-                "assignments": assigned,
-            })
-            hit = self._expert_memo[key] = answer(call)
-        return hit
+        for j, key in enumerate(zip(np.rint(assigned).astype(np.int64).tolist(),
+                                    active.tolist(), strict=True)):
+            if key[1] == 0:
+                continue
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = answer(self._expert_call(rows[j], tokens_in, float(assigned[j])))
+            out[j], who[j] = hit
+        return out, who
 
     def _gemms(self, kind: str, t: int, answer) -> tuple[float, list[tuple[float, int]]]:
         """The gate GEMM or the shared experts' MLP of ``t`` tokens on one GPU."""
@@ -243,30 +252,27 @@ class MoEBlock:
                 credit[i] += x * L
         slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
         rank_tok = slot_tok.sum(axis=2)  # (L, ep)
-        experts = np.empty(L)
         if self.ep == 1:
-            for li in range(L):
-                x, i = self._expert_time(slot_tok[li, 0], T, answer)
-                experts[li] = x
-                if i >= 0:
-                    credit[i] += x
+            experts, who = self._expert_times(slot_tok[:, 0], T, answer)
             disp = comb = np.zeros(L)
         else:
             busy = np.count_nonzero(slot_tok > 0, axis=2)
             # NOTE: perf — the slowest rank is the one with the most tokens or the most
             # busy experts (weights to read); only those two are predicted per layer.
-            most_tok = np.argmax(rank_tok, axis=1)
-            most_busy = np.argmax(busy, axis=1)
-            for li in range(L):
-                r1, r2 = int(most_tok[li]), int(most_busy[li])
-                x, i = self._expert_time(slot_tok[li, r1], T, answer)
-                if r2 != r1:
-                    y, j = self._expert_time(slot_tok[li, r2], T, answer)
-                    if y > x:
-                        x, i = y, j
-                experts[li] = x
-                if i >= 0:
-                    credit[i] += x
+            layer = np.arange(L)
+            most_tok, most_busy = np.argmax(rank_tok, axis=1), np.argmax(busy, axis=1)
+            experts, who = self._expert_times(slot_tok[layer, most_tok], T, answer)
+            other_rank = most_busy != most_tok
+            if other_rank.any():
+                idx = layer[other_rank]
+                alt, alt_who = self._expert_times(slot_tok[idx, most_busy[idx]], T, answer)
+                for j, li in enumerate(idx.tolist()):
+                    if alt[j] > experts[li]:
+                        experts[li], who[li] = alt[j], alt_who[j]
+        for x, i in zip(experts.tolist(), who, strict=True):
+            if i >= 0:
+                credit[i] += x
+        if self.ep > 1:
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
             moved = copies(src, rank_tok * (self.k_comm / self.k), T, self.k_comm)
             disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
@@ -314,17 +320,16 @@ class _Stats:
         if ok.any():
             rel = rank_tok[ok] / mean[ok, None]
             self._ratios.append(float(rel.max(axis=1).mean()))
-            self.hist += np.histogram(rel, self.BINS)[0]
+            bins = np.searchsorted(self.BINS, rel.ravel(), side="right") - 1
+            self.hist += np.bincount(bins, minlength=len(self.hist))[: len(self.hist)]
         self.busy_slots += float(np.count_nonzero(slot_tok > 0))
         self.slot_layers += slot_tok.shape[0] * slot_tok.shape[1] * slot_tok.shape[2]
 
     def trace_ranks(self, block: MoEBlock, slot_tok: np.ndarray, tokens: int, answer) -> None:
         """Every rank's own expert seconds (summed over layers) for the trace."""
-        busy = np.zeros(slot_tok.shape[1])
-        for li in range(slot_tok.shape[0]):
-            for r in range(slot_tok.shape[1]):
-                busy[r] += block._expert_time(slot_tok[li, r], tokens, answer)[0]
-        self._rank_busy.append(busy)
+        layers, ep, per_rank = slot_tok.shape
+        t, _ = block._expert_times(slot_tok.reshape(layers * ep, per_rank), tokens, answer)
+        self._rank_busy.append(t.reshape(layers, ep).sum(axis=0))
 
     def add_step(self, t: float, a, d, e, c, other: float, replica: int, now: float,
                  trace: bool) -> None:
