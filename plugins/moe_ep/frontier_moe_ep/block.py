@@ -83,7 +83,8 @@ class MoEBlock:
     def __init__(self, options: MoEOptions, ctx: BuildContext) -> None:
         m, cc, dev = ctx.model, ctx.cluster, ctx.device
         assert cc is not None and dev is not None, "the moe block is built per cluster"
-        where = f"deployment.clusters[{cc.name!r}].moe"
+        index = next(i for i, c in enumerate(ctx.config.deployment.clusters) if c.name == cc.name)
+        where = f"deployment.clusters[{index}].moe"
         self.model = m
         self.tp, self.dp = cc.tp, cc.dp
         group = cc.dp * cc.tp
@@ -124,7 +125,9 @@ class MoEBlock:
                                          ctx.config.resolve)
         except ValueError as exc:
             raise ConfigError(
-                f"{where}.routing: the expert-load file {self.spec.path!r} cannot be used: {exc}."
+                f"{where}.routing: the expert-load file {self.spec.path!r} cannot be used: "
+                f"{exc}. Give a CSV with columns layer, expert, count (one row per layer and "
+                "expert; a path relative to the config file)."
             ) from None
         self.placement = build_placement(options.placement, self.routing.p, ep, r)
         self.layers = layers
