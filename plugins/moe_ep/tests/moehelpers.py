@@ -29,11 +29,12 @@ def zero_plugin() -> Any:
     return SimpleNamespace(frontier_predictors=frontier_predictors)
 
 
-def registry() -> Any:
-    """Built-ins, the moe block, ``linear-test`` and ``zero`` predictors."""
+def registry(*more: Any) -> Any:
+    """Built-ins, the moe block, ``linear-test`` and ``zero`` predictors (and ``more``)."""
     import frontier_moe_ep.plugin as moe
 
-    return load_registry(entry_points=False, extra=[moe, linear_test_plugin(), zero_plugin()])
+    return load_registry(entry_points=False,
+                         extra=[moe, linear_test_plugin(), zero_plugin(), *more])
 
 
 def config(model: Any = "mixtral-8x7b", cluster: dict[str, Any] | None = None,

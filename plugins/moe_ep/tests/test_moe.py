@@ -399,3 +399,33 @@ def test_same_seed_identical_outputs_other_seed_differs(tmp_path):
     _, other = run_json(cfg.model_copy(update={"seed": 1}), tmp_path, "c")
     first = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert other["clusters"]["main"]["moe"] != first["clusters"]["main"]["moe"]
+
+
+def test_pd_with_ep_clusters_runs_end_to_end(tmp_path):
+    """Composition: a DP/EP prefill cluster feeding a DP/EP decode cluster over pd."""
+    pytest.importorskip("frontier_pd_disagg")
+    import frontier_pd_disagg.plugin as pd
+    from moehelpers import registry
+
+    cfg = config(model="qwen3-30b-a3b")
+    data = cfg.model_dump(exclude={"base_dir"})
+    data["deployment"] = {
+        "workflow": {"name": "pd"},
+        "clusters": [
+            {"name": "prefill", "gpu": "h100-sxm", "dp": 4, "tp": 2,
+             "moe": {"routing": "power_law:1.2"}},
+            {"name": "decode", "gpu": "h100-sxm", "dp": 8, "tp": 1,
+             "moe": {"routing": "power_law:1.2", "two_batch_overlap": True,
+                     "placement": "eplb", "redundant_experts": 8}},
+        ],
+    }
+    from frontier_core.config import RunConfig
+    from frontier_core.metrics import write_outputs
+
+    sim = build(RunConfig.model_validate(data), registry(pd)).run()
+    s = write_outputs(sim, tmp_path / "pd")
+    assert s["requests"]["completed"] == 60
+    assert s["gpus"] == 16
+    assert s["clusters"]["prefill"]["moe"]["ep"] == 8
+    assert s["clusters"]["decode"]["moe"]["slots"] == 136
+    assert s["workflow"]["transfers"]["count"] == 60
