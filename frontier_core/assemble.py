@@ -189,7 +189,7 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         device = hw[cc.gpu]
         ctx = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw,
                            cluster=cc, device=device, transfer=base.transfer)
-        if model.is_moe and "moe" not in registry.names("ffn_block"):
+        if model.is_moe and cc.moe.name == "moe" and "moe" not in registry.names("ffn_block"):
             # Checked before the memory plan: no tp/pp makes this run possible without it.
             raise ConfigError(
                 f"{model.name} is a mixture-of-experts model ({model.num_experts} experts, "

@@ -31,7 +31,8 @@ class LinearPredictor:
             ex = call.extra
             h, i = ex["hidden_size"], ex.get("inter_size_local", ex["inter_size"])
             tpe = ex.get("tokens_per_expert")
-            assigned = float(ex["assignments"])
+            assigned = float(ex.get("assignments", tpe.sum() if tpe is not None
+                                    else ex.get("num_tokens", call.m)))
             active = int((tpe > 0).sum()) if tpe is not None else ex.get("num_local_experts", 1)
             return 1e-6 + 6 * assigned * h * i / 200e12 + active * 3 * h * i * 2 / 1.5e12
         return 1e-6 + call.bytes / 1e12

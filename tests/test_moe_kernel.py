@@ -121,3 +121,18 @@ def test_tokens_per_rank_follow_request_ids(reg):
     ex.iteration(Batch(prefill=reqs, chunks=[10, 20, 30]))
     assert ex.moe_ffn.calls[-1][0].tolist() == [10, 20, 30]
     assert np.issubdtype(ex.moe_ffn.calls[-1][0].dtype, np.integer)
+
+
+def test_a_moe_block_of_another_name_does_not_need_frontier_moe_ep():
+    def other_plugin():
+        @hookimpl
+        def frontier_ffn_blocks():
+            return [ComponentSpec("my_moe", FakeMoE, summary="tests")]
+
+        return SimpleNamespace(frontier_ffn_blocks=frontier_ffn_blocks)
+
+    reg = load_registry(entry_points=False, extra=[linear_test_plugin(), other_plugin()])
+    sim = assemble(moe_config(moe={"name": "my_moe"}), reg)
+    assert isinstance(sim.executors["main"].moe_ffn, FakeMoE)
+    with pytest.raises(ConfigError, match="frontier-moe-ep"):
+        assemble(moe_config(), reg)

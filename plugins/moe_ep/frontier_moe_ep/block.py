@@ -130,6 +130,7 @@ class MoEBlock:
                 "expert; a path relative to the config file)."
             ) from None
         self.placement = build_placement(options.placement, self.routing.p, ep, r)
+        self.routing.spread_over(self.placement.rank_interleaved())
         self.layers = layers
         self.h = m.hidden_size
         self.k = m.top_k
@@ -166,7 +167,7 @@ class MoEBlock:
             "num_tokens": tokens_in, "hidden_size": self.h,
             "inter_size": m.moe_intermediate_size, "num_experts": m.num_experts,
             "top_k": self.k, "ep_size": self.ep, "tp_size": self.tp if self.ep == 1 else 1,
-            "routing": str(self.spec), "tokens_per_expert": np.ceil(slot_tokens).astype(np.int64),
+            "routing": str(self.spec), "tokens_per_expert": slot_tokens.astype(np.int64),
             "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
             "assignments": assigned,
         })
@@ -175,13 +176,14 @@ class MoEBlock:
                       ) -> tuple[np.ndarray, list[int]]:
         """Seconds (and answering backend, -1 for none) of each row's grouped expert GEMMs;
         ``rows`` is (n, slots per rank) tokens."""
+        rows = np.ceil(rows)  # a copy of a split expert handles whole tokens
         assigned = rows.sum(axis=1)
-        active = np.count_nonzero(rows > 0, axis=1)
+        active = np.count_nonzero(rows, axis=1)
         memo = self._expert_memo
         out = np.zeros(len(rows))
         who = [-1] * len(rows)
         # NOTE: perf — memoised on (assignments, busy experts), which determine the
-        # roofline exactly; the first call of a key passes the full distribution.
+        # roofline exactly; the first call of a key passes its full distribution.
         for j, key in enumerate(zip(np.rint(assigned).astype(np.int64).tolist(),
                                     active.tolist(), strict=True)):
             if key[1] == 0:
@@ -198,9 +200,12 @@ class MoEBlock:
             return 0.0, []
         if kind == "gate":
             shapes = [("moe_gate", self.model.num_experts, self.h)]
-        else:
+        elif kind == "shared":  # all shared experts, sharded over the attention TP group
             i = self.shared_inter
             shapes = [("shared_up", 2 * i, self.h), ("shared_down", self.h, i)]
+        else:  # one routed copy of a shared expert, whole on its rank
+            i = self.model.moe_intermediate_size
+            shapes = [("shared_up_routed", 2 * i, self.h), ("shared_down_routed", self.h, i)]
         out = []
         for name, n, k in shapes:
             key = (name, t)
@@ -246,10 +251,12 @@ class MoEBlock:
             for x, i in sparts:
                 credit[i] += x * L
         post = 0.0
+        shared_load = 0.0
         if self.routed_shared:
-            # Shared experts as extra routed work, spread evenly over the EP ranks.
-            sh, sparts = self._gemms("shared", math.ceil(T * self.model.num_shared_experts
-                                                         / self.ep), answer)
+            # Each token also visits its shared experts, dispatched like routed ones and
+            # spread evenly over the EP ranks (every rank holds a copy).
+            shared_load = T * self.model.num_shared_experts / self.ep
+            sh, sparts = self._gemms("shared_routed", math.ceil(shared_load), answer)
             post = sh
             for x, i in sparts:
                 credit[i] += x * L
@@ -277,7 +284,7 @@ class MoEBlock:
                 credit[i] += x
         if self.ep > 1:
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
-            moved = copies(src, rank_tok * (self.k_comm / self.k), T, self.k_comm)
+            moved = copies(src, rank_tok + shared_load, T, self.k_comm)
             disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
             comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
         st.add_loads(counts, slot_tok, rank_tok)

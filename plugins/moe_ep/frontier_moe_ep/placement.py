@@ -31,6 +31,18 @@ class Placement:
     def per_rank(self) -> int:
         return self.slot_expert.shape[1] // self.ep
 
+    def rank_interleaved(self) -> np.ndarray:
+        """Each layer's experts ordered by slot index within a rank, then by rank (the
+        first slot of every rank, then the second...), each expert at its first slot."""
+        layers = self.slot_expert.shape[0]
+        inter = self.slot_expert.reshape(layers, self.ep, self.per_rank).transpose(0, 2, 1)
+        inter = inter.reshape(layers, -1)
+        out = []
+        for row in inter:
+            _, first = np.unique(row, return_index=True)
+            out.append(row[np.sort(first)])
+        return np.stack(out)
+
     def slot_tokens(self, counts: np.ndarray) -> np.ndarray:
         """Tokens per slot, (layers × ep × per_rank), from tokens per expert (layers × experts)."""
         tok = np.take_along_axis(counts, self.slot_expert, axis=1) * self.slot_share

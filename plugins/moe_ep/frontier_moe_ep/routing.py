@@ -126,6 +126,17 @@ class ExpertRouting:
             p = np.tile(base, (layers, 1))
         self.p = p / p.sum(axis=1, keepdims=True)
         self._balanced: dict[int, np.ndarray] = {}
+        # Each expert's position in the order that receives balanced routing's leftover
+        # assignments (layers × experts); see ``spread_over``.
+        self._leftover_pos = np.tile(np.arange(e), (layers, 1))
+
+    def spread_over(self, order: np.ndarray) -> None:
+        """Give balanced routing's leftover assignments to experts in ``order`` (layers ×
+        experts, e.g. one expert of each rank in turn), so they land on different ranks."""
+        pos = np.empty_like(order)
+        np.put_along_axis(pos, order, np.arange(order.shape[1])[None, :], axis=1)
+        self._leftover_pos = pos
+        self._balanced.clear()
 
     def draw(self, tokens: int) -> np.ndarray:
         """Tokens per expert, (layers × experts) int64, for ``tokens`` tokens entering each
@@ -135,11 +146,8 @@ class ExpertRouting:
         if self.spec.kind == "balanced":
             hit = self._balanced.get(tokens)
             if hit is None:
-                layers, e = self.p.shape
-                q, r = divmod(tokens * self.top_k, e)
-                row = np.full(e, q, np.int64)
-                row[:r] += 1
-                hit = self._balanced[tokens] = np.tile(row, (layers, 1))
+                q, r = divmod(tokens * self.top_k, self.p.shape[1])
+                hit = self._balanced[tokens] = q + (self._leftover_pos < r).astype(np.int64)
             return hit
         # NOTE: perf — one multinomial over the top_k·tokens assignments per layer
         # (vectorised over layers) instead of per-token top-k draws; capping at

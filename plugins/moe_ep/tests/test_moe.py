@@ -38,6 +38,16 @@ def test_balanced_routing_is_exact_and_deterministic():
     assert c.max() - c.min() <= 1
 
 
+def test_balanced_leftovers_spread_over_ranks():
+    """16 tokens × top-8 over 256 experts: 128 assignments, so every EP16 rank gets 8."""
+    r = ExpertRouting(parse_routing("balanced"), 256, 8, 2, np.random.default_rng(0))
+    for kind in ("contiguous", "round_robin"):
+        pl = build_placement(kind, r.p, 16)
+        r.spread_over(pl.rank_interleaved())
+        per_rank = pl.slot_tokens(r.draw(16)).sum(axis=2)
+        assert (per_rank == 8).all(), kind
+
+
 def test_random_routing_keeps_top_k_assignments_and_caps_at_tokens():
     r = ExpertRouting(parse_routing("uniform"), 64, 8, 10, np.random.default_rng(1))
     c = r.draw(4096)
