@@ -5,7 +5,11 @@ Cases (issue: kernel performance targets, one core):
            conversation trace's lengths, Poisson arrivals near saturation;
   fleet    the same model on 16 replicas (round robin), 100,000 requests;
   pd       the same model and requests disaggregated (needs frontier-pd-disagg): 4
-           prefill + 4 decode H100 replicas, 40,000 requests, KV over NVLink.
+           prefill + 4 decode H100 replicas, 40,000 requests, KV over NVLink;
+  moe      Mixtral-8x7B EP8 on one H100 node (needs frontier-moe-ep), power-law
+           routing drawn per layer and iteration, 3,000 requests;
+  moe-dp   Qwen3-30B-A3B DP16/EP16 on two nodes, EPLB +16 slots, two-batch overlap,
+           3,000 requests.
 Lengths come from the full Azure LLM 2023 conversation trace in ../shared/data when
 present, else from the bundled 2,000-row sample. Each case runs in a fresh process
 so peak RSS is its own.
@@ -34,6 +38,8 @@ CASES = {
     "single": {"replicas": 1, "requests": 10_000, "rate": 17.0},
     "fleet": {"replicas": 16, "requests": 100_000, "rate": 17.0 * 16},
     "pd": {"replicas": 4, "requests": 40_000, "rate": 17.0 * 4},
+    "moe": {"replicas": 1, "requests": 3_000, "rate": 8.0},
+    "moe-dp": {"replicas": 1, "requests": 3_000, "rate": 16.0},
 }
 
 
@@ -47,8 +53,20 @@ def config(case: str, predictor: str, model: str | None = None) -> dict:
         deployment = {"workflow": {"name": "pd", "link": "nvlink"}, "clusters": [
             {"name": "prefill", "gpu": "h100-sxm", "replicas": c["replicas"]},
             {"name": "decode", "gpu": "h100-sxm", "replicas": c["replicas"], "router": "least_kv"}]}
+    model_name = "llama-3.1-8b"
+    if case == "moe":
+        model_name = "mixtral-8x7b"
+        deployment = {"clusters": [{"name": "main", "gpu": "h100-sxm", "tp": 8,
+                                    "moe": {"routing": "power_law:1.2"}}]}
+    if case == "moe-dp":
+        model_name = "qwen3-30b-a3b"
+        deployment = {"clusters": [{"name": "main", "gpu": "h100-sxm", "dp": 16, "tp": 1,
+                                    "scheduler": {"name": "vllm", "max_num_seqs": 1024},
+                                    "moe": {"routing": "power_law:1.2", "placement": "eplb",
+                                            "redundant_experts": 16,
+                                            "two_batch_overlap": True}}]}
     return {
-        "model": "llama-3.1-8b",
+        "model": model_name,
         "deployment": deployment,
         "predictor": chain,
         "workload": {
