@@ -38,7 +38,7 @@ def build(model: str, dp: int, moe: dict, registry) -> tuple:
 def expert_time(block, ex, tokens: int, reps: int = 3) -> float:
     tok = np.full(block.dp, tokens // block.dp, np.int64)
     credit = [0.0] * len(ex.chain)
-    return float(np.mean([block._micro_batch(tok, 0.0, ex.answer, credit, False)[2].mean()
+    return float(np.mean([block.phases(tok, 0.0, ex.answer, credit, False)[2].mean()
                           for _ in range(reps)]))
 
 

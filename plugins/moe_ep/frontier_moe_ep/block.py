@@ -228,14 +228,19 @@ class MoEBlock:
         phases = []
         trace = self.stats.tracing()
         for tok in halves:
-            phases.append(self._micro_batch(tok, s.other_s * share, answer, credit, trace))
+            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace))
         a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
         t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
         self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
         return t
 
-    def _micro_batch(self, tok: np.ndarray, other: float, answer, credit, trace: bool):
-        """Per-layer (compute before dispatch, dispatch, experts, combine) of one micro-batch."""
+    def phases(self, tok: np.ndarray, other: float, answer, credit, trace: bool = False):
+        """Per-layer seconds of one micro-batch of ``tok`` tokens per DP rank: (compute
+        before the dispatch, dispatch, experts, combine), four arrays of length
+        ``layers``. ``other`` is the rest of a layer's time; the answering backends'
+        seconds are added to ``credit``. Public so that workflows that split a layer
+        across clusters (attention here, experts there) can price its phases; they may
+        replace ``a2a`` with an ``AllToAll`` over the link between the clusters."""
         L = self.layers
         T = int(tok.sum())
         counts = self.routing.draw(T)

@@ -82,5 +82,5 @@ def expert_phase(sim, tokens: int, cluster: str = "main") -> np.ndarray:
     ex = sim.executors[cluster]
     credit = [0.0] * len(ex.chain)
     tok = np.full(b.dp, tokens // b.dp, np.int64)
-    _, _, experts, _ = b._micro_batch(tok, 0.0, ex.answer, credit, False)
+    _, _, experts, _ = b.phases(tok, 0.0, ex.answer, credit, False)
     return experts

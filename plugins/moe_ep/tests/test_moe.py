@@ -220,7 +220,7 @@ def expert_layers(sim, tokens: int, reps: int = 3) -> float:
     ex = sim.executors["main"]
     credit = [0.0] * len(ex.chain)
     tok = np.full(b.dp, tokens // b.dp, np.int64)
-    return float(np.mean([b._micro_batch(tok, 0.0, ex.answer, credit, False)[2].mean()
+    return float(np.mean([b.phases(tok, 0.0, ex.answer, credit, False)[2].mean()
                           for _ in range(reps)]))
 
 
@@ -244,7 +244,7 @@ def test_layer_waits_for_the_slowest_rank():
     counts = b.routing.draw(4096)
     b.rng.bit_generator.state = state
     credit = [0.0] * len(ex.chain)
-    got = b._micro_batch(np.full(8, 512, np.int64), 0.0, ex.answer, credit, False)[2]
+    got = b.phases(np.full(8, 512, np.int64), 0.0, ex.answer, credit, False)[2]
     slot = b.placement.slot_tokens(counts)
     every = b._expert_times(slot.reshape(-1, slot.shape[2]), 4096, ex.answer)[0]
     every = every.reshape(len(slot), 8)
@@ -289,7 +289,7 @@ def test_ep1_shards_every_expert_over_tp_without_all_to_all():
     sim = build(config(cluster={"moe": {"ep": 1}}))
     b = block(sim)
     assert b.ep == 1 and b.inter_local == 14336 // 8
-    out = b._micro_batch(np.array([64]), 0.0, sim.executors["main"].answer, [0.0], False)
+    out = b.phases(np.array([64]), 0.0, sim.executors["main"].answer, [0.0], False)
     assert not out[1].any() and not out[3].any()  # no dispatch or combine
     m = sim.model
     assert sim.plans["main"].weight_bytes_per_gpu == pytest.approx(m.weight_bytes() / 8)
