@@ -1,9 +1,20 @@
 """Routing distributions: how many of an iteration's tokens each expert receives.
 
 A spec is a short string, the same vocabulary as the profile tables' ``routing``
-column: ``balanced``, ``uniform``, ``power_law:<alpha>``,
+column: ``balanced``, ``uniform``, ``power_law:<alpha>``, ``zipf:<alpha>``,
 ``hot:<fraction>:<share>`` or ``replay:<file.csv>``. Draws are per layer and
 per iteration from the run's seeded generator, vectorised over layers.
+
+``power_law:<alpha>`` is NVIDIA AIConfigurator's generator (the one its
+measured ``power_law_<alpha>`` MoE tables use, and where the published alphas
+— 1.01 for DeepSeek-V3, 1.2 for Qwen3-235B — come from): every expert's load is
+drawn from a continuous density proportional to x^-alpha on [1, 0.8·tokens]
+(on [0.01, 2] when tokens·top_k ≤ experts) and the loads are scaled to the
+tokens·top_k assignments, so the skew grows with the number of tokens. Here
+the loads are drawn afresh per layer and iteration but handed out in a fixed
+per-layer order of experts, so a layer's hot experts stay hot (what expert
+load balancing relies on). ``zipf:<alpha>`` is a fixed skew instead: expert
+shares proportional to rank^-alpha, and a multinomial draw of the assignments.
 """
 
 from __future__ import annotations
@@ -15,7 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-FORMS = "balanced, uniform, power_law:<alpha>, hot:<fraction>:<share>, replay:<file.csv>"
+FORMS = ("balanced, uniform, power_law:<alpha>, zipf:<alpha>, hot:<fraction>:<share>, "
+         "replay:<file.csv>")
+# Tokens per layer at which power_law's expected shares (used by EPLB placement) are taken.
+REFERENCE_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -27,8 +41,8 @@ class RoutingSpec:
     path: str = ""
 
     def __str__(self) -> str:
-        if self.kind == "power_law":
-            return f"power_law:{self.alpha:g}"
+        if self.kind in ("power_law", "zipf"):
+            return f"{self.kind}:{self.alpha:g}"
         if self.kind == "hot":
             return f"hot:{self.hot_fraction:g}:{self.hot_share:g}"
         if self.kind == "replay":
@@ -42,9 +56,9 @@ def parse_routing(text: str) -> RoutingSpec:
     try:
         if kind in ("balanced", "uniform") and not rest:
             return RoutingSpec(kind)
-        if kind == "power_law":
+        if kind in ("power_law", "zipf"):
             alpha = float(rest)
-            if not alpha > 0:
+            if not alpha > 0 or (kind == "power_law" and alpha == 1.0):
                 raise ValueError
             return RoutingSpec(kind, alpha=alpha)
         if kind == "hot":
@@ -57,8 +71,9 @@ def parse_routing(text: str) -> RoutingSpec:
     except ValueError:
         pass
     raise ValueError(
-        f"routing {text!r} is not understood; write one of: {FORMS} (alpha > 0; fraction "
-        "and share between 0 and 1, e.g. hot:0.1:0.5 sends half the tokens to 10% of the experts)"
+        f"routing {text!r} is not understood; write one of: {FORMS} (alpha > 0, and not 1 for "
+        "power_law; fraction and share between 0 and 1, e.g. hot:0.1:0.5 sends half the "
+        "tokens to 10% of the experts)"
     )
 
 
@@ -95,12 +110,44 @@ def read_loads(path: Path, num_experts: int) -> np.ndarray:
     return loads
 
 
+def power_law_loads(u: np.ndarray, alpha: float, tokens: int, top_k: int) -> np.ndarray:
+    """AIConfigurator's expert loads: ``u`` uniform(0, 1) draws mapped through the inverse
+    CDF of the density ∝ x^-alpha on [1, 0.8·tokens] ([0.01, 2] when tokens·top_k is at
+    most the number of experts, the last axis of ``u``)."""
+    lo, hi = (1.0, 0.8 * tokens) if tokens * top_k > u.shape[-1] else (0.01, 2.0)
+    hi = max(hi, lo)
+    a = 1.0 - alpha
+    return ((hi**a - lo**a) * u + lo**a) ** (1.0 / a)
+
+
+def apportion(shares: np.ndarray, total: int, cap: int) -> np.ndarray:
+    """Integer counts (one row per layer) summing to ``total`` in proportion to ``shares``,
+    none above ``cap``: what exceeds the cap goes to the other experts in proportion to
+    their shares, then largest remainders round."""
+    want = shares / shares.sum(axis=1, keepdims=True) * total
+    for _ in range(64):
+        over = np.clip(want - cap, 0.0, None).sum(axis=1)
+        if not (over > 1e-9).any():
+            break
+        want = np.minimum(want, cap)
+        room = np.where(want < cap, shares, 0.0)
+        want += over[:, None] * room / room.sum(axis=1, keepdims=True)
+    want = np.minimum(want, cap)
+    base = np.floor(want + 1e-9)
+    rest = (total - base.sum(axis=1)).astype(np.int64)
+    order = np.argsort(-(want - base), axis=1, kind="stable")
+    place = np.empty_like(order)
+    np.put_along_axis(place, order, np.arange(order.shape[1])[None, :], axis=1)
+    return (base + (place < rest[:, None])).astype(np.int64)
+
+
 class ExpertRouting:
     """Expected shares ``p`` (layers × experts) and per-iteration draws of token counts.
 
     Skewed distributions give each layer its own random order of hot experts
     (drawn once per run): real models' hot experts differ from layer to layer.
     A replayed file with fewer layers than the model repeats them in order.
+    ``power_law``'s expected shares are those at ``REFERENCE_TOKENS`` tokens.
     """
 
     def __init__(self, spec: RoutingSpec, num_experts: int, top_k: int, layers: int,
@@ -109,21 +156,27 @@ class ExpertRouting:
         self.top_k = top_k
         self.rng = rng
         e = num_experts
-        if spec.kind == "power_law":
-            base = np.arange(1, e + 1, dtype=float) ** -spec.alpha
-        elif spec.kind == "hot":
-            n_hot = max(1, round(spec.hot_fraction * e))
-            base = np.full(e, (1 - spec.hot_share) / max(1, e - n_hot))
-            base[:n_hot] = spec.hot_share / n_hot
-        else:
-            base = np.ones(e)
+        # Each layer's experts from hottest to coldest (skewed forms).
+        self.order = np.stack([rng.permutation(e) for _ in range(layers)]) if spec.kind in (
+            "power_law", "zipf", "hot") else np.tile(np.arange(e), (layers, 1))
         if spec.kind == "replay":
             loads = read_loads((resolve or Path)(spec.path), e)
             p = loads[np.arange(layers) % len(loads)]
-        elif spec.kind in ("power_law", "hot"):
-            p = np.stack([base[rng.permutation(e)] for _ in range(layers)])
         else:
-            p = np.tile(base, (layers, 1))
+            if spec.kind == "power_law":
+                u = np.random.default_rng(0).random((256, e))
+                x = -np.sort(-power_law_loads(u, spec.alpha, REFERENCE_TOKENS, top_k), axis=1)
+                ranked = (x / x.sum(axis=1, keepdims=True)).mean(axis=0)
+            elif spec.kind == "zipf":
+                ranked = np.arange(1, e + 1, dtype=float) ** -spec.alpha
+            elif spec.kind == "hot":
+                n_hot = max(1, round(spec.hot_fraction * e))
+                ranked = np.full(e, (1 - spec.hot_share) / max(1, e - n_hot))
+                ranked[:n_hot] = spec.hot_share / n_hot
+            else:
+                ranked = np.ones(e)
+            p = np.empty((layers, e))
+            np.put_along_axis(p, self.order, np.tile(ranked, (layers, 1)), axis=1)
         self.p = p / p.sum(axis=1, keepdims=True)
         self._balanced: dict[int, np.ndarray] = {}
         # Each expert's position in the order that receives balanced routing's leftover
@@ -140,17 +193,33 @@ class ExpertRouting:
 
     def draw(self, tokens: int) -> np.ndarray:
         """Tokens per expert, (layers × experts) int64, for ``tokens`` tokens entering each
-        layer: ``top_k`` assignments per token; an expert receives each token at most once."""
+        layer: ``top_k`` assignments per token; an expert receives each token at most once
+        (what a capped expert would get goes to the others)."""
+        layers, e = self.p.shape
         if tokens <= 0:
-            return np.zeros(self.p.shape, np.int64)
+            return np.zeros((layers, e), np.int64)
+        total = tokens * self.top_k
         if self.spec.kind == "balanced":
             hit = self._balanced.get(tokens)
             if hit is None:
-                q, r = divmod(tokens * self.top_k, self.p.shape[1])
+                q, r = divmod(total, e)
                 hit = self._balanced[tokens] = q + (self._leftover_pos < r).astype(np.int64)
             return hit
+        if self.spec.kind == "power_law":
+            x = -np.sort(-power_law_loads(self.rng.random((layers, e)), self.spec.alpha,
+                                          tokens, self.top_k), axis=1)
+            shares = np.empty_like(x)
+            np.put_along_axis(shares, self.order, x, axis=1)
+            return apportion(shares, total, tokens)
         # NOTE: perf — one multinomial over the top_k·tokens assignments per layer
-        # (vectorised over layers) instead of per-token top-k draws; capping at
-        # ``tokens`` keeps an expert from receiving a token twice.
-        counts = self.rng.multinomial(tokens * self.top_k, self.p)
+        # (vectorised over layers) instead of per-token top-k draws.
+        counts = self.rng.multinomial(total, self.p)
+        for _ in range(16):
+            over = np.clip(counts - tokens, 0, None)
+            excess = over.sum(axis=1)
+            if not excess.any():
+                break
+            counts -= over
+            room = np.where(counts < tokens, self.p, 0.0)
+            counts += self.rng.multinomial(excess, room / room.sum(axis=1, keepdims=True))
         return np.minimum(counts, tokens)
