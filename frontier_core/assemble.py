@@ -16,7 +16,7 @@ import simpy
 from pydantic import ValidationError
 
 from frontier_core.catalog import HardwareSpec, ModelSpec, model_from_hf_config
-from frontier_core.components import BuildContext, ComponentSpec
+from frontier_core.components import BuildContext, ComponentSpec, MoELayers
 from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
 from frontier_core.configfile import validate_options
 from frontier_core.engine import ClusterWorker, GlobalController, PagedKVCache, ReplicaWorker
@@ -107,10 +107,11 @@ class ClusterPlan:
     weight_bytes_per_gpu: float
     kv_bytes_per_token_per_gpu: float
     dp: int = 1
+    external_gpus: int = 0  # per replica, used by its block outside the cluster (AF's FFN side)
 
     @property
     def gpus(self) -> int:
-        return self.replicas * self.dp * self.tp * self.pp
+        return self.replicas * (self.dp * self.tp * self.pp + self.external_gpus)
 
 
 @dataclass
@@ -189,14 +190,16 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         device = hw[cc.gpu]
         ctx = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw,
                            cluster=cc, device=device, transfer=base.transfer)
-        if model.is_moe and cc.moe.name == "moe" and "moe" not in registry.names("ffn_block"):
+        ctx.answer_for = _chain_factory(registry, cfg, ctx, hw, where)
+        if (model.is_moe and cc.ffn is None and cc.moe.name == "moe"
+                and "moe" not in registry.names("ffn_block")):
             # Checked before the memory plan: no tp/pp makes this run possible without it.
             raise ConfigError(
                 f"{model.name} is a mixture-of-experts model ({model.num_experts} experts, "
                 f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
                 "distribution: pip install frontier-moe-ep."
             )
-        if cc.dp > 1 and not model.is_moe:
+        if cc.dp > 1 and not model.is_moe and cc.ffn is None:
             raise ConfigError(
                 f"{where}.dp is {cc.dp}, but DP attention only applies to mixture-of-experts "
                 f"models and {model.name} is dense; serve more copies with replicas: "
@@ -204,7 +207,15 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             )
         dense = _build(registry, "ffn_block", ComponentRef(name="dense"), "model", ctx)
         moe = None
-        if model.is_moe:
+        if cc.ffn is not None:
+            moe = _build(registry, "ffn_block", cc.ffn, f"{where}.ffn", ctx)
+            if not isinstance(moe, MoELayers):
+                raise ConfigError(
+                    f"{where}.ffn names the block {cc.ffn.name!r}, which has no per-iteration "
+                    "step (MoELayers) and so cannot run every layer's feed-forward part; use "
+                    "a block made for ffn (e.g. af from frontier-af-pingpong) or drop ffn."
+                )
+        elif model.is_moe:
             moe = _build(registry, "ffn_block", cc.moe, f"{where}.moe", ctx)
         plan = _plan_memory(model, cc, device, where, moe)
         plans[cc.name] = plan
@@ -212,7 +223,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             (ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
             for i, ref in enumerate(cfg.predictor)
         ]
-        ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp)
+        ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp,
+                                all_layers=cc.ffn is not None)
         executors[cc.name] = ex
         replicas = []
         for i in range(cc.replicas):
@@ -233,6 +245,30 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
 
 
+def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,
+                   hw: dict[str, HardwareSpec], where: str):
+    """``answer_for(gpu)``: the run's predictor chain built for another GPU kind."""
+    from frontier_core.execution import chain_answer
+
+    cache: dict[str, Any] = {}
+
+    def answer_for(gpu: str):
+        if gpu not in cache:
+            if gpu not in hw:
+                from frontier_core.plugins import unknown_message
+
+                raise ConfigError(unknown_message("GPU kind", gpu, sorted(hw), where)
+                                  + " Define your own under hardware: in the config.")
+            other = BuildContext(config=cfg, model=ctx.model, rng=ctx.rng, hardware=hw,
+                                 cluster=ctx.cluster, device=hw[gpu], transfer=ctx.transfer)
+            chain = [(ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", other))
+                     for i, ref in enumerate(cfg.predictor)]
+            cache[gpu] = chain_answer(chain, gpu)
+        return cache[gpu]
+
+    return answer_for
+
+
 def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, where: str,
                  moe: Any = None) -> ClusterPlan:
     if model.num_layers < cc.pp:
@@ -246,7 +282,10 @@ def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, wher
         )
     weights = model.weight_bytes() / (cc.tp * cc.pp)
     experts = getattr(moe, "weight_bytes_per_gpu", None)
-    if experts is not None:
+    if getattr(moe, "offloads_ffn", False):
+        # The feed-forward weights live on the block's own GPUs.
+        weights = (model.weight_bytes() - model.ffn_bytes()) / (cc.tp * cc.pp)
+    elif experts is not None:
         # The block places the routed experts (e.g. split over EP ranks, not TP).
         weights += (experts() - model.routed_expert_bytes() / cc.tp) / cc.pp
     kv_tok = model.kv_bytes_per_token(cc.tp) / cc.pp
@@ -264,4 +303,4 @@ def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, wher
             "pp, use a larger GPU, or raise gpu_memory_fraction."
         )
     return ClusterPlan(cc.name, cc.gpu, cc.replicas, cc.tp, cc.pp, blocks, cc.block_size, weights,
-                       kv_tok, cc.dp)
+                       kv_tok, cc.dp, int(getattr(moe, "external_gpus", 0)))

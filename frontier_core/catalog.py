@@ -136,6 +136,11 @@ class ModelSpec(BaseModel):
     def weight_bytes(self) -> float:
         return self.param_count() * DTYPE_BYTES[self.weight_dtype]
 
+    def ffn_bytes(self) -> float:
+        """Bytes of every layer's feed-forward block (experts, gates and norms included)."""
+        params = sum(self.ffn_params(i) for i in range(self.num_layers))
+        return params * DTYPE_BYTES[self.weight_dtype]
+
     def routed_expert_bytes(self) -> float:
         """Bytes of the routed experts of all MoE layers (the part expert parallelism
         splits; shared experts, gates and everything else are excluded)."""

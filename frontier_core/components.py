@@ -64,6 +64,10 @@ class BuildContext:
     cluster: ClusterConfig | None = None
     device: HardwareSpec | None = None
     transfer: TransferModel | None = None
+    # ``answer_for(gpu)``: the run's predictor chain for another GPU kind (by catalog
+    # name), as ``answer(call) -> (seconds, backend index)``; for blocks that run part
+    # of a layer on other GPUs. Set by assembly for cluster-scoped components.
+    answer_for: Callable[[str], Callable[[OpCall], tuple[float, int]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +177,11 @@ class MoELayers(Protocol):
 
     Optional: ``weight_bytes_per_gpu() -> float`` (the routed experts' bytes one GPU
     holds, all layers, before pipeline splitting; the kernel's memory plan uses it
-    instead of sharding them over TP) and ``report(pid, name) -> WorkflowReport``
-    (summary, trace events and CLI lines of the cluster's block)."""
+    instead of sharding them over TP); ``offloads_ffn = True`` (the cluster's GPUs
+    hold no feed-forward weights at all: they run elsewhere) with ``external_gpus``
+    (GPUs per replica the block uses outside the cluster, counted in the run's GPUs);
+    and ``report(pid, name) -> WorkflowReport`` (summary, trace events and CLI lines
+    of the cluster's block)."""
 
     def step(self, s: LayerStep) -> float: ...
 

@@ -84,6 +84,12 @@ class ClusterConfig(_Strict):
         default_factory=lambda: ComponentRef(name="moe"),
         description="the MoE block and its options (used only by mixture-of-experts models)",
     )
+    ffn: ComponentRef | None = Field(
+        None,
+        description="a per-iteration block that runs the feed-forward part of every layer "
+        "(dense and MoE) instead of the built-in dense MLP and the moe block, e.g. af "
+        "(attention/FFN disaggregation: the FFN on separate GPUs)",
+    )
     scheduler: ComponentRef = ComponentRef(name="vllm")
     router: ComponentRef = ComponentRef(name="round_robin")
     block_size: int = Field(16, ge=1, description="KV block size in tokens")

@@ -63,6 +63,7 @@ class ExecutionPredictor:
         dense_ffn: FFNBlock,
         moe_ffn: FFNBlock | None = None,
         dp: int = 1,
+        all_layers: bool = False,
     ) -> None:
         if model.num_layers < pp:
             raise ConfigError(
@@ -80,7 +81,9 @@ class ExecutionPredictor:
         self.dp = dp
         # A block with a per-iteration ``step`` (MoE routing) is never memoised.
         self.moe_step = moe_ffn.step if isinstance(moe_ffn, MoELayers) else None
-        self.answer = self._answer
+        # A cluster ``ffn`` block runs every layer's feed-forward part, dense layers too.
+        self.block_layers = model.num_layers if all_layers else model.num_moe_layers
+        self._answer = self.answer = chain_answer(self.chain, device.name)
         self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
         self.act_bytes = 2  # activations stay in bf16
         self.scope = "intra" if tp * pp <= device.gpus_per_node else "inter"
@@ -94,18 +97,6 @@ class ExecutionPredictor:
         self._attn_shape()
 
     # ---- the chain ------------------------------------------------------
-    def _answer(self, call: OpCall) -> tuple[float, int]:
-        for i, (_, p) in enumerate(self.chain):
-            t = p.predict(call)
-            if t is not None:
-                return t, i
-        names = ", ".join(n for n, _ in self.chain)
-        raise ConfigError(
-            f"No predictor in the chain [{names}] covers the operator {call.op!r} "
-            f"({call.name}) on {self.device.name}. End the predictor list with 'roofline', "
-            "which answers every operator."
-        )
-
     def _sum(self, calls: list[OpCall]) -> tuple[float, list[float]]:
         credit = [0.0] * len(self.chain)
         total = 0.0
@@ -229,7 +220,7 @@ class ExecutionPredictor:
     def iteration(self, batch: Batch, replica: int = 0, now: float = 0.0) -> IterationTime:
         """Seconds for one batch run by ``replica`` starting at ``now``; credits each
         backend with the time it supplied."""
-        if self.moe_step is not None or self.dp > 1:
+        if self.moe_step is not None or self.dp > 1:  # also every ``ffn`` block
             return self._iteration_ranks(batch, replica, now)
         credit = self.credit
         chunks = batch.chunks
@@ -329,7 +320,7 @@ class ExecutionPredictor:
             credit[i] += a * nl
         for j, v in enumerate(worst_cc):
             credit[j] += v * nl
-        n_moe = m.num_moe_layers
+        n_moe = self.block_layers
         n_dense = nl - n_moe
         total = 0.0
         if n_dense:
@@ -376,6 +367,24 @@ class DenseFFN:
                    flops=8.0 * t * self.inter),
             OpCall("gemm", "mlp_down", self.dtype, t, self.h, self.inter),
         ]
+
+
+def chain_answer(chain: Sequence[tuple[str, Predictor]], device: str):
+    """``answer(call) -> (seconds, backend index)`` over a predictor chain."""
+
+    def answer(call: OpCall) -> tuple[float, int]:
+        for i, (_, p) in enumerate(chain):
+            t = p.predict(call)
+            if t is not None:
+                return t, i
+        names = ", ".join(n for n, _ in chain)
+        raise ConfigError(
+            f"No predictor in the chain [{names}] covers the operator {call.op!r} "
+            f"({call.name}) on {device}. End the predictor list with 'roofline', "
+            "which answers every operator."
+        )
+
+    return answer
 
 
 def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int) -> float:

@@ -19,6 +19,7 @@ PUBLISHED = {
     "qwen2-7b": 7.62,
     "qwen3-32b": 32.8,
     "mixtral-8x7b": 46.7,
+    "mixtral-8x22b": 140.6,  # mistral.ai: 141B total, 39B active
     "qwen3-30b-a3b": 30.5,
     "deepseek-v3": 671.0,  # main model; the 14B MTP module is not part of serving
     # OPT: the checkpoints' exact counts (12,853,473,280 and 65,719,701,504 with the
@@ -26,7 +27,7 @@ PUBLISHED = {
     "opt-13b": 12.85,
     "opt-66b": 65.72,
 }
-ACTIVE = {"mixtral-8x7b": 12.9, "qwen3-30b-a3b": 3.3, "deepseek-v3": 37.0}
+ACTIVE = {"mixtral-8x7b": 12.9, "mixtral-8x22b": 39.1, "qwen3-30b-a3b": 3.3, "deepseek-v3": 37.0}
 
 
 @pytest.mark.parametrize("m", MODELS, ids=lambda m: m.name)

@@ -26,7 +26,7 @@ SMALL = ["--set", "workload.num_requests=40"]
 
 CATALOG_MODELS = {
     "deepseek-v3", "llama-2-7b", "llama-3.1-70b", "llama-3.1-8b",
-    "mixtral-8x7b", "qwen2-7b", "qwen3-30b-a3b", "qwen3-32b",
+    "mixtral-8x7b", "mixtral-8x22b", "qwen2-7b", "qwen3-30b-a3b", "qwen3-32b",
 }
 CATALOG_GPUS = {"a100-80g-sxm", "a800", "b200", "h100-sxm", "h200", "h800"}
 

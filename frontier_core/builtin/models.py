@@ -42,6 +42,12 @@ MODELS: list[ModelSpec] = [
         max_context=32768, num_experts=8, top_k=2, moe_intermediate_size=14336,
     ),
     ModelSpec(
+        name="mixtral-8x22b", hf_id="mistralai/Mixtral-8x22B-v0.1", num_layers=56,
+        hidden_size=6144, num_heads=48, num_kv_heads=8, intermediate_size=16384,
+        vocab_size=32768, max_context=65536, num_experts=8, top_k=2,
+        moe_intermediate_size=16384,
+    ),
+    ModelSpec(
         name="qwen3-30b-a3b", hf_id="Qwen/Qwen3-30B-A3B", num_layers=48, hidden_size=2048,
         num_heads=32, num_kv_heads=4, head_dim=128, intermediate_size=6144, vocab_size=151936,
         max_context=40960, qk_norm=True, num_experts=128, top_k=8, moe_intermediate_size=768,
