@@ -244,7 +244,6 @@ class MoEBlock:
         L = self.layers
         T = int(tok.sum())
         counts = self.routing.draw(T)
-        st = self.stats
         t_rank = int(tok.max(initial=0))
         gate, gparts = self._gemms("gate", t_rank, answer)
         pre = other + gate
@@ -265,37 +264,47 @@ class MoEBlock:
             post = sh
             for x, i in sparts:
                 credit[i] += x * L
+        experts, slot_tok, rank_tok = self.expert_phase(counts, T, answer, credit)
+        if self.ep > 1:
+            src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
+            moved = copies(src, rank_tok + shared_load, T, self.k_comm)
+            disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
+            comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
+        else:
+            disp = comb = np.zeros(L)
+        if trace:
+            self.stats.trace_ranks(self, slot_tok, T, answer)
+        return np.full(L, pre), disp, experts + post, comb
+
+    def expert_phase(self, counts: np.ndarray, tokens: int, answer, credit
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The experts of every MoE layer for drawn ``counts`` (layers × experts) of
+        ``tokens`` tokens: per-layer seconds of the slowest EP rank, the tokens per slot
+        (layers × ep × per rank) and per rank (layers × ep). Records the load statistics."""
+        L = len(counts)
         slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
         rank_tok = slot_tok.sum(axis=2)  # (L, ep)
         if self.ep == 1:
-            experts, who = self._expert_times(slot_tok[:, 0], T, answer)
-            disp = comb = np.zeros(L)
+            experts, who = self._expert_times(slot_tok[:, 0], tokens, answer)
         else:
             busy = np.count_nonzero(slot_tok > 0, axis=2)
             # NOTE: perf — the slowest rank is the one with the most tokens or the most
             # busy experts (weights to read); only those two are predicted per layer.
             layer = np.arange(L)
             most_tok, most_busy = np.argmax(rank_tok, axis=1), np.argmax(busy, axis=1)
-            experts, who = self._expert_times(slot_tok[layer, most_tok], T, answer)
+            experts, who = self._expert_times(slot_tok[layer, most_tok], tokens, answer)
             other_rank = most_busy != most_tok
             if other_rank.any():
                 idx = layer[other_rank]
-                alt, alt_who = self._expert_times(slot_tok[idx, most_busy[idx]], T, answer)
+                alt, alt_who = self._expert_times(slot_tok[idx, most_busy[idx]], tokens, answer)
                 for j, li in enumerate(idx.tolist()):
                     if alt[j] > experts[li]:
                         experts[li], who[li] = alt[j], alt_who[j]
         for x, i in zip(experts.tolist(), who, strict=True):
             if i >= 0:
                 credit[i] += x
-        if self.ep > 1:
-            src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
-            moved = copies(src, rank_tok + shared_load, T, self.k_comm)
-            disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
-            comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
-        st.add_loads(counts, slot_tok, rank_tok)
-        if trace:
-            st.trace_ranks(self, slot_tok, T, answer)
-        return np.full(L, pre), disp, experts + post, comb
+        self.stats.add_loads(counts, slot_tok, rank_tok)
+        return experts, slot_tok, rank_tok
 
     # ---- the report --------------------------------------------------------------
     def report(self, pid: int, name: str) -> WorkflowReport:
