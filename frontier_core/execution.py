@@ -113,9 +113,15 @@ class ExecutionPredictor:
         if m.attention == "mla":
             self.kv_heads = self.heads
             self.attn_head_dim = m.qk_nope_head_dim + m.qk_rope_head_dim
+            # Decode runs absorbed (FlashMLA and the like): every query head attends to
+            # the one shared latent (kv_lora_rank + rope dims), read once per token,
+            # instead of decompressing per-head keys and values as prefill does.
+            self.dec_kv_heads = 1
+            self.dec_head_dim = m.kv_lora_rank + m.qk_rope_head_dim
         else:
             self.kv_heads = max(1, math.ceil(m.num_kv_heads / tp))
             self.attn_head_dim = m.hd
+            self.dec_kv_heads, self.dec_head_dim = self.kv_heads, self.attn_head_dim
 
     def _projection_ops(self, t: int) -> list[OpCall]:
         m, _tp, d = self.model, self.tp, self.dtype
@@ -252,8 +258,8 @@ class ExecutionPredictor:
                 self._ones = np.ones(2 * n, np.int64)
                 self._ones.flags.writeable = False
             a, i = self._answer(OpCall("attention_decode", "attention", "bf16",
-                                       num_heads=self.heads, num_kv_heads=self.kv_heads,
-                                       head_dim=self.attn_head_dim,
+                                       num_heads=self.heads, num_kv_heads=self.dec_kv_heads,
+                                       head_dim=self.dec_head_dim,
                                        q_lens=self._ones[:n], kv_lens=kv))
             attn += a * nl
             credit[i] += a * nl
@@ -273,7 +279,7 @@ class ExecutionPredictor:
         if kvd is not None and len(kvd):
             parts.append(self._answer(OpCall(
                 "attention_decode", "attention", "bf16", num_heads=self.heads,
-                num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim,
+                num_kv_heads=self.dec_kv_heads, head_dim=self.dec_head_dim,
                 q_lens=np.ones(len(kvd), np.int64), kv_lens=kvd)))
         return sum(a for a, _ in parts), parts
 

@@ -136,3 +136,38 @@ def test_a_moe_block_of_another_name_does_not_need_frontier_moe_ep():
     assert isinstance(sim.executors["main"].moe_ffn, FakeMoE)
     with pytest.raises(ConfigError, match="frontier-moe-ep"):
         assemble(moe_config(), reg)
+
+
+def test_mla_decode_attends_to_the_latent_prefill_to_decompressed_heads(reg):
+    """DeepSeek's MLA: decode is priced absorbed (one 576-wide latent per token, shared by
+    every head), prefill with per-head keys and values (128 + 64 wide)."""
+    calls = []
+
+    class Spy:
+        def predict(self, call):
+            if call.op.startswith("attention"):
+                calls.append((call.op, call.num_heads, call.num_kv_heads, call.head_dim))
+            return 1e-6
+
+    @hookimpl
+    def frontier_predictors():
+        return [ComponentSpec("spy", lambda o, ctx: Spy(), summary="tests")]
+
+    class Spread(FakeMoE):  # the experts spread over 64 GPUs' worth of memory
+        def __init__(self, options, ctx):
+            super().__init__(options, ctx)
+            self.gb = ctx.model.routed_expert_bytes() / 64
+
+    @hookimpl
+    def frontier_ffn_blocks():
+        return [ComponentSpec("moe", Spread, summary="tests")]
+
+    r = load_registry(entry_points=False, extra=[SimpleNamespace(
+        frontier_predictors=frontier_predictors, frontier_ffn_blocks=frontier_ffn_blocks)])
+    cfg = small_config(model="deepseek-v3", predictor=["spy"], deployment={"clusters": [
+        {"name": "main", "gpu": "h800", "dp": 8, "tp": 1}]})
+    ex = assemble(cfg, r).executors["main"]
+    ex.iteration(decode(range(4)))
+    ex.iteration(Batch(prefill=[Request(0, 0.0, 64, 4, prefill_target=64)], chunks=[64]))
+    assert ("attention_decode", 128, 1, 576) in calls
+    assert ("attention_prefill", 128, 128, 192) in calls
