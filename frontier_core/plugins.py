@@ -40,7 +40,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("predictor", "proxy"): "frontier-predictors",
     ("predictor", "auto"): "frontier-predictors",
     ("workflow", "pd"): "frontier-pd-disagg",
-    ("workflow", "af"): "frontier-af-pingpong",
+    ("ffn_block", "af"): "frontier-af-pingpong",
     ("ffn_block", "moe"): "frontier-moe-ep",
     ("command", "profile"): "frontier-predictors",
     ("command", "predictors"): "frontier-predictors",

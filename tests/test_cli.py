@@ -105,7 +105,9 @@ def test_example_validates_and_runs(example: Path, tmp_path: Path) -> None:
     if "name: pd" in text:
         pytest.importorskip("frontier_pd_disagg")
     small: list[str] = []
-    if example.name.startswith("moe-"):
+    if example.name.startswith("af-"):
+        pytest.importorskip("frontier_af_pingpong")
+    if example.name.startswith(("moe-", "af-")):
         pytest.importorskip("frontier_moe_ep")
         small = ["--set", "workload.num_requests=150"]  # MoE runs cost ~1 ms per iteration
     r = ok(frontier("config", "validate", example.relative_to(REPO)))

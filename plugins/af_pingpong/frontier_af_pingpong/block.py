@@ -44,13 +44,15 @@ class AFOptions(BaseModel):
     link: Literal["auto", "nvlink", "scaleout"] = Field(
         "auto", description="auto: NVLink when both sides are one GPU kind and fit in one node"
     )
-    bandwidth_gbs: float | None = Field(None, gt=0, description="per GPU per direction, GB/s")
+    bandwidth_gbs: float | None = Field(
+        None, gt=0, description="line rate per GPU per direction, GB/s (the run's transfer "
+        "model's efficiency applies)")
     latency_us: float | None = Field(None, ge=0)
     dispatch_dtype: Literal["bf16", "fp8"] = Field("bf16", description="activations A→F")
     moe: dict[str, Any] = Field(
         default_factory=dict,
         description="options of the expert side's moe block (routing, placement, "
-        "redundant_experts, trace_iterations) for a mixture-of-experts model",
+        "redundant_experts) for a mixture-of-experts model",
     )
     trace_iterations: int = Field(10, ge=0, description="iterations whose ping-pong goes to the trace")
 
@@ -71,6 +73,12 @@ class AFBlock:
         self.n_a, self.tp = cc.dp, cc.tp
         self.n_f = options.ffn_gpus
         self.m = options.micro_batches
+        if cc.pp > 1:
+            raise ConfigError(
+                f"{where}: the af block runs every layer's FFN on one FFN side per replica, "
+                f"which pipeline stages would share; pp is {cc.pp}. Use pp: 1 and more dp."
+            )
+        self.memory_fraction = cc.gpu_memory_fraction
         gpu_f = options.ffn_gpu or cc.gpu
         if gpu_f not in ctx.hardware:
             raise ConfigError(
@@ -104,12 +112,14 @@ class AFBlock:
             ) from None
         from pydantic import ValidationError
 
-        extra = set(self.opts.moe) & {"ep", "two_batch_overlap", "shared_experts"}
+        extra = set(self.opts.moe) & {"ep", "two_batch_overlap", "shared_experts",
+                                      "dispatch_dtype", "trace_iterations"}
         if extra:
             raise ConfigError(
                 f"{where}.moe sets {sorted(extra)}, which the af block decides itself (experts "
                 f"spread over the {self.n_f} FFN GPUs, micro-batches ping-ponged, shared "
-                "experts on the FFN side); remove them."
+                "experts on the FFN side; dispatch_dtype and trace_iterations are af's own "
+                "options); remove them from moe."
             )
         try:
             opts = MoEOptions(**self.opts.moe)
@@ -120,7 +130,13 @@ class AFBlock:
         fctx = BuildContext(config=ctx.config, model=ctx.model, rng=ctx.rng,
                             hardware=ctx.hardware, cluster=side, device=self.dev_f,
                             transfer=ctx.transfer)
-        return MoEBlock(opts, fctx)
+        try:
+            return MoEBlock(opts, fctx)
+        except ConfigError as e:
+            # Say it in the af block's terms: the expert side's EP degree is ffn_gpus.
+            raise ConfigError(
+                f"{where}.moe (the expert side: ep = ffn_gpus = {self.n_f}): {e}"
+            ) from None
 
     def _link(self, ctx: BuildContext, cc: Any, dev: Any, where: str) -> Link:
         o = self.opts
@@ -148,7 +164,7 @@ class AFBlock:
             b = m.ffn_bytes() - m.routed_expert_bytes() + self.moe.weight_bytes_per_gpu()
         else:
             b = m.ffn_bytes()
-        room = self.dev_f.mem_bytes * 0.9 - GiB
+        room = self.dev_f.mem_bytes * self.memory_fraction - GiB
         if b > room:
             how = (f"spread the experts over more FFN GPUs (ffn_gpus > {self.n_f})"
                    if self.moe is not None else "a dense FFN is replicated on every FFN GPU; "
@@ -167,8 +183,9 @@ class AFBlock:
             hit = self._memo[key] = answer(OpCall("gemm", name, dtype, t, n, k))
         return hit
 
-    def _dense(self, t: int, credit: list[float]) -> float:
-        """A dense FFN (gated MLP, whole on one FFN GPU) over ``t`` tokens."""
+    def _dense(self, t: int, credit: list[float], layers: int) -> float:
+        """A dense FFN (gated MLP, whole on one FFN GPU) over ``t`` tokens, per layer;
+        ``layers`` such layers are credited."""
         if t <= 0:
             return 0.0
         m = self.model
@@ -177,7 +194,7 @@ class AFBlock:
         for name, n, k in (("ffn_up", up, self.h), ("ffn_down", self.h, m.intermediate_size)):
             x, i = self._gemm(name, t, n, k, self.answer_f)
             total += x
-            credit[i] += x
+            credit[i] += x * layers
         return total
 
     # ---- one iteration ------------------------------------------------------------------
@@ -205,11 +222,13 @@ class AFBlock:
             # takes an equal share of the tokens.
             share = math.ceil(t / self.n_f)
             if n_dense:
-                f[:n_dense, i] = self._dense(share, s.credit)
+                f[:n_dense, i] = self._dense(share, s.credit, n_dense)
                 a2f[:n_dense, i] = lat + max(per_gpu, share) * self.disp_b / bw
                 f2a[:n_dense, i] = lat + max(per_gpu, share) * self.comb_b / bw
             if self.moe is not None:
                 self._moe_layers(i, tok, t, per_gpu, s, a, a2f, f, f2a, n_dense)
+        if self.moe is not None:
+            self.moe.stats.end_step()
         tl = pingpong(a, a2f, f, f2a, keep=self.stats.tracing())
         self.stats.add(tl, mb, s.replica, s.now, (a, a2f, f, f2a))
         return tl.makespan

@@ -124,6 +124,7 @@ def test_report_trace_and_line(tmp_path):
     assert 0 < af["utilisation"]["attention"] <= 1 and 0 < af["utilisation"]["ffn"] <= 1
     assert af["critical_resource"] in ("attention", "ffn", "a2f", "f2a")
     assert af["experts"]["ep"] == 8
+    assert af["experts"]["straggler_ratio"]["mean"] >= 1.0
     trace = json.loads((tmp_path / "o" / "trace.json").read_text())["traceEvents"]
     names = {e["args"]["name"] for e in trace if e.get("name") == "thread_name"}
     assert {"replica 0 · attention", "replica 0 · FFN", "replica 0 · A→F",
@@ -175,12 +176,29 @@ def test_same_seed_same_run(tmp_path):
     ({"moe": {"routing": "zipf"}}, "routing"),
     ({"ffn_gpus": 1}, "spread the experts over more FFN GPUs"),
     ({"micro_batches": 0}, "micro_batches"),
+    ({"moe": {"dispatch_dtype": "fp8"}}, "af's own options"),
+    ({"ffn_gpus": 3}, "ep = ffn_gpus = 3"),
 ])
 def test_bad_af_options_are_config_errors(ffn, match):
     cfg = config(model="mixtral-8x22b", ffn=ffn)
+    if ffn.get("ffn_gpus") == 3:
+        cfg = config(model="qwen3-30b-a3b", ffn=ffn)
     with pytest.raises(ConfigError, match=match) as e:
         assemble(cfg, registry())
     assert "\n" not in str(e.value)
+
+
+def test_af_with_pipeline_stages_is_refused():
+    with pytest.raises(ConfigError, match="pp is 2"):
+        assemble(config(cluster={"pp": 2}), registry())
+
+
+def test_dense_ffn_time_is_credited_for_every_layer():
+    sim = assemble(config(model="llama-3.1-8b", ffn={"ffn_gpus": 2, "micro_batches": 1}),
+                   registry())
+    ex = sim.executors["main"]
+    t = ex.iteration(decode(64)).latency
+    assert sum(ex.credit) == pytest.approx(t, rel=0.35)  # not a small fraction of it
 
 
 def test_a_block_without_step_cannot_be_the_ffn():

@@ -355,13 +355,17 @@ class _Stats:
         t, _ = block._expert_times(slot_tok.reshape(layers * ep, per_rank), tokens, answer)
         self._rank_busy.append(t.reshape(layers, ep).sum(axis=0))
 
+    def end_step(self) -> None:
+        """Close an iteration's load statistics (called once per iteration)."""
+        if self._ratios:
+            self.ratio.append(sum(self._ratios) / len(self._ratios))
+            self._ratios.clear()
+
     def add_step(self, t: float, a, d, e, c, other: float, replica: int, now: float,
                  trace: bool) -> None:
         self.steps += 1
         self.step_s.append(t)
-        if self._ratios:
-            self.ratio.append(sum(self._ratios) / len(self._ratios))
-            self._ratios.clear()
+        self.end_step()
         self.phase_s += (other, float(a.sum()) - other, float(e.sum()), float(d.sum()),
                          float(c.sum()))
         if trace:
