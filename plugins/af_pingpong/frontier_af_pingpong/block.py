@@ -269,6 +269,7 @@ class _Stats:
         self.steps = 0
         self.makespan = array("d")
         self.busy = array("d")  # 4 per step, RESOURCES order
+        self.critical = array("d")  # 4 per step: seconds of each resource on the critical path
         self.micro = array("d")
         self.trace_left = trace_iterations
         self.trace: list[tuple[int, float, np.ndarray, np.ndarray]] = []  # replica, t0, starts, durations
@@ -280,6 +281,7 @@ class _Stats:
         self.steps += 1
         self.makespan.append(tl.makespan)
         self.busy.extend(tl.busy.tolist())
+        self.critical.extend(tl.critical.tolist())
         self.micro.append(mb)
         if tl.starts is not None:
             self.trace_left -= 1

@@ -21,6 +21,7 @@ def block_report(block: AFBlock, pid: int, name: str) -> WorkflowReport:
     st, o = block.stats, block.opts
     span = np.frombuffer(st.makespan) if st.steps else np.zeros(0)
     busy = (np.frombuffer(st.busy).reshape(-1, 4) if st.steps else np.zeros((0, 4)))
+    crit = (np.frombuffer(st.critical).reshape(-1, 4) if st.steps else np.zeros((0, 4)))
     total = float(span.sum())
     frac = {r: (float(busy[:, j].sum()) / total if total else 0.0)
             for j, r in enumerate(RESOURCES)}
@@ -35,6 +36,12 @@ def block_report(block: AFBlock, pid: int, name: str) -> WorkflowReport:
         "utilisation": frac,
         "bubble_fraction": {"attention": 1.0 - frac["attention"], "ffn": 1.0 - frac["ffn"]},
         "critical_resource": bound,
+        # Share of the iterations' time each resource spends on the critical path (the
+        # rest of the path, if any, is waiting at the start).
+        "critical_path_share": {
+            r: (float(crit[:, j].sum()) / total if total else 0.0)
+            for j, r in enumerate(RESOURCES)
+        },
         "seconds_per_iteration": {
             "layers_total": total / n,
             **{r: float(busy[:, j].sum()) / n for j, r in enumerate(RESOURCES)},

@@ -21,11 +21,14 @@ RESOURCES = ("attention", "a2f", "ffn", "f2a")
 
 @dataclass
 class Timeline:
-    """``makespan`` and each resource's busy seconds; ``starts`` (4 × layers ×
+    """``makespan``, each resource's busy seconds, and ``critical``: the seconds of each
+    resource on the critical path (the chain of tasks, each started by the one before
+    it, that ends last; idle time on it counts for none); ``starts`` (4 × layers ×
     micro-batches, resource order as ``RESOURCES``) when asked for."""
 
     makespan: float
     busy: np.ndarray
+    critical: np.ndarray
     starts: np.ndarray | None = None
 
 
@@ -36,18 +39,31 @@ def pingpong(a: np.ndarray, a2f: np.ndarray, f: np.ndarray, f2a: np.ndarray,
     dur = (a.tolist(), a2f.tolist(), f.tolist(), f2a.tolist())
     free = [0.0, 0.0, 0.0, 0.0]
     back = [0.0] * m  # when micro-batch i's previous layer came back to attention
+    # The critical path ending at each resource's last task and at each micro-batch's
+    # last task: seconds per resource along the chain of binding predecessors.
+    zero = (0.0, 0.0, 0.0, 0.0)
+    path_res = [zero] * 4
+    path_mb = [zero] * m
     starts = np.zeros((4, layers, m)) if keep else None
     for li in range(layers):
         for i in range(m):
             ready = back[i]
+            path = path_mb[i]
             for r in range(4):
-                s = free[r] if free[r] > ready else ready
-                ready = free[r] = s + dur[r][li][i]
+                if free[r] > ready:  # waited for its resource
+                    s, path = free[r], path_res[r]
+                else:  # waited for its predecessor (or nothing)
+                    s = ready
+                d = dur[r][li][i]
+                ready = free[r] = s + d
+                path = path_res[r] = path[:r] + (path[r] + d,) + path[r + 1:]
                 if starts is not None:
                     starts[r, li, i] = s
             back[i] = ready
+            path_mb[i] = path
     busy = np.array([a.sum(), a2f.sum(), f.sum(), f2a.sum()])
-    return Timeline(max(back), busy, starts)
+    last = max(range(m), key=back.__getitem__)
+    return Timeline(back[last], busy, np.array(path_mb[last]), starts)
 
 
 def steady_state(t_a: float, t_f: float, t_c: float, layers: int, m: int) -> float:

@@ -31,6 +31,9 @@ def test_pingpong_meets_the_closed_form_exactly_past_the_threshold(t_f, t_c, lay
         if m >= threshold:
             assert tl.makespan == pytest.approx(closed, rel=1e-12)
             assert tl.busy[2] == pytest.approx(m * layers * t_f)  # the FFN never waits
+            # The critical path covers the whole iteration without gaps (which resources
+            # it runs through is not unique when both sides are saturated).
+            assert tl.critical.sum() == pytest.approx(tl.makespan)
         else:
             assert tl.makespan > closed * (1 + 1e-9)
             # Bubbles: the FFN side idles for part of the iteration.
@@ -43,6 +46,7 @@ def test_pingpong_respects_dependencies_and_resources():
     tl = pingpong(a, a2f, f, f2a, keep=True)
     st = tl.starts
     dur = np.stack([a, a2f, f, f2a])
+    assert tl.critical.sum() == pytest.approx(tl.makespan)  # the path has no gaps here
     end = st + dur
     assert (st[1] >= end[0] - 1e-15).all() and (st[2] >= end[1] - 1e-15).all()
     assert (st[3] >= end[2] - 1e-15).all()
@@ -123,6 +127,7 @@ def test_report_trace_and_line(tmp_path):
     assert af["ffn_gpus"] == 8 and af["attention_gpus"] == 4 and af["micro_batches"] == 2
     assert 0 < af["utilisation"]["attention"] <= 1 and 0 < af["utilisation"]["ffn"] <= 1
     assert af["critical_resource"] in ("attention", "ffn", "a2f", "f2a")
+    assert sum(af["critical_path_share"].values()) == pytest.approx(1.0)
     assert af["experts"]["ep"] == 8
     assert af["experts"]["straggler_ratio"]["mean"] >= 1.0
     trace = json.loads((tmp_path / "o" / "trace.json").read_text())["traceEvents"]
@@ -145,11 +150,15 @@ def test_unbalanced_sides_show_the_idle_one():
     few_ffn.executors["main"].iteration(decode(2048))
     busy = np.frombuffer(few_ffn.executors["main"].moe_ffn.stats.busy)
     assert busy[2] > 3 * busy[0]  # FFN-bound: attention idles
+    crit = np.frombuffer(few_ffn.executors["main"].moe_ffn.stats.critical)
+    assert crit[2] > 5 * crit[0]  # the critical path runs through the FFN side (and links)
     few_att = assemble(config(ffn={"ffn_gpus": 16}, model="qwen3-30b-a3b",
                               cluster={"dp": 1}), registry())
     few_att.executors["main"].iteration(decode(2048))
     busy = np.frombuffer(few_att.executors["main"].moe_ffn.stats.busy)
     assert busy[0] > 3 * busy[2]  # attention-bound: the FFN side idles
+    crit = np.frombuffer(few_att.executors["main"].moe_ffn.stats.critical)
+    assert crit[0] > 5 * crit[2]
 
 
 def test_dense_model_and_another_gpu_kind_for_the_ffn_side():
