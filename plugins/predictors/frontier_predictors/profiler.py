@@ -135,10 +135,14 @@ GRIDS: dict[str, Grid] = {
 # ---- shapes and cases: pure functions of the model, layout and seed ----------
 
 
-def attention_shape(model: ModelSpec, tp: int) -> tuple[int, int, int]:
-    """(heads, kv_heads, head_dim) per GPU, as ``ExecutionPredictor._attn_shape``."""
+def attention_shape(model: ModelSpec, tp: int, decode: bool = False) -> tuple[int, int, int]:
+    """(heads, kv_heads, head_dim) per GPU, as ``ExecutionPredictor._attn_shape``: MLA
+    prefill attends to decompressed per-head keys, MLA decode (absorbed) to the one
+    shared latent."""
     heads = max(1, model.num_heads // tp)
     if model.attention == "mla":
+        if decode:
+            return heads, 1, model.kv_lora_rank + model.qk_rope_head_dim
         return heads, heads, model.qk_nope_head_dim + model.qk_rope_head_dim
     return heads, max(1, math.ceil(model.num_kv_heads / tp)), model.hd
 
@@ -217,7 +221,7 @@ def attention_cases(op: str, grid: Grid, model: ModelSpec, tp: int, seed: int) -
     the grid's caps are dropped after drawing.
     """
     rng = np.random.default_rng([seed, FAMILIES.index(op)])
-    heads, kv_heads, hd = attention_shape(model, tp)
+    heads, kv_heads, hd = attention_shape(model, tp, op == "attention_decode")
     ctx = model.max_context
     cases: list[AttentionCase] = []
     if op == "attention_prefill":
@@ -636,7 +640,7 @@ def _profile_gemm(torch: Any, model: ModelSpec, tp: int, grid: Grid, bench: _Ben
 
 def _profile_attention(torch: Any, op: str, model: ModelSpec, tp: int, grid: Grid, seed: int,
                        bench: _Bench, dt: Any, dev: str) -> list[dict[str, Any]]:
-    heads, kv_heads, hd = attention_shape(model, tp)
+    heads, kv_heads, hd = attention_shape(model, tp, op == "attention_decode")
     varlen = dev == "cuda" and attention_agrees(torch, attention_varlen, dt, dev, hd)
     make = attention_varlen if varlen else attention_loop
     rows = []

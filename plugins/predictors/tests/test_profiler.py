@@ -103,9 +103,10 @@ def test_gemm_shapes_are_those_the_simulator_asks_for(name: str, tp: int) -> Non
     extra = {n for shape, names in planned.items() if shape not in asked for n in names}
     assert extra <= {"moe_router", "shared_expert_up", "shared_expert_down"}
     # Attention shapes per GPU agree too.
-    heads, kv_heads, hd = profiler.attention_shape(model, tp)
-    attn = [c for c in rec.calls if c.op.startswith("attention")]
-    assert {(c.num_heads, c.num_kv_heads, c.head_dim) for c in attn} == {(heads, kv_heads, hd)}
+    for op in ("attention_prefill", "attention_decode"):
+        shape = profiler.attention_shape(model, tp, op == "attention_decode")
+        attn = [c for c in rec.calls if c.op == op]
+        assert {(c.num_heads, c.num_kv_heads, c.head_dim) for c in attn} == {shape}
 
 
 def test_length_distributions_differ_in_shape() -> None:
