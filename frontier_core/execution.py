@@ -239,30 +239,18 @@ class ExecutionPredictor:
                 seqs += 1
         layers, lc = self._layers(t)
         extras, ec = self._extras(t, seqs)
-        attn = 0.0
         nl = self.model.num_layers / self.pp
+        q = kvp = kvd = None
         if batch.prefill:
             q = np.fromiter(chunks, np.int64, len(chunks))
-            kv = np.fromiter(map(_computed, batch.prefill), np.int64, len(chunks)) + q
-            a, i = self._answer(OpCall("attention_prefill", "attention", "bf16",
-                                       num_heads=self.heads, num_kv_heads=self.kv_heads,
-                                       head_dim=self.attn_head_dim, q_lens=q, kv_lens=kv))
-            attn += a * nl
-            credit[i] += a * nl
+            kvp = np.fromiter(map(_computed, batch.prefill), np.int64, len(chunks)) + q
         if batch.decode:
-            dec = batch.decode
-            n = len(dec)
-            kv = np.fromiter(map(_computed, dec), np.int64, n)
-            kv += 1
-            if len(self._ones) < n:
-                self._ones = np.ones(2 * n, np.int64)
-                self._ones.flags.writeable = False
-            a, i = self._answer(OpCall("attention_decode", "attention", "bf16",
-                                       num_heads=self.heads, num_kv_heads=self.dec_kv_heads,
-                                       head_dim=self.dec_head_dim,
-                                       q_lens=self._ones[:n], kv_lens=kv))
-            attn += a * nl
-            credit[i] += a * nl
+            kvd = np.fromiter(map(_computed, batch.decode), np.int64, len(batch.decode))
+            kvd += 1
+        a, parts = self._attention(q, kvp, kvd)
+        attn = a * nl
+        for x, i in parts:
+            credit[i] += x * nl
         for j in range(len(credit)):
             credit[j] += lc[j] * self.pp + ec[j]
         stage = layers + attn
@@ -277,10 +265,14 @@ class ExecutionPredictor:
                 "attention_prefill", "attention", "bf16", num_heads=self.heads,
                 num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp)))
         if kvd is not None and len(kvd):
+            n = len(kvd)
+            if len(self._ones) < n:
+                self._ones = np.ones(2 * n, np.int64)
+                self._ones.flags.writeable = False
             parts.append(self._answer(OpCall(
                 "attention_decode", "attention", "bf16", num_heads=self.heads,
                 num_kv_heads=self.dec_kv_heads, head_dim=self.dec_head_dim,
-                q_lens=np.ones(len(kvd), np.int64), kv_lens=kvd)))
+                q_lens=self._ones[:n], kv_lens=kvd)))
         return sum(a for a, _ in parts), parts
 
     def _iteration_ranks(self, batch: Batch, replica: int, now: float) -> IterationTime:
