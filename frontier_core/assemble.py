@@ -229,7 +229,7 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         replicas = []
         for i in range(cc.replicas):
             sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
-            kv = PagedKVCache(plan.kv_blocks, cc.block_size)
+            kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache)
             replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
         clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context, on_reject)

@@ -251,6 +251,8 @@ def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()
             + f"tp{c['tp']} pp{c['pp']} · busy "
             f"{c['busy_fraction']:.0%} · mean batch {c['batch_size']['mean'] or 0:.1f} · KV peak "
             f"{c['kv_peak_fraction']:.0%} · preemptions {c['preemptions']}"
+            + (f" · prefix cache hit {c['prefix_cache']['token_hit_rate']:.0%} of prompt "
+               "tokens" if "prefix_cache" in c else "")
         )
     for line in lines:
         out.print(line, markup=False)

@@ -97,6 +97,10 @@ class ClusterConfig(_Strict):
     activation_reserve_gb: float | None = Field(
         None, ge=0, description="GPU memory kept for activations; None estimates it"
     )
+    prefix_cache: bool = Field(
+        False, description="keep computed prompt blocks by content hash and reuse them for "
+        "later requests with the same prefix (needs a trace with block hashes)",
+    )
 
     @field_validator("moe", mode="before")
     @classmethod
@@ -196,6 +200,9 @@ class TraceConfig(_Strict):
     path: str
     time_scale: float = Field(1.0, gt=0, description="multiplies inter-arrival times")
     start: int = Field(0, ge=0, description="rows to skip")
+    hash_block: int = Field(
+        512, ge=1, description="tokens per entry of a mooncake trace's hash_ids (prefix caching)"
+    )
 
 
 class ClosedLoopConfig(_Strict):

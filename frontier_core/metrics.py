@@ -97,6 +97,8 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
         tpot = (col["completion_s"] - col["first_token_s"]) / (col["output_tokens"] - 1)
     col["tpot_s"] = np.where(ok & (col["output_tokens"] > 1), tpot, np.nan)
     col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
+    if any(c.prefix_cache for c in sim.config.deployment.clusters):
+        col["cached_tokens"] = np.fromiter((r.cached_tokens for r in reqs), np.int64, n)
     for name, values in workflow_report(sim).columns.items():
         if name in col:
             raise ValueError(f"workflow column {name!r} clashes with a kernel column")
@@ -178,6 +180,8 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
             "kv_peak_fraction": max(r.kv.peak_used for r in cw.replicas) / plan.kv_blocks,
             "preemptions": sum(r.preemptions for r in cw.replicas),
         }
+        if any(r.kv.caching for r in cw.replicas):
+            summary["clusters"][name]["prefix_cache"] = _prefix_cache(cw)
         block = block_reports(sim).get(name)
         if block is not None and block.summary:
             summary["clusters"][name]["moe"] = block.summary
@@ -188,6 +192,19 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     summary["throughput"]["output_tokens_per_s_per_gpu"] = out_tokens / makespan / max(gpus_total, 1)
     summary["slo"]["goodput_per_gpu"] = summary["slo"]["goodput_requests_per_s"] / max(gpus_total, 1)
     return summary
+
+
+def _prefix_cache(cw) -> dict[str, Any]:
+    """A cluster's prefix-cache counters, over its replicas."""
+    asked, hit, blocks, evicted = (sum(r.kv.stats[i] for r in cw.replicas) for i in range(4))
+    return {
+        "prompt_tokens_looked_up": asked,
+        "cached_tokens": hit,
+        "token_hit_rate": hit / asked if asked else 0.0,
+        "blocks_hit": blocks,
+        "evicted_blocks": evicted,
+        "cached_blocks_at_end": sum(len(r.kv.entries) for r in cw.replicas),
+    }
 
 
 def _predictor_share(sim: Simulation) -> dict[str, float]:

@@ -50,6 +50,14 @@ class Request:
     stop_after_prefill: bool = False
     done: Any = None  # simpy event fired when the current stage is finished
     stage_times: dict[str, float] = field(default_factory=dict)
+    # Prefix caching: content hashes of the prompt's blocks of ``prefix_block`` tokens
+    # (equal hashes, equal prefixes); the cache entries this request holds on its
+    # replica, the blocks they take, and the prompt tokens it found cached.
+    prefix: tuple[int, ...] | None = None
+    prefix_block: int = 0
+    held: list[int] = field(default_factory=list)
+    shared_blocks: int = 0
+    cached_tokens: int = 0
 
     @property
     def in_prefill(self) -> bool:

@@ -3,7 +3,7 @@ arrival times (seconds), from a trace file or from seeded synthetic distribution
 
 Trace formats (see ``TraceConfig``): ``azure`` CSV (TIMESTAMP, ContextTokens,
 GeneratedTokens), ``mooncake`` JSONL (timestamp in ms, input_length, output_length;
-hash_ids are ignored for now) and ``lengths`` CSV (Vidur/Sarathi column names, with an
+its hash_ids, one per ``hash_block`` prompt tokens, feed prefix caching) and ``lengths`` CSV (Vidur/Sarathi column names, with an
 optional ``arrived_at`` column in seconds). Files are read with the csv and json modules;
 every problem in them is a ``TraceError`` naming the file and 1-based line.
 """
@@ -45,8 +45,9 @@ MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 
-# One trace row: 1-based line, prompt tokens, output tokens, time in the file's unit (or None).
-_Row = tuple[int, int, int, float | None]
+# One trace row: 1-based line, prompt tokens, output tokens, time in the file's unit (or
+# None), prompt block hashes (or None).
+_Row = tuple[int, int, int, float | None, tuple[int, ...] | None]
 
 
 @dataclass
@@ -64,6 +65,9 @@ class Workload:
     arrival: np.ndarray | None
     closed_loop: ClosedLoopConfig | None
     source: str
+    # Per request: content hashes of its prompt's blocks of ``prefix_block`` tokens.
+    prefix: list[tuple[int, ...]] | None = None
+    prefix_block: int = 0
 
     def __len__(self) -> int:
         return len(self.prompt_len)
@@ -88,9 +92,10 @@ def build_workload(
     arrival: np.ndarray | None = None
     trace_prompt: np.ndarray | None = None
     trace_output: np.ndarray | None = None
+    prefix: list[tuple[int, ...]] | None = None
     if cfg.trace is not None:
         timed = cfg.arrival is None and cfg.closed_loop is None
-        trace_prompt, trace_output, arrival = _read_trace(
+        trace_prompt, trace_output, arrival, prefix = _read_trace(
             cfg.trace, resolve, timed, n, cfg.duration_s
         )
         n = len(trace_prompt)
@@ -107,12 +112,16 @@ def build_workload(
     assert n is not None
     prompt = _lengths(cfg.prompt_len, trace_prompt, n, rng, resolve, "prompt_len")
     output = _lengths(cfg.output_len, trace_output, n, rng, resolve, "output_len")
+    if prefix is not None and (cfg.prompt_len is not None or len(prefix) != n):
+        prefix = None  # hashes describe the trace's prompts, not replaced or cut ones
     return Workload(
         prompt_len=prompt,
         output_len=np.maximum(output, 1),
         arrival=arrival,
         closed_loop=cfg.closed_loop,
         source=_describe(cfg, n, resolve),
+        prefix=prefix,
+        prefix_block=cfg.trace.hash_block if prefix is not None and cfg.trace else 0,
     )
 
 
@@ -233,7 +242,7 @@ def _read_trace(
     timed: bool,
     limit: int | None,
     horizon: float | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[tuple[int, ...]] | None]:
     """Prompt and output lengths (tokens) of trace rows ``start`` .. ``start + limit`` and,
     with ``timed``, their arrival times in seconds: rebased to the first of them, scaled,
     cut after ``horizon``. Row times stay in the file's unit (µs, ms, s) until rebased,
@@ -242,6 +251,7 @@ def _read_trace(
     prompt: list[int] = []
     output: list[int] = []
     times: list[float] = []
+    hashes: list[tuple[int, ...]] = []
     if tcfg.format == "mooncake":
         rows, has_time, per_s = _mooncake_rows(path, timed), True, 1e3
     else:
@@ -254,7 +264,7 @@ def _read_trace(
         )
     t0 = prev = None
     prev_line = seen = 0
-    for line, p, o, t in rows:
+    for line, p, o, t, h in rows:
         seen += 1
         if seen <= tcfg.start:
             continue
@@ -276,6 +286,8 @@ def _read_trace(
             times.append(rel)
         prompt.append(p)
         output.append(o)
+        if h is not None:
+            hashes.append(h)
     if seen == 0:
         raise TraceError(f"{path}: has no data rows; give a trace with at least one request")
     if not prompt:
@@ -287,6 +299,7 @@ def _read_trace(
         np.asarray(prompt, dtype=np.int64),
         np.asarray(output, dtype=np.int64),
         np.asarray(times, dtype=np.float64) if timed else None,
+        hashes if hashes and len(hashes) == len(prompt) else None,
     )
 
 
@@ -321,7 +334,7 @@ def _csv_rows(path: Path, fmt: str, timed: bool) -> tuple[Iterator[_Row], bool]:
             p = _length(_field(row, pc, path, line, pname), path, line, pname, zero_ok=False)
             o = _length(_field(row, oc, path, line, oname), path, line, oname, zero_ok=True)
             t = when(_field(row, tc, path, line, tname), path, line, tname) if tc >= 0 else None
-            yield line, p, o, t
+            yield line, p, o, t, None
 
     return rows(), bool(tname)
 
@@ -347,7 +360,14 @@ def _mooncake_rows(path: Path, timed: bool) -> Iterator[_Row]:
             )
         p = _length(obj["input_length"], path, line, "input_length", zero_ok=False)
         o = _length(obj["output_length"], path, line, "output_length", zero_ok=True)
-        yield line, p, o, _number(obj["timestamp"], path, line, "timestamp") if timed else None
+        h = obj.get("hash_ids")
+        if h is not None and not (isinstance(h, list) and all(isinstance(x, int) for x in h)):
+            raise TraceError(
+                f"{path}:{line}: hash_ids must be a list of integers (one per block of the "
+                "prompt); drop the key to replay without prefix hashes"
+            )
+        t = _number(obj["timestamp"], path, line, "timestamp") if timed else None
+        yield line, p, o, t, tuple(h) if h is not None else None
 
 
 def _read_text(path: Path, where: str) -> str:

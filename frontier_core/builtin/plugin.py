@@ -33,6 +33,9 @@ def frontier_routers() -> list[ComponentSpec]:
                       summary="fewest outstanding prompt+output tokens"),
         ComponentSpec("least_kv", lambda o, ctx: routers.LeastKV(),
                       summary="lowest KV-cache usage, then shortest queue"),
+        ComponentSpec("prefix_aware", lambda o, ctx: routers.PrefixAware(o),
+                      routers.PrefixOptions,
+                      "longest cached prompt prefix, within a load cap of the least loaded"),
     ]
 
 

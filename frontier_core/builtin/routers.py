@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from frontier_core.records import Request
 
 
@@ -49,3 +51,33 @@ class LeastKV:
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
         return _argmin(replicas, lambda r: (r.kv.used_blocks / r.kv.num_blocks, len(r.waiting)))
+
+
+class PrefixOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    load_cap: int = Field(
+        8, ge=0, description="a replica may take a request for its cached prefix while it "
+        "has at most this many more unfinished requests than the least-loaded replica",
+    )
+
+
+class PrefixAware:
+    """The replica holding the longest cached prefix of the request's prompt, among those
+    within ``load_cap`` unfinished requests of the least loaded (ties: fewer unfinished
+    requests, then the lowest index); without cached prefixes, the least loaded."""
+
+    def __init__(self, options: PrefixOptions) -> None:
+        self.cap = options.load_cap
+
+    def route(self, request: Request, replicas: Sequence[Any]) -> int:
+        loads = [r.outstanding for r in replicas]
+        ceiling = min(loads) + self.cap
+        best, key = 0, None
+        for i, r in enumerate(replicas):
+            if loads[i] > ceiling:
+                continue
+            k = (-r.kv.cached_prefix(request), loads[i])
+            if key is None or k < key:
+                best, key = i, k
+        return best

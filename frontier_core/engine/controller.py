@@ -59,6 +59,8 @@ class GlobalController:
     def _new(self, i: int) -> Request:
         wl = self.workload
         r = Request(i, self.env.now, int(wl.prompt_len[i]), int(wl.output_len[i]))
+        if wl.prefix is not None:
+            r.prefix, r.prefix_block = wl.prefix[i], wl.prefix_block
         self.requests.append(r)
         return r
 

@@ -73,6 +73,7 @@ class ReplicaWorker:
         self.kv.release(request)
         request.computed = 0
         request.prefill_target = request.prompt_len + request.generated
+        self.kv.match(request)  # its prompt blocks may still be cached
         request.preemptions += 1
         self.preemptions += 1
         self.running.remove(request)
@@ -94,6 +95,8 @@ class ReplicaWorker:
         # remote prefill) goes straight to decoding.
         if request.computed == 0:
             request.prefill_target = request.prompt_len + request.generated
+            if self.kv.caching:
+                request.cached_tokens = self.kv.match(request)
         else:
             request.prefill_target = request.computed
         self.waiting.append(request)
@@ -190,9 +193,12 @@ class ReplicaWorker:
         now = self.env.now
         out: list[Request] = []
         finished = False
+        publish = self.kv.publish if self.kv.caching else None
         for r, c in zip(batch.prefill, batch.chunks, strict=False):
             r.computed += c
             if r.computed >= r.prefill_target:
+                if publish is not None:
+                    publish(r)  # its prompt blocks are shared from now on
                 r.generated += 1
                 if r.first_token != r.first_token:
                     r.first_token = now

@@ -1,0 +1,199 @@
+"""Prefix caching in the paged KV allocator: exact savings, invariants under random use,
+the Mooncake traces' reusable fractions, the prefix-aware router, and whole runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from simhelpers import small_config
+
+from frontier_core.assemble import assemble
+from frontier_core.builtin.routers import PrefixAware, PrefixOptions
+from frontier_core.engine.kv import PagedKVCache
+from frontier_core.records import Request
+
+MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "mooncake_fast25"
+
+
+def req(i: int, prompt: int, hashes: tuple[int, ...], block: int = 64) -> Request:
+    return Request(i, 0.0, prompt, 4, prefix=hashes, prefix_block=block)
+
+
+def serve(kv: PagedKVCache, r: Request) -> int:
+    """Admit, compute the whole prompt, leave: what a replica does, minus time."""
+    found = kv.match(r)
+    assert kv.grow(r, r.prompt_len)
+    r.computed = r.prompt_len
+    kv.release(r)
+    return found
+
+
+def test_exact_savings_on_shared_prefixes():
+    kv = PagedKVCache(1000, 16, prefix_cache=True)
+    system = (1, 2)  # a 128-token system prompt in two 64-token blocks
+    assert serve(kv, req(0, 200, system + (10, 11))) == 0
+    assert serve(kv, req(1, 150, system + (20, 21))) == 128  # the system prompt
+    assert serve(kv, req(2, 200, system + (10, 11))) == 200  # all of it: a repeat
+    assert serve(kv, req(3, 100, (99,) + system)) == 0  # a prefix must start the prompt
+    assert kv.stats[:3] == [650, 328, 2 + 4]
+
+
+def test_a_fully_cached_prompt_still_computes_its_last_token():
+    kv = PagedKVCache(1000, 16, prefix_cache=True)
+    serve(kv, req(0, 128, (1, 2)))
+    r = req(1, 128, (1, 2))
+    assert kv.match(r) == 128 and r.computed == 127
+    assert kv.grow(r, 128) and r.blocks == 0  # its KV is all in shared blocks
+
+
+def test_held_blocks_are_never_evicted_and_idle_ones_go_lru_first():
+    kv = PagedKVCache(20, 16, prefix_cache=True)  # 20 blocks = 320 tokens
+    serve(kv, req(0, 64, (1,)))  # 4 idle blocks
+    serve(kv, req(1, 64, (2,)))  # 4 more
+    holder = req(2, 128, (1, 3))
+    assert kv.match(holder) == 64  # holds entry 1
+    assert kv.free_blocks == 16 and kv.idle_blocks == 4
+    hog = Request(9, 0.0, 256, 1)
+    assert kv.grow(hog, 16 * 16)  # needs all 16 free: entry 2 (idle) is evicted
+    assert 2 not in kv.entries and 1 in kv.entries
+    assert kv.stats[3] == 4
+    assert not kv.grow(Request(10, 0.0, 16, 1), 16)  # nothing left, entry 1 is held
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.lists(st.integers(0, 5), max_size=5),
+                          st.booleans()), min_size=1, max_size=40))
+def test_invariants_under_random_traffic(ops):
+    kv = PagedKVCache(40, 16, prefix_cache=True)
+    live: list[Request] = []
+    for i, (prompt, hashes, leave_one) in enumerate(ops):
+        r = req(i, prompt, tuple(hashes), block=32)
+        kv.match(r)
+        if kv.grow(r, prompt):
+            r.computed = prompt
+            live.append(r)
+        else:
+            kv.release(r)
+        if leave_one and live:
+            kv.release(live.pop(0))
+        held = {}
+        for x in live:
+            for h in x.held:
+                held[h] = held.get(h, 0) + 1
+        for h, (refs, _, _) in kv.entries.items():
+            assert refs == held.get(h, 0)  # references are exact
+            assert (h in kv.idle) == (refs == 0)
+        idle = sum(kv.entries[h][1] for h in kv.idle)
+        assert idle == kv.idle_blocks <= kv.free_blocks
+        own = sum(x.blocks for x in live)
+        shared = sum(e[1] for e in kv.entries.values() if e[0] > 0)
+        assert own + shared + kv.free_blocks == kv.num_blocks  # capacity never exceeded
+        assert 0 <= kv.free_blocks <= kv.num_blocks
+    for x in live:
+        kv.release(x)
+    assert kv.free_blocks == kv.num_blocks
+
+
+@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/data")
+@pytest.mark.parametrize("name,reusable", [("conversation", 0.374), ("synthetic", 0.651)])
+def test_mooncake_replay_reproduces_the_reusable_fraction(name, reusable):
+    """Unbounded: the trace's reusable share of input tokens (SOURCE.md); bounded: the hit
+    rate falls monotonically with the capacity."""
+    rows = [json.loads(x) for x in (MOONCAKE / f"{name}_trace.jsonl").read_text().splitlines()]
+    rates = []
+    for cap in (10**9, 400_000, 100_000, 25_000):
+        kv = PagedKVCache(cap, 16, prefix_cache=True)
+        for i, o in enumerate(rows):
+            serve(kv, req(i, o["input_length"], tuple(o["hash_ids"]), block=512))
+        rates.append(kv.stats[1] / kv.stats[0])
+    assert rates[0] == pytest.approx(reusable, abs=0.001)
+    assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0] / 4
+
+
+def test_prefix_aware_router_follows_the_cache_within_its_load_cap():
+    class Rep:
+        def __init__(self, outstanding):
+            self.kv = PagedKVCache(100, 16, prefix_cache=True)
+            self.outstanding = outstanding
+
+    reps = [Rep(0), Rep(3), Rep(1)]
+    serve(reps[1].kv, req(0, 128, (7, 8)))
+    r = req(1, 200, (7, 8, 9))
+    assert PrefixAware(PrefixOptions(load_cap=8)).route(r, reps) == 1
+    assert PrefixAware(PrefixOptions(load_cap=2)).route(r, reps) == 0  # 1 is too busy
+    assert PrefixAware(PrefixOptions()).route(req(2, 64, (5,)), reps) == 0  # no cache: load
+
+
+def _trace(tmp_path: Path, n: int = 60, gap_ms: int = 200, output: int = 20) -> Path:
+    """A mooncake trace whose requests share a 1,024-token system prompt (two blocks)."""
+    lines = []
+    for i in range(n):
+        hashes = [1, 2, 100 + i, 200 + i]
+        lines.append(json.dumps({"timestamp": i * gap_ms, "input_length": 1800,
+                                 "output_length": output, "hash_ids": hashes}))
+    p = tmp_path / "t.jsonl"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _run(registry, path: Path, cache: bool, **cluster):
+    cfg = small_config(
+        deployment={"clusters": [{"name": "main", "gpu": "a100-80g-sxm", "prefix_cache": cache,
+                                  **cluster}]},
+        workload={"trace": {"format": "mooncake", "path": str(path)}},
+    )
+    return assemble(cfg, registry).run()
+
+
+def test_a_run_skips_cached_prefill_and_reports_it(registry, tmp_path):
+    from frontier_core.metrics import request_table, summarize
+
+    path = _trace(tmp_path)
+    on, off = _run(registry, path, True), _run(registry, path, False)
+    s_on, s_off = summarize(on), summarize(off)
+    pc = s_on["clusters"]["main"]["prefix_cache"]
+    assert pc["cached_tokens"] == 59 * 1024  # every request after the first
+    assert pc["token_hit_rate"] == pytest.approx(59 * 1024 / (60 * 1800))
+    assert "prefix_cache" not in s_off["clusters"]["main"]
+    assert s_on["latency_s"]["ttft_s"]["mean"] < s_off["latency_s"]["ttft_s"]["mean"]
+    col = request_table(on)
+    assert col["cached_tokens"].tolist() == [0] + [1024] * 59
+
+
+def test_prefix_cache_survives_preemption_pressure(registry, tmp_path):
+    path = _trace(tmp_path, 40, gap_ms=10, output=600)
+    sim = _run(registry, path, True, gpu_memory_fraction=0.215)
+    assert sim.controller.finished == 40
+    assert sum(r.preemptions for r in sim.clusters["main"].replicas) > 0
+    for rep in sim.clusters["main"].replicas:
+        kv = rep.kv
+        assert all(e[0] == 0 for e in kv.entries.values())  # nobody holds anything
+        assert kv.free_blocks == kv.num_blocks
+
+
+def test_mooncake_hash_ids_are_read_and_checked(tmp_path):
+    import numpy as np
+
+    from frontier_core.config import WorkloadConfig
+    from frontier_core.errors import TraceError
+    from frontier_core.workload import build_workload
+
+    good = _trace(tmp_path, 3)
+    cfg = WorkloadConfig.model_validate({"trace": {"format": "mooncake", "path": str(good),
+                                                   "hash_block": 256}})
+    wl = build_workload(cfg, np.random.default_rng(0), Path)
+    assert wl.prefix == [(1, 2, 100, 200), (1, 2, 101, 201), (1, 2, 102, 202)]
+    assert wl.prefix_block == 256
+    replaced = WorkloadConfig.model_validate({
+        "trace": {"format": "mooncake", "path": str(good)},
+        "prompt_len": {"dist": "fixed", "value": 10}})
+    assert build_workload(replaced, np.random.default_rng(0), Path).prefix is None
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": "x"}\n')
+    cfg = WorkloadConfig.model_validate({"trace": {"format": "mooncake", "path": str(bad)}})
+    with pytest.raises(TraceError, match=r"bad.jsonl:1: hash_ids must be a list of integers"):
+        build_workload(cfg, np.random.default_rng(0), Path)
