@@ -226,10 +226,12 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp,
                                 all_layers=cc.ffn is not None)
         executors[cc.name] = ex
+        host_blocks, load_s = _host_tier(cc, plan, device, where)
         replicas = []
         for i in range(cc.replicas):
             sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
-            kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache)
+            kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache, host_blocks,
+                              load_s)
             replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
         clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context, on_reject)
@@ -243,6 +245,22 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     ctl = GlobalController(env, clusters, workflow, workload)
     holder["ctl"] = ctl
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
+
+
+def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec,
+               where: str) -> tuple[int, float]:
+    """Blocks the host tier of one replica holds, and the PCIe seconds to copy one back
+    (every GPU of the replica copies its share of the block at once)."""
+    if cc.host_cache_gb <= 0:
+        return 0, 0.0
+    if not cc.prefix_cache:
+        raise ConfigError(
+            f"{where}.host_cache_gb is {cc.host_cache_gb:g}, but the host tier keeps blocks of "
+            "the prefix cache, which is off; set prefix_cache: true or drop host_cache_gb."
+        )
+    block_bytes = plan.kv_bytes_per_token_per_gpu * cc.block_size
+    blocks = cc.dp * int(cc.host_cache_gb * 1e9 // block_bytes)
+    return blocks, block_bytes / device.pcie_bw
 
 
 def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,

@@ -101,6 +101,10 @@ class ClusterConfig(_Strict):
         False, description="keep computed prompt blocks by content hash and reuse them for "
         "later requests with the same prefix (needs a trace with block hashes)",
     )
+    host_cache_gb: float = Field(
+        0.0, ge=0, description="host memory (GB per GPU) that keeps cached blocks evicted "
+        "from the GPU; a later hit copies them back over PCIe (needs prefix_cache)",
+    )
 
     @field_validator("moe", mode="before")
     @classmethod

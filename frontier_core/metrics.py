@@ -204,6 +204,12 @@ def _prefix_cache(cw) -> dict[str, Any]:
         "blocks_hit": blocks,
         "evicted_blocks": evicted,
         "cached_blocks_at_end": sum(len(r.kv.entries) for r in cw.replicas),
+        **({"host_tier": {
+            "offloaded_blocks": sum(r.kv.stats[4] for r in cw.replicas),
+            "cached_tokens_from_host": sum(r.kv.stats[5] for r in cw.replicas),
+            "blocks_loaded_back": sum(r.kv.stats[6] for r in cw.replicas),
+            "dropped_blocks": sum(r.kv.stats[7] for r in cw.replicas),
+        }} if any(r.kv.host_capacity for r in cw.replicas) else {}),
     }
 
 

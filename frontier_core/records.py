@@ -58,6 +58,7 @@ class Request:
     held: list[int] = field(default_factory=list)
     shared_blocks: int = 0
     cached_tokens: int = 0
+    load_s: float = 0.0  # host-to-GPU copy of cached blocks due before its next prefill
 
     @property
     def in_prefill(self) -> bool:

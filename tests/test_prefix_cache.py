@@ -66,9 +66,10 @@ def test_held_blocks_are_never_evicted_and_idle_ones_go_lru_first():
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 300), st.lists(st.integers(0, 5), max_size=5),
-                          st.booleans()), min_size=1, max_size=40))
-def test_invariants_under_random_traffic(ops):
-    kv = PagedKVCache(40, 16, prefix_cache=True)
+                          st.booleans()), min_size=1, max_size=40),
+       st.sampled_from([0, 4, 1000]))
+def test_invariants_under_random_traffic(ops, host):
+    kv = PagedKVCache(40, 16, prefix_cache=True, host_blocks=host, load_s_per_block=1e-6)
     live: list[Request] = []
     for i, (prompt, hashes, leave_one) in enumerate(ops):
         r = req(i, prompt, tuple(hashes), block=32)
@@ -93,6 +94,8 @@ def test_invariants_under_random_traffic(ops):
         shared = sum(e[1] for e in kv.entries.values() if e[0] > 0)
         assert own + shared + kv.free_blocks == kv.num_blocks  # capacity never exceeded
         assert 0 <= kv.free_blocks <= kv.num_blocks
+        assert not set(kv.host) & set(kv.entries)  # a block lives in one tier
+        assert kv.host_blocks == sum(b for b, _ in kv.host.values()) <= kv.host_capacity
     for x in live:
         kv.release(x)
     assert kv.free_blocks == kv.num_blocks
@@ -197,3 +200,63 @@ def test_mooncake_hash_ids_are_read_and_checked(tmp_path):
     cfg = WorkloadConfig.model_validate({"trace": {"format": "mooncake", "path": str(bad)}})
     with pytest.raises(TraceError, match=r"bad.jsonl:1: hash_ids must be a list of integers"):
         build_workload(cfg, np.random.default_rng(0), Path)
+
+
+def test_host_tier_keeps_evicted_blocks_and_charges_the_copy_back():
+    kv = PagedKVCache(8, 16, prefix_cache=True, host_blocks=8, load_s_per_block=0.5e-3)
+    serve(kv, req(0, 64, (1,)))  # 4 idle blocks
+    assert kv.grow(Request(9, 0.0, 128, 1), 128)  # needs all 8: entry 1 goes to the host
+    assert 1 not in kv.entries and 1 in kv.host and kv.stats[4] == 4
+    kv.release(Request(9, 0.0, 128, 1, blocks=8))
+    r = req(1, 100, (1, 5))
+    assert kv.match(r) == 64 and r.load_s == pytest.approx(4 * 0.5e-3)
+    assert 1 in kv.entries and 1 not in kv.host and kv.stats[5:7] == [64, 4]
+    no_host = PagedKVCache(8, 16, prefix_cache=True)
+    serve(no_host, req(0, 64, (1,)))
+    assert no_host.grow(Request(9, 0.0, 128, 1), 128)
+    assert no_host.match(req(1, 100, (1, 5))) == 0  # gone without a host tier
+
+
+@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/data")
+def test_host_tier_recovers_what_the_gpu_cache_cannot_hold():
+    rows = [json.loads(x) for x in
+            (MOONCAKE / "conversation_trace.jsonl").read_text().splitlines()]
+    rates = []
+    for host in (0, 100_000, 400_000, 10**8):
+        kv = PagedKVCache(25_000, 16, prefix_cache=True, host_blocks=host, load_s_per_block=1e-6)
+        for i, o in enumerate(rows):
+            serve(kv, req(i, o["input_length"], tuple(o["hash_ids"]), block=512))
+        rates.append(kv.stats[1] / kv.stats[0])
+    assert rates == sorted(rates) and rates[0] < 0.05
+    assert rates[-1] == pytest.approx(0.374, abs=0.001)  # as with an unbounded GPU cache
+
+
+def test_a_run_with_a_host_tier_loads_instead_of_recomputing(registry, tmp_path):
+    from frontier_core.metrics import request_table, summarize
+
+    # 20 distinct 1,800-token prompts, then the same 20 again: the GPU (228 blocks, about
+    # two prompts) has evicted them by the time they come back.
+    lines = [json.dumps({"timestamp": i * 300, "input_length": 1800, "output_length": 10,
+                         "hash_ids": [1000 + i % 20 * 4 + j for j in range(4)]})
+             for i in range(40)]
+    path = tmp_path / "again.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    tight = {"gpu_memory_fraction": 0.215}
+    off = _run(registry, path, True, **tight)
+    on = _run(registry, path, True, host_cache_gb=20, **tight)
+    pc_off = summarize(off)["clusters"]["main"]["prefix_cache"]
+    s = summarize(on)
+    pc = s["clusters"]["main"]["prefix_cache"]
+    assert pc_off["cached_tokens"] == 0
+    assert pc["host_tier"]["cached_tokens_from_host"] == pc["cached_tokens"] == 20 * 1800
+    # The second round loads its prompts (plus one token each) instead of recomputing.
+    col_on, col_off = request_table(on), request_table(off)
+    assert col_on["ttft_s"][20:].mean() < col_off["ttft_s"][20:].mean()
+    assert col_on["ttft_s"][:20].mean() == pytest.approx(col_off["ttft_s"][:20].mean())
+
+
+def test_host_tier_needs_the_prefix_cache(registry, tmp_path):
+    from frontier_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="host_cache_gb is 8, but"):
+        _run(registry, _trace(tmp_path, 2), False, host_cache_gb=8)

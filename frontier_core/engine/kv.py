@@ -6,7 +6,10 @@ trace's ``hash_ids``): a request whose prompt starts with cached blocks holds
 them by reference instead of computing them again; when it leaves, its
 computed prompt blocks stay cached. Cached blocks that no request holds are
 counted as free (a scheduler may take them) and are evicted, least recently
-used first, only when an allocation needs the room.
+used first, only when an allocation needs the room. With a host tier they move
+to host memory instead (itself least-recently-used, bounded) and a later hit
+copies them back over PCIe: the request's ``load_s`` grows by the copy time,
+which the replica adds to the iteration that starts its prefill.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ class PagedKVCache:
     """
 
     __slots__ = ("block_size", "num_blocks", "free_blocks", "peak_used", "caching",
-                 "entries", "idle", "idle_blocks", "stats")
+                 "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
+                 "host_blocks", "load_s_per_block")
 
-    def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False) -> None:
+    def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
+                 host_blocks: int = 0, load_s_per_block: float = 0.0) -> None:
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.free_blocks = num_blocks
@@ -37,8 +42,14 @@ class PagedKVCache:
         self.entries: dict[int, list[int]] = {}
         self.idle: OrderedDict[int, None] = OrderedDict()
         self.idle_blocks = 0
-        # lookups (prompt tokens asked), hits (tokens found), blocks hit, evicted blocks
-        self.stats = [0, 0, 0, 0]
+        # lookups (prompt tokens asked), hits (tokens found), blocks hit, evicted blocks,
+        # host: blocks offloaded, tokens found there, blocks loaded back, blocks dropped
+        self.stats = [0, 0, 0, 0, 0, 0, 0, 0]
+        # The host tier: hash -> (blocks, tokens), least recently offloaded first.
+        self.host: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        self.host_capacity = host_blocks
+        self.host_blocks = 0
+        self.load_s_per_block = load_s_per_block
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -50,10 +61,12 @@ class PagedKVCache:
         short = need - (self.free_blocks - self.idle_blocks)
         while short > 0:
             h, _ = self.idle.popitem(last=False)
-            blocks = self.entries.pop(h)[1]
+            _, blocks, tokens = self.entries.pop(h)
             self.idle_blocks -= blocks
             self.stats[3] += blocks
             short -= blocks
+            if self.host_capacity >= blocks:
+                self._offload(h, blocks, tokens)
         self.free_blocks -= need
         used = self.num_blocks - self.free_blocks
         if used > self.peak_used:
@@ -95,6 +108,16 @@ class PagedKVCache:
         request.shared_blocks = 0
 
     # ---- prefix caching ---------------------------------------------------------
+    def _offload(self, h: int, blocks: int, tokens: int) -> None:
+        """Keep an evicted entry in host memory, dropping the oldest there if full."""
+        self.stats[4] += blocks
+        while self.host_blocks + blocks > self.host_capacity:
+            _, (b, _) = self.host.popitem(last=False)
+            self.host_blocks -= b
+            self.stats[7] += b
+        self.host[h] = (blocks, tokens)
+        self.host_blocks += blocks
+
     def publish(self, request: Request) -> None:
         """Share the request's computed prompt blocks that follow those it holds: each
         becomes a cache entry the request holds (so later requests with the same prefix
@@ -116,6 +139,9 @@ class PagedKVCache:
             request.shared_blocks += blocks
             request.held.append(h)
             self.entries[h] = [1, blocks, tokens]
+            stale = self.host.pop(h, None)  # recomputed: the GPU copy supersedes it
+            if stale is not None:
+                self.host_blocks -= stale[0]
 
     def match(self, request: Request) -> int:
         """Hold the cached blocks that start ``request``'s prompt and count them as
@@ -128,7 +154,23 @@ class PagedKVCache:
         for h in request.prefix:
             e = self.entries.get(h)
             if e is None:
-                break
+                # In host memory: copy it back into free GPU blocks, if there is room.
+                hb = self.host.pop(h, None)
+                if hb is None:
+                    break
+                self.host_blocks -= hb[0]
+                if not self._take(hb[0]):  # fails before evicting anything
+                    self.host[h] = hb
+                    self.host_blocks += hb[0]
+                    break
+                self.entries[h] = [1, hb[0], hb[1]]
+                request.load_s += hb[0] * self.load_s_per_block
+                self.stats[5] += hb[1]
+                self.stats[6] += hb[0]
+                held.append(h)
+                found += hb[1]
+                blocks += hb[0]
+                continue
             if e[0] == 0:
                 del self.idle[h]
                 self.idle_blocks -= e[1]
@@ -157,7 +199,11 @@ class PagedKVCache:
         for h in request.prefix:
             e = self.entries.get(h)
             if e is None:
-                break
+                hb = self.host.get(h)
+                if hb is None:
+                    break
+                found += hb[1]
+                continue
             found += e[2]
         return min(found, request.prompt_len)
 

@@ -143,6 +143,15 @@ class ReplicaWorker:
                 if r.first_scheduled != r.first_scheduled:  # NaN: first time
                     r.first_scheduled = now
             it = iteration(batch, self.index, now)
+            if kv.host_capacity:
+                # Cached blocks copied back from host memory arrive before the prefill.
+                load = 0.0
+                for r in batch.prefill:
+                    if r.load_s:
+                        load += r.load_s
+                        r.load_s = 0.0
+                it.stage += load
+                it.latency += load
             rec((now, it.latency, len(batch.prefill), len(batch.decode),
                  sum(batch.chunks) + len(batch.decode), kv.num_blocks - kv.free_blocks))
             if pp == 1:
