@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from simhelpers import small_config
+from simhelpers import SHARED_DATA, small_config
 
 from frontier_core.assemble import assemble
 from frontier_core.builtin.routers import PrefixAware, PrefixOptions
 from frontier_core.engine.kv import PagedKVCache
 from frontier_core.records import Request
 
-MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "mooncake_fast25"
+MOONCAKE = SHARED_DATA / "traces" / "mooncake_fast25"
 
 
 def req(i: int, prompt: int, hashes: tuple[int, ...], block: int = 64) -> Request:
