@@ -242,6 +242,18 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             f"The workflow {cfg.deployment.workflow.name!r} uses clusters {unknown} that the "
             f"deployment does not define; defined: {', '.join(clusters)}."
         )
+    cached = [cc.name for cc in cfg.deployment.clusters if cc.prefix_cache]
+    if cached and workload.prefix is None:
+        import warnings
+
+        from frontier_core.errors import FrontierWarning
+
+        warnings.warn(
+            f"prefix_cache is on for cluster(s) {', '.join(cached)}, but the workload carries "
+            "no prompt block hashes, so nothing can be found in the cache; replay a mooncake "
+            "trace with hash_ids (and no prompt_len override), or turn prefix_cache off.",
+            FrontierWarning, stacklevel=2,
+        )
     ctl = GlobalController(env, clusters, workflow, workload)
     holder["ctl"] = ctl
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)

@@ -260,3 +260,12 @@ def test_host_tier_needs_the_prefix_cache(registry, tmp_path):
 
     with pytest.raises(ConfigError, match="host_cache_gb is 8, but"):
         _run(registry, _trace(tmp_path, 2), False, host_cache_gb=8)
+
+
+def test_prefix_cache_without_block_hashes_warns(registry):
+    from frontier_core.errors import FrontierWarning
+
+    cfg = small_config(deployment={"clusters": [{"name": "main", "gpu": "a100-80g-sxm",
+                                                 "prefix_cache": True}]})
+    with pytest.warns(FrontierWarning, match="no prompt block hashes"):
+        assemble(cfg, registry)
