@@ -155,6 +155,19 @@ class Simulation:
         if progress is not None:
             progress(env.now, ctl.finished, ctl.total)
         self.wall_s = time.perf_counter() - t0
+        stuck = ctl.total - ctl.finished
+        if stuck > 0:
+            import warnings
+
+            from frontier_core.errors import FrontierWarning
+
+            warnings.warn(
+                f"{stuck} of {ctl.total} requests never finished: the simulation ran out of "
+                f"events at {env.now:.3f} s with them still waiting or running (a scheduler, "
+                "router or workflow stalled); their latencies are missing from the results. "
+                "Please report this with the config.",
+                FrontierWarning, stacklevel=2,
+            )
         return self
 
 

@@ -146,3 +146,18 @@ def test_single_request_accounting(registry):
     assert math.isclose(r.first_token, it[0, 1])
     assert math.isclose(r.completion, it[:, 1].sum())
     assert rep.kv.peak_used == math.ceil(109 / 16)
+
+
+def test_a_stalled_run_warns_about_unfinished_requests(registry) -> None:
+    import pytest
+
+    from frontier_core.assemble import assemble
+    from frontier_core.errors import FrontierWarning
+    from frontier_core.records import Batch
+
+    sim = assemble(small_config(), registry)
+    for rep in sim.clusters["main"].replicas:
+        rep.scheduler.schedule = lambda view: Batch()  # nothing ever runs
+        rep._unblock = lambda: False
+    with pytest.warns(FrontierWarning, match="60 of 60 requests never finished"):
+        sim.run()

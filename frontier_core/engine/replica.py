@@ -177,14 +177,16 @@ class ReplicaWorker:
         kv = self.kv
         head = self.waiting[0]
         for r in reversed(self.waiting):
-            if r is not head and r.blocks:
+            # Blocks of its own, or cached blocks it holds by reference (re-matched after
+            # a preemption): either way, memory the head could use.
+            if r is not head and (r.blocks or r.held):
                 kv.release(r)
                 r.computed = 0
                 r.prefill_target = r.prompt_len + r.generated
                 r.preemptions += 1
                 self.preemptions += 1
                 return True
-        if kv.free_blocks + head.blocks < kv.num_blocks:
+        if kv.free_blocks + head.blocks + head.shared_blocks < kv.num_blocks:
             return False  # parked blocks: release() will wake the loop
         self.waiting.popleft()
         self._finish(head, reject="does not fit in the replica's KV cache")
