@@ -256,6 +256,14 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             f"deployment does not define; defined: {', '.join(clusters)}."
         )
     cached = [cc.name for cc in cfg.deployment.clusters if cc.prefix_cache]
+    for ci, cc in enumerate(cfg.deployment.clusters):
+        if cc.prefix_cache and workload.prefix is not None and workload.prefix_block % cc.block_size:
+            raise ConfigError(
+                f"deployment.clusters[{ci}].block_size is {cc.block_size} tokens, which does not "
+                f"divide the workload's hash block of {workload.prefix_block} tokens, so cached "
+                "entries would waste part of a KV block each; set block_size to a divisor of "
+                "it (e.g. 16), or workload.conversations.hash_block to a multiple of block_size."
+            )
     if cached and workload.prefix is None:
         import warnings
 
@@ -264,7 +272,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         warnings.warn(
             f"prefix_cache is on for cluster(s) {', '.join(cached)}, but the workload carries "
             "no prompt block hashes, so nothing can be found in the cache; replay a mooncake "
-            "trace with hash_ids (and no prompt_len override), or turn prefix_cache off.",
+            "trace with hash_ids (and no prompt_len override), generate "
+            "workload.conversations, or turn prefix_cache off.",
             FrontierWarning, stacklevel=2,
         )
     ctl = GlobalController(env, clusters, workflow, workload)

@@ -217,6 +217,41 @@ class ClosedLoopConfig(_Strict):
     think_time_s: float = Field(0.0, ge=0)
 
 
+class ReasoningConfig(_Strict):
+    """Turns with a hidden reasoning phase (DeepSeek-R1, Qwen3 thinking mode): the model
+    generates ``tokens`` reasoning tokens before the visible answer, and the chat template
+    leaves them out of the next turn's prompt."""
+
+    fraction: float = Field(1.0, ge=0, le=1, description="share of turns that reason")
+    tokens: LengthDist = Field(description="hidden reasoning tokens of a reasoning turn")
+
+
+class ConversationConfig(_Strict):
+    """Synthetic multi-turn conversations. ``workload.arrival`` starts conversations (or
+    ``closed_loop`` runs ``concurrency`` users, one conversation after another, pausing
+    its ``think_time_s`` between conversations); each turn is one request whose prompt is
+    the system prompt, every earlier turn's user tokens and visible answer, and
+    ``workload.prompt_len`` new user tokens; ``workload.output_len`` is the visible
+    answer. A turn is sent ``think_time_s`` after the previous one completes; a rejected
+    turn ends its conversation. ``num_requests`` counts turns (the last conversation is
+    cut short to fit) and ``duration_s`` drops conversations that would start after it."""
+
+    turns: LengthDist = Field(description="turns (requests) per conversation")
+    think_time_s: float = Field(
+        0.0, ge=0, description="mean seconds between a response and the next turn "
+        "(exponential; 0 sends the next turn at once)",
+    )
+    system_prompt: int = Field(0, ge=0, description="tokens of the system prompt")
+    system_prompts: int = Field(
+        1, ge=1, description="distinct system prompts; each conversation picks one uniformly",
+    )
+    reasoning: ReasoningConfig | None = None
+    hash_block: int = Field(
+        16, ge=1, description="tokens per content hash for prefix caching (16: vLLM's block "
+        "size; keep it a multiple of the clusters' block_size)",
+    )
+
+
 class WorkloadConfig(_Strict):
     trace: TraceConfig | None = None
     arrival: ArrivalConfig | None = None
@@ -225,11 +260,21 @@ class WorkloadConfig(_Strict):
     closed_loop: ClosedLoopConfig | None = None
     num_requests: int | None = Field(None, ge=1)
     duration_s: float | None = Field(None, gt=0, description="drop arrivals after this time")
+    conversations: ConversationConfig | None = Field(
+        None, description="synthetic multi-turn conversations (a trace gives its own "
+        "through a conversation_id column or key)",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> WorkloadConfig:
         if self.trace is None and (self.prompt_len is None or self.output_len is None):
             raise ValueError("give a trace, or both prompt_len and output_len")
+        if self.conversations is not None and self.trace is not None:
+            raise ValueError(
+                "conversations and trace exclude each other: conversations are synthetic; "
+                "a trace is replayed as conversations when it has a conversation_id column "
+                "(lengths CSV) or key (mooncake JSONL)"
+            )
         if self.closed_loop is not None and self.arrival is not None:
             raise ValueError("closed_loop and arrival exclude each other")
         # A `lengths` trace may carry arrived_at; the loader says so when it does not.

@@ -99,6 +99,10 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
     col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
     if any(c.prefix_cache for c in sim.config.deployment.clusters):
         col["cached_tokens"] = np.fromiter((r.cached_tokens for r in reqs), np.int64, n)
+    if sim.workload.conversation is not None:
+        # Turns of a conversation after a rejected one are never sent: no row.
+        col["conversation"] = np.fromiter((r.conversation for r in reqs), np.int64, n)
+        col["turn"] = np.fromiter((r.turn for r in reqs), np.int64, n)
     for name, values in workflow_report(sim).columns.items():
         if name in col:
             raise ValueError(f"workflow column {name!r} clashes with a kernel column")

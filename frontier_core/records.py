@@ -59,6 +59,14 @@ class Request:
     shared_blocks: int = 0
     cached_tokens: int = 0
     load_s: float = 0.0  # host-to-GPU copy of cached blocks due before its next prefill
+    # Tokens that ``prefix`` describes: 0 means the prompt (a trace's hash_ids); a
+    # conversation turn's hashes also cover its visible output, which the next turn's
+    # prompt repeats, so its computed output blocks are cached as well.
+    prefix_tokens: int = 0
+    # Multi-turn conversations: the conversation's id and this request's turn in it
+    # (0-based); -1 for a request outside any conversation.
+    conversation: int = -1
+    turn: int = -1
 
     @property
     def in_prefill(self) -> bool:

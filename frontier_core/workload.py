@@ -5,7 +5,10 @@ Trace formats (see ``TraceConfig``): ``azure`` CSV (TIMESTAMP, ContextTokens,
 GeneratedTokens), ``mooncake`` JSONL (timestamp in ms, input_length, output_length;
 its hash_ids, one per ``hash_block`` prompt tokens, feed prefix caching) and ``lengths`` CSV (Vidur/Sarathi column names, with an
 optional ``arrived_at`` column in seconds). Files are read with the csv and json modules;
-every problem in them is a ``TraceError`` naming the file and 1-based line.
+every problem in them is a ``TraceError`` naming the file and 1-based line. A ``lengths``
+CSV with a ``conversation_id`` column, or mooncake records with a ``conversation_id`` key,
+are replayed as multi-turn conversations; ``workload.conversations`` generates synthetic
+ones (both in frontier_core/conversations.py).
 """
 
 from __future__ import annotations
@@ -41,13 +44,19 @@ OUTPUT_COLUMNS = ("num_decode_tokens", "output_len", "output_length", "Generated
 ARRIVAL_COLUMN = "arrived_at"
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
+# A column (lengths CSV) or key (mooncake JSONL) naming the conversation a row belongs to,
+# and an optional one checking the order of its turns.
+CONVERSATION_COLUMN = "conversation_id"
+TURN_COLUMN = "turn"
 
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 
 # One trace row: 1-based line, prompt tokens, output tokens, time in the file's unit (or
-# None), prompt block hashes (or None).
-_Row = tuple[int, int, int, float | None, tuple[int, ...] | None]
+# None), prompt block hashes (or None), (conversation id, turn value or None) or None.
+_Row = tuple[
+    int, int, int, float | None, tuple[int, ...] | None, tuple[str, object] | None
+]
 
 
 @dataclass
@@ -68,6 +77,16 @@ class Workload:
     # Per request: content hashes of its prompt's blocks of ``prefix_block`` tokens.
     prefix: list[tuple[int, ...]] | None = None
     prefix_block: int = 0
+    # Per request, tokens its hashes describe (int64; None: each request's prompt).
+    prefix_tokens: np.ndarray | None = None
+    # Multi-turn conversations (None: independent requests), per request: conversation
+    # id (int64, numbered by first request), turn (int64, 0-based, in request order) and
+    # seconds to wait after the previous turn completes (float64). A turn after the
+    # first is sent at max(arrival, previous turn's completion + think_s); see
+    # frontier_core/conversations.py.
+    conversation: np.ndarray | None = None
+    turn: np.ndarray | None = None
+    think_s: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_len)
@@ -87,15 +106,24 @@ def build_workload(
     has no arrivals for ``duration_s`` to cut). An output length of 0 in a file is raised
     to 1, since a request always yields at least one token; a prompt length of 0 is a
     ``TraceError``. A workload left with no requests is a ``ConfigError``.
+
+    Conversations (synthetic, or a trace's ``conversation_id``) are described in
+    frontier_core/conversations.py.
     """
+    if cfg.conversations is not None:
+        # Imported here: conversations.py builds on this module's helpers.
+        from frontier_core.conversations import synthetic_conversations
+
+        return synthetic_conversations(cfg, rng, resolve)
     n = cfg.num_requests
     arrival: np.ndarray | None = None
     trace_prompt: np.ndarray | None = None
     trace_output: np.ndarray | None = None
     prefix: list[tuple[int, ...]] | None = None
+    convs: list[tuple[int, str | None, object]] | None = None
     if cfg.trace is not None:
         timed = cfg.arrival is None and cfg.closed_loop is None
-        trace_prompt, trace_output, arrival, prefix = _read_trace(
+        trace_prompt, trace_output, arrival, prefix, convs = _read_trace(
             cfg.trace, resolve, timed, n, cfg.duration_s
         )
         n = len(trace_prompt)
@@ -114,7 +142,7 @@ def build_workload(
     output = _lengths(cfg.output_len, trace_output, n, rng, resolve, "output_len")
     if prefix is not None and (cfg.prompt_len is not None or len(prefix) != n):
         prefix = None  # hashes describe the trace's prompts, not replaced or cut ones
-    return Workload(
+    wl = Workload(
         prompt_len=prompt,
         output_len=np.maximum(output, 1),
         arrival=arrival,
@@ -123,6 +151,11 @@ def build_workload(
         prefix=prefix,
         prefix_block=cfg.trace.hash_block if prefix is not None and cfg.trace else 0,
     )
+    if convs is not None and cfg.trace is not None:
+        from frontier_core.conversations import trace_conversations
+
+        trace_conversations(wl, convs[:n], resolve(cfg.trace.path))
+    return wl
 
 
 # ---- synthetic arrivals and lengths --------------------------------------------------
@@ -242,16 +275,25 @@ def _read_trace(
     timed: bool,
     limit: int | None,
     horizon: float | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[tuple[int, ...]] | None]:
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray | None,
+    list[tuple[int, ...]] | None,
+    list[tuple[int, str | None, object]] | None,
+]:
     """Prompt and output lengths (tokens) of trace rows ``start`` .. ``start + limit`` and,
     with ``timed``, their arrival times in seconds: rebased to the first of them, scaled,
     cut after ``horizon``. Row times stay in the file's unit (µs, ms, s) until rebased,
-    so that differences of large wall-clock values are exact."""
+    so that differences of large wall-clock values are exact. Last, when any row names a
+    conversation: per row its (line, conversation id or None, turn value or None)."""
     path = resolve(tcfg.path)
     prompt: list[int] = []
     output: list[int] = []
     times: list[float] = []
     hashes: list[tuple[int, ...]] = []
+    convs: list[tuple[int, str | None, object]] = []
+    any_conv = False
     if tcfg.format == "mooncake":
         rows, has_time, per_s = _mooncake_rows(path, timed), True, 1e3
     else:
@@ -264,7 +306,7 @@ def _read_trace(
         )
     t0 = prev = None
     prev_line = seen = 0
-    for line, p, o, t, h in rows:
+    for line, p, o, t, h, c in rows:
         seen += 1
         if seen <= tcfg.start:
             continue
@@ -288,6 +330,8 @@ def _read_trace(
         output.append(o)
         if h is not None:
             hashes.append(h)
+        convs.append((line, *c) if c is not None else (line, None, None))
+        any_conv = any_conv or c is not None
     if seen == 0:
         raise TraceError(f"{path}: has no data rows; give a trace with at least one request")
     if not prompt:
@@ -300,6 +344,7 @@ def _read_trace(
         np.asarray(output, dtype=np.int64),
         np.asarray(times, dtype=np.float64) if timed else None,
         hashes if hashes and len(hashes) == len(prompt) else None,
+        convs if any_conv else None,
     )
 
 
@@ -328,13 +373,20 @@ def _csv_rows(path: Path, fmt: str, timed: bool) -> tuple[Iterator[_Row], bool]:
     pc, oc = header.index(pname), header.index(oname)
     tc = header.index(tname) if tname and timed else -1
     when = _azure_time if fmt == "azure" else _number
+    lengths = fmt == "lengths"
+    cc = header.index(CONVERSATION_COLUMN) if lengths and CONVERSATION_COLUMN in header else -1
+    uc = header.index(TURN_COLUMN) if cc >= 0 and TURN_COLUMN in header else -1
 
     def rows() -> Iterator[_Row]:
         for line, row in reader:
             p = _length(_field(row, pc, path, line, pname), path, line, pname, zero_ok=False)
             o = _length(_field(row, oc, path, line, oname), path, line, oname, zero_ok=True)
             t = when(_field(row, tc, path, line, tname), path, line, tname) if tc >= 0 else None
-            yield line, p, o, t, None
+            c = None
+            if cc >= 0:
+                key = _field(row, cc, path, line, CONVERSATION_COLUMN).strip()
+                c = (key, _field(row, uc, path, line, TURN_COLUMN) if uc >= 0 else None)
+            yield line, p, o, t, None, c
 
     return rows(), bool(tname)
 
@@ -367,7 +419,14 @@ def _mooncake_rows(path: Path, timed: bool) -> Iterator[_Row]:
                 "prompt); drop the key to replay without prefix hashes"
             )
         t = _number(obj["timestamp"], path, line, "timestamp") if timed else None
-        yield line, p, o, t, tuple(h) if h is not None else None
+        key = obj.get(CONVERSATION_COLUMN)
+        if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
+            raise TraceError(
+                f"{path}:{line}: {CONVERSATION_COLUMN}={key!r} is not a conversation id; give "
+                "a string or an integer (rows with equal ids are turns of one conversation)"
+            )
+        c = (str(key), obj.get(TURN_COLUMN)) if key is not None else None
+        yield line, p, o, t, tuple(h) if h is not None else None, c
 
 
 def _read_text(path: Path, where: str) -> str:

@@ -2,7 +2,10 @@
 
 Open-loop arrivals come from the workload's arrival times; a closed loop runs
 ``concurrency`` clients, each sending its next request when the previous one
-finished (plus think time).
+finished (plus think time). With multi-turn conversations (see
+frontier_core/conversations.py) each conversation is one process that sends its turns
+in order, each after the previous one completed: open loop, it starts at its first
+turn's arrival time; closed loop, each client runs one conversation after another.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ class GlobalController:
 
     def start(self) -> None:
         wl = self.workload
-        if wl.closed_loop is None:
+        if wl.conversation is not None:
+            self._start_conversations()
+        elif wl.closed_loop is None:
             self.env.process(self._open_loop())
         else:
             self._next = 0
@@ -61,6 +66,10 @@ class GlobalController:
         r = Request(i, self.env.now, int(wl.prompt_len[i]), int(wl.output_len[i]))
         if wl.prefix is not None:
             r.prefix, r.prefix_block = wl.prefix[i], wl.prefix_block
+            if wl.prefix_tokens is not None:
+                r.prefix_tokens = int(wl.prefix_tokens[i])
+        if wl.conversation is not None:
+            r.conversation, r.turn = int(wl.conversation[i]), int(wl.turn[i])
         self.requests.append(r)
         return r
 
@@ -89,3 +98,63 @@ class GlobalController:
             self.finished += 1
             if think > 0:
                 yield env.timeout(think)
+
+    # ---- multi-turn conversations ---------------------------------------------------
+    def _start_conversations(self) -> None:
+        wl = self.workload
+        assert wl.conversation is not None
+        # Request indices of each conversation, turns in order; conversations are
+        # numbered by their first request, so this list is in order of first turns.
+        turns: list[list[int]] = [[] for _ in range(int(wl.conversation.max()) + 1)]
+        for i, c in enumerate(wl.conversation.tolist()):
+            turns[c].append(i)
+        self._conversations = turns
+        if wl.closed_loop is None:
+            self.env.process(self._open_conversations())
+        else:
+            self._next = 0
+            for _ in range(min(wl.closed_loop.concurrency, len(turns))):
+                self.env.process(self._conversation_client())
+
+    def _open_conversations(self):
+        env = self.env
+        arrival = self.workload.arrival
+        assert arrival is not None
+        for turns in self._conversations:
+            gap = float(arrival[turns[0]]) - env.now
+            if gap > 0:
+                yield env.timeout(gap)
+            env.process(self._conversation(turns))
+
+    def _conversation_client(self):
+        env = self.env
+        think = self.workload.closed_loop.think_time_s
+        while self._next < len(self._conversations):
+            turns = self._conversations[self._next]
+            self._next += 1
+            yield from self._conversation(turns)
+            if think > 0:
+                yield env.timeout(think)
+
+    def _conversation(self, turns: list[int]):
+        """Send a conversation's turns (request indices) in order: each later turn at
+        max(its arrival time, the previous turn's completion + its think time). A
+        rejected turn ends the conversation; its later turns are never sent."""
+        env = self.env
+        run = self.workflow.run
+        wl = self.workload
+        arrival, think = wl.arrival, wl.think_s
+        assert think is not None
+        for k, i in enumerate(turns):
+            if k:
+                wait = float(think[i])
+                if arrival is not None:
+                    wait = max(wait, float(arrival[i]) - env.now)
+                if wait > 0:
+                    yield env.timeout(wait)
+            r = self._new(i)
+            yield from run(r, self)
+            self.finished += 1
+            if r.rejected is not None:
+                self.total -= len(turns) - k - 1  # never sent
+                return

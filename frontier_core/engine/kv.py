@@ -119,16 +119,24 @@ class PagedKVCache:
         self.host_blocks += blocks
 
     def publish(self, request: Request) -> None:
-        """Share the request's computed prompt blocks that follow those it holds: each
-        becomes a cache entry the request holds (so later requests with the same prefix
-        may hold it too). Stops at a block cached meanwhile by another request."""
+        """Share the request's computed blocks that its hashes describe and that follow
+        those it holds: each becomes a cache entry the request holds (so later requests
+        with the same prefix may hold it too). Stops at a block cached meanwhile by another
+        request.
+
+        The hashes describe the prompt (a trace's ``hash_ids``), or ``prefix_tokens``
+        tokens when set: a conversation turn's prompt and visible output, so that the
+        output blocks it computed are cached when it leaves, as vLLM caches generated
+        blocks, and the next turn finds them. Only fully computed blocks are shared (the
+        last output token's KV is never computed)."""
         if not (self.caching and request.prefix):
             return
         size, bs = request.prefix_block, self.block_size
-        done = min(request.computed, request.prompt_len)
+        end = request.prefix_tokens or request.prompt_len  # tokens the hashes describe
+        done = min(request.computed, end)
         for i in range(len(request.held), len(request.prefix)):
             lo = i * size
-            tokens = min(size, request.prompt_len - lo)
+            tokens = min(size, end - lo)
             if tokens <= 0 or lo + tokens > done:
                 break
             h = request.prefix[i]
