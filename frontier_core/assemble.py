@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,12 +240,12 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp,
                                 all_layers=cc.ffn is not None)
         executors[cc.name] = ex
-        host_blocks, load_s = _host_tier(cc, plan, device, where)
+        host_blocks, load_s, recompute_s = _host_tier(cc, plan, device, where, ex)
         replicas = []
         for i in range(cc.replicas):
             sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
             kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache, host_blocks,
-                              load_s)
+                              load_s, recompute_s)
             replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
         clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context, on_reject)
@@ -281,12 +282,13 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
 
 
-def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec,
-               where: str) -> tuple[int, float]:
-    """Blocks the host tier of one replica holds, and the PCIe seconds to copy one back
-    (every GPU of the replica copies its share of the block at once)."""
+def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec, where: str,
+               ex: ExecutionPredictor) -> tuple[int, float, Callable[[int, int], float] | None]:
+    """Blocks the host tier of one replica holds, the PCIe seconds to copy one back
+    (every GPU of the replica copies its share of the block at once), and the estimate
+    of recompute seconds the cache weighs a copy against (None without a host tier)."""
     if cc.host_cache_gb <= 0:
-        return 0, 0.0
+        return 0, 0.0, None
     if not cc.prefix_cache:
         raise ConfigError(
             f"{where}.host_cache_gb is {cc.host_cache_gb:g}, but the host tier keeps blocks of "
@@ -294,7 +296,39 @@ def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec,
         )
     block_bytes = plan.kv_bytes_per_token_per_gpu * cc.block_size
     blocks = cc.dp * int(cc.host_cache_gb * 1e9 // block_bytes)
-    return blocks, block_bytes / device.pcie_bw
+    return blocks, block_bytes / device.pcie_bw, _recompute_estimate(ex)
+
+
+def _recompute_estimate(ex: ExecutionPredictor) -> Callable[[int, int], float]:
+    """``recompute_s(tokens, context)``: seconds one replica's forward pass spends on
+    ``tokens`` prompt tokens that follow ``context`` cached ones — every layer's
+    projections, norms, collectives and feed-forward block at ``tokens`` tokens, plus
+    their attention over ``context + tokens`` keys. Embedding, LM head, sampling and
+    host overhead are left out: the prefill pays them whether it recomputes or not.
+
+    A block whose time is drawn per iteration (MoE routing, ``MoELayers``) is priced as
+    the model's dense MLP at the same tokens, without drawing anything. Memoised on
+    (tokens, context), and it credits no backend: it is a what-if, not a run's time.
+    """
+    model = ex.model
+    memo: dict[tuple[int, int], float] = {}
+
+    def recompute_s(tokens: int, context: int) -> float:
+        key = (tokens, context)
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
+        if ex.moe_step is None:
+            layers = ex._layers(tokens)[0] * ex.pp  # one stage's layers, times the stages
+        else:
+            per_layer = ex._part("common", tokens)[0] + ex._part("dense", tokens)[0]
+            layers = per_layer * model.num_layers
+        q = np.array([tokens], np.int64)
+        attention, _ = ex._attention(q, q + context, None)
+        memo[key] = s = layers + attention * model.num_layers
+        return s
+
+    return recompute_s
 
 
 def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,

@@ -213,6 +213,9 @@ def _prefix_cache(cw) -> dict[str, Any]:
             "cached_tokens_from_host": sum(r.kv.stats[5] for r in cw.replicas),
             "blocks_loaded_back": sum(r.kv.stats[6] for r in cw.replicas),
             "dropped_blocks": sum(r.kv.stats[7] for r in cw.replicas),
+            # Host hits not copied back because recomputing them was estimated faster.
+            "recomputed_not_loaded_blocks": sum(r.kv.stats[8] for r in cw.replicas),
+            "recomputed_not_loaded_tokens": sum(r.kv.stats[9] for r in cw.replicas),
         }} if any(r.kv.host_capacity for r in cw.replicas) else {}),
     }
 

@@ -64,12 +64,18 @@ def test_held_blocks_are_never_evicted_and_idle_ones_go_lru_first():
     assert not kv.grow(Request(10, 0.0, 16, 1), 16)  # nothing left, entry 1 is held
 
 
+# Recompute estimates for the host tier: none (always load), one that makes loading a
+# run of whole blocks faster and a run of short blocks slower, and one that never loads.
+RECOMPUTE = [None, lambda tokens, context: (tokens + context) * 1e-7, lambda t, c: 0.0]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 300), st.lists(st.integers(0, 5), max_size=5),
                           st.booleans()), min_size=1, max_size=40),
-       st.sampled_from([0, 4, 1000]))
-def test_invariants_under_random_traffic(ops, host):
-    kv = PagedKVCache(40, 16, prefix_cache=True, host_blocks=host, load_s_per_block=1e-6)
+       st.sampled_from([0, 4, 1000]), st.sampled_from(RECOMPUTE))
+def test_invariants_under_random_traffic(ops, host, recompute):
+    kv = PagedKVCache(40, 16, prefix_cache=True, host_blocks=host, load_s_per_block=1e-6,
+                      recompute_s=recompute)
     live: list[Request] = []
     for i, (prompt, hashes, leave_one) in enumerate(ops):
         r = req(i, prompt, tuple(hashes), block=32)
@@ -96,6 +102,8 @@ def test_invariants_under_random_traffic(ops, host):
         assert 0 <= kv.free_blocks <= kv.num_blocks
         assert not set(kv.host) & set(kv.entries)  # a block lives in one tier
         assert kv.host_blocks == sum(b for b, _ in kv.host.values()) <= kv.host_capacity
+        if recompute is RECOMPUTE[2]:
+            assert kv.stats[6] == 0  # recomputing is always faster: nothing comes back
     for x in live:
         kv.release(x)
     assert kv.free_blocks == kv.num_blocks
@@ -221,6 +229,35 @@ def test_host_tier_keeps_evicted_blocks_and_charges_the_copy_back():
     assert no_host.match(req(1, 100, (1, 5))) == 0  # gone without a host tier
 
 
+def test_host_tier_recomputes_a_run_when_that_is_faster_than_loading_it():
+    def recompute(tokens, context):  # 1 ms per token, whatever the context
+        return tokens * 1e-3
+
+    def evicted(load_s_per_block):
+        kv = PagedKVCache(8, 16, prefix_cache=True, host_blocks=8,
+                          load_s_per_block=load_s_per_block, recompute_s=recompute)
+        serve(kv, req(0, 64, (1,)))  # 4 idle blocks
+        assert kv.grow(Request(9, 0.0, 128, 1), 128)  # entry 1 goes to the host
+        kv.release(Request(9, 0.0, 128, 1, blocks=8))
+        return kv
+
+    fast = evicted(15e-3)  # 4 blocks: 60 ms to load < 64 ms to recompute
+    r = req(1, 100, (1, 5))
+    assert fast.cached_prefix(r) == 64
+    assert fast.match(r) == 64 and r.load_s == pytest.approx(60e-3)
+    assert fast.stats[6] == 4 and fast.stats[8:] == [0, 0]
+    slow = evicted(17e-3)  # 68 ms to load > 64 ms to recompute
+    r = req(1, 100, (1, 5))
+    assert slow.cached_prefix(r) == 0
+    assert slow.match(r) == 0 and r.load_s == 0.0 and r.held == []
+    assert slow.stats[6] == 0 and slow.stats[8:] == [4, 64]
+    assert 1 in slow.host  # kept there until the recomputed blocks are published
+    assert slow.grow(r, 100)
+    r.computed = 100
+    slow.publish(r)
+    assert 1 in slow.entries and 1 not in slow.host and slow.host_blocks == 0
+
+
 @pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/data")
 def test_host_tier_recovers_what_the_gpu_cache_cannot_hold():
     rows = [json.loads(x) for x in
@@ -259,6 +296,45 @@ def test_a_run_with_a_host_tier_loads_instead_of_recomputing(registry, tmp_path)
     assert col_on["ttft_s"][:20].mean() == pytest.approx(col_off["ttft_s"][:20].mean())
 
 
+@pytest.mark.parametrize("pcie_gbs,loads", [(None, True), (0.5, False)])
+def test_a_run_recomputes_host_blocks_when_pcie_is_slower(registry, tmp_path, pcie_gbs, loads):
+    """H100s (64 GB/s PCIe) copy evicted prompts back; behind a 0.5 GB/s host link the
+    copy (about 0.5 s per 1,800-token prompt) is slower than recomputing the prompt, so
+    the run matches nothing in the host tier and equals the run without one."""
+    from frontier_core.builtin.hardware import HARDWARE
+    from frontier_core.metrics import request_table, summarize
+
+    lines = [json.dumps({"timestamp": i * 300, "input_length": 1800, "output_length": 10,
+                         "hash_ids": [1000 + i % 20 * 4 + j for j in range(4)]})
+             for i in range(40)]
+    path = tmp_path / "again.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    gpu, hardware = "h100-sxm", []
+    if pcie_gbs is not None:
+        h100 = next(h for h in HARDWARE if h.name == "h100-sxm")
+        gpu = "slow-pcie"
+        hardware = [{**h100.model_dump(), "name": gpu, "pcie_bw": pcie_gbs * 1e9}]
+
+    def run(**cluster):
+        cfg = small_config(
+            deployment={"clusters": [{"name": "main", "gpu": gpu, "prefix_cache": True,
+                                      "gpu_memory_fraction": 0.215, **cluster}]},
+            workload={"trace": {"format": "mooncake", "path": str(path)}},
+            hardware=hardware)
+        return assemble(cfg, registry).run()
+
+    on, off = run(host_cache_gb=20), run()
+    host = summarize(on)["clusters"]["main"]["prefix_cache"]["host_tier"]
+    assert host["offloaded_blocks"] > 0
+    if loads:
+        assert host["cached_tokens_from_host"] == 20 * 1800
+        assert host["recomputed_not_loaded_blocks"] == 0
+    else:
+        assert host["cached_tokens_from_host"] == 0
+        assert host["recomputed_not_loaded_tokens"] == 20 * 1800
+        assert request_table(on)["ttft_s"].tolist() == request_table(off)["ttft_s"].tolist()
+
+
 def test_host_tier_needs_the_prefix_cache(registry, tmp_path):
     from frontier_core.errors import ConfigError
 
@@ -273,3 +349,19 @@ def test_prefix_cache_without_block_hashes_warns(registry):
                                                  "prefix_cache": True}]})
     with pytest.warns(FrontierWarning, match="no prompt block hashes"):
         assemble(cfg, registry)
+
+
+def test_a_preempted_turn_rematches_its_cached_output():
+    """Hashes covering prompt and output (a conversation turn): after a preemption the
+    request finds its own published output blocks and recomputes only the rest."""
+    kv = PagedKVCache(100, 16, prefix_cache=True)
+    r = Request(0, 0.0, 64, 40, prefix=tuple(range(1, 7)), prefix_block=16, prefix_tokens=96)
+    r.prefill_target = 64
+    assert kv.match(r) == 0
+    assert kv.grow(r, 97)
+    r.generated, r.computed = 33, 96  # decoding: computed = prompt + generated - 1
+    kv.release(r)  # preempted: what it computed stays cached
+    r.computed, r.prefill_target = 0, 64 + 33
+    assert kv.match(r) == 64  # prompt tokens found (what the hit rate counts)
+    assert r.computed == 96 and r.shared_blocks == 6
+    assert kv.stats[1] == 64

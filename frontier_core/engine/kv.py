@@ -9,12 +9,16 @@ counted as free (a scheduler may take them) and are evicted, least recently
 used first, only when an allocation needs the room. With a host tier they move
 to host memory instead (itself least-recently-used, bounded) and a later hit
 copies them back over PCIe: the request's ``load_s`` grows by the copy time,
-which the replica adds to the iteration that starts its prefill.
+which the replica adds to the iteration that starts its prefill — unless
+recomputing those tokens is faster (``recompute_s``, from the cluster's
+ExecutionPredictor), in which case the match stops there and the prompt is
+computed from that block on.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from frontier_core.records import Request
 
@@ -24,14 +28,21 @@ class PagedKVCache:
 
     ``free_blocks`` counts blocks no request holds, idle cached blocks included;
     ``idle_blocks`` is how many of those are cached (evictable).
+
+    The host tier holds up to ``host_blocks`` blocks; copying one back takes
+    ``load_s_per_block`` seconds. ``recompute_s(tokens, context)`` estimates the seconds
+    a prefill spends computing ``tokens`` prompt tokens that follow ``context`` cached
+    ones; with it, a run of host-tier blocks is copied back only when that is faster
+    than recomputing it (None: always copied back).
     """
 
     __slots__ = ("block_size", "num_blocks", "free_blocks", "peak_used", "caching",
                  "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
-                 "host_blocks", "load_s_per_block")
+                 "host_blocks", "load_s_per_block", "recompute_s")
 
     def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
-                 host_blocks: int = 0, load_s_per_block: float = 0.0) -> None:
+                 host_blocks: int = 0, load_s_per_block: float = 0.0,
+                 recompute_s: Callable[[int, int], float] | None = None) -> None:
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.free_blocks = num_blocks
@@ -43,13 +54,15 @@ class PagedKVCache:
         self.idle: OrderedDict[int, None] = OrderedDict()
         self.idle_blocks = 0
         # lookups (prompt tokens asked), hits (tokens found), blocks hit, evicted blocks,
-        # host: blocks offloaded, tokens found there, blocks loaded back, blocks dropped
-        self.stats = [0, 0, 0, 0, 0, 0, 0, 0]
+        # host: blocks offloaded, tokens found there, blocks loaded back, blocks dropped,
+        # blocks and tokens left there because recomputing them was faster
+        self.stats = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         # The host tier: hash -> (blocks, tokens), least recently offloaded first.
         self.host: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self.host_capacity = host_blocks
         self.host_blocks = 0
         self.load_s_per_block = load_s_per_block
+        self.recompute_s = recompute_s
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -151,69 +164,138 @@ class PagedKVCache:
             if stale is not None:
                 self.host_blocks -= stale[0]
 
+    def _host_run(self, prefix: tuple[int, ...], i: int) -> tuple[int, int, int]:
+        """The run of host-tier entries that starts at ``prefix[i]``: where it ends (index),
+        its blocks and its tokens."""
+        host = self.host
+        blocks = tokens = 0
+        n = len(prefix)
+        while i < n:
+            hb = host.get(prefix[i])
+            if hb is None:
+                break
+            blocks += hb[0]
+            tokens += hb[1]
+            i += 1
+        return i, blocks, tokens
+
+    def _worth_loading(self, blocks: int, tokens: int, context: int) -> bool:
+        """Whether copying ``blocks`` host blocks back (``load_s_per_block`` seconds each)
+        is faster than recomputing their ``tokens`` tokens after ``context`` cached ones."""
+        if self.recompute_s is None:
+            return True
+        return blocks * self.load_s_per_block < self.recompute_s(tokens, context)
+
     def match(self, request: Request) -> int:
         """Hold the cached blocks that start ``request``'s prompt and count them as
         computed; returns the cached prompt tokens. A fully cached prompt still computes
-        its last token (which yields the first output token), as vLLM does."""
+        its last token (which yields the first output token), as vLLM does.
+
+        A run of blocks in the host tier is copied back into free GPU blocks (its copy
+        time added to ``request.load_s``) when that is faster than recomputing it;
+        otherwise the match stops there: the prompt is computed from that block on, and
+        publishing the result supersedes the host copy."""
         if not (self.caching and request.prefix) or request.held:
             return 0
         found = blocks = 0
         held = request.held
-        for h in request.prefix:
-            e = self.entries.get(h)
-            if e is None:
-                # In host memory: copy it back into free GPU blocks, if there is room.
-                hb = self.host.pop(h, None)
+        prefix = request.prefix
+        entries, host, stats = self.entries, self.host, self.stats
+        i, n = 0, len(prefix)
+        while i < n:
+            h = prefix[i]
+            e = entries.get(h)
+            if e is not None:
+                if e[0] == 0:
+                    del self.idle[h]
+                    self.idle_blocks -= e[1]
+                    self.free_blocks -= e[1]
+                e[0] += 1
+                held.append(h)
+                found += e[2]
+                blocks += e[1]
+                i += 1
+                continue
+            if h not in host:
+                break
+            end, run_blocks, run_tokens = self._host_run(prefix, i)
+            if not self._worth_loading(run_blocks, run_tokens, found):
+                stats[8] += run_blocks
+                stats[9] += run_tokens
+                break
+            # Copy the run back into free GPU blocks, while there is room.
+            while i < end:
+                h = prefix[i]
+                hb = host.pop(h, None)
                 if hb is None:
-                    break
+                    break  # a repeat just loaded, or dropped by an eviction: look again
                 self.host_blocks -= hb[0]
                 if not self._take(hb[0]):  # fails before evicting anything
-                    self.host[h] = hb
+                    host[h] = hb
                     self.host_blocks += hb[0]
+                    i = n
                     break
-                self.entries[h] = [1, hb[0], hb[1]]
+                entries[h] = [1, hb[0], hb[1]]
                 request.load_s += hb[0] * self.load_s_per_block
-                self.stats[5] += hb[1]
-                self.stats[6] += hb[0]
+                stats[5] += hb[1]
+                stats[6] += hb[0]
                 held.append(h)
                 found += hb[1]
                 blocks += hb[0]
-                continue
-            if e[0] == 0:
-                del self.idle[h]
-                self.idle_blocks -= e[1]
-                self.free_blocks -= e[1]
-            e[0] += 1
-            held.append(h)
-            found += e[2]
-            blocks += e[1]
-        found = min(found, request.prompt_len)
-        self.stats[0] += request.prompt_len
-        self.stats[1] += found
-        self.stats[2] += len(held)
+                i += 1
+        # A preempted request recomputes its prompt and the tokens it generated; when its
+        # hashes cover its output too (a conversation turn), those may be cached as well.
+        limit = max(request.prompt_len, request.prefill_target)
+        found = min(found, limit)
+        stats[0] += request.prompt_len
+        stats[1] += min(found, request.prompt_len)
+        stats[2] += len(held)
         if found:
             request.shared_blocks = blocks
-            request.computed = min(found, request.prompt_len - 1)
+            request.computed = min(found, limit - 1)
             used = self.num_blocks - self.free_blocks
             if used > self.peak_used:
                 self.peak_used = used
-        return found
+        return min(found, request.prompt_len)
 
     def cached_prefix(self, request: Request) -> int:
-        """Tokens of ``request``'s prompt this replica holds cached (no side effects)."""
+        """Tokens of ``request``'s prompt this replica holds cached (no side effects):
+        on the GPU, or in the host tier where copying them back beats recomputing."""
         if not (self.caching and request.prefix):
             return 0
-        found = 0
-        for h in request.prefix:
-            e = self.entries.get(h)
-            if e is None:
-                hb = self.host.get(h)
-                if hb is None:
-                    break
-                found += hb[1]
+        prefix = request.prefix
+        entries = self.entries
+        found = i = 0
+        n = len(prefix)
+        while i < n:
+            e = entries.get(prefix[i])
+            if e is not None:
+                found += e[2]
+                i += 1
                 continue
-            found += e[2]
+            end, run_blocks, run_tokens = self._host_run(prefix, i)
+            if end == i or not self._worth_loading(run_blocks, run_tokens, found):
+                break
+            found += run_tokens
+            i = end
         return min(found, request.prompt_len)
+
+    def held_prefix_blocks(self, request: Request) -> int:
+        """Blocks of ``request``'s cached prompt prefix on the GPU that other requests
+        hold now (no side effects): ``match`` shares them without taking free blocks, so
+        admitting ``request`` needs that many fewer. Counts up to the first block that
+        is not on the GPU."""
+        if not (self.caching and request.prefix):
+            return 0
+        entries = self.entries
+        blocks = 0
+        for h in request.prefix:
+            e = entries.get(h)
+            if e is None:
+                break
+            if e[0]:
+                blocks += e[1]
+        return blocks
 
     # ---- transfers -----------------------------------------------------------------
     def reserve(self, blocks: int) -> bool:

@@ -166,6 +166,7 @@ def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
             "links": sorted({x.link for x in tr}),
         },
         "links": links,
+        **({"decode_prefix_cache": _decode_cache(wf, tr)} if _decode_caches(wf) else {}),
         "backpressure": {
             "requests_blocked": int(np.nansum(wait > 0)),
             "decode_memory_wait_s": _stats(np.where(wait > 0, wait, np.nan)),
@@ -181,6 +182,25 @@ def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
                           trace_events=_trace(wf, sim, pids), lines=_lines(summary))
 
 
+def _decode_caches(wf: PDWorkflow) -> bool:
+    return any(wf.cfg[d].prefix_cache for d in wf.opts.decode)
+
+
+def _decode_cache(wf: PDWorkflow, tr: list[Any]) -> dict[str, Any]:
+    """What the decode replicas' prefix caches saved the links: prompt tokens, bytes and
+    blocks (the decode replica's) found cached there and so not transferred."""
+    moved = sum(x.nbytes for x in tr)
+    skipped = sum(x.skipped_bytes for x in tr)
+    return {
+        "transfers_with_hit": sum(1 for x in tr if x.cached_tokens),
+        "tokens_skipped": sum(x.cached_tokens for x in tr),
+        "bytes_transferred": moved,
+        "bytes_skipped": skipped,
+        "bytes_skipped_fraction": skipped / (moved + skipped) if moved + skipped else 0.0,
+        "blocks_held_from_cache": sum(x.cached_blocks for x in tr),
+    }
+
+
 def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1e3:,.1f}"
 
@@ -190,11 +210,14 @@ def _lines(s: dict[str, Any]) -> list[str]:
     e2e = s["e2e_breakdown_mean_s"]
     tr, bp = s["transfers"], s["backpressure"]
     util = max((x["utilisation"] for x in s["links"]), default=0.0)
+    dc = s.get("decode_prefix_cache")
+    skipped = "" if dc is None else (
+        f" ({dc['bytes_skipped'] / 1e9:,.1f} GB cached on decode, not sent)")
     return [
         "pd mean E2E (ms): prefill queue " + _ms(e2e["prefill_queue_s"]) + " · prefill "
         + _ms(e2e["prefill_s"]) + " · wait for decode memory " + _ms(e2e["decode_memory_wait_s"])
         + " · KV transfer " + _ms(e2e["transfer_s"]) + " · decode " + _ms(e2e["decode_s"]),
-        f"pd KV transfers {tr['count']:,} · {tr['bytes_total'] / 1e9:,.1f} GB over "
+        f"pd KV transfers {tr['count']:,} · {tr['bytes_total'] / 1e9:,.1f} GB{skipped} over "
         f"{'/'.join(tr['links']) or '-'} · p99 {_ms(tr['time_s']['p99'])} ms · busiest link "
         f"{util:.1%} utilised · {bp['requests_blocked']:,} requests blocked on decode memory",
     ]

@@ -20,6 +20,13 @@ Request path (DistServe / Splitwise / Mooncake style):
 4. the prefill replica frees its blocks, the decode replica takes over the
    reserved ones, and the request decodes there to completion.
 
+With ``prefix_cache`` on a decode cluster, the decode replica's own cache is
+consulted when the request is placed (step 2): the prompt blocks it already
+holds (by the trace's block hashes) are held there by reference, only the rest
+is reserved and transferred, and the transferred prompt blocks are shared on
+arrival, so later requests with the same prefix find them. A prefill cluster
+with ``prefix_cache`` skips the cached part of the prefill as any replica does.
+
 A request whose context can never fit a decode replica is rejected before its
 prefill, with the reason, so nothing waits forever.
 """
@@ -94,8 +101,13 @@ class Transfer:
     dst_replica: int
     start: float
     end: float
-    nbytes: float
+    nbytes: float  # moved over the link
     link: str
+    # With a decode-side prefix cache: prompt tokens (and the decode replica's blocks)
+    # found cached there, so not transferred, and the bytes that saves.
+    cached_tokens: int = 0
+    cached_blocks: int = 0
+    skipped_bytes: float = 0.0
 
 
 @dataclass(slots=True)
@@ -224,11 +236,12 @@ class PDWorkflow:
         self._queue.append((request, ready))
         if len(self._queue) == 1:
             self._place()
-        dec, idx, blocks = yield ready
+        dec, idx, blocks, hold = yield ready
         times["kv_reserved"] = start = env.now
         kind, link = self._links[(pc.name, dec.name)]
         tokens = request.computed
-        nbytes = dec.bytes_per_token * tokens
+        cached = 0 if hold is None else min(hold.cached_tokens, tokens)
+        nbytes = dec.bytes_per_token * (tokens - cached)
         send = nbytes
         if self.opts.layerwise and start == prefill_end:
             # Layer-wise streaming: the KV of each layer leaves as soon as it is computed,
@@ -241,14 +254,24 @@ class PDWorkflow:
         chans = (self._channel(pc.name, src.index, "send", kind, link),
                  self._channel(dec.name, idx, "recv", kind, link))
         yield self.net.send(send, chans, link.latency)
+        if hold is not None and start + hold.load_s > env.now:
+            # Cached blocks copied back from the decode replica's host tier meanwhile.
+            yield env.timeout(start + hold.load_s - env.now)
         end = env.now
         times["kv_transferred"] = end
-        self.transfers.append(Transfer(request.id, pc.name, src.index, dec.name, idx, start,
-                                       end, nbytes, kind))
+        self.transfers.append(Transfer(
+            request.id, pc.name, src.index, dec.name, idx, start, end, nbytes, kind,
+            cached, 0 if hold is None else hold.shared_blocks, dec.bytes_per_token * cached))
         src.release(request)  # the prefill replica's blocks are free from here on
         dst = dec.worker.replicas[idx]
         dst.kv.adopt(request, blocks)
         self.reserved[(dec.name, idx)] -= blocks
+        if hold is not None:
+            # The request now holds what was held for it, and its transferred prompt
+            # blocks are shared from here on (their KV is on the decode replica now), as
+            # a replica shares the prompt blocks it computes once the prefill is done.
+            request.held, request.shared_blocks = hold.held, hold.shared_blocks
+            dst.kv.publish(request)
         request.stop_after_prefill = False
         yield dec.worker.serve(request, replica=idx)
 
@@ -270,7 +293,17 @@ class PDWorkflow:
             q.popleft()
             ready.succeed(spot)
 
-    def _reserve(self, request: Request) -> tuple[_Decode, int, int] | None:
+    def _reserve(self, request: Request) -> tuple[_Decode, int, int, Request | None] | None:
+        """Choose a decode replica for ``request`` and set memory aside there: the
+        cluster, the replica's index, the blocks reserved (in the replica's blocks), and,
+        when the replica has a prefix cache, a stand-in request holding the prompt's
+        cached blocks by reference (its ``cached_tokens`` are not transferred). None
+        when no decode replica has room now.
+
+        A replica fits if it can take the context while keeping ``decode_watermark``
+        of its blocks free, counting as taken none of the cached prompt blocks that other
+        requests hold there (they are shared); only the uncached blocks are reserved.
+        """
         tokens = request.computed + 1  # the prompt's KV and the first decode step's
         best = None
         for d in self.decode:
@@ -278,7 +311,9 @@ class PDWorkflow:
                 continue
             reps = d.worker.replicas
             need = reps[0].kv.blocks_for(tokens)
-            fit = [r for r in reps if r.kv.free_blocks - need >= d.watermark_blocks]
+            # Cached prompt blocks other requests hold there are shared, not taken.
+            fit = [r for r in reps if r.kv.free_blocks - need + r.kv.held_prefix_blocks(request)
+                   >= d.watermark_blocks]
             if not fit:
                 continue
             load = sum(r.outstanding_tokens for r in reps) / len(reps)
@@ -287,12 +322,24 @@ class PDWorkflow:
         if best is None:
             return None
         _, d, fit, need = best
+        # The router sees the request with its prompt hashes (``prefix_aware`` follows
+        # the decode replicas' caches).
         rep = fit[d.worker.router.route(request, fit)]
+        hold = None
+        if rep.kv.caching and request.prefix:
+            # A stand-in holds the cached blocks: until its KV arrives, the request still
+            # holds its prefill replica's blocks, which ``held`` and ``blocks`` describe.
+            hold = Request(request.id, request.arrival, request.prompt_len,
+                           request.output_len, prefix=request.prefix,
+                           prefix_block=request.prefix_block)
+            hold.cached_tokens = rep.kv.match(hold)
+            need = max(0, need - hold.shared_blocks)
+        # Holding the cached blocks took at most the free blocks the fit check counted.
         ok = rep.kv.reserve(need)
         assert ok
         key = (d.name, rep.index)
         self.reserved[key] = self.reserved.get(key, 0) + need
-        return d, rep.index, need
+        return d, rep.index, need, hold
 
     def report(self, sim: Any, pids: dict[str, int]):
         from frontier_pd_disagg.report import pd_report
