@@ -16,7 +16,7 @@ import numpy as np
 import simpy
 from pydantic import ValidationError
 
-from frontier_core.catalog import HardwareSpec, ModelSpec, model_from_hf_config
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec, model_from_hf_config
 from frontier_core.components import BuildContext, ComponentSpec, MoELayers
 from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
 from frontier_core.configfile import validate_options
@@ -231,7 +231,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
                 )
         elif model.is_moe:
             moe = _build(registry, "ffn_block", cc.moe, f"{where}.moe", ctx)
-        plan = _plan_memory(model, cc, device, where, moe)
+        draft = _draft_model(cfg, registry, model, cc, where)
+        plan = _plan_memory(model, cc, device, where, moe, draft)
         plans[cc.name] = plan
         chain = [
             (ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
@@ -239,6 +240,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         ]
         ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp,
                                 all_layers=cc.ffn is not None)
+        if cc.speculative is not None:
+            ex.spec = _speculator(cfg, cc, ci, model, draft, ex, dense, moe)
         executors[cc.name] = ex
         host_blocks, load_s, recompute_s = _host_tier(cc, plan, device, where, ex)
         replicas = []
@@ -280,6 +283,83 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     ctl = GlobalController(env, clusters, workflow, workload)
     holder["ctl"] = ctl
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
+
+
+def _draft_model(cfg: RunConfig, registry: Registry, model: ModelSpec, cc: ClusterConfig,
+                 where: str) -> ModelSpec | None:
+    """The drafter's architecture: a catalog model (``method: draft``), the target's MTP
+    layer (``method: mtp``: one layer of the target, all of it MoE for a MoE model), or
+    None without speculative decoding."""
+    sc = cc.speculative
+    if sc is None:
+        return None
+    if cc.pp > 1:
+        raise ConfigError(
+            f"{where}.speculative is set with pp={cc.pp}; speculative decoding is modelled "
+            "for tensor (and DP/expert) parallelism only; use pp: 1 or drop speculative."
+        )
+    if sc.method == "mtp":
+        return model.model_copy(update={"name": f"{model.name}-mtp", "num_layers": 1,
+                                        "first_dense_layers": 0})
+    draft = registry.get("model", sc.draft_model or "", where=f"{where}.speculative.draft_model")
+    if draft.is_moe:
+        raise ConfigError(
+            f"{where}.speculative.draft_model is {draft.name}, a mixture-of-experts model; "
+            "draft models are priced as dense models; choose a dense draft (e.g. "
+            "llama-3.2-1b) or method: mtp."
+        )
+    dtp = sc.draft_tp or cc.tp
+    if dtp > cc.tp * cc.dp:
+        raise ConfigError(
+            f"{where}.speculative.draft_tp is {dtp}, more than the {cc.tp * cc.dp} GPUs of a "
+            "replica's pipeline stage; lower draft_tp."
+        )
+    if draft.num_heads % dtp:
+        raise ConfigError(
+            f"{where}.speculative.draft_tp is {dtp}, which does not divide {draft.name}'s "
+            f"{draft.num_heads} attention heads; choose a degree that divides it."
+        )
+    if draft.vocab_size != model.vocab_size:
+        import warnings
+
+        from frontier_core.errors import FrontierWarning
+
+        warnings.warn(
+            f"{where}.speculative.draft_model {draft.name} has a vocabulary of "
+            f"{draft.vocab_size} tokens and {model.name} of {model.vocab_size}; a draft model "
+            "must share the target's tokenizer, so check that this pairing is real.",
+            FrontierWarning, stacklevel=3,
+        )
+    return draft
+
+
+def _speculator(cfg: RunConfig, cc: ClusterConfig, ci: int, model: ModelSpec,
+                draft: ModelSpec | None, target: ExecutionPredictor, dense: Any,
+                moe: Any) -> Any:
+    """The cluster's Speculator: its drafter shares the target's predictor chain (and
+    credits the same backends); its acceptance draws have their own seeded stream."""
+    from frontier_core.execution import DenseFFN
+    from frontier_core.speculative import Speculator
+
+    sc = cc.speculative
+    assert sc is not None and draft is not None
+    device, chain = target.device, target.chain
+    if sc.method == "mtp":
+        # The MTP layer runs on the replica's GPUs with the target's layout; its MoE
+        # layer (if any) goes through the cluster's block.
+        drafter = ExecutionPredictor(draft, device, cc.tp, 1, chain, dense, moe, dp=cc.dp,
+                                     all_layers=cc.ffn is not None)
+        name = f"{model.name} MTP layer"
+    else:
+        dtp = sc.draft_tp or cc.tp
+        drafter = ExecutionPredictor(draft, device, dtp, 1, chain, DenseFFN(draft, dtp),
+                                     dp=cc.dp)
+        name = draft.name
+    drafter.credit = target.credit  # the same backends, credited in one place
+    drafter.host_overhead = False
+    drafter.spec_of = target
+    rng = np.random.default_rng([cfg.seed, 0x5BEC, ci])
+    return Speculator(sc, drafter, rng, name)
 
 
 def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec, where: str,
@@ -356,7 +436,7 @@ def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,
 
 
 def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, where: str,
-                 moe: Any = None) -> ClusterPlan:
+                 moe: Any = None, draft: ModelSpec | None = None) -> ClusterPlan:
     if model.num_layers < cc.pp:
         raise ConfigError(
             f"{where}.pp is {cc.pp} but {model.name} has only {model.num_layers} layers; lower pp."
@@ -375,14 +455,30 @@ def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, wher
         # The block places the routed experts (e.g. split over EP ranks, not TP).
         weights += (experts() - model.routed_expert_bytes() / cc.tp) / cc.pp
     kv_tok = model.kv_bytes_per_token(cc.tp) / cc.pp
+    if draft is not None and cc.speculative is not None:
+        if cc.speculative.method == "mtp":
+            # One more layer (plus its input projection), sharded as the target's layers.
+            layer = (model.attention_params() + model.ffn_params(model.num_layers - 1)
+                     + 2 * model.hidden_size * model.hidden_size)
+            weights *= 1 + layer * DTYPE_BYTES[model.weight_dtype] / model.weight_bytes()
+            kv_tok *= (model.num_layers + 1) / model.num_layers
+        else:
+            dtp = cc.speculative.draft_tp or cc.tp
+            weights += draft.weight_bytes() / dtp
+            kv_tok += draft.kv_bytes_per_token(dtp)
     act = activation_reserve(model, cc)
     # Each DP attention rank holds the KV of its own requests: dp times one rank's blocks.
     blocks = cc.dp * replica_kv_blocks(device.mem_bytes, cc.gpu_memory_fraction, weights, act,
                                        kv_tok, cc.block_size)
     usable = device.mem_bytes * cc.gpu_memory_fraction
     if blocks < 1:
+        drafter = ""
+        if draft is not None and cc.speculative is not None:
+            drafter = (f", its speculative drafter ({draft.name}) included"
+                       if cc.speculative.method == "draft" else ", its MTP layer included")
         raise ConfigError(
-            f"{model.name} does not fit on {cc.gpu} with tp={cc.tp}, pp={cc.pp} ({where}): each "
+            f"{model.name}{drafter} does not fit on {cc.gpu} with tp={cc.tp}, pp={cc.pp} "
+            f"({where}): each "
             f"GPU needs {weights / GiB:.1f} GiB of weights + {act / GiB:.1f} GiB of activations "
             f"but has {usable / GiB:.1f} GiB ({cc.gpu_memory_fraction:.0%} of "
             f"{device.mem_bytes / GiB:.1f} GiB) and no room is left for the KV cache. Raise tp or "

@@ -253,6 +253,11 @@ def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()
             f"{c['kv_peak_fraction']:.0%} · preemptions {c['preemptions']}"
             + (f" · prefix cache hit {c['prefix_cache']['token_hit_rate']:.0%} of prompt "
                "tokens" if "prefix_cache" in c else "")
+            + (f" · speculative {c['speculative']['method']} k={c['speculative']['k']}: "
+               f"{c['speculative']['tokens_per_step']:.2f} tokens/step, "
+               f"{c['speculative']['acceptance_rate']:.0%} of drafts accepted, drafting "
+               f"{c['speculative']['draft_time_fraction']:.0%} of busy time"
+               if "speculative" in c else "")
         )
     for line in lines:
         out.print(line, markup=False)

@@ -87,6 +87,10 @@ class SchedulerView(Protocol):
     running: list[Request]
     kv: KVAllocator
     now: float
+    # Tokens one decode computes: 1, or k + 1 under speculative decoding. A scheduler
+    # grows a decoding request's KV by this much; if it grows less, the replica drafts
+    # only what the blocks hold.
+    decode_width: int
 
     def preempt(self, request: Request) -> None:
         """Free the request's KV and put it back at the head of ``waiting`` (recompute)."""
@@ -157,6 +161,11 @@ class LayerStep:
     - ``answer(call) -> (seconds, backend index)``: the run's predictor chain;
       add the seconds to ``credit[backend index]`` for what you use.
     - ``replica``, ``now``: which replica runs the iteration and when it starts.
+    - ``record``: False for a pass that is not one of the model's own iterations (a
+      speculative drafter's MTP layer): price it, but leave it out of the block's
+      statistics and trace. Such a pass may also ask for fewer ``layers`` than the
+      block has (one MTP layer); the block then returns the time of that many of its
+      layers (e.g. its per-layer mean times ``layers``).
     """
 
     tokens: np.ndarray
@@ -166,6 +175,7 @@ class LayerStep:
     credit: list[float]
     replica: int = 0
     now: float = 0.0
+    record: bool = True
 
 
 @runtime_checkable

@@ -66,6 +66,53 @@ class ModelConfig(_Strict):
 # ---- deployment ---------------------------------------------------------------
 
 
+class SpeculativeConfig(_Strict):
+    """Speculative decoding on a cluster: every decode step drafts up to ``k`` tokens
+    per sequence and the target model verifies them in one pass over k+1 query tokens.
+
+    ``method: draft`` drafts with a small model (``draft_model``, a catalog name) run
+    ``k`` times per step on the same GPUs; ``method: mtp`` drafts with the target's own
+    multi-token-prediction module (DeepSeek-V3 style: one extra layer per draft token,
+    sharing the embedding and LM head). ``acceptance`` is the probability that a draft
+    token is accepted given that the ones before it were: one number for every position,
+    or a list of ``k`` per-position rates (as engines report them). A step emits the
+    accepted drafts plus one token from the target, so its mean is
+    (1 - p^(k+1)) / (1 - p) for a constant ``p``.
+    """
+
+    method: Literal["draft", "mtp"]
+    k: int = Field(ge=1, le=16, description="draft tokens per decode step")
+    acceptance: float | list[float] = Field(
+        description="per-token acceptance probability, or one per draft position"
+    )
+    draft_model: str | None = Field(None, description="catalog name of the draft model (draft)")
+    draft_tp: int | None = Field(
+        None, ge=1, description="tensor parallelism of the draft model; default: the cluster's tp"
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SpeculativeConfig:
+        rates = self.acceptance if isinstance(self.acceptance, list) else [self.acceptance]
+        if any(not 0.0 <= p <= 1.0 for p in rates):
+            raise ValueError("acceptance rates must lie in [0, 1]")
+        if isinstance(self.acceptance, list) and len(self.acceptance) != self.k:
+            raise ValueError(
+                f"acceptance lists {len(self.acceptance)} rates but k is {self.k}; give one "
+                "rate per draft position, or a single number"
+            )
+        if self.method == "draft" and not self.draft_model:
+            raise ValueError("method: draft needs draft_model (e.g. llama-3.2-1b)")
+        if self.method == "mtp" and (self.draft_model or self.draft_tp):
+            raise ValueError("method: mtp drafts with the target's own MTP layer; drop "
+                             "draft_model and draft_tp")
+        return self
+
+    def rates(self) -> list[float]:
+        """The acceptance probability of each of the ``k`` draft positions."""
+        a = self.acceptance
+        return list(a) if isinstance(a, list) else [a] * self.k
+
+
 class ClusterConfig(_Strict):
     """A pool of identical replicas serving one stage of the workflow."""
 
@@ -104,6 +151,10 @@ class ClusterConfig(_Strict):
     host_cache_gb: float = Field(
         0.0, ge=0, description="host memory (GB per GPU) that keeps cached blocks evicted "
         "from the GPU; a later hit copies them back over PCIe (needs prefix_cache)",
+    )
+
+    speculative: SpeculativeConfig | None = Field(
+        None, description="speculative decoding (draft model or MTP) on this cluster's decodes"
     )
 
     @field_validator("moe", mode="before")

@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,12 +33,16 @@ from frontier_core.components import FFNBlock, LayerStep, MoELayers, Predictor
 from frontier_core.errors import ConfigError
 from frontier_core.records import Batch, OpCall
 
+if TYPE_CHECKING:
+    from frontier_core.speculative import Speculator
+
 # Elementwise traffic per token per layer, in multiples of hidden_size activations:
 # two RMSNorms (read+write each), RoPE on Q/K (~1), two residual adds (read 2,
 # write 1 each). Counted as reads+writes of bf16 activations.
 _ELEMENTWISE_PASSES_PER_LAYER = 12
 
 _computed = attrgetter("computed")
+_target = attrgetter("prefill_target")
 
 
 @dataclass(slots=True)
@@ -92,6 +97,14 @@ class ExecutionPredictor:
         self._layer_memo: dict[int, tuple[float, list[float]]] = {}
         self._part_memo: dict[tuple[str, int], tuple[float, list[float]]] = {}
         self._extra_memo: dict[tuple[int, int], tuple[float, list[float]]] = {}
+        # Speculative decoding (frontier_core.speculative): drafting cost per iteration.
+        self.spec: Speculator | None = None
+        # Host-side scheduling per pass; a drafter's passes run inside the target's
+        # engine step, whose host overhead is counted once.
+        self.host_overhead = True
+        # Set on a drafter: the target it drafts for (its passes stay out of the
+        # statistics of a shared per-iteration block).
+        self.spec_of: ExecutionPredictor | None = None
         self._ones = np.ones(256, np.int64)  # shared, read-only q_lens of decodes
         self._ones.flags.writeable = False
         self._attn_shape()
@@ -202,8 +215,9 @@ class ExecutionPredictor:
             OpCall("gemm", "lm_head", d, seqs, vocab, h),
             OpCall("elementwise", "sampling", "fp32", m=seqs, bytes=3 * seqs * vocab * 4,
                    flops=5.0 * seqs * vocab, num_seqs=seqs),
-            OpCall("cpu_overhead", "host", m=t, num_seqs=seqs),
         ]
+        if self.host_overhead:
+            ops.append(OpCall("cpu_overhead", "host", m=t, num_seqs=seqs))
         if self.pp > 1:
             send = OpCall("send_recv", "pp_send", "bf16", m=t, bytes=t * h * self.act_bytes,
                           num_gpus=2, scope=self.scope)
@@ -226,28 +240,63 @@ class ExecutionPredictor:
     def iteration(self, batch: Batch, replica: int = 0, now: float = 0.0) -> IterationTime:
         """Seconds for one batch run by ``replica`` starting at ``now``; credits each
         backend with the time it supplied."""
+        pre, dec, chunks = batch.prefill, batch.decode, batch.chunks
+        np_, nd = len(pre), len(dec)
+        q = kvp = emits = kvd = wd = None
+        if np_:
+            q = np.fromiter(chunks, np.int64, np_)
+            kvp = np.fromiter(map(_computed, pre), np.int64, np_) + q
+            # Prefills whose last chunk this is emit a token (LM head and sampling).
+            emits = kvp >= np.fromiter(map(_target, pre), np.int64, np_)
+        if nd:
+            kvd = np.fromiter(map(_computed, dec), np.int64, nd)
+            if batch.spec:
+                wd = np.asarray(batch.spec, np.int64) + 1  # verification: s+1 tokens
+                kvd += wd
+            else:
+                kvd += 1
+        ids_p = ids_d = None
+        if self.dp > 1:
+            ids_p = np.fromiter((r.id for r in pre), np.int64, np_)
+            ids_d = np.fromiter((r.id for r in dec), np.int64, nd)
+        it = self.run(q, kvp, emits, kvd, wd, ids_p, ids_d, replica, now)
+        sp = self.spec
+        if sp is not None:
+            computed = None if kvd is None else kvd - (1 if wd is None else wd)
+            drafts = None if wd is None else wd - 1
+            if computed is not None and drafts is None:
+                drafts = np.zeros(nd, np.int64)
+            d = sp.draft_time(q, kvp, emits, computed, drafts, ids_p, ids_d, replica, now)
+            it.stage += d
+            it.latency += d
+        return it
+
+    def run(self, q: np.ndarray | None, kvp: np.ndarray | None, emits: np.ndarray | None,
+            kvd: np.ndarray | None, wd: np.ndarray | None, ids_p: np.ndarray | None,
+            ids_d: np.ndarray | None, replica: int = 0, now: float = 0.0) -> IterationTime:
+        """One forward pass given as arrays (see ``forward``); ``ids_p`` and ``ids_d``
+        are the sequences' request ids, which place them on DP ranks when dp > 1."""
         if self.moe_step is not None or self.dp > 1:  # also every ``ffn`` block
-            return self._iteration_ranks(batch, replica, now)
+            return self._iteration_ranks(q, kvp, emits, kvd, wd, ids_p, ids_d, replica, now)
+        return self.forward(q, kvp, emits, kvd, wd)
+
+    def forward(self, q: np.ndarray | None, kvp: np.ndarray | None, emits: np.ndarray | None,
+                kvd: np.ndarray | None, wd: np.ndarray | None = None) -> IterationTime:
+        """One forward pass of a replica without DP ranks or a per-iteration block.
+
+        Prefill sequences compute ``q`` tokens each with ``kvp`` context (including
+        them); ``emits`` marks those that yield a token. Decode sequences have ``kvd``
+        context and compute ``wd`` tokens each (None: one; more when verifying drafts).
+        """
         credit = self.credit
-        chunks = batch.chunks
-        t = sum(chunks) + len(batch.decode)
-        # Requests that emit a token this iteration: all decodes, and prefills
-        # whose last chunk this is. LM head and sampling run only for those.
-        seqs = len(batch.decode)
-        for r, c in zip(batch.prefill, chunks, strict=False):
-            if r.computed + c >= r.prefill_target:
-                seqs += 1
+        dec_tokens = 0 if kvd is None else (len(kvd) if wd is None else int(wd.sum()))
+        t = (0 if q is None else int(q.sum())) + dec_tokens
+        # LM head and sampling run for every emitting prefill and every decode token.
+        seqs = (0 if emits is None else int(emits.sum())) + dec_tokens
         layers, lc = self._layers(t)
         extras, ec = self._extras(t, seqs)
         nl = self.model.num_layers / self.pp
-        q = kvp = kvd = None
-        if batch.prefill:
-            q = np.fromiter(chunks, np.int64, len(chunks))
-            kvp = np.fromiter(map(_computed, batch.prefill), np.int64, len(chunks)) + q
-        if batch.decode:
-            kvd = np.fromiter(map(_computed, batch.decode), np.int64, len(batch.decode))
-            kvd += 1
-        a, parts = self._attention(q, kvp, kvd)
+        a, parts = self._attention(q, kvp, kvd, wd)
         attn = a * nl
         for x, i in parts:
             credit[i] += x * nl
@@ -257,13 +306,37 @@ class ExecutionPredictor:
         return IterationTime(stage + extras, stage * self.pp + extras)
 
     def _attention(self, q: np.ndarray | None, kvp: np.ndarray | None,
-                   kvd: np.ndarray | None) -> tuple[float, list[tuple[float, int]]]:
-        """Per-layer attention seconds of one rank's prefill (q, kv) and decode (kv) parts."""
+                   kvd: np.ndarray | None,
+                   wd: np.ndarray | None = None) -> tuple[float, list[tuple[float, int]]]:
+        """Per-layer attention seconds of one rank's prefill (q, kv) and decode (kv) parts.
+
+        Decodes that verify drafts (``wd`` > 1 tokens) run as a varlen prefill over
+        their ``wd`` query tokens, as vLLM's FlashAttention path does; under MLA they
+        stay absorbed and the kernel folds the query tokens into the heads (FlashMLA's
+        ``s_q``), so they are priced as decodes with ``wd`` times the heads.
+        """
         parts = []
         if q is not None and len(q):
             parts.append(self._answer(OpCall(
                 "attention_prefill", "attention", "bf16", num_heads=self.heads,
                 num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp)))
+        if kvd is not None and len(kvd) and wd is not None and int(wd.max()) > 1:
+            verify = wd > 1
+            if self.model.attention == "mla":
+                for w in np.unique(wd[verify]).tolist():
+                    sel = wd == w
+                    n = int(sel.sum())
+                    parts.append(self._answer(OpCall(
+                        "attention_decode", "attention_verify", "bf16",
+                        num_heads=self.heads * w, num_kv_heads=self.dec_kv_heads,
+                        head_dim=self.dec_head_dim, q_lens=np.ones(n, np.int64),
+                        kv_lens=kvd[sel])))
+            else:
+                parts.append(self._answer(OpCall(
+                    "attention_prefill", "attention_verify", "bf16", num_heads=self.heads,
+                    num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim,
+                    q_lens=wd[verify], kv_lens=kvd[verify])))
+            kvd = kvd[~verify]
         if kvd is not None and len(kvd):
             n = len(kvd)
             if len(self._ones) < n:
@@ -275,41 +348,46 @@ class ExecutionPredictor:
                 q_lens=self._ones[:n], kv_lens=kvd)))
         return sum(a for a, _ in parts), parts
 
-    def _iteration_ranks(self, batch: Batch, replica: int, now: float) -> IterationTime:
+    def _iteration_ranks(self, q: np.ndarray | None, kvp: np.ndarray | None,
+                         emits: np.ndarray | None, kvd: np.ndarray | None,
+                         wd: np.ndarray | None, ids_p: np.ndarray | None,
+                         ids_d: np.ndarray | None, replica: int, now: float) -> IterationTime:
         """An iteration over ``dp`` attention ranks, with a per-iteration MoE block."""
         m, dp, credit = self.model, self.dp, self.credit
-        pre, dec = batch.prefill, batch.decode
-        np_, nd = len(pre), len(dec)
-        q = np.fromiter(batch.chunks, np.int64, np_)
-        kvp = np.fromiter(map(_computed, pre), np.int64, np_) + q
-        kvd = np.fromiter(map(_computed, dec), np.int64, nd) + 1
-        emits = np.fromiter((r.computed + c >= r.prefill_target for r, c in
-                             zip(pre, batch.chunks, strict=False)), bool, np_)
+        empty = np.zeros(0, np.int64)
+        q = empty if q is None else q
+        kvp = empty if kvp is None else kvp
+        emits = np.zeros(0, bool) if emits is None else emits
+        kvd = empty if kvd is None else kvd
+        nd = len(kvd)
+        wdv = np.ones(nd, np.int64) if wd is None else wd
         if dp == 1:
-            tokens = np.array([int(q.sum()) + nd], np.int64)
-            seqs = int(emits.sum()) + nd
-            best, parts = self._attention(q, kvp, kvd)
+            tokens = np.array([int(q.sum()) + int(wdv.sum())], np.int64)
+            seqs = int(emits.sum()) + int(wdv.sum())
+            best, parts = self._attention(q, kvp, kvd, wd)
             c, cc = self._part("common", int(tokens[0]))
             worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
         else:
+            assert ids_p is not None and ids_d is not None
             # A request stays on one DP rank (its KV lives there): rank = id mod dp.
-            rp = np.fromiter((r.id for r in pre), np.int64, np_) % dp
-            rd = np.fromiter((r.id for r in dec), np.int64, nd) % dp
+            rp = ids_p % dp
+            rd = ids_d % dp
             tokens = (np.bincount(rp, weights=q, minlength=dp)
-                      + np.bincount(rd, minlength=dp)).astype(np.int64)
+                      + np.bincount(rd, weights=wdv, minlength=dp)).astype(np.int64)
             seqs = int(np.bincount(rp[emits], minlength=dp).max(initial=0)
-                       + np.bincount(rd, minlength=dp).max(initial=0))
+                       + np.bincount(rd, weights=wdv, minlength=dp).max(initial=0))
             # NOTE: perf — only ranks that can be the slowest are predicted: the most
             # tokens, the most prefill attention work, the most decode context.
             cand = {int(np.argmax(tokens))}
-            if np_:
+            if len(q):
                 cand.add(int(np.argmax(np.bincount(rp, weights=q * kvp, minlength=dp))))
             if nd:
-                cand.add(int(np.argmax(np.bincount(rd, weights=kvd, minlength=dp))))
+                cand.add(int(np.argmax(np.bincount(rd, weights=kvd * wdv, minlength=dp))))
             worst = -1.0
             for r in sorted(cand):
                 sp, sd = rp == r, rd == r
-                a, parts = self._attention(q[sp], kvp[sp], kvd[sd])
+                a, parts = self._attention(q[sp], kvp[sp], kvd[sd],
+                                           None if wd is None else wd[sd])
                 c, cc = self._part("common", int(tokens[r]))
                 if c + a > worst:
                     worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
@@ -329,7 +407,7 @@ class ExecutionPredictor:
         if n_moe:
             if self.moe_step is not None:
                 total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,
-                                                 replica, now))
+                                                 replica, now, self.spec_of is None))
             else:
                 assert self.moe_ffn is not None
                 mo, mc = self._sum(self.moe_ffn.ops(worst_t))

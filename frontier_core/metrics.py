@@ -186,6 +186,9 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
         }
         if any(r.kv.caching for r in cw.replicas):
             summary["clusters"][name]["prefix_cache"] = _prefix_cache(cw)
+        spec = sim.executors[name].spec
+        if spec is not None:
+            summary["clusters"][name]["speculative"] = spec.summary(cw.busy_time)
         block = block_reports(sim).get(name)
         if block is not None and block.summary:
             summary["clusters"][name]["moe"] = block.summary

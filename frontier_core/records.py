@@ -90,18 +90,25 @@ class Batch:
     ``prefill[i]`` processes ``chunks[i]`` new tokens (a whole prompt, or a
     chunk of it under chunked prefill); every request in ``decode`` computes one
     token. The scheduler has already grown the KV allocation of every member.
+
+    With speculative decoding the replica fills ``spec`` and ``accepted`` (one entry
+    per decode): ``decode[i]`` verifies ``spec[i]`` draft tokens, computing
+    ``spec[i] + 1`` tokens, and emits ``accepted[i] + 1``. Empty lists mean no
+    speculation: one token each.
     """
 
     prefill: list[Request] = field(default_factory=list)
     chunks: list[int] = field(default_factory=list)
     decode: list[Request] = field(default_factory=list)
+    spec: list[int] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prefill) + len(self.decode)
 
     @property
     def num_tokens(self) -> int:
-        return sum(self.chunks) + len(self.decode)
+        return sum(self.chunks) + len(self.decode) + sum(self.spec)
 
 
 # Operator names: the first seven are the profile-table vocabulary

@@ -19,7 +19,8 @@ PUBLISHED = {
     "qwen2-7b": 7.62,
     "qwen3-32b": 32.8,
     "mixtral-8x7b": 46.7,
-    "mixtral-8x22b": 140.6,  # mistral.ai: 141B total, 39B active
+    "mixtral-8x22b": 140.6,
+    "llama-3.2-1b": 1.24,  # meta-llama/Llama-3.2-1B: 1.23B (1,235,814,400)  # mistral.ai: 141B total, 39B active
     "qwen3-30b-a3b": 30.5,
     "deepseek-v3": 671.0,  # main model; the 14B MTP module is not part of serving
     # OPT: the checkpoints' exact counts (12,853,473,280 and 65,719,701,504 with the

@@ -25,7 +25,7 @@ ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 SMALL = ["--set", "workload.num_requests=40"]
 
 CATALOG_MODELS = {
-    "deepseek-v3", "llama-2-7b", "llama-3.1-70b", "llama-3.1-8b",
+    "deepseek-v3", "llama-2-7b", "llama-3.1-70b", "llama-3.1-8b", "llama-3.2-1b",
     "mixtral-8x7b", "mixtral-8x22b", "qwen2-7b", "qwen3-30b-a3b", "qwen3-32b",
 }
 CATALOG_GPUS = {"a100-80g-sxm", "a800", "b200", "h100-sxm", "h200", "h800"}
@@ -172,6 +172,14 @@ BAD_INPUTS = {
         {},
         ["--set", "deployment.clusters.0.gpu=h1000"],
         ["'h1000'", "deployment.clusters[0].gpu", "h100-sxm", "hardware:"],
+    ),
+    "speculative-unknown-draft": (
+        {"c.yaml": "model: llama-3.1-8b\ndeployment:\n  clusters:\n    - name: main\n"
+                   "      speculative: {method: draft, k: 3, acceptance: 0.7, "
+                   "draft_model: llama-3.2-1bb}\n" + SYNTHETIC},
+        ["c.yaml"],
+        ["'llama-3.2-1bb'", "deployment.clusters[0].speculative.draft_model",
+         "llama-3.2-1b"],
     ),
     "missing-config": (
         {},

@@ -221,6 +221,7 @@ class FakeView:
     def __init__(self, kv: PagedKVCache, prompts: list[int]) -> None:
         self.kv = kv
         self.now = 0.0
+        self.decode_width = 1  # no speculative decoding
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque(
             Request(i, 0.0, p, 8, prefill_target=p) for i, p in enumerate(prompts)

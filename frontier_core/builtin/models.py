@@ -21,6 +21,12 @@ MODELS: list[ModelSpec] = [
         num_heads=32, num_kv_heads=8, intermediate_size=14336, vocab_size=_LLAMA3_VOCAB,
         max_context=131072,
     ),
+    # The usual draft model for speculative decoding with Llama-3.1-8B/70B (same tokenizer).
+    ModelSpec(
+        name="llama-3.2-1b", hf_id="meta-llama/Llama-3.2-1B", num_layers=16, hidden_size=2048,
+        num_heads=32, num_kv_heads=8, head_dim=64, intermediate_size=8192,
+        vocab_size=_LLAMA3_VOCAB, max_context=131072, tie_embeddings=True,
+    ),
     ModelSpec(
         name="llama-3.1-70b", hf_id="meta-llama/Llama-3.1-70B", num_layers=80, hidden_size=8192,
         num_heads=64, num_kv_heads=8, intermediate_size=28672, vocab_size=_LLAMA3_VOCAB,

@@ -28,14 +28,17 @@ class VLLMOptions(BatchLimits):
 
 def _decode_running(view: SchedulerView, batch: Batch, budget: int | None = None) -> int:
     """Add every running request that is past its prefill to ``batch.decode``, growing its
-    KV by one token and preempting from the tail (newest first) when blocks run out.
-    Returns how many were added."""
+    KV by the tokens a decode computes (one, or k + 1 under speculative decoding, never
+    past its last output token) and preempting from the tail (newest first) when blocks
+    run out. ``budget`` bounds the decode tokens. Returns the decode tokens added."""
     kv = view.kv
     bs = kv.block_size
     grow = kv.grow
     running = view.running
     decode = batch.decode
     append = decode.append
+    w = getattr(view, "decode_width", 1)
+    cap = budget // w if budget is not None else None
     i = 0
     # NOTE: perf — the per-request hot loop of every decode iteration: the block
     # check is inlined so that grow() is called only when a new block is needed.
@@ -45,17 +48,24 @@ def _decode_running(view: SchedulerView, batch: Batch, budget: int | None = None
         if c < r.prefill_target:
             i += 1
             continue
-        if budget is not None and len(decode) >= budget:
+        if cap is not None and len(decode) >= cap:
             break
-        if c < r.blocks * bs or grow(r, c + 1):
-            append(r)
-            i += 1
-            continue
+        if w == 1:
+            if c < r.blocks * bs or grow(r, c + 1):
+                append(r)
+                i += 1
+                continue
+        else:
+            end = min(c + w, r.prompt_len + r.output_len - 1)
+            if end <= r.blocks * bs or grow(r, end):
+                append(r)
+                i += 1
+                continue
         victim = running[-1]
         view.preempt(victim)
         if victim is r:
             break
-    return len(decode)
+    return len(decode) * w
 
 
 def _admit_decode_ready(view: SchedulerView, r) -> bool:
@@ -172,8 +182,7 @@ class OrcaScheduler:
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
         waiting, running, kv = view.waiting, view.running, view.kv
-        _decode_running(view, batch)
-        tokens = len(batch.decode)
+        tokens = _decode_running(view, batch)
         while waiting and len(running) < self.max_seqs:
             r = waiting[0]
             chunk = r.prefill_target - r.computed

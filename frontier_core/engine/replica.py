@@ -48,6 +48,10 @@ class ReplicaWorker:
         self.executor = executor
         self.kv = kv
         self.pp = executor.pp
+        # Speculative decoding: each decode computes up to k + 1 tokens (schedulers grow
+        # its KV by ``decode_width``); the cluster's speculator draws what is accepted.
+        self.spec = executor.spec
+        self.decode_width = 1 if self.spec is None else self.spec.k + 1
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.outstanding = 0  # requests assigned and not finished here
@@ -124,6 +128,7 @@ class ReplicaWorker:
         pp = self.pp
         rec = self.iterations.extend
         kv = self.kv
+        spec = self.spec
         while True:
             if (not self.waiting and not self.running) or self.inflight >= pp:
                 self._wake = env.event()
@@ -138,6 +143,8 @@ class ReplicaWorker:
                 yield self._wake
                 self._wake = None
                 continue
+            if spec is not None and batch.decode:
+                spec.plan(batch, kv.block_size)
             now = env.now
             for r in batch.prefill:
                 if r.first_scheduled != r.first_scheduled:  # NaN: first time
@@ -153,7 +160,7 @@ class ReplicaWorker:
                 it.stage += load
                 it.latency += load
             rec((now, it.latency, len(batch.prefill), len(batch.decode),
-                 sum(batch.chunks) + len(batch.decode), kv.num_blocks - kv.free_blocks))
+                 batch.num_tokens, kv.num_blocks - kv.free_blocks))
             if pp == 1:
                 yield env.timeout(it.latency)
                 self.busy_time += it.latency
@@ -219,15 +226,27 @@ class ReplicaWorker:
                     continue
             out.append(r)
         append = out.append
-        for r in batch.decode:
-            g = r.generated + 1
-            r.generated = g
-            r.computed += 1
-            if g >= r.output_len:
-                self._finish(r)
-                finished = True
-            else:
-                append(r)
+        if batch.accepted:
+            # Speculative step: the accepted drafts plus the target's own token.
+            for r, a in zip(batch.decode, batch.accepted, strict=True):
+                g = r.generated + a + 1
+                r.generated = g
+                r.computed += a + 1
+                if g >= r.output_len:
+                    self._finish(r)
+                    finished = True
+                else:
+                    append(r)
+        else:
+            for r in batch.decode:
+                g = r.generated + 1
+                r.generated = g
+                r.computed += 1
+                if g >= r.output_len:
+                    self._finish(r)
+                    finished = True
+                else:
+                    append(r)
         if finished and not back_to_running:
             self.running = [r for r in self.running if r.done is not None and not r.done.triggered]
         return out

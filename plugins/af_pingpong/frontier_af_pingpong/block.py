@@ -17,6 +17,7 @@ from array import array
 from typing import Any, Literal
 
 import numpy as np
+from frontier_moe_ep.block import QuietStats
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontier_af_pingpong.schedule import RESOURCES, pingpong
@@ -199,6 +200,23 @@ class AFBlock:
 
     # ---- one iteration ------------------------------------------------------------------
     def step(self, s: LayerStep) -> float:
+        L = self.model.num_layers
+        if not s.record or s.layers != L:
+            # A pass outside the model's iterations (an MTP layer): the mean layer of
+            # this iteration's timeline, times the layers asked for, kept out of the stats.
+            saved = self.stats, self.moe.stats if self.moe is not None else None
+            self.stats = QuietStats()  # type: ignore[assignment]
+            if self.moe is not None:
+                self.moe.stats = QuietStats()
+            try:
+                return self._step(s) * s.layers / L
+            finally:
+                self.stats = saved[0]
+                if self.moe is not None:
+                    self.moe.stats = saved[1]
+        return self._step(s)
+
+    def _step(self, s: LayerStep) -> float:
         m = self.model
         total = int(s.tokens.sum())
         if total == 0:

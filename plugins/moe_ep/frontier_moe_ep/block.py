@@ -218,6 +218,17 @@ class MoEBlock:
 
     # ---- one iteration -------------------------------------------------------------
     def step(self, s: LayerStep) -> float:
+        if not s.record or s.layers != self.layers:
+            # A pass outside the model's iterations (an MTP layer): the mean layer of
+            # this iteration's draw, times the layers asked for, kept out of the stats.
+            saved, self.stats = self.stats, QuietStats()
+            try:
+                return self._step(s) * s.layers / self.layers
+            finally:
+                self.stats = saved
+        return self._step(s)
+
+    def _step(self, s: LayerStep) -> float:
         total_tokens = int(s.tokens.sum())
         if total_tokens == 0:
             return s.other_s * s.layers
@@ -311,6 +322,16 @@ class MoEBlock:
         from frontier_moe_ep.report import block_report
 
         return block_report(self, pid, name)
+
+
+class QuietStats:
+    """Statistics that record nothing (for passes outside the model's iterations)."""
+
+    def tracing(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str):
+        return lambda *a, **k: None
 
 
 class _Stats:
