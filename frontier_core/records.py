@@ -59,6 +59,7 @@ class Request:
     shared_blocks: int = 0
     cached_tokens: int = 0
     load_s: float = 0.0  # host-to-GPU copy of cached blocks due before its next prefill
+    matched_at: int = -1  # the cache's epoch at its last prefix match here (-1: none yet)
     # Tokens that ``prefix`` describes: 0 means the prompt (a trace's hash_ids); a
     # conversation turn's hashes also cover its visible output, which the next turn's
     # prompt repeats, so its computed output blocks are cached as well.

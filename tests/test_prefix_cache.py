@@ -175,11 +175,10 @@ def test_a_run_skips_cached_prefill_and_reports_it(registry, tmp_path):
     assert col["cached_tokens"].tolist() == [0] + [1024] * 59
 
 
-@pytest.mark.parametrize("fraction", [0.21, 0.215])
+@pytest.mark.parametrize("fraction", [0.215, 0.23])
 def test_prefix_cache_survives_preemption_pressure(registry, tmp_path, fraction):
-    # At 0.21 a preempted request re-matches the shared prompt and waits holding only
-    # shared blocks; the idle replica must take those back for the head of the queue
-    # (it used to sleep for good with 39 of 40 requests unfinished).
+    # Preempted requests re-match the shared prompt and wait holding only shared blocks;
+    # an idle replica must take those back for the head of its queue.
     path = _trace(tmp_path, 40, gap_ms=10, output=600)
     sim = _run(registry, path, True, gpu_memory_fraction=fraction)
     assert sim.controller.finished == 40
@@ -365,3 +364,14 @@ def test_a_preempted_turn_rematches_its_cached_output():
     assert kv.match(r) == 64  # prompt tokens found (what the hit rate counts)
     assert r.computed == 96 and r.shared_blocks == 6
     assert kv.stats[1] == 64
+
+
+def test_requests_queued_together_find_what_the_first_computed(registry, tmp_path):
+    """A burst sharing a system prompt: requests still waiting when the first one's
+    prefill completes are matched when scheduled (as vLLM does), not only on arrival."""
+    from frontier_core.metrics import request_table
+
+    path = _trace(tmp_path, 10, gap_ms=0)  # all at once; one prompt fits per iteration
+    sim = _run(registry, path, True,
+               scheduler={"name": "vllm", "max_num_batched_tokens": 2048})
+    assert request_table(sim)["cached_tokens"].tolist() == [0] + [1024] * 9

@@ -3,8 +3,9 @@
 Blocks are counted, not named, which keeps the hot path to integer arithmetic.
 With prefix caching, whole prompt blocks are also kept by content hash (the
 trace's ``hash_ids``): a request whose prompt starts with cached blocks holds
-them by reference instead of computing them again; when it leaves, its
-computed prompt blocks stay cached. Cached blocks that no request holds are
+them by reference instead of computing them again (the replica matches waiting
+requests before each schedule); when it leaves, its computed prompt blocks stay
+cached. Cached blocks that no request holds are
 counted as free (a scheduler may take them) and are evicted, least recently
 used first, only when an allocation needs the room. With a host tier they move
 to host memory instead (itself least-recently-used, bounded) and a later hit
@@ -38,7 +39,7 @@ class PagedKVCache:
 
     __slots__ = ("block_size", "num_blocks", "free_blocks", "peak_used", "caching",
                  "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
-                 "host_blocks", "load_s_per_block", "recompute_s")
+                 "host_blocks", "load_s_per_block", "recompute_s", "epoch")
 
     def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
                  host_blocks: int = 0, load_s_per_block: float = 0.0,
@@ -63,6 +64,7 @@ class PagedKVCache:
         self.host_blocks = 0
         self.load_s_per_block = load_s_per_block
         self.recompute_s = recompute_s
+        self.epoch = 0  # cache entries created so far (see ``match``)
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -119,6 +121,7 @@ class PagedKVCache:
                 self.free_blocks += e[1]
         request.held = []
         request.shared_blocks = 0
+        request.matched_at = -1
 
     # ---- prefix caching ---------------------------------------------------------
     def _offload(self, h: int, blocks: int, tokens: int) -> None:
@@ -160,6 +163,7 @@ class PagedKVCache:
             request.shared_blocks += blocks
             request.held.append(h)
             self.entries[h] = [1, blocks, tokens]
+            self.epoch += 1
             stale = self.host.pop(h, None)  # recomputed: the GPU copy supersedes it
             if stale is not None:
                 self.host_blocks -= stale[0]
@@ -191,17 +195,30 @@ class PagedKVCache:
         computed; returns the cached prompt tokens. A fully cached prompt still computes
         its last token (which yields the first output token), as vLLM does.
 
+        A request not yet started (no blocks of its own) may be matched again: the match
+        then goes on from the blocks it holds, picking up blocks cached since (the
+        replica does this before each schedule for the head of its queue, as vLLM
+        matches when it schedules a request). ``epoch`` counts cache entries created, so
+        a replica can tell whether matching again can find anything new.
+
         A run of blocks in the host tier is copied back into free GPU blocks (its copy
         time added to ``request.load_s``) when that is faster than recomputing it;
         otherwise the match stops there: the prompt is computed from that block on, and
         publishing the result supersedes the host copy."""
-        if not (self.caching and request.prefix) or request.held:
-            return 0
-        found = blocks = 0
+        if (not (self.caching and request.prefix) or request.blocks
+                or 0 < request.prefill_target <= request.computed):
+            return 0  # it has started computing, or arrived with its KV (a transfer)
+        first = request.matched_at < 0
+        request.matched_at = self.epoch
         held = request.held
-        prefix = request.prefix
         entries, host, stats = self.entries, self.host, self.stats
-        i, n = 0, len(prefix)
+        start = len(held)
+        # Extending an earlier match: its entries are held, so they are still here.
+        found = sum(entries[h][2] for h in held) if start else 0
+        blocks = request.shared_blocks
+        before = min(found, request.prompt_len)
+        prefix = request.prefix
+        i, n = start, len(prefix)
         while i < n:
             h = prefix[i]
             e = entries.get(h)
@@ -247,9 +264,10 @@ class PagedKVCache:
         # hashes cover its output too (a conversation turn), those may be cached as well.
         limit = max(request.prompt_len, request.prefill_target)
         found = min(found, limit)
-        stats[0] += request.prompt_len
-        stats[1] += min(found, request.prompt_len)
-        stats[2] += len(held)
+        if first:
+            stats[0] += request.prompt_len
+        stats[1] += min(found, request.prompt_len) - before
+        stats[2] += len(held) - start
         if found:
             request.shared_blocks = blocks
             request.computed = min(found, limit - 1)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from frontier_core.components import Scheduler
     from frontier_core.execution import ExecutionPredictor
 
+# Waiting requests (from the head) matched against the prefix cache before a schedule.
+MATCH_WINDOW = 256
+
 # Per-iteration record fields, flattened into one array (see ``iterations``).
 ITER_FIELDS = ("start", "latency", "prefills", "decodes", "tokens", "kv_used")
 
@@ -65,6 +68,10 @@ class ReplicaWorker:
         # request (a workflow waiting for memory here sets it; None costs one check).
         self.on_free: Callable[[ReplicaWorker], None] | None = None
         self._wake: simpy.Event | None = None
+        # Prefix caching: waiting requests are matched against the cache just before a
+        # schedule (see ``_match_waiting``) when some arrived or the cache grew since.
+        self._match_pending = False
+        self._matched_epoch = -1
         self.process = env.process(self._loop())
 
     # ---- SchedulerView ----------------------------------------------------
@@ -77,8 +84,8 @@ class ReplicaWorker:
         self.kv.release(request)
         request.computed = 0
         request.prefill_target = request.prompt_len + request.generated
-        self.kv.match(request)  # its prompt blocks may still be cached
-        request.preemptions += 1
+        self.kv.match(request)  # its blocks may still be cached (the scheduler may
+        request.preemptions += 1  # take it back in this very schedule)
         self.preemptions += 1
         self.running.remove(request)
         self.waiting.appendleft(request)
@@ -99,8 +106,7 @@ class ReplicaWorker:
         # remote prefill) goes straight to decoding.
         if request.computed == 0:
             request.prefill_target = request.prompt_len + request.generated
-            if self.kv.caching:
-                request.cached_tokens = self.kv.match(request)
+            self._match_pending = True
         else:
             request.prefill_target = request.computed
         self.waiting.append(request)
@@ -135,6 +141,8 @@ class ReplicaWorker:
                 yield self._wake
                 self._wake = None
                 continue
+            if kv.caching and (self._match_pending or kv.epoch != self._matched_epoch):
+                self._match_waiting()
             batch = schedule(self)
             if not batch.prefill and not batch.decode:
                 if not self.running and not self.inflight and self.waiting and self._unblock():
@@ -174,6 +182,25 @@ class ReplicaWorker:
                 done.callbacks.append(lambda _ev, b=batch: self._land(b))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
+
+    def _match_waiting(self) -> None:
+        """Match the first ``MATCH_WINDOW`` waiting requests that have not started
+        against the prefix cache, or extend their earlier match with blocks cached since
+        (vLLM matches a request when it schedules it, so a burst of requests sharing a
+        prompt finds the blocks the first of them computed). Those requests hold what
+        they matched until they start or leave."""
+        kv = self.kv
+        epoch = kv.epoch
+        self._match_pending = False
+        self._matched_epoch = epoch
+        match = kv.match
+        for i, r in enumerate(self.waiting):
+            if i >= MATCH_WINDOW:
+                break
+            if r.matched_at != epoch and not r.blocks and r.prefix:
+                got = match(r)
+                if not r.preemptions:
+                    r.cached_tokens = got  # prompt tokens found on its first admission
 
     def _unblock(self) -> bool:
         """An idle replica whose head request cannot start. If other waiting requests
