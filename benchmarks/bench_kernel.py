@@ -9,7 +9,9 @@ Cases (issue: kernel performance targets, one core):
   moe      Mixtral-8x7B EP8 on one H100 node (needs frontier-moe-ep), power-law
            routing drawn per layer and iteration, 3,000 requests;
   moe-dp   Qwen3-30B-A3B DP16/EP16 on two nodes, EPLB +16 slots, two-batch overlap,
-           3,000 requests.
+           3,000 requests;
+  spec     the single case with speculative decoding: Llama-3.2-1B drafts 4 tokens
+           per step (acceptance 0.8), each draft pass and verification priced.
 Lengths come from the full Azure LLM 2023 conversation trace in ../shared/data when
 present, else from the bundled 2,000-row sample. Each case runs in a fresh process
 so peak RSS is its own.
@@ -40,6 +42,8 @@ CASES = {
     "pd": {"replicas": 4, "requests": 40_000, "rate": 17.0 * 4},
     "moe": {"replicas": 1, "requests": 3_000, "rate": 8.0},
     "moe-dp": {"replicas": 1, "requests": 3_000, "rate": 16.0},
+    # the single case with a Llama-3.2-1B draft model proposing 4 tokens per step
+    "spec": {"replicas": 1, "requests": 10_000, "rate": 17.0},
 }
 
 
@@ -53,6 +57,9 @@ def config(case: str, predictor: str, model: str | None = None) -> dict:
         deployment = {"workflow": {"name": "pd", "link": "nvlink"}, "clusters": [
             {"name": "prefill", "gpu": "h100-sxm", "replicas": c["replicas"]},
             {"name": "decode", "gpu": "h100-sxm", "replicas": c["replicas"], "router": "least_kv"}]}
+    if case == "spec":
+        deployment["clusters"][0]["speculative"] = {
+            "method": "draft", "k": 4, "acceptance": 0.8, "draft_model": "llama-3.2-1b"}
     model_name = "llama-3.1-8b"
     if case == "moe":
         model_name = "mixtral-8x7b"
