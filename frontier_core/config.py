@@ -75,15 +75,20 @@ class SpeculativeConfig(_Strict):
     multi-token-prediction module (DeepSeek-V3 style: one extra layer per draft token,
     sharing the embedding and LM head). ``acceptance`` is the probability that a draft
     token is accepted given that the ones before it were: one number for every position,
-    or a list of ``k`` per-position rates (as engines report them). A step emits the
-    accepted drafts plus one token from the target, so its mean is
-    (1 - p^(k+1)) / (1 - p) for a constant ``p``.
+    or a list of ``k`` per-position rates (as engines report them). Instead,
+    ``accepted_lengths`` gives the distribution of accepted drafts per step directly:
+    k + 1 weights for 0..k accepted (normalised). A step emits the accepted drafts plus
+    one token from the target, so its mean is (1 - p^(k+1)) / (1 - p) for a constant
+    ``p``.
     """
 
     method: Literal["draft", "mtp"]
     k: int = Field(ge=1, le=16, description="draft tokens per decode step")
-    acceptance: float | list[float] = Field(
-        description="per-token acceptance probability, or one per draft position"
+    acceptance: float | list[float] | None = Field(
+        None, description="per-token acceptance probability, or one per draft position"
+    )
+    accepted_lengths: list[float] | None = Field(
+        None, description="weights of accepting 0, 1, ..., k drafts in a step (k + 1 of them)"
     )
     draft_model: str | None = Field(None, description="catalog name of the draft model (draft)")
     draft_tp: int | None = Field(
@@ -92,6 +97,17 @@ class SpeculativeConfig(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> SpeculativeConfig:
+        if (self.acceptance is None) == (self.accepted_lengths is None):
+            raise ValueError("give exactly one of acceptance (per-token rates) and "
+                             "accepted_lengths (a distribution of accepted drafts)")
+        if self.accepted_lengths is not None:
+            w = self.accepted_lengths
+            if len(w) != self.k + 1 or any(x < 0 for x in w) or sum(w) <= 0:
+                raise ValueError(
+                    f"accepted_lengths needs k + 1 = {self.k + 1} non-negative weights (for "
+                    f"0..{self.k} accepted drafts) with a positive sum; got {w}"
+                )
+            return self._check_draft()
         rates = self.acceptance if isinstance(self.acceptance, list) else [self.acceptance]
         if any(not 0.0 <= p <= 1.0 for p in rates):
             raise ValueError("acceptance rates must lie in [0, 1]")
@@ -100,6 +116,9 @@ class SpeculativeConfig(_Strict):
                 f"acceptance lists {len(self.acceptance)} rates but k is {self.k}; give one "
                 "rate per draft position, or a single number"
             )
+        return self._check_draft()
+
+    def _check_draft(self) -> SpeculativeConfig:
         if self.method == "draft" and not self.draft_model:
             raise ValueError("method: draft needs draft_model (e.g. llama-3.2-1b)")
         if self.method == "mtp" and (self.draft_model or self.draft_tp):
@@ -108,8 +127,17 @@ class SpeculativeConfig(_Strict):
         return self
 
     def rates(self) -> list[float]:
-        """The acceptance probability of each of the ``k`` draft positions."""
+        """The acceptance probability of each of the ``k`` draft positions, given that
+        the earlier ones were accepted (from ``accepted_lengths``: P(a >= j) / P(a >= j-1),
+        1 where nothing reaches position j-1)."""
+        if self.accepted_lengths is not None:
+            w = self.accepted_lengths
+            total = sum(w)
+            tail = [sum(w[j:]) / total for j in range(self.k + 1)]  # P(accepted >= j)
+            return [tail[j] / tail[j - 1] if tail[j - 1] > 0 else 1.0
+                    for j in range(1, self.k + 1)]
         a = self.acceptance
+        assert a is not None
         return list(a) if isinstance(a, list) else [a] * self.k
 
 

@@ -74,6 +74,19 @@ def test_per_position_rates_give_a_prefix_of_acceptances() -> None:
     assert b.accepted == [1] * 50  # position 2 is rejected, so position 3 never counts
 
 
+def test_a_distribution_of_accepted_lengths_is_reproduced() -> None:
+    weights = [0.1, 0.2, 0.0, 0.7]  # 0, 1, 2 or all 3 drafts accepted
+    cfg = SpeculativeConfig(method="mtp", k=3, accepted_lengths=weights)
+    assert cfg.rates() == pytest.approx([0.9, 0.7 / 0.9, 1.0])
+    sp = Speculator(cfg, None, np.random.default_rng(1), "test")  # type: ignore[arg-type]
+    for _ in range(40):
+        sp.plan(roomy_batch(500), 16)
+    share = sp.hist / sp.steps
+    assert share == pytest.approx(weights, abs=0.01)
+    assert sp.summary(1.0)["expected_tokens_per_full_step"] == pytest.approx(
+        1 + 0.2 * 1 + 0.7 * 3)
+
+
 def test_drafts_are_capped_by_kv_room_and_remaining_output() -> None:
     cfg = SpeculativeConfig(method="mtp", k=4, acceptance=1.0)
     sp = Speculator(cfg, None, np.random.default_rng(0), "test")  # type: ignore[arg-type]
@@ -253,6 +266,10 @@ def test_a_draft_model_costs_memory(registry) -> None:
     ({"method": "draft", "k": 3, "acceptance": 0.7}, {}, "draft_model"),
     ({"method": "mtp", "k": 3, "acceptance": [0.7, 0.5]}, {}, "one rate per draft position"),
     ({"method": "mtp", "k": 2, "acceptance": 1.5}, {}, "[0, 1]"),
+    ({"method": "mtp", "k": 2}, {}, "exactly one of acceptance"),
+    ({"method": "mtp", "k": 2, "acceptance": 0.5, "accepted_lengths": [1, 1, 1]}, {},
+     "exactly one of acceptance"),
+    ({"method": "mtp", "k": 2, "accepted_lengths": [1, 1]}, {}, "k + 1 = 3"),
     ({"method": "mtp", "k": 2, "acceptance": 0.5, "draft_model": "llama-3.2-1b"}, {},
      "drop draft_model"),
 ])
