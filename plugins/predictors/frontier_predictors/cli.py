@@ -38,7 +38,7 @@ def train_command(
     data: DataArg,
     backend: Annotated[str, typer.Option("--backend", "-b", help="table, forest or proxy.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
-    estimator: Annotated[str, typer.Option(help="forest/proxy: hgb, rf or extra.")] = "hgb",
+    estimator: Annotated[str, typer.Option(help="forest/proxy: auto (per op), hgb, rf or extra.")] = "auto",
     margin: Annotated[float, typer.Option(help="log2 units beyond the training range answered.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the ensemble.")] = 0,
     ops: Annotated[Optional[str], typer.Option(help="Comma-separated ops to train (default: all).")] = None,  # noqa: UP045

@@ -138,7 +138,11 @@ def test_flat_trees_reproduce_the_estimators():
                 ExtraTreesRegressor(n_estimators=10, random_state=0)):
         est.fit(X, y)
         Xt = rng.random((50, 6))
-        np.testing.assert_allclose(FlatTrees(est).predict(Xt), est.predict(Xt), atol=1e-9)
+        flat = FlatTrees(est)
+        np.testing.assert_allclose(flat.predict(Xt), est.predict(Xt), atol=1e-9)
+        # one row at a time (the simulator's path) gives the same
+        one = np.concatenate([flat.predict(x) for x in Xt])
+        np.testing.assert_allclose(one, est.predict(Xt), atol=1e-9)
 
 
 def test_forest_beats_proxy_on_heterogeneous_batches():
