@@ -183,6 +183,21 @@ def _lg(x: float) -> float:
     return math.log2(x) if x > 0 else -1.0
 
 
+# GEMMs with more tokens than this share a memoised ratio per block of 8 tokens
+# (``gemm_memo_m``): the blocks keep every tile count of the GEMM features constant, and
+# the single benchmark case walks the trees ~40% less often. Measured on it (AIC H100
+# forest): mean TPOT and end-to-end latency +0.3%, TTFT +0.1% against exact m; 16-token
+# blocks moved them 1.2%.
+GEMM_EXACT_M = 1024
+GEMM_M_BLOCK = 8
+
+
+def gemm_memo_m(m: int) -> int:
+    """The m whose predicted ratio a GEMM of ``m`` tokens uses: m itself up to
+    ``GEMM_EXACT_M``, else the top of its block of ``GEMM_M_BLOCK`` tokens."""
+    return m if m <= GEMM_EXACT_M else -(-m // GEMM_M_BLOCK) * GEMM_M_BLOCK
+
+
 class Featurizer:
     """Feature vectors of OpCalls on one device, for the ``dist`` or ``proxy`` view."""
 
@@ -361,7 +376,8 @@ class Featurizer:
 
         Sizes are bucketed in log2 steps of 1/8 (~9%) for sums and 1/4 for maxima;
         the roofline time of the exact call still scales the shared ratio, so
-        predictions remain continuous in the sizes. Batch size is exact up to 32.
+        predictions remain continuous in the sizes. Batch size is exact up to 32; a
+        GEMM's m (tokens) exact up to ``GEMM_EXACT_M`` (see ``gemm_memo_m``).
         """
         op = call.op
         dc = DTYPE_CLASS.get(call.dtype, 16)
@@ -374,7 +390,7 @@ class Featurizer:
             return (op, dc, call.num_heads, call.num_kv_heads, call.head_dim, nb, qk,
                     round(8 * _lg(float(kv.sum()))), round(4 * _lg(float(kv.max()))))
         if op == "gemm":
-            return (op, dc, call.m, call.n, call.k)
+            return (op, dc, gemm_memo_m(call.m), call.n, call.k)
         if op == "moe_experts":
             ex = call.extra or {}
             tpe = ex.get("tokens_per_expert")
