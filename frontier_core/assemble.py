@@ -376,39 +376,7 @@ def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec, where
         )
     block_bytes = plan.kv_bytes_per_token_per_gpu * cc.block_size
     blocks = cc.dp * int(cc.host_cache_gb * 1e9 // block_bytes)
-    return blocks, block_bytes / device.pcie_bw, _recompute_estimate(ex)
-
-
-def _recompute_estimate(ex: ExecutionPredictor) -> Callable[[int, int], float]:
-    """``recompute_s(tokens, context)``: seconds one replica's forward pass spends on
-    ``tokens`` prompt tokens that follow ``context`` cached ones — every layer's
-    projections, norms, collectives and feed-forward block at ``tokens`` tokens, plus
-    their attention over ``context + tokens`` keys. Embedding, LM head, sampling and
-    host overhead are left out: the prefill pays them whether it recomputes or not.
-
-    A block whose time is drawn per iteration (MoE routing, ``MoELayers``) is priced as
-    the model's dense MLP at the same tokens, without drawing anything. Memoised on
-    (tokens, context), and it credits no backend: it is a what-if, not a run's time.
-    """
-    model = ex.model
-    memo: dict[tuple[int, int], float] = {}
-
-    def recompute_s(tokens: int, context: int) -> float:
-        key = (tokens, context)
-        hit = memo.get(key)
-        if hit is not None:
-            return hit
-        if ex.moe_step is None:
-            layers = ex._layers(tokens)[0] * ex.pp  # one stage's layers, times the stages
-        else:
-            per_layer = ex._part("common", tokens)[0] + ex._part("dense", tokens)[0]
-            layers = per_layer * model.num_layers
-        q = np.array([tokens], np.int64)
-        attention, _ = ex._attention(q, q + context, None)
-        memo[key] = s = layers + attention * model.num_layers
-        return s
-
-    return recompute_s
+    return blocks, block_bytes / device.pcie_bw, ex.recompute_s
 
 
 def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,

@@ -97,6 +97,7 @@ class ExecutionPredictor:
         self._layer_memo: dict[int, tuple[float, list[float]]] = {}
         self._part_memo: dict[tuple[str, int], tuple[float, list[float]]] = {}
         self._extra_memo: dict[tuple[int, int], tuple[float, list[float]]] = {}
+        self._recompute_memo: dict[tuple[int, int], float] = {}
         # Speculative decoding (frontier_core.speculative): drafting cost per iteration.
         self.spec: Speculator | None = None
         # Host-side scheduling per pass; a drafter's passes run inside the target's
@@ -419,6 +420,32 @@ class ExecutionPredictor:
             credit[j] += v
         stage = total / self.pp
         return IterationTime(stage + extras, stage * self.pp + extras)
+
+    def recompute_s(self, tokens: int, context: int) -> float:
+        """Seconds a prefill spends on ``tokens`` prompt tokens that follow ``context``
+        cached ones (what recomputing evicted blocks costs, which the prefix cache's host
+        tier weighs a copy over PCIe against): every layer's projections, norms,
+        collectives and feed-forward block at ``tokens`` tokens, plus their attention over
+        ``context + tokens`` keys. Embedding, LM head, sampling and host overhead are left
+        out: the prefill pays them whether it recomputes or not.
+
+        A block whose time is drawn per iteration (MoE routing, ``MoELayers``) is priced
+        as the model's dense MLP at the same tokens, without drawing anything. Memoised
+        on (tokens, context); it credits no backend: it is a what-if, not a run's time.
+        """
+        key = (tokens, context)
+        hit = self._recompute_memo.get(key)
+        if hit is not None:
+            return hit
+        if self.moe_step is None:
+            layers = self._layers(tokens)[0] * self.pp  # one stage's layers, times stages
+        else:
+            per_layer = self._part("common", tokens)[0] + self._part("dense", tokens)[0]
+            layers = per_layer * self.model.num_layers
+        q = np.array([tokens], np.int64)
+        attention, _ = self._attention(q, q + context, None)
+        s = self._recompute_memo[key] = layers + attention * self.model.num_layers
+        return s
 
     def credit_by_backend(self) -> dict[str, float]:
         """Predicted seconds supplied by each backend so far."""
