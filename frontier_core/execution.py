@@ -369,10 +369,9 @@ class ExecutionPredictor:
             c, cc = self._part("common", int(tokens[0]))
             worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
         else:
-            assert ids_p is not None and ids_d is not None
             # A request stays on one DP rank (its KV lives there): rank = id mod dp.
-            rp = ids_p % dp
-            rd = ids_d % dp
+            rp = empty if ids_p is None else ids_p % dp
+            rd = empty if ids_d is None else ids_d % dp
             tokens = (np.bincount(rp, weights=q, minlength=dp)
                       + np.bincount(rd, weights=wdv, minlength=dp)).astype(np.int64)
             seqs = int(np.bincount(rp[emits], minlength=dp).max(initial=0)

@@ -465,3 +465,33 @@ def test_pd_with_ep_clusters_runs_end_to_end(tmp_path):
     assert s["clusters"]["prefill"]["moe"]["ep"] == 8
     assert s["clusters"]["decode"]["moe"]["slots"] == 136
     assert s["workflow"]["transfers"]["count"] == 60
+
+
+def test_an_mtp_pass_is_priced_as_one_mean_layer_and_left_out_of_the_stats(tmp_path):
+    """Speculative MTP runs its one MoE layer through the cluster's block: the block
+    returns one layer's worth of its per-layer time and records nothing for it."""
+    cfg = config(cluster={"moe": {"routing": "power_law:1.2"},
+                          "speculative": {"method": "mtp", "k": 1, "acceptance": 0.8}})
+    sim, s = run_json(cfg, tmp_path, "a")
+    moe = s["clusters"]["main"]["moe"]
+    assert moe["iterations"] == s["clusters"]["main"]["iterations"]  # no MTP passes
+    ex = sim.executors["main"]
+    b = block(sim)
+    steps = b.stats.steps
+    ids = np.arange(32)
+    kvd = np.full(32, 300)
+    target = ex.run(None, None, None, kvd, None, None, ids).latency
+    draft = ex.spec.drafter.run(None, None, None, kvd, None, None, ids).latency
+    assert b.stats.steps == steps + 1  # the target's pass only
+    assert 0 < draft < 2.5 * target / b.layers
+
+
+def test_speculation_over_dp_ranks_runs_every_draft_pass(tmp_path):
+    """DP attention with k > 1: later draft passes carry decodes only, on their ranks."""
+    cfg = config(cluster={"dp": 4, "tp": 2,
+                          "speculative": {"method": "mtp", "k": 3, "acceptance": 0.7}})
+    sim, s = run_json(cfg, tmp_path, "a")
+    assert s["requests"]["completed"] == 60
+    assert all(r.generated == r.output_len for r in sim.controller.requests)
+    sp = s["clusters"]["main"]["speculative"]
+    assert sp["tokens_per_step"] > 1.5 and sp["draft_time_fraction"] > 0
