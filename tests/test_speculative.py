@@ -209,6 +209,8 @@ def test_verification_is_priced_as_real_operator_calls(model: str) -> None:
     assert 7 in lm  # logits at every verified position
     # The drafter ran k passes over the sequences still drafting (2, 2, then 1).
     assert {1, 2} <= {c.m for c in rec.calls if c.name == "lm_head"}
+    # Its passes run inside the target's engine step: one host overhead in all.
+    assert sum(c.op == "cpu_overhead" for c in rec.calls) == 1
 
 
 def test_mtp_speedup_when_decode_is_memory_bound(registry) -> None:

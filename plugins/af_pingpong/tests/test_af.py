@@ -265,3 +265,16 @@ def test_kernel_ffn_block_covers_every_layer_of_a_dense_model():
                    reg)
     sim.executors["main"].iteration(decode(8))
     assert sim.executors["main"].moe_ffn.layers == [32]
+
+
+def test_an_mtp_pass_through_af_is_one_mean_layer_and_records_nothing():
+    cfg = config(cluster={"speculative": {"method": "mtp", "k": 1, "acceptance": 0.8}})
+    ex = assemble(cfg, registry()).executors["main"]
+    b = ex.moe_ffn
+    target = ex.iteration(decode(256)).latency  # the target's pass, then one MTP pass
+    loads = len(b.moe.stats.ratio)  # the experts' per-iteration load records
+    assert b.stats.steps == 1 and loads == 1
+    ids = np.arange(256)
+    draft = ex.spec.drafter.run(None, None, None, np.full(256, 513), None, None, ids).latency
+    assert b.stats.steps == 1 and len(b.moe.stats.ratio) == loads
+    assert 0 < draft < 2.5 * target / ex.model.num_layers
