@@ -402,6 +402,9 @@ class Featurizer:
         return (op, call.num_gpus, call.scope, round(16 * _lg(call.bytes)))
 
     # ---- coverage -------------------------------------------------------------
+    # index of the GPU count in a collective's ``scale``
+    SCALE_GPUS = 1
+
     @staticmethod
     def scale(call: OpCall) -> np.ndarray:
         """The raw sizes whose training range bounds what a model may answer (log2)."""

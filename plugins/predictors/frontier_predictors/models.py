@@ -3,8 +3,9 @@
 A model is trained from profile tables, per (device, op), and saved as a folder
 (``model.json`` plus one joblib file). ``predict_call`` answers one OpCall or
 returns None when the call is outside what the model covers: an op or device
-it was not trained on, a dtype class it never saw, or sizes far outside its
-training range. It never extrapolates silently.
+it was not trained on, a dtype class it never saw, sizes far outside its
+training range, or a collective on a GPU count outside the measured ones or a
+scope never measured. It never extrapolates silently.
 
 - ``table``: nested piecewise-linear interpolation in log-log space over the
   measured points, exact at them. The axes per op are in ``TABLE_AXES``; the
@@ -367,6 +368,8 @@ class LearnedModel:
         self.lo: np.ndarray | None = None
         self.hi: np.ndarray | None = None
         self.dtypes: set[int] = set()
+        # collectives: the scopes (NVLink, scale-out) seen in training
+        self.scopes: set[str] | None = None
 
     def fit(self, calls: list[OpCall], y: np.ndarray) -> LearnedModel:
         from threadpoolctl import threadpool_limits
@@ -381,6 +384,8 @@ class LearnedModel:
         sc = np.vstack([Featurizer.scale(c) for c in calls])
         self.lo, self.hi = sc.min(axis=0), sc.max(axis=0)
         self.dtypes = {DTYPE_CLASS.get(c.dtype, 16) for c in calls}
+        if calls[0].op in COMM_OPS:
+            self.scopes = {c.scope for c in calls}
         return self
 
     def _matrix(self, calls: list[OpCall]) -> tuple[np.ndarray, np.ndarray]:
@@ -393,8 +398,18 @@ class LearnedModel:
         # NOTE: perf — Python floats: numpy's reductions cost more than the check on 3-7 sizes
         bounds = self.__dict__.get("_bounds")
         if bounds is None:
-            bounds = self._bounds = list(zip((self.lo - self.margin).tolist(),
-                                             (self.hi + self.margin).tolist(), strict=True))
+            margin = np.full(len(self.lo), self.margin)
+            scopes = self.__dict__.get("scopes")
+            if scopes is not None:
+                # A collective's time changes its algorithm and links with the GPU count
+                # (AIC's H100 all-reduce: 8 GPUs faster than 4 above 64 MiB), so a count
+                # beyond the measured ones is not answered, nor a scope never measured.
+                margin[Featurizer.SCALE_GPUS] = 0.0
+            bounds = self._bounds = list(zip((self.lo - margin).tolist(),
+                                             (self.hi + margin).tolist(), strict=True))
+        scopes = self.__dict__.get("scopes")
+        if scopes is not None and call.scope not in scopes:
+            return False
         return all(lo <= v <= hi for v, (lo, hi) in
                    zip(Featurizer.scale(call).tolist(), bounds, strict=True))
 

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -172,6 +173,20 @@ def test_learned_models_decline_far_outside_their_training_range():
     assert m.covers(OpCall("gemm", dtype="bf16", m=8000, n=4096, k=4096))  # within 1 octave
     assert not m.covers(OpCall("gemm", dtype="bf16", m=65536, n=4096, k=4096))
     assert not m.covers(OpCall("gemm", dtype="fp8", m=64, n=4096, k=4096))
+
+
+def test_collective_models_answer_only_measured_gpu_counts_and_scopes():
+    rows = [{"op": "all_reduce", "device": H100, "dtype": "bf16", "num_gpus": g, "bytes": b,
+             "latency_s": 4e-6 + b / (g * 50e9)}
+            for g in (2, 4, 8) for b in (1 << 10, 1 << 16, 1 << 20, 1 << 24, 1 << 28)]
+    m = train(read_frame(pd.DataFrame(rows)), "forest").models[(H100, "all_reduce")]
+    call = OpCall("all_reduce", dtype="bf16", num_gpus=8, bytes=1 << 20)
+    assert m.covers(call)
+    assert m.covers(replace(call, num_gpus=6))  # between measured counts
+    assert m.covers(replace(call, bytes=1 << 29))  # sizes keep the margin
+    # a GPU count beyond the measured ones, or links never measured: the next predictor
+    assert not m.covers(replace(call, num_gpus=16))
+    assert not m.covers(replace(call, scope="inter"))
 
 
 def test_shape_split_holds_out_whole_shapes():
