@@ -169,7 +169,7 @@ class MoEBlock:
             "top_k": self.k, "ep_size": self.ep, "tp_size": self.tp if self.ep == 1 else 1,
             "routing": str(self.spec), "tokens_per_expert": slot_tokens.astype(np.int64),
             "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
-            "assignments": assigned,
+            "assignments": assigned, "gated": m.gated_mlp,
         })
 
     def _expert_times(self, rows: np.ndarray, tokens_in: int, answer

@@ -495,3 +495,10 @@ def test_speculation_over_dp_ranks_runs_every_draft_pass(tmp_path):
     assert all(r.generated == r.output_len for r in sim.controller.requests)
     sp = s["clusters"]["main"]["speculative"]
     assert sp["tokens_per_step"] > 1.5 and sp["draft_time_fraction"] > 0
+
+
+def test_expert_calls_say_whether_the_experts_are_gated():
+    b = block(build(config(cluster={"moe": {"ep": 8}})))
+    assert b._expert_call(np.array([2, 1]), 3, 3.0).extra["gated"] is True
+    b.model = b.model.model_copy(update={"gated_mlp": False})  # e.g. Nemotron-H's ReLU² experts
+    assert b._expert_call(np.array([2, 1]), 3, 3.0).extra["gated"] is False

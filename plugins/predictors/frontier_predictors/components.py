@@ -240,9 +240,13 @@ def measured_data_for(device: str) -> tuple[list[Path], str]:
         except ImportError:
             pass
         else:
-            from frontier_predictors.importers import import_aic
+            from importlib.metadata import version
 
-            out = cache_dir() / "profiles" / f"aic-{system}-vllm"
+            from frontier_predictors.importers import IMPORT_VERSION, import_aic
+
+            # a new importer or a new database imports afresh
+            aic = version("aiconfigurator-core")
+            out = cache_dir() / "profiles" / f"aic-{system}-vllm-{aic}-i{IMPORT_VERSION}"
             if not any(out.glob("*.parquet")):
                 import_aic(system, "vllm", out_dir=out)
             return sorted(out.glob("*.parquet")), f"AIConfigurator {system}/vllm"

@@ -118,6 +118,13 @@ def _int(v: Any, default: int = 0) -> int:
     return int(v)
 
 
+def _gated(v: Any) -> bool:
+    """A row's ``gated`` (validated to booleans); absent or empty means gated."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return True
+    return bool(v)
+
+
 def row_to_call(row: dict[str, Any]) -> OpCall:
     """The OpCall a profile-table row measured (shapes per GPU, as the simulator emits)."""
     op = row["op"]
@@ -135,6 +142,7 @@ def row_to_call(row: dict[str, Any]) -> OpCall:
             top_k=_int(row["top_k"]), ep_size=_int(row["ep_size"], 1),
             tp_size=_int(row["tp_size"], 1), routing=str(row["routing"]),
             tokens_per_expert=_arr(row.get("tokens_per_expert")),
+            gated=_gated(row.get("gated")),
         )
     scope = row.get("scope")
     scope = scope if scope in SCOPES else "intra"
@@ -144,13 +152,15 @@ def row_to_call(row: dict[str, Any]) -> OpCall:
 
 def moe_call(*, dtype: str, num_tokens: int, hidden_size: int, inter_size: int,
              num_experts: int, top_k: int, ep_size: int = 1, tp_size: int = 1,
-             routing: str = "balanced", tokens_per_expert: np.ndarray | None = None) -> OpCall:
+             routing: str = "balanced", tokens_per_expert: np.ndarray | None = None,
+             gated: bool = True) -> OpCall:
     """A ``moe_experts`` OpCall for one EP rank, in the format the predictors read.
 
     ``extra`` holds the profile-table fields (``num_tokens``: tokens entering the
     layer; ``inter_size``: the expert's full intermediate size, sharded over
     ``tp_size``) and the per-GPU quantities the roofline reads
-    (``inter_size_local``, ``num_local_experts``, ``assignments``).
+    (``inter_size_local``, ``num_local_experts``, ``assignments``). ``gated``: the
+    experts have gate and up projections (SwiGLU); false for one up projection.
     """
     local = max(1, num_experts // max(1, ep_size))
     inter_local = max(1, inter_size // max(1, tp_size))
@@ -161,7 +171,7 @@ def moe_call(*, dtype: str, num_tokens: int, hidden_size: int, inter_size: int,
     extra = {
         "num_tokens": num_tokens, "hidden_size": hidden_size, "inter_size": inter_size,
         "num_experts": num_experts, "top_k": top_k, "ep_size": ep_size, "tp_size": tp_size,
-        "routing": routing, "tokens_per_expert": tokens_per_expert,
+        "routing": routing, "tokens_per_expert": tokens_per_expert, "gated": bool(gated),
         "inter_size_local": inter_local, "num_local_experts": local, "assignments": assignments,
     }
     return OpCall("moe_experts", "moe_experts", dtype, m=num_tokens, extra=extra)
@@ -237,6 +247,7 @@ class Featurizer:
                 "hidden_size": ex["hidden_size"], "inter_size": ex["inter_size_local"],
                 "num_local_experts": ex["num_local_experts"],
                 "tokens_per_expert": self._moe_loads(ex), "num_tokens": ex["assignments"],
+                "gated": ex.get("gated", True),
             })
             t = self.roofline.predict(view)
         else:
@@ -347,8 +358,9 @@ class Featurizer:
         tiles128 = float(np.sum(np.ceil(t / GEMM_TILE)))
         waves = tiles * math.ceil(2 * i / GEMM_TILE) / self.sms
         eb = DTYPE_BYTES.get(c.dtype, 2)
-        flops = 6.0 * assign * h * i
-        w_bytes = 3.0 * active * h * i * eb
+        mats = 3.0 if ex.get("gated", True) else 2.0  # gate, up, down or up, down
+        flops = 2.0 * mats * assign * h * i
+        w_bytes = mats * active * h * i * eb
         f = np.array([
             DTYPE_CLASS.get(c.dtype, 16), _lg(tok), _lg(h), _lg(i), _lg(local),
             ex["top_k"], _lg(ex["ep_size"]), _lg(ex["tp_size"]), alpha, _lg(assign),
@@ -356,7 +368,7 @@ class Featurizer:
             active / max(1, local), _lg(active), _lg(tiles), _lg(tiles128), _lg(waves),
             _lg(w_bytes), _lg(flops), _lg(flops / max(w_bytes, 1.0)),
             # every token of the layer is permuted and combined on the timed rank
-            _lg(tok * h), _lg(tok * ex["top_k"] * h), _lg(tmax * h * i), _lg(rl),
+            _lg(tok * h), _lg(tok * ex["top_k"] * h), _lg(tmax * h * i), _lg(rl), mats,
         ])
         return f, rl
 
@@ -398,7 +410,7 @@ class Featurizer:
                 round(8 * _lg(float(np.max(tpe)))), int(np.count_nonzero(tpe)))
             return (op, dc, ex["num_tokens"], ex["hidden_size"], ex["inter_size"],
                     ex["num_experts"], ex["top_k"], ex["ep_size"], ex["tp_size"],
-                    str(ex.get("routing")), skew)
+                    str(ex.get("routing")), skew, ex.get("gated", True))
         return (op, call.num_gpus, call.scope, round(16 * _lg(call.bytes)))
 
     # ---- coverage -------------------------------------------------------------

@@ -48,6 +48,10 @@ _VERSION = re.compile(
     r"^v?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|rc)(\d*))?(?:[-_.]?post(\d*))?(?:[-_.]?dev(\d*))?$"
 )
 
+# Bumped when imported tables change (columns, units, mappings): cached imports of
+# `predictor: auto` are keyed by it. 2: moe_experts rows say whether experts are gated.
+IMPORT_VERSION = 2
+
 
 @dataclass
 class Imported:
@@ -452,9 +456,32 @@ def _aic_attention(src: _AicSource, path: Path, version: str, notes: list[str],
         out, ["dtype", "num_heads", "num_kv_heads", "head_dim", "q_lens", "kv_lens"], what, notes)
 
 
+_MOE_SHAPE = ("hidden_size", "inter_size", "num_experts", "topk")
+
+
+def _nongated_moe_shapes(root: Path) -> set[tuple[int, ...]]:
+    """(hidden, inter, experts, top-k) of the MoE models whose experts have no gate
+    projection (Nemotron-H's ReLU²): the shapes AIConfigurator's TensorRT-LLM tables, of
+    any system, time with a ``*nongated*`` kernel. Its vLLM and SGLang tables do not say
+    which kernel variant they ran, and the shapes are properties of the models."""
+    import pandas as pd
+
+    shapes: set[tuple[int, ...]] = set()
+    for f in sorted(root.glob("*/moe/trtllm/*/moe_perf.parquet")):
+        df = pd.read_parquet(f)
+        if "kernel_source" not in df or not set(_MOE_SHAPE) <= set(df.columns):
+            continue
+        hit = df[df["kernel_source"].astype(str).str.contains("nongated")]
+        shapes |= {tuple(int(v) for v in r) for r in hit[list(_MOE_SHAPE)].drop_duplicates()
+                   .itertuples(index=False)}
+    return shapes
+
+
 def _aic_moe(src: _AicSource, path: Path, version: str, notes: list[str]) -> pd.DataFrame:
     """``inter_size`` is the expert's full intermediate size (AIC's collectors shard it as
-    ``inter_size // moe_tp_size``); ``num_tokens`` enter the layer on the measured rank."""
+    ``inter_size // moe_tp_size``); ``num_tokens`` enter the layer on the measured rank;
+    ``gated`` is false for the shapes of ``_nongated_moe_shapes`` and for rows timed with a
+    ``*nongated*`` kernel."""
     cols = ("kernel_source", "moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk",
             "num_experts", "moe_tp_size", "moe_ep_size", "distribution", "latency")
     df = _by_dtype(src.read(path, cols), "moe_dtype", path.name, notes)
@@ -470,10 +497,19 @@ def _aic_moe(src: _AicSource, path: Path, version: str, notes: list[str]) -> pd.
                     num_tokens=df["num_tokens"], hidden_size=df["hidden_size"],
                     inter_size=df["inter_size"], num_experts=df["num_experts"],
                     top_k=df["topk"], ep_size=df["moe_ep_size"], tp_size=df["moe_tp_size"],
-                    routing=routing)
+                    routing=routing, gated=_gated_rows(df, src.root))
     key = ["dtype", "num_tokens", "hidden_size", "inter_size", "num_experts", "top_k",
            "ep_size", "tp_size", "routing"]
     return _prefer_dominant(out, key, path.name, notes)
+
+
+def _gated_rows(df: pd.DataFrame, root: Path) -> pd.Series:
+    import pandas as pd
+
+    nongated = _nongated_moe_shapes(root)
+    shapes = zip(*(df[c].astype(int) for c in _MOE_SHAPE), strict=True)
+    off = pd.Series([s in nongated for s in shapes], index=df.index, dtype=bool)
+    return ~(off | df["kernel_source"].astype(str).str.contains("nongated"))
 
 
 def _aic_comm(src: _AicSource, imp: Imported) -> None:

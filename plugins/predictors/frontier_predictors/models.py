@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 BACKENDS = ("table", "forest", "proxy")
 # 2: GEMM, attention and MoE feature vectors grew (features.py) and FlatTrees keeps leaf
-# flags; folders of format 1 need retraining.
-FORMAT_VERSION = 2
+# flags. 3: MoE features count the expert's weight matrices (gated or not). Folders of
+# older formats need retraining.
+FORMAT_VERSION = 3
 # Estimators of the learned backends; chosen by measurement (docs/accuracy.md). ``auto``
 # picks one per op (``estimator_for``).
 ESTIMATORS = ("auto", "hgb", "rf", "extra")

@@ -240,8 +240,32 @@ def validate(df: pd.DataFrame, source: str = "<table>") -> pd.DataFrame:
                 raise _bad(source, int(i) + 2, "tokens_per_expert",
                            "routing 'counts' needs tokens_per_expert",
                            "List the tokens of each local expert")
+    if "gated" in df.columns:
+        df["gated"] = _gated_column(df, source)
     df["source"] = source
     return df
+
+
+_TRUE = ("true", "1", "yes", "1.0")
+_FALSE = ("false", "0", "no", "0.0")
+
+
+def _gated_column(df: pd.DataFrame, source: str) -> pd.Series:
+    """``gated`` as booleans: true (SwiGLU: gate and up) unless a row says false (one
+    up projection, e.g. Nemotron-H's ReLU²); empty cells and non-MoE rows are true."""
+    import pandas as pd
+
+    out = []
+    for i, v in enumerate(df["gated"].tolist()):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append(True)
+            continue
+        t = str(v).strip().lower()
+        if t not in _TRUE + _FALSE:
+            raise _bad(source, i + 2, "gated", f"{v!r} is not true or false",
+                       "Write true for gate+up experts (SwiGLU), false for one up projection")
+        out.append(t in _TRUE)
+    return pd.Series(out, index=df.index, dtype=bool)
 
 
 def _valid_routing(r: str) -> bool:

@@ -217,13 +217,14 @@ class RooflinePredictor:
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
 
     def _moe_experts(self, call: OpCall) -> float:
-        # The local experts' gated MLPs as one grouped GEMM. From call.extra:
+        # The local experts' MLPs as one grouped GEMM. From call.extra:
         #   hidden_size h, inter_size_local (else inter_size) i, num_local_experts E
         #   (default 1), and
         #   tokens_per_expert (length-E counts) or else num_tokens: the (token,
         #   expert) assignments on this GPU, assumed spread evenly (min(E, T)
-        #   experts busy). FLOPs = sum_e 2·3·t_e·h·i (gate, up, down); bytes =
-        #   3·h·i weights of every expert with >= 1 token, plus activations
+        #   experts busy), and gated (default true: gate, up and down projections,
+        #   g = 3; false: up and down, g = 2). FLOPs = sum_e 2·g·t_e·h·i; bytes =
+        #   g·h·i weights of every expert with >= 1 token, plus activations
         #   sum_e t_e·(2h + 2i) (x in, y out, the i-wide intermediate written and
         #   read once). Without hidden_size/inter_size, call.flops/call.bytes are
         #   used as for an elementwise op.
@@ -242,8 +243,9 @@ class RooflinePredictor:
         else:
             assignments = float(ex.get("num_tokens", call.m))
             active = int(min(ex.get("num_local_experts", 1), assignments))
-        t_compute = 6.0 * assignments * h * i * s_flop
-        t_memory = (3.0 * active * h * i + assignments * (2.0 * h + 2.0 * i)) * s_elem
+        g = 3.0 if ex.get("gated", True) else 2.0
+        t_compute = 2.0 * g * assignments * h * i * s_flop
+        t_memory = (g * active * h * i + assignments * (2.0 * h + 2.0 * i)) * s_elem
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
 
     def _elementwise(self, call: OpCall) -> float:

@@ -277,6 +277,21 @@ def test_aic_moe_routing_and_sizes(aic: Path) -> None:
     assert (row["inter_size"], row["tp_size"], row["ep_size"], row["top_k"]) == (1536, 2, 4, 8)
 
 
+def test_aic_moe_gating_comes_from_trtllm_kernel_names(aic: Path) -> None:
+    moe = convert_aic("h100_sxm", data_root=aic).tables["moe_experts"]
+    assert moe["gated"].all()  # no table says otherwise
+    # a TensorRT-LLM table of another system times this shape with a non-gated kernel
+    nongated = [dict(_moe_row("bfloat16", "balanced"), kernel_source="moe_torch_flow_nongated")]
+    _write(aic, "b200_sxm/moe/trtllm/1.3.0/moe_perf.parquet",
+           _aic("TRTLLM", "1.3.0", "moe", nongated))
+    moe = convert_aic("h100_sxm", data_root=aic).tables["moe_experts"]
+    assert not moe["gated"].any()
+    other = [dict(_moe_row("bfloat16", "balanced"), kernel_source="moe_torch_flow_nongated",
+                  hidden_size=2688, inter_size=1856)]
+    _write(aic, "b200_sxm/moe/trtllm/1.3.0/moe_perf.parquet", _aic("TRTLLM", "1.3.0", "moe", other))
+    assert convert_aic("h100_sxm", data_root=aic).tables["moe_experts"]["gated"].all()
+
+
 def test_aic_written_tables_validate(aic: Path, tmp_path: Path) -> None:
     paths = import_aic("h100_sxm", "vllm", out_dir=tmp_path / "out", data_root=aic)
     assert {p.stem for p in paths} == {"gemm", "attention_prefill", "attention_decode",
@@ -381,3 +396,6 @@ def test_real_aic_h100_vllm(tmp_path: Path) -> None:
         assert rows[op] > 1000
     assert rows["all_reduce"] > 10 and rows["all_to_all"] > 10  # 2/4/8 GPUs × ~20 sizes
     assert all(set(df["device"]) == {"h100-sxm"} for df in imp.tables.values())
+    moe = imp.tables["moe_experts"]
+    gated = moe.groupby(["hidden_size", "inter_size", "num_experts", "top_k"])["gated"].all()
+    assert not gated[(2688, 1856, 128, 6)] and gated[(4096, 1536, 128, 8)]

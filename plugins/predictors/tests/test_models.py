@@ -88,6 +88,7 @@ def test_table_round_trip_csv_and_parquet(tmp_path):
     (lambda d: d.assign(latency_s=[0.0, 1e-5]), 2, "latency_s"),
     (lambda d: d.assign(dtype=["int4", "bf16"]), 2, "dtype"),
     (lambda d: d.drop(columns=["k"]), 2, "k"),
+    (lambda d: d.assign(gated=[None, "maybe"]), 3, "gated"),
 ])
 def test_malformed_tables_name_file_row_and_column(tmp_path, mutate, row, column):
     good = pd.DataFrame([

@@ -185,6 +185,16 @@ def test_moe_large_batch_is_compute_bound() -> None:
     assert got == pytest.approx(flops / (HW["h100-sxm"].peak_flops("bf16") * 0.72), rel=1e-9)
 
 
+def test_non_gated_experts_read_and_compute_two_matrices_of_three() -> None:
+    pred = roofline("h100-sxm", launch_s=0.0)
+    few = dict(num_local_experts=8, tokens_per_expert=[1] * 8)  # weight-bound
+    many = dict(num_local_experts=8, tokens_per_expert=np.full(8, 4096))  # compute-bound
+    for ex in (few, many):
+        gated, plain = pred.predict(_moe(**ex)), pred.predict(_moe(gated=False, **ex))
+        assert plain == pytest.approx(gated * 2 / 3, rel=0.01)
+    assert pred.predict(_moe(gated=True, **few)) == pred.predict(_moe(**few))
+
+
 def test_elementwise_and_cpu_overhead() -> None:
     hw = HW["b200"]
     pred = roofline("b200")
