@@ -677,9 +677,12 @@ def _profile_moe(torch: Any, model: ModelSpec, ep: int, moe_tp: int, grid: Grid,
                 # A shape the grouped kernel rejects (e.g. a width it cannot align).
                 impl = "expert_loop"
                 lat, std = bench(moe_kernel(torch, counts, w1, w2, False))
-            rows.append({"num_tokens": t, "hidden_size": h, "inter_size": inter,
+            # inter_size is the expert's full width; tp_size says how it was split
+            rows.append({"num_tokens": t, "hidden_size": h,
+                         "inter_size": model.moe_intermediate_size,
                          "num_experts": model.num_experts, "top_k": model.top_k,
                          "ep_size": ep, "tp_size": moe_tp, "routing": routing,
+                         "gated": model.gated_mlp,
                          "tokens_per_expert": counts, "latency_s": lat, "std_s": std,
                          "num_local_experts": len(counts), "impl": impl})
     return rows

@@ -25,6 +25,7 @@ from frontier_predictors.profiler import (  # noqa: E402
     profile_command,
     run_profile,
 )
+from frontier_predictors.features import row_to_call  # noqa: E402
 from frontier_predictors.profiles import ProfileError, load_tables, read_table  # noqa: E402
 
 from frontier_core import ModelSpec  # noqa: E402
@@ -260,8 +261,12 @@ def test_moe_tp_splits_the_expert_width(tmp_path: Path) -> None:
     (p,) = run_profile(TINY_MOE, out_dir=tmp_path, tp=4, quick=True, device="cpu",
                        ops=["moe_experts"], repeats=1, warmup=0)
     df = read_table(p)
-    assert (df["tp_size"] == 4).all() and (df["inter_size"] == 32).all()
+    # the table holds the expert's full width and the split; the call reads 1/4 of it
+    assert (df["tp_size"] == 4).all() and (df["inter_size"] == 128).all()
     assert (df["ep_size"] == 1).all() and (df["num_local_experts"] == 16).all()
+    assert df["gated"].all()
+    call = row_to_call(df.iloc[0].to_dict())
+    assert call.extra["inter_size_local"] == 32 and call.extra["gated"]
 
 
 def test_device_name_overrides_the_device_column(tmp_path: Path) -> None:
