@@ -172,6 +172,9 @@ class HardwareSpec(BaseModel):
     mem_bw: float = Field(gt=0, description="HBM bandwidth")
     nvlink_bw: float = Field(gt=0, description="NVLink bandwidth per GPU per direction")
     nvlink_latency: float = Field(3e-6, ge=0)
+    nvlink_switched: bool = Field(
+        True, description="the node's GPUs reach each other through NVSwitch, one hop each "
+        "(HGX/DGX); false for a ring of point-to-point links or bridges")
     scaleout_bw: float = Field(gt=0, description="IB/RoCE bandwidth per GPU per direction")
     scaleout_latency: float = Field(8e-6, ge=0)
     pcie_bw: float = Field(32e9, gt=0, description="host link per direction")

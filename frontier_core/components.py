@@ -73,10 +73,13 @@ class BuildContext:
 @dataclass(frozen=True, slots=True)
 class Link:
     """A point-to-point path as seen by one GPU: bandwidth per direction (bytes/s)
-    and one-way latency (s)."""
+    and one-way latency (s). ``switched``: every peer is one hop away (the GPUs of
+    an NVSwitch node), so a collective pays the latency once per phase instead of
+    once per ring step."""
 
     bandwidth: float
     latency: float
+    switched: bool = False
 
 
 @runtime_checkable

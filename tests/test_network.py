@@ -100,6 +100,16 @@ def test_effective_link_follows_the_transfer_model():
     assert eff.latency == pytest.approx(8e-6)
 
 
+def test_link_transfer_keeps_a_switched_link_switched():
+    t = LinkTransfer(LinkOptions(bandwidth_eff=0.8))
+    ring, switch = Link(400e9, 3e-6), Link(400e9, 3e-6, switched=True)
+    # 8 GPUs, a small all-reduce: 14 ring steps, or two phases through the switch
+    assert t.transfer("all_reduce", 0.0, 8, ring) == pytest.approx(14 * 3e-6)
+    assert t.transfer("all_reduce", 0.0, 8, switch) == pytest.approx(2 * 3e-6)
+    assert t.transfer("all_reduce", 1e9, 8, switch) == pytest.approx(
+        2 * 7 / 8 * 1e9 / 320e9 + 2 * 3e-6)
+
+
 def test_flows_late_in_a_long_run_finish_despite_float_resolution():
     """At large clock values now + remaining/rate can round back to now; the flows must
     still finish instead of waking up forever at the same instant (found in a 40,000-

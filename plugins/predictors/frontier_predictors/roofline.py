@@ -145,7 +145,7 @@ class RooflinePredictor:
             # (seconds per FLOP, seconds per element of this dtype moved to/from HBM)
             self._rates[dtype] = (1.0 / (peak * self.compute_eff), size * self._s_per_byte)
         self._links = {
-            "intra": Link(device.nvlink_bw, device.nvlink_latency),
+            "intra": Link(device.nvlink_bw, device.nvlink_latency, device.nvlink_switched),
             "inter": Link(device.scaleout_bw, device.scaleout_latency),
         }
         self._dispatch: dict[str, Callable[[OpCall], float]] = {

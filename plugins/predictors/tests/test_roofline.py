@@ -219,6 +219,13 @@ def test_collective_formulas() -> None:
         7 / 8 * nbytes / 450e9 + 7 * 3e-6
     )
     assert collective_time("send_recv", nbytes, 2, link) == pytest.approx(nbytes / 450e9 + 3e-6)
+    # through a switch: the same bytes, one latency per phase whatever the GPU count
+    switch = Link(bandwidth=450e9, latency=3e-6, switched=True)
+    for n in (2, 4, 8):
+        assert collective_time("all_reduce", nbytes, n, switch) == pytest.approx(
+            2 * (n - 1) / n * nbytes / 450e9 + 2 * 3e-6)
+        assert collective_time("all_to_all", nbytes, n, switch) == pytest.approx(
+            (n - 1) / n * nbytes / 450e9 + 3e-6)
     with pytest.raises(ValueError, match="unknown collective"):
         collective_time("broadcast", nbytes, 2, link)
 
@@ -229,7 +236,8 @@ def test_collectives_pick_the_link_by_scope() -> None:
     nbytes = 16 * 2**20
     intra = pred.predict(OpCall("all_reduce", bytes=nbytes, num_gpus=8, scope="intra"))
     inter = pred.predict(OpCall("all_reduce", bytes=nbytes, num_gpus=8, scope="inter"))
-    assert intra == pytest.approx(2 * 7 / 8 * nbytes / hw.nvlink_bw + 14 * hw.nvlink_latency)
+    # an HGX node's NVSwitch: two phases; the scale-out network: a ring of 2(n-1) steps
+    assert intra == pytest.approx(2 * 7 / 8 * nbytes / hw.nvlink_bw + 2 * hw.nvlink_latency)
     assert inter == pytest.approx(2 * 7 / 8 * nbytes / hw.scaleout_bw + 14 * hw.scaleout_latency)
     assert pred.predict(OpCall("all_reduce", bytes=nbytes, num_gpus=1)) == 0.0
 
