@@ -222,6 +222,17 @@ class Featurizer:
         self.roofline = RooflinePredictor(RooflineOptions(launch_s=0.0), device)
         self.sms = device.num_sms
 
+    # Saved models hold the device's datasheet as plain data and rebuild the roofline on
+    # load, so that a model folder survives changes to the kernel's classes.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"device": self.device.model_dump(), "kind": self.kind}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        dev = state["device"]
+        if isinstance(dev, HardwareSpec):  # pickled whole by an earlier version
+            dev = dict(dev.__dict__)
+        self.__init__(HardwareSpec.model_validate(dev), state["kind"])  # type: ignore[misc]
+
     # ---- public -------------------------------------------------------------
     def features(self, call: OpCall) -> tuple[np.ndarray, float]:
         """(feature vector, roofline seconds) of ``call``; the vector's layout depends on op."""

@@ -310,3 +310,15 @@ def test_cli_bad_input_is_one_paragraph_exit_2(tmp_path):
     r = _cli("predictors", "eval", str(tmp_path), str(tmp_path / "bad.csv"))
     assert r.returncode == 2 and "model.json" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_saved_featurizers_hold_plain_data_and_rebuild_their_roofline():
+    import pickle
+
+    feat = Featurizer(device_spec(H100))
+    blob = pickle.dumps(feat)
+    assert b"RooflinePredictor" not in blob and b"HardwareSpec" not in blob
+    back = pickle.loads(blob)
+    call = OpCall("gemm", dtype="bf16", m=64, n=4096, k=4096)
+    np.testing.assert_array_equal(back.features(call)[0], feat.features(call)[0])
+    assert back.device == feat.device
