@@ -213,12 +213,14 @@ class AttentionCase:
     kv_lens: np.ndarray
 
 
-def attention_cases(op: str, grid: Grid, model: ModelSpec, tp: int, seed: int) -> list[AttentionCase]:
-    """The batches of ``op`` (attention_prefill or attention_decode) on ``grid``.
+def attention_cases(op: str, grid: Grid, model: ModelSpec, tp: int, seed: int,
+                    batches: int = 1) -> list[AttentionCase]:
+    """The batches of ``op`` (attention_prefill or attention_decode) on ``grid``:
+    ``batches`` draws per cell (batch size, length cap, distribution).
 
     Every draw happens in a fixed order from a generator seeded by (seed, op), so
-    the same seed gives the same batches whatever else is profiled; batches over
-    the grid's caps are dropped after drawing.
+    the same seed and ``batches`` give the same batches whatever else is profiled;
+    batches over the grid's caps are dropped after drawing.
     """
     rng = np.random.default_rng([seed, FAMILIES.index(op)])
     heads, kv_heads, hd = attention_shape(model, tp, op == "attention_decode")
@@ -228,21 +230,24 @@ def attention_cases(op: str, grid: Grid, model: ModelSpec, tp: int, seed: int) -
         for b in grid.prefill_batch:
             for length in grid.prefill_len:
                 for dist in DISTS:
-                    q = draw_lengths(rng, dist, b, 1, min(length, ctx))
-                    cases.append(AttentionCase("prompt", dist, q, q.copy()))
+                    for _ in range(batches):
+                        q = draw_lengths(rng, dist, b, 1, min(length, ctx))
+                        cases.append(AttentionCase("prompt", dist, q, q.copy()))
         for b in grid.chunk_batch:
             for chunk in grid.chunk_len:
                 for prefix in grid.prefix_len:
                     for dist in DISTS:
-                        q = draw_lengths(rng, dist, b, 1, min(chunk, ctx // 2))
-                        p = draw_lengths(rng, dist, b, 1, min(prefix, ctx // 2))
-                        cases.append(AttentionCase("chunk", dist, q, q + p))
+                        for _ in range(batches):
+                            q = draw_lengths(rng, dist, b, 1, min(chunk, ctx // 2))
+                            p = draw_lengths(rng, dist, b, 1, min(prefix, ctx // 2))
+                            cases.append(AttentionCase("chunk", dist, q, q + p))
     else:
         for b in grid.decode_batch:
             for length in grid.decode_len:
                 for dist in DISTS:
-                    kv = draw_lengths(rng, dist, b, 1, min(length, ctx))
-                    cases.append(AttentionCase("decode", dist, np.ones(b, np.int64), kv))
+                    for _ in range(batches):
+                        kv = draw_lengths(rng, dist, b, 1, min(length, ctx))
+                        cases.append(AttentionCase("decode", dist, np.ones(b, np.int64), kv))
 
     def fits(c: AttentionCase) -> bool:
         size = (int(c.q_lens.sum()) * heads + 2 * int(c.kv_lens.sum()) * kv_heads) * hd * 2
@@ -538,10 +543,12 @@ def parse_ops(text: str | Sequence[str] | None, model: ModelSpec) -> tuple[str, 
 
 
 def _check_flags(model: ModelSpec, tp: int, ep: int, moe_tp: int, repeats: int | None,
-                 warmup: int | None, dtype: str, device: str, out_dir: Path) -> None:
+                 warmup: int | None, dtype: str, device: str, out_dir: Path,
+                 batches: int = 1) -> None:
     """Every flag that can be checked before torch is imported."""
     for flag, value, low in (("--tp", tp, 1), ("--ep", ep, 1), ("--moe-tp", moe_tp, 1),
-                             ("--repeats", repeats, 1), ("--warmup", warmup, 0)):
+                             ("--repeats", repeats, 1), ("--warmup", warmup, 0),
+                             ("--batches", batches, 1)):
         if value is not None and value < low:
             raise ProfileError(f"{flag} is {value}; it must be an integer >= {low}.")
     if device not in ("auto", "cpu", "cuda"):
@@ -576,18 +583,20 @@ def run_profile(
     warmup: int | None = None,
     device_name: str | None = None,
     progress: Callable[[str], None] | None = None,
+    batches: int = 1,
 ) -> list[Path]:
     """Measure ``model``'s kernels at tensor parallelism ``tp`` and write the tables.
 
     ``ep`` spreads the experts over EP ranks and ``moe_tp`` (default tp/ep,
     at least 1) splits each expert's width. ``repeats``/``warmup`` default to
-    the grid's (20/5 on CUDA, 5/1 on CPU, 3/1 with ``quick``). Returns the
+    the grid's (20/5 on CUDA, 5/1 on CPU, 3/1 with ``quick``). ``batches``
+    heterogeneous attention batches are drawn per grid cell. Returns the
     written files, one per family in ``ops``, under ``out_dir``.
     """
     families = parse_ops(ops, model)
     moe_tp = moe_tp if moe_tp is not None else max(1, tp // ep)
     out_dir = Path(out_dir)
-    _check_flags(model, tp, ep, moe_tp, repeats, warmup, dtype, device, out_dir)
+    _check_flags(model, tp, ep, moe_tp, repeats, warmup, dtype, device, out_dir, batches)
     torch = _torch()
     dev = _resolve_device(torch, device)
     grid = GRIDS["quick" if quick else dev]
@@ -611,7 +620,8 @@ def run_profile(
             elif fam == "moe_experts":
                 rows = _profile_moe(torch, model, ep, moe_tp, grid, seed, bench, dt, dev)
             else:
-                rows = _profile_attention(torch, fam, model, tp, grid, seed, bench, dt, dev)
+                rows = _profile_attention(torch, fam, model, tp, grid, seed, bench, dt, dev,
+                                          batches)
             paths.append(_write(fam, [common | {"op": fam} | r for r in rows], out_dir))
     return paths
 
@@ -639,12 +649,13 @@ def _profile_gemm(torch: Any, model: ModelSpec, tp: int, grid: Grid, bench: _Ben
 
 
 def _profile_attention(torch: Any, op: str, model: ModelSpec, tp: int, grid: Grid, seed: int,
-                       bench: _Bench, dt: Any, dev: str) -> list[dict[str, Any]]:
+                       bench: _Bench, dt: Any, dev: str, batches: int = 1
+                       ) -> list[dict[str, Any]]:
     heads, kv_heads, hd = attention_shape(model, tp, op == "attention_decode")
     varlen = dev == "cuda" and attention_agrees(torch, attention_varlen, dt, dev, hd)
     make = attention_varlen if varlen else attention_loop
     rows = []
-    for c in attention_cases(op, grid, model, tp, seed):
+    for c in attention_cases(op, grid, model, tp, seed, batches):
         q, k, v = packed_qkv(torch, c.q_lens, c.kv_lens, heads, kv_heads, hd, dt, dev)
         fn = make(torch, q, k, v, c.q_lens, c.kv_lens)
         if not varlen:
@@ -705,6 +716,7 @@ def profile_command(
     repeats: Annotated[Optional[int], typer.Option("--repeats", help="Timed calls per row (median kept). Default: 20 on CUDA, 5 on CPU, 3 with --quick.")] = None,  # noqa: UP045
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Untimed calls before timing. Default: 5 on CUDA, 1 on CPU and with --quick.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed", help="Seed of batch lengths and routings.")] = 0,
+    batches: Annotated[int, typer.Option("--batches", help="Attention batches drawn per grid cell (batch size, length, distribution): more heterogeneous rows from one run.")] = 1,
 ) -> None:
     """Time GEMMs, attention and expert kernels with torch on this machine; write profile tables."""
     from rich.console import Console
@@ -718,7 +730,8 @@ def profile_command(
     t0 = time.perf_counter()
     paths = run_profile(spec, out_dir=out, tp=tp, ep=ep, moe_tp=moe_tp, ops=ops, quick=quick,
                         device=device, dtype=dtype, seed=seed, repeats=repeats, warmup=warmup,
-                        device_name=device_name, progress=lambda m: err.print(m, highlight=False))
+                        device_name=device_name, progress=lambda m: err.print(m, highlight=False),
+                        batches=batches)
     layout = f"tp{tp}" + (f" ep{ep} moe-tp{moe_tp or max(1, tp // ep)}" if spec.is_moe else "")
     table = Table(title=f"{spec.name} {layout} profile", header_style="bold")
     for col in ("table", "rows", "device", "impl", "path"):

@@ -137,6 +137,12 @@ def test_attention_cases_are_deterministic_and_heterogeneous() -> None:
     dec = attention_cases("attention_decode", grid, LLAMA, 1, seed=5)
     assert all((x.q_lens == 1).all() for x in dec)
     assert max(len(x.q_lens) for x in dec) == 512
+    # More draws per cell: one run gives more rows, in the same cells and order
+    three = attention_cases("attention_decode", GRIDS["quick"], LLAMA, 1, seed=5, batches=3)
+    one = attention_cases("attention_decode", GRIDS["quick"], LLAMA, 1, seed=5)
+    assert len(three) > 2 * len(one)  # (some draws go over the caps and are dropped)
+    assert {(x.dist, len(x.q_lens)) for x in three} == {(x.dist, len(x.q_lens)) for x in one}
+    assert len({tuple(x.kv_lens.tolist()) for x in three}) > 2 * len(one)
     # The caps hold.
     for x in a + dec:
         assert int((x.q_lens * x.kv_lens).sum()) <= grid.attn_work
@@ -292,6 +298,7 @@ def test_cuda_without_a_gpu_is_a_profile_error(tmp_path: Path) -> None:
     ({"tp": 0}, "--tp is 0"),
     ({"ep": 3}, "--ep 3 does not divide"),
     ({"repeats": 0}, "--repeats is 0"),
+    ({"batches": 0}, "--batches is 0"),
     ({"dtype": "fp8"}, "--dtype 'fp8'"),
     ({"device": "tpu"}, "--device 'tpu'"),
 ])
