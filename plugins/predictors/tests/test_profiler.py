@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from frontier_predictors import profiler  # noqa: E402
+from frontier_predictors.features import row_to_call  # noqa: E402
 from frontier_predictors.profiler import (  # noqa: E402
     GRIDS,
     attention_agrees,
@@ -25,7 +26,6 @@ from frontier_predictors.profiler import (  # noqa: E402
     profile_command,
     run_profile,
 )
-from frontier_predictors.features import row_to_call  # noqa: E402
 from frontier_predictors.profiles import ProfileError, load_tables, read_table  # noqa: E402
 
 from frontier_core import ModelSpec  # noqa: E402
