@@ -1,7 +1,8 @@
 """Trained operator-time models: ``table`` (interpolation), ``forest`` and ``proxy``.
 
 A model is trained from profile tables, per (device, op), and saved as a folder
-(``model.json`` plus one joblib file). ``predict_call`` answers one OpCall or
+(``model.json`` plus one joblib file holding, for the learned backends, the
+flattened trees rather than scikit-learn's objects). ``predict_call`` answers one OpCall or
 returns None when the call is outside what the model covers: an op or device
 it was not trained on, a dtype class it never saw, sizes far outside its
 training range, or a collective on a GPU count outside the measured ones or a
@@ -388,6 +389,15 @@ class LearnedModel:
         if calls[0].op in COMM_OPS:
             self.scopes = {c.scope for c in calls}
         return self
+
+    # A saved model keeps the flattened trees, which answer every prediction, and not
+    # the scikit-learn estimator: loading it then needs no scikit-learn import (1.5 s of
+    # every run's start-up on the 2-core test machine).
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["est"] = None
+        state.pop("_bounds", None)
+        return state
 
     def _matrix(self, calls: list[OpCall]) -> tuple[np.ndarray, np.ndarray]:
         rows = [self.feat.features(c) for c in calls]

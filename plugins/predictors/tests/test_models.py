@@ -322,3 +322,16 @@ def test_saved_featurizers_hold_plain_data_and_rebuild_their_roofline():
     call = OpCall("gemm", dtype="bf16", m=64, n=4096, k=4096)
     np.testing.assert_array_equal(back.features(call)[0], feat.features(call)[0])
     assert back.device == feat.device
+
+
+def test_saved_models_load_without_scikit_learn(tmp_path):
+    df = read_frame(pd.concat([_gemm_rows(), _hetero_attention(40, 1)], ignore_index=True))
+    m = train(df, "forest", seed=1)
+    m.save(tmp_path / "m")
+    code = ("import sys; from frontier_predictors.models import TrainedModels; "
+            f"m = TrainedModels.load({str(tmp_path / 'm')!r}); "
+            "print(any(k.split('.')[0] == 'sklearn' for k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    np.testing.assert_array_equal(TrainedModels.load(tmp_path / "m").predict_frame(df),
+                                  m.predict_frame(df))
