@@ -335,3 +335,16 @@ def test_saved_models_load_without_scikit_learn(tmp_path):
     assert out.stdout.strip() == "False"
     np.testing.assert_array_equal(TrainedModels.load(tmp_path / "m").predict_frame(df),
                                   m.predict_frame(df))
+
+
+def test_moe_features_count_two_matrices_for_experts_without_a_gate():
+    from frontier_predictors.features import moe_call
+
+    feat = Featurizer(device_spec(H100))
+    kw = dict(dtype="bf16", num_tokens=16, hidden_size=2688, inter_size=1856, num_experts=128,
+              top_k=6)
+    fg, rg = feat.features(moe_call(**kw))
+    fn, rn = feat.features(moe_call(gated=False, **kw))
+    assert rn < rg  # fewer weights to read
+    assert fg[-1] == 3.0 and fn[-1] == 2.0
+    assert Featurizer.memo_key(moe_call(**kw)) != Featurizer.memo_key(moe_call(gated=False, **kw))
