@@ -26,6 +26,10 @@ class ModelSpec(BaseModel):
 
     name: str
     hf_id: str = ""
+    aliases: tuple[str, ...] = Field(
+        (), description="other Hugging Face ids of checkpoints with this architecture "
+        "(instruction-tuned, re-quantised or same-architecture releases)",
+    )
     num_layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
     num_heads: int = Field(gt=0)

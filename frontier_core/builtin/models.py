@@ -17,7 +17,8 @@ MODELS: list[ModelSpec] = [
         max_context=4096,
     ),
     ModelSpec(
-        name="llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B", num_layers=32, hidden_size=4096,
+        name="llama-3.1-8b", hf_id="meta-llama/Llama-3.1-8B",
+        aliases=("meta-llama/Llama-3.1-8B-Instruct", "nvidia/Llama-3.1-8B-Instruct-FP8"), num_layers=32, hidden_size=4096,
         num_heads=32, num_kv_heads=8, intermediate_size=14336, vocab_size=_LLAMA3_VOCAB,
         max_context=131072,
     ),
@@ -28,7 +29,9 @@ MODELS: list[ModelSpec] = [
         vocab_size=_LLAMA3_VOCAB, max_context=131072, tie_embeddings=True,
     ),
     ModelSpec(
-        name="llama-3.1-70b", hf_id="meta-llama/Llama-3.1-70B", num_layers=80, hidden_size=8192,
+        name="llama-3.1-70b", hf_id="meta-llama/Llama-3.1-70B",
+        aliases=("meta-llama/Llama-3.1-70B-Instruct", "nvidia/Llama-3.1-70B-Instruct-FP8"),
+        num_layers=80, hidden_size=8192,
         num_heads=64, num_kv_heads=8, intermediate_size=28672, vocab_size=_LLAMA3_VOCAB,
         max_context=131072,
     ),
@@ -59,7 +62,11 @@ MODELS: list[ModelSpec] = [
         max_context=40960, qk_norm=True, num_experts=128, top_k=8, moe_intermediate_size=768,
     ),
     ModelSpec(
-        name="deepseek-v3", hf_id="deepseek-ai/DeepSeek-V3", num_layers=61, hidden_size=7168,
+        name="deepseek-v3", hf_id="deepseek-ai/DeepSeek-V3",
+        # DeepSeek-R1 and the 0324/0528 updates ship DeepSeek-V3's config.json unchanged.
+        aliases=("deepseek-ai/DeepSeek-V3-0324", "deepseek-ai/DeepSeek-R1",
+                 "deepseek-ai/DeepSeek-R1-0528"),
+        num_layers=61, hidden_size=7168,
         num_heads=128, num_kv_heads=128, intermediate_size=18432, vocab_size=129280,
         max_context=163840, attention="mla", q_lora_rank=1536, kv_lora_rank=512,
         qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, num_experts=256, top_k=8,
