@@ -143,8 +143,14 @@ class ReplicaWorker:
                 continue
             if kv.caching and (self._match_pending or kv.epoch != self._matched_epoch):
                 self._match_waiting()
+            admitted = len(self.running)
             batch = schedule(self)
             if not batch.prefill and not batch.decode:
+                if len(self.running) > admitted:
+                    # The scheduler only moved requests that arrived with their KV (a PD
+                    # decode replica) into ``running``: they decode in the next schedule,
+                    # at this same instant.
+                    continue
                 if not self.running and not self.inflight and self.waiting and self._unblock():
                     continue
                 self._wake = env.event()

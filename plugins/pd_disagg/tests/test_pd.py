@@ -301,3 +301,20 @@ def test_a_cluster_without_a_stage_is_an_error(registry):
 
     with pytest.raises(ConfigError, match="spare"):
         assemble(RunConfig.model_validate(data), registry)
+
+
+@pytest.mark.parametrize("scheduler", ["vllm", "sarathi", "orca"])
+def test_decode_cluster_decodes_with_every_builtin_scheduler(registry, scheduler):
+    # Regression: with sarathi or orca the decode replica moved transferred requests into
+    # ``running`` with an empty batch and then slept, so nothing ever decoded.
+    cfg = pd_config(
+        prefill={"gpu": "h100-sxm"}, decode={"gpu": "h100-sxm", "scheduler": scheduler},
+        # One request at a time, so nothing else wakes an idle decode replica.
+        workload={"arrival": {"process": "fixed", "rate": 0.5},
+                  "prompt_len": {"dist": "fixed", "value": 256},
+                  "output_len": {"dist": "fixed", "value": 16}, "num_requests": 3},
+    )
+    sim = assemble(cfg, registry).run()
+    reqs = sim.controller.requests
+    assert len(reqs) == 3 and all(r.generated == 16 and r.rejected is None for r in reqs)
+    assert summarize(sim)["clusters"]["decode"]["iterations"] == 3 * 15
