@@ -161,3 +161,24 @@ def test_a_stalled_run_warns_about_unfinished_requests(registry) -> None:
         rep._unblock = lambda: False
     with pytest.warns(FrontierWarning, match="60 of 60 requests never finished"):
         sim.run()
+
+
+def test_orca_admits_a_prompt_as_long_as_its_budget_while_decodes_run(registry):
+    # Regression: a prompt of at least max_num_batched_tokens waited for an iteration
+    # without decodes, which never came while requests kept arriving (starvation).
+    from simhelpers import run_sim, small_config
+
+    cfg = small_config(
+        deployment={"clusters": [{"name": "main", "gpu": "a100-80g-sxm", "scheduler":
+                                  {"name": "orca", "max_num_batched_tokens": 512}}]},
+        workload={"arrival": {"process": "fixed", "rate": 20.0},
+                  "prompt_len": {"dist": "fixed", "value": 512},
+                  "output_len": {"dist": "fixed", "value": 64}, "num_requests": 40},
+    )
+    sim = run_sim(cfg, registry)
+    reqs = sim.controller.requests
+    assert all(r.generated == 64 and r.rejected is None for r in reqs)
+    # Prompts join iterations that also decode: some batch mixes one prefill with decodes.
+    it = sim.clusters["main"].replicas[0].iterations
+    rows = [it[i:i + 6] for i in range(0, len(it), 6)]
+    assert any(r[2] == 1 and r[3] > 0 for r in rows)

@@ -186,7 +186,10 @@ class OrcaScheduler:
         while waiting and len(running) < self.max_seqs:
             r = waiting[0]
             chunk = r.prefill_target - r.computed
-            if tokens and tokens + chunk > self.max_tokens:
+            # The budget bounds the prompts added after the first: a prompt as long as the
+            # budget would otherwise wait for an iteration without decodes, which never
+            # comes while requests keep arriving.
+            if batch.prefill and tokens + chunk > self.max_tokens:
                 break
             if not kv.grow(r, r.prompt_len + r.output_len):
                 break
