@@ -14,7 +14,7 @@ except an FFN block that implements ``MoELayers`` (MoE routing drawn per
 iteration): the kernel calls its ``step`` once per iteration instead.
 
 With ``dp`` > 1 (DP attention) a replica's batch is split over ``dp`` attention
-ranks by request id (a request's KV lives on one rank); a layer waits for the
+ranks as the replica assigned them (a request's KV lives on one rank); a layer waits for the
 slowest rank before its MoE block, which spans all ranks.
 """
 
@@ -258,8 +258,8 @@ class ExecutionPredictor:
                 kvd += 1
         ids_p = ids_d = None
         if self.dp > 1:
-            ids_p = np.fromiter((r.id for r in pre), np.int64, np_)
-            ids_d = np.fromiter((r.id for r in dec), np.int64, nd)
+            ids_p = np.fromiter((r.dp_rank for r in pre), np.int64, np_)
+            ids_d = np.fromiter((r.dp_rank for r in dec), np.int64, nd)
         it = self.run(q, kvp, emits, kvd, wd, ids_p, ids_d, replica, now)
         sp = self.spec
         if sp is not None:
@@ -276,7 +276,7 @@ class ExecutionPredictor:
             kvd: np.ndarray | None, wd: np.ndarray | None, ids_p: np.ndarray | None,
             ids_d: np.ndarray | None, replica: int = 0, now: float = 0.0) -> IterationTime:
         """One forward pass given as arrays (see ``forward``); ``ids_p`` and ``ids_d``
-        are the sequences' request ids, which place them on DP ranks when dp > 1."""
+        are the sequences' DP attention ranks (``Request.dp_rank``) when dp > 1."""
         if self.moe_step is not None or self.dp > 1:  # also every ``ffn`` block
             return self._iteration_ranks(q, kvp, emits, kvd, wd, ids_p, ids_d, replica, now)
         return self.forward(q, kvp, emits, kvd, wd)
@@ -369,7 +369,7 @@ class ExecutionPredictor:
             c, cc = self._part("common", int(tokens[0]))
             worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
         else:
-            # A request stays on one DP rank (its KV lives there): rank = id mod dp.
+            # A request stays on the DP rank its replica gave it (its KV lives there).
             rp = empty if ids_p is None else ids_p % dp
             rd = empty if ids_d is None else ids_d % dp
             tokens = (np.bincount(rp, weights=q, minlength=dp)

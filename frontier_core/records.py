@@ -45,6 +45,7 @@ class Request:
     rejected: str | None = None
     cluster: str = ""
     replica: int = -1
+    dp_rank: int = 0  # the DP attention rank of its replica that holds its KV
     # Set by a workflow that hands the request to another stage after prefill:
     # the replica emits the first token, keeps the KV blocks and signals `done`.
     stop_after_prefill: bool = False

@@ -58,7 +58,7 @@ def moe_config(**cluster):
 
 def decode(ids, context=512):
     return Batch(decode=[Request(i, 0.0, context, 50, computed=context, generated=1,
-                                 prefill_target=context) for i in ids])
+                                 prefill_target=context, dp_rank=i) for i in ids])
 
 
 def test_step_is_called_once_per_iteration_with_dp_token_counts(reg, tmp_path):
@@ -114,10 +114,10 @@ def test_moe_options_without_name_name_the_moe_block():
     assert c.moe.name == "moe" and c.moe.options == {"ep": 8, "routing": "uniform"}
 
 
-def test_tokens_per_rank_follow_request_ids(reg):
+def test_tokens_per_rank_follow_the_requests_ranks(reg):
     sim = assemble(moe_config(dp=3), reg)
     ex = sim.executors["main"]
-    reqs = [Request(i, 0.0, 100, 10, prefill_target=100) for i in (0, 1, 5)]
+    reqs = [Request(i, 0.0, 100, 10, prefill_target=100, dp_rank=i % 3) for i in (0, 1, 5)]
     ex.iteration(Batch(prefill=reqs, chunks=[10, 20, 30]))
     assert ex.moe_ffn.calls[-1][0].tolist() == [10, 20, 30]
     assert np.issubdtype(ex.moe_ffn.calls[-1][0].dtype, np.integer)

@@ -51,6 +51,11 @@ class ReplicaWorker:
         self.executor = executor
         self.kv = kv
         self.pp = executor.pp
+        # DP attention: each arriving request goes to the next rank in turn, as SGLang's
+        # data-parallel controller dispatches by default (load_balance_method
+        # round_robin, server_args.py); its KV stays on that rank.
+        self.dp = executor.dp
+        self._next_rank = 0
         # Speculative decoding: each decode computes up to k + 1 tokens (schedulers grow
         # its KV by ``decode_width``); the cluster's speculator draws what is accepted.
         self.spec = executor.spec
@@ -109,6 +114,9 @@ class ReplicaWorker:
             self._match_pending = True
         else:
             request.prefill_target = request.computed
+        if self.dp > 1:
+            request.dp_rank = self._next_rank
+            self._next_rank = (self._next_rank + 1) % self.dp
         self.waiting.append(request)
         self.outstanding += 1
         self.outstanding_tokens += request.prompt_len + request.output_len

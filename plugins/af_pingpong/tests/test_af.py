@@ -93,7 +93,7 @@ def config(model: str = "mixtral-8x7b", cluster: dict | None = None, ffn: dict |
 
 def decode(n: int, context: int = 512) -> Batch:
     return Batch(decode=[Request(i, 0.0, context, 50, computed=context, generated=1,
-                                 prefill_target=context) for i in range(n)])
+                                 prefill_target=context, dp_rank=i) for i in range(n)])
 
 
 def test_gpus_and_memory_of_both_sides():

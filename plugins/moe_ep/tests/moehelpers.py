@@ -61,13 +61,14 @@ def build(cfg: RunConfig, reg: Any = None):
 
 
 def decode_batch(n: int, context: int = 256, start_id: int = 0) -> Batch:
+    # dp_rank = id: the ranks taken in turn (the iteration takes it modulo dp).
     reqs = [Request(start_id + i, 0.0, context, 100, computed=context, generated=1,
-                    prefill_target=context) for i in range(n)]
+                    prefill_target=context, dp_rank=start_id + i) for i in range(n)]
     return Batch(decode=reqs)
 
 
 def prefill_batch(n: int, tokens: int) -> Batch:
-    reqs = [Request(i, 0.0, tokens, 10, prefill_target=tokens) for i in range(n)]
+    reqs = [Request(i, 0.0, tokens, 10, prefill_target=tokens, dp_rank=i) for i in range(n)]
     return Batch(prefill=reqs, chunks=[tokens] * n)
 
 

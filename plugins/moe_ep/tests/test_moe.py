@@ -335,13 +335,13 @@ def test_memory_plan_places_experts_by_ep_and_kv_by_dp():
 
 
 def test_dp_ranks_wait_for_the_busiest_attention_rank():
-    """Requests go to DP rank id mod dp; piling them on one rank is slower than spreading."""
+    """A batch whose requests all sit on one DP rank is slower than one spread over them."""
     sim = build(config(cluster={"tp": 1, "dp": 8, "moe": {"routing": "balanced"}}))
     ex = sim.executors["main"]
     spread = ex.iteration(decode_batch(64, 2048)).latency
     piled = decode_batch(64, 2048)
     for i, r in enumerate(piled.decode):
-        r.id = 8 * i  # all on rank 0
+        r.dp_rank = 8 * i  # all on rank 0
     assert ex.iteration(piled).latency > spread * 1.3
 
 
@@ -502,3 +502,27 @@ def test_expert_calls_say_whether_the_experts_are_gated():
     assert b._expert_call(np.array([2, 1]), 3, 3.0).extra["gated"] is True
     b.model = b.model.model_copy(update={"gated_mlp": False})  # e.g. Nemotron-H's ReLU² experts
     assert b._expert_call(np.array([2, 1]), 3, 3.0).extra["gated"] is False
+
+
+def test_dp_ranks_are_dealt_in_turn_on_each_replica():
+    # Regression: the rank was request id mod dp, so with 2 replicas behind round_robin
+    # each replica used only every other rank (with 8 replicas and dp 32, 4 of 32).
+    cfg = config(cluster={"tp": 1, "dp": 4, "replicas": 2, "router": "round_robin"})
+    sim = build(cfg).run()
+    for rep in range(2):
+        ranks = [r.dp_rank for r in sim.controller.requests if r.replica == rep]
+        assert sorted(set(ranks)) == [0, 1, 2, 3]
+        assert max(ranks.count(k) for k in range(4)) - min(ranks.count(k) for k in range(4)) <= 1
+
+
+def test_token_budget_and_sequence_cap_are_per_dp_rank():
+    # Regression: a replica of 4 DP ranks shared one rank's budget between them.
+    cfg = config(cluster={"tp": 1, "dp": 4, "scheduler": {
+        "name": "vllm", "max_num_batched_tokens": 256, "max_num_seqs": 4}},
+        workload={"arrival": {"process": "poisson", "rate": 1000.0},
+                  "prompt_len": {"dist": "fixed", "value": 256},
+                  "output_len": {"dist": "fixed", "value": 32}, "num_requests": 40})
+    sim = build(cfg).run()
+    it = np.asarray(sim.clusters["main"].replicas[0].iterations).reshape(-1, 6)
+    assert it[:, 4].max() == 4 * 256  # four prompts of one rank's budget each
+    assert (it[:, 2] + it[:, 3]).max() == 16  # four sequences per rank
