@@ -10,15 +10,22 @@ from frontier_core.execution import DenseFFN
 from frontier_core.markers import hookimpl
 
 
+def _ranks(opts, ctx):
+    # The configured limits are per DP attention rank.
+    return schedulers.per_replica(opts, ctx.cluster.dp if ctx.cluster is not None else 1)
+
+
 @hookimpl
 def frontier_schedulers() -> list[ComponentSpec]:
     return [
-        ComponentSpec("vllm", lambda o, ctx: schedulers.VLLMScheduler(o), schedulers.VLLMOptions,
+        ComponentSpec("vllm", lambda o, ctx: schedulers.VLLMScheduler(_ranks(o, ctx)),
+                      schedulers.VLLMOptions,
                       "vLLM continuous batching, prefill-priority, recompute preemption"),
-        ComponentSpec("sarathi", lambda o, ctx: schedulers.SarathiScheduler(o),
+        ComponentSpec("sarathi", lambda o, ctx: schedulers.SarathiScheduler(_ranks(o, ctx)),
                       schedulers.SarathiOptions,
                       "Sarathi-Serve chunked prefill with a per-iteration token budget"),
-        ComponentSpec("orca", lambda o, ctx: schedulers.OrcaScheduler(o), schedulers.BatchLimits,
+        ComponentSpec("orca", lambda o, ctx: schedulers.OrcaScheduler(_ranks(o, ctx)),
+                      schedulers.BatchLimits,
                       "Orca iteration-level batching with whole-request KV reservation"),
     ]
 

@@ -26,6 +26,16 @@ class VLLMOptions(BatchLimits):
     )
 
 
+def per_replica(opts: BaseModel, dp: int) -> BaseModel:
+    """A scheduler's limits for a whole replica of ``dp`` DP attention ranks: each rank
+    schedules its own batch under the configured limits (SGLang runs one scheduler per
+    DP rank), so a replica's batch may hold ``dp`` times as many tokens and sequences."""
+    if dp <= 1:
+        return opts
+    names = ("max_num_seqs", "max_num_batched_tokens", "token_budget")
+    return opts.model_copy(update={k: getattr(opts, k) * dp for k in names if hasattr(opts, k)})
+
+
 def _decode_running(view: SchedulerView, batch: Batch, budget: int | None = None) -> int:
     """Add every running request that is past its prefill to ``batch.decode``, growing its
     KV by the tokens a decode computes (one, or k + 1 under speculative decoding, never
