@@ -290,10 +290,15 @@ class TraceConfig(_Strict):
 
 class ClosedLoopConfig(_Strict):
     """N clients, each sending its next request when the previous one completes
-    (``benchmark_serving --max-concurrency`` style)."""
+    (``benchmark_serving --max-concurrency`` style). All start at 0 unless
+    ``ramp_up_s`` spreads their first requests."""
 
     concurrency: int = Field(ge=1)
     think_time_s: float = Field(0.0, ge=0)
+    ramp_up_s: float = Field(
+        0.0, ge=0, description="client k sends its first request at k × ramp_up_s / "
+        "concurrency (0: all at once, as the load generators start their clients)",
+    )
 
 
 class ReasoningConfig(_Strict):
@@ -339,6 +344,11 @@ class WorkloadConfig(_Strict):
     closed_loop: ClosedLoopConfig | None = None
     num_requests: int | None = Field(None, ge=1)
     duration_s: float | None = Field(None, gt=0, description="drop arrivals after this time")
+    warmup_requests: int = Field(
+        0, ge=0, description="the first N requests (in sending order) are warm-up: they "
+        "run, requests.csv marks them (warmup = 1), and the summary's latency, throughput "
+        "and SLO figures leave them out; e.g. the first wave of a closed loop",
+    )
     conversations: ConversationConfig | None = Field(
         None, description="synthetic multi-turn conversations (a trace gives its own "
         "through a conversation_id column or key)",

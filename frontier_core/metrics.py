@@ -97,6 +97,8 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
         tpot = (col["completion_s"] - col["first_token_s"]) / (col["output_tokens"] - 1)
     col["tpot_s"] = np.where(ok & (col["output_tokens"] > 1), tpot, np.nan)
     col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
+    if sim.workload.warmup:
+        col["warmup"] = np.fromiter((r.warmup for r in reqs), np.int64, n)
     if any(c.prefix_cache for c in sim.config.deployment.clusters):
         col["cached_tokens"] = np.fromiter((r.cached_tokens for r in reqs), np.int64, n)
     if sim.workload.conversation is not None:
@@ -123,6 +125,12 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     """The run summary: latency statistics, throughput, goodput, utilisation."""
     col = col if col is not None else request_table(sim)
     cfg = sim.config
+    warmup = 0
+    if "warmup" in col:
+        # Warm-up requests ran (and loaded the replicas) but are not measured.
+        w = col["warmup"].astype(bool)
+        warmup = int(w.sum())
+        col = {k: v[~w] for k, v in col.items()}
     ok = col["rejected"] == ""
     n, done = len(col["id"]), int(ok.sum())
     start = float(col["arrival_s"].min()) if n else 0.0
@@ -146,7 +154,8 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
         "workload": sim.workload.source,
         "seed": cfg.seed,
         "requests": {"total": n, "completed": done, "rejected": n - done,
-                     "rejected_reasons": dict(sorted(reasons.items()))},
+                     "rejected_reasons": dict(sorted(reasons.items())),
+                     **({"warmup": warmup} if warmup else {})},
         "latency_s": {k: _stats(col[k]) for k in ("ttft_s", "tpot_s", "e2e_s", "queueing_s")},
         "throughput": {
             "duration_s": makespan,

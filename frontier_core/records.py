@@ -46,6 +46,7 @@ class Request:
     cluster: str = ""
     replica: int = -1
     dp_rank: int = 0  # the DP attention rank of its replica that holds its KV
+    warmup: bool = False  # a warm-up request: simulated, not measured
     # Set by a workflow that hands the request to another stage after prefill:
     # the replica emits the first token, keeps the KV blocks and signals `done`.
     stop_after_prefill: bool = False

@@ -74,6 +74,7 @@ class Workload:
     arrival: np.ndarray | None
     closed_loop: ClosedLoopConfig | None
     source: str
+    warmup: int = 0  # the first ``warmup`` requests are not measured
     # Per request: content hashes of its prompt's blocks of ``prefix_block`` tokens.
     prefix: list[tuple[int, ...]] | None = None
     prefix_block: int = 0
@@ -150,7 +151,14 @@ def build_workload(
         source=_describe(cfg, n, resolve),
         prefix=prefix,
         prefix_block=cfg.trace.hash_block if prefix is not None and cfg.trace else 0,
+        warmup=cfg.warmup_requests,
     )
+    if cfg.warmup_requests >= n:
+        raise ConfigError(
+            f"workload.warmup_requests is {cfg.warmup_requests} but the workload has {n} "
+            "requests, so none would be measured; lower warmup_requests or raise "
+            "num_requests."
+        )
     if convs is not None and cfg.trace is not None:
         from frontier_core.conversations import trace_conversations
 

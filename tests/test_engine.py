@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simhelpers import run_sim, small_config
@@ -166,8 +167,6 @@ def test_a_stalled_run_warns_about_unfinished_requests(registry) -> None:
 def test_orca_admits_a_prompt_as_long_as_its_budget_while_decodes_run(registry):
     # Regression: a prompt of at least max_num_batched_tokens waited for an iteration
     # without decodes, which never came while requests kept arriving (starvation).
-    from simhelpers import run_sim, small_config
-
     cfg = small_config(
         deployment={"clusters": [{"name": "main", "gpu": "a100-80g-sxm", "scheduler":
                                   {"name": "orca", "max_num_batched_tokens": 512}}]},
@@ -182,3 +181,52 @@ def test_orca_admits_a_prompt_as_long_as_its_budget_while_decodes_run(registry):
     it = sim.clusters["main"].replicas[0].iterations
     rows = [it[i:i + 6] for i in range(0, len(it), 6)]
     assert any(r[2] == 1 and r[3] > 0 for r in rows)
+
+
+def _closed_loop(registry, **closed):
+    cfg = small_config(workload={
+        "closed_loop": {"concurrency": 8, **closed},
+        "prompt_len": {"dist": "fixed", "value": 128},
+        "output_len": {"dist": "fixed", "value": 16}, "num_requests": 32,
+        "warmup_requests": 8})
+    return run_sim(cfg, registry)
+
+
+def test_closed_loop_clients_ramp_up_and_stay_apart(registry):
+    together = _closed_loop(registry)
+    first = [r.arrival for r in together.controller.requests[:8]]
+    assert first == [0.0] * 8
+    # Fixed lengths and one shared start: every wave arrives in lockstep.
+    later = [r.arrival for r in together.controller.requests[8:16]]
+    assert np.ptp(later) == 0.0
+    # Clients started further apart than an iteration keep apart.
+    apart = _closed_loop(registry, ramp_up_s=1.6)
+    arrivals = [r.arrival for r in apart.controller.requests]
+    for k in range(8):  # client k's first request
+        assert min(abs(a - 0.2 * k) for a in arrivals) < 1e-12
+    after = [r.arrival for r in apart.controller.requests if not r.warmup]
+    assert len(after) == 24 and len(set(after)) > 12
+
+
+def test_warmup_requests_run_but_are_not_measured(registry):
+    from frontier_core.metrics import request_table, summarize
+
+    sim = _closed_loop(registry)
+    col = request_table(sim)
+    assert col["warmup"].tolist() == [1] * 8 + [0] * 24
+    s = summarize(sim, col)
+    assert s["requests"]["total"] == 24 and s["requests"]["warmup"] == 8
+    measured = col["ttft_s"][8:]
+    assert s["latency_s"]["ttft_s"]["mean"] == pytest.approx(float(measured.mean()))
+
+
+def test_warmup_must_leave_requests_to_measure(registry):
+    from frontier_core.assemble import assemble
+    from frontier_core.errors import ConfigError
+
+    cfg = small_config(workload={"closed_loop": {"concurrency": 4},
+                                 "prompt_len": {"dist": "fixed", "value": 64},
+                                 "output_len": {"dist": "fixed", "value": 4},
+                                 "num_requests": 4, "warmup_requests": 4})
+    with pytest.raises(ConfigError, match="warmup_requests is 4"):
+        assemble(cfg, registry)

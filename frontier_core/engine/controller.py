@@ -58,12 +58,15 @@ class GlobalController:
             self.env.process(self._open_loop())
         else:
             self._next = 0
-            for _ in range(min(wl.closed_loop.concurrency, self.total)):
-                self.env.process(self._client())
+            n = min(wl.closed_loop.concurrency, self.total)
+            ramp = wl.closed_loop.ramp_up_s
+            for k in range(n):
+                self.env.process(self._client(k * ramp / wl.closed_loop.concurrency))
 
     def _new(self, i: int) -> Request:
         wl = self.workload
         r = Request(i, self.env.now, int(wl.prompt_len[i]), int(wl.output_len[i]))
+        r.warmup = i < wl.warmup
         if wl.prefix is not None:
             r.prefix, r.prefix_block = wl.prefix[i], wl.prefix_block
             if wl.prefix_tokens is not None:
@@ -87,10 +90,12 @@ class GlobalController:
         yield from run(request, self)
         self.finished += 1
 
-    def _client(self):
+    def _client(self, delay: float = 0.0):
         env = self.env
         run = self.workflow.run
         think = self.workload.closed_loop.think_time_s
+        if delay > 0:
+            yield env.timeout(delay)
         while self._next < self.total:
             i = self._next
             self._next += 1
@@ -113,8 +118,9 @@ class GlobalController:
             self.env.process(self._open_conversations())
         else:
             self._next = 0
-            for _ in range(min(wl.closed_loop.concurrency, len(turns))):
-                self.env.process(self._conversation_client())
+            ramp = wl.closed_loop.ramp_up_s
+            for k in range(min(wl.closed_loop.concurrency, len(turns))):
+                self.env.process(self._conversation_client(k * ramp / wl.closed_loop.concurrency))
 
     def _open_conversations(self):
         env = self.env
@@ -126,9 +132,11 @@ class GlobalController:
                 yield env.timeout(gap)
             env.process(self._conversation(turns))
 
-    def _conversation_client(self):
+    def _conversation_client(self, delay: float = 0.0):
         env = self.env
         think = self.workload.closed_loop.think_time_s
+        if delay > 0:
+            yield env.timeout(delay)
         while self._next < len(self._conversations):
             turns = self._conversations[self._next]
             self._next += 1
