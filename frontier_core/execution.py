@@ -132,10 +132,16 @@ class ExecutionPredictor:
             # instead of decompressing per-head keys and values as prefill does.
             self.dec_kv_heads = 1
             self.dec_head_dim = m.kv_lora_rank + m.qk_rope_head_dim
+            # Prefill decompresses per-head keys and values in bf16; decode reads the
+            # cached latent once as both keys and values (FlashMLA), in the KV dtype.
+            self.prefill_kv = {"kv_planes": 2, "kv_bytes": float(self.act_bytes)}
+            self.decode_kv = {"kv_planes": 1, "kv_bytes": DTYPE_BYTES[m.kv_dtype]}
         else:
             self.kv_heads = max(1, math.ceil(m.num_kv_heads / tp))
             self.attn_head_dim = m.hd
             self.dec_kv_heads, self.dec_head_dim = self.kv_heads, self.attn_head_dim
+            self.prefill_kv = self.decode_kv = {"kv_planes": 2,
+                                                "kv_bytes": DTYPE_BYTES[m.kv_dtype]}
 
     def _projection_ops(self, t: int) -> list[OpCall]:
         m, _tp, d = self.model, self.tp, self.dtype
@@ -320,7 +326,8 @@ class ExecutionPredictor:
         if q is not None and len(q):
             parts.append(self._answer(OpCall(
                 "attention_prefill", "attention", "bf16", num_heads=self.heads,
-                num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp)))
+                num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp,
+                extra=self.prefill_kv)))
         if kvd is not None and len(kvd) and wd is not None and int(wd.max()) > 1:
             verify = wd > 1
             if self.model.attention == "mla":
@@ -331,12 +338,12 @@ class ExecutionPredictor:
                         "attention_decode", "attention_verify", "bf16",
                         num_heads=self.heads * w, num_kv_heads=self.dec_kv_heads,
                         head_dim=self.dec_head_dim, q_lens=np.ones(n, np.int64),
-                        kv_lens=kvd[sel])))
+                        kv_lens=kvd[sel], extra=self.decode_kv)))
             else:
                 parts.append(self._answer(OpCall(
                     "attention_prefill", "attention_verify", "bf16", num_heads=self.heads,
                     num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim,
-                    q_lens=wd[verify], kv_lens=kvd[verify])))
+                    q_lens=wd[verify], kv_lens=kvd[verify], extra=self.decode_kv)))
             kvd = kvd[~verify]
         if kvd is not None and len(kvd):
             n = len(kvd)
@@ -346,7 +353,7 @@ class ExecutionPredictor:
             parts.append(self._answer(OpCall(
                 "attention_decode", "attention", "bf16", num_heads=self.heads,
                 num_kv_heads=self.dec_kv_heads, head_dim=self.dec_head_dim,
-                q_lens=self._ones[:n], kv_lens=kvd)))
+                q_lens=self._ones[:n], kv_lens=kvd, extra=self.decode_kv)))
         return sum(a for a, _ in parts), parts
 
     def _iteration_ranks(self, q: np.ndarray | None, kvp: np.ndarray | None,

@@ -137,7 +137,9 @@ class OpCall:
     - ``attention_prefill`` / ``attention_decode``: ``num_heads``,
       ``num_kv_heads``, ``head_dim`` per GPU; ``q_lens`` (new tokens of each
       sequence) and ``kv_lens`` (context including them) as int64 arrays — the
-      whole batch composition, not one proxy length.
+      whole batch composition, not one proxy length. ``extra`` may give the cache's
+      layout: ``kv_planes`` (2: keys and values apart; 1: one cached latent serves as
+      both, absorbed MLA) and ``kv_bytes`` per element (1 for an fp8 KV cache).
     - ``all_reduce``, ``all_to_all``, ``send_recv``: ``bytes`` per GPU,
       ``num_gpus`` in the group, ``scope`` "intra" (NVLink) or "inter" (scale-out).
     - ``elementwise``: memory-bound kernels (norms, activations, residuals,

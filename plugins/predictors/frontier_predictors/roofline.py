@@ -199,9 +199,22 @@ class RooflinePredictor:
         sum_kv = float(kv.sum())
         pairs = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q)) + 0.5 * sum_q
         hd = call.head_dim
+        planes, kv_elem = self._kv_layout(call, s_elem)
         t_compute = 4.0 * call.num_heads * hd * pairs * s_flop
-        t_memory = (2.0 * sum_q * call.num_heads + 2.0 * sum_kv * call.num_kv_heads) * hd * s_elem
+        t_memory = (2.0 * sum_q * call.num_heads * s_elem
+                    + planes * sum_kv * call.num_kv_heads * kv_elem) * hd
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    def _kv_layout(self, call: OpCall, s_elem: float) -> tuple[float, float]:
+        """(planes, seconds per KV element): 2 planes (keys and values) unless the call
+        says one cached latent serves as both (absorbed MLA); KV elements of the cache's
+        dtype (``kv_bytes``, e.g. 1 for an fp8 KV cache), else the call's dtype."""
+        ex = call.extra
+        if not ex:
+            return 2.0, s_elem
+        kv_bytes = ex.get("kv_bytes")
+        return (float(ex.get("kv_planes", 2)),
+                s_elem if kv_bytes is None else kv_bytes * self._s_per_byte)
 
     def _attention_decode(self, call: OpCall) -> float:
         # One query token per sequence against its kv context: 4 · heads · head_dim
@@ -212,8 +225,10 @@ class RooflinePredictor:
             return self.launch_s
         sum_kv = float(kv.sum())
         hd = call.head_dim
+        planes, kv_elem = self._kv_layout(call, s_elem)
         t_compute = 4.0 * call.num_heads * hd * sum_kv * s_flop
-        t_memory = (2.0 * sum_kv * call.num_kv_heads + 2.0 * len(kv) * call.num_heads) * hd * s_elem
+        t_memory = (planes * sum_kv * call.num_kv_heads * kv_elem
+                    + 2.0 * len(kv) * call.num_heads * s_elem) * hd
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
 
     def _moe_experts(self, call: OpCall) -> float:

@@ -4,6 +4,7 @@ registered on a fresh plugin manager."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pluggy
@@ -124,6 +125,20 @@ def test_decode_attention_scales_linearly_with_total_kv() -> None:
     # memory-bound: the KV read at the HBM roofline
     kv_bytes = 2 * 16 * 2000 * 8 * 128 * 2
     assert t2 - launch == pytest.approx(kv_bytes / (HW["h100-sxm"].mem_bw * 0.85), rel=0.01)
+
+
+def test_decode_attention_reads_the_cache_as_laid_out() -> None:
+    pred = roofline("h100-sxm")
+    kv = lens(*[4000] * 16)
+    launch = 4e-6
+    plain = pred.predict(_decode(kv)) - launch
+    call = _decode(kv)
+    fp8 = pred.predict(replace(call, extra={"kv_bytes": 1})) - launch
+    latent = pred.predict(replace(call, extra={"kv_planes": 1, "kv_bytes": 2})) - launch
+    qo = 2 * 16 * 32 * 128 * 2 / (HW["h100-sxm"].mem_bw * 0.85)  # Q in, O out
+    # An fp8 cache moves half the bytes; one shared latent (MLA) is read once, not twice.
+    assert fp8 - qo == pytest.approx((plain - qo) / 2, rel=1e-9)
+    assert latent - qo == pytest.approx((plain - qo) / 2, rel=1e-9)
 
 
 def _prefill(q: np.ndarray, kv: np.ndarray | None = None) -> OpCall:
