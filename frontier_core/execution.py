@@ -178,11 +178,27 @@ class ExecutionPredictor:
             )
         )
         if self.tp > 1:
-            ar = OpCall("all_reduce", "tp_all_reduce", "bf16", m=t, bytes=t * h * self.act_bytes,
-                        num_gpus=self.tp, scope=self.tp_scope)
-            ops.append(ar)
-            ops.append(ar)
+            ops.extend(self._tp_all_reduce(t * h * self.act_bytes, t) * 2)
         return ops
+
+    def _tp_all_reduce(self, nbytes: float, t: int) -> list[OpCall]:
+        """One all-reduce of ``nbytes`` per GPU over the TP group. A group wider than a
+        node runs hierarchically, as NCCL does across nodes: reduce-scatter inside the
+        NVLink domain, an all-reduce of each GPU's shard with its peers in the other
+        nodes over the scale-out network, then an all-gather inside the domain."""
+        if self.tp_scope == "intra":
+            return [OpCall("all_reduce", "tp_all_reduce", "bf16", m=t, bytes=nbytes,
+                           num_gpus=self.tp, scope="intra")]
+        local = min(self.device.gpus_per_node, self.tp)
+        nodes = math.ceil(self.tp / local)
+        return [
+            OpCall("reduce_scatter", "tp_reduce_scatter", "bf16", m=t, bytes=nbytes,
+                   num_gpus=local, scope="intra"),
+            OpCall("all_reduce", "tp_all_reduce", "bf16", m=t, bytes=nbytes / local,
+                   num_gpus=nodes, scope="inter"),
+            OpCall("all_gather", "tp_all_gather", "bf16", m=t, bytes=nbytes,
+                   num_gpus=local, scope="intra"),
+        ]
 
     # ---- memoised parts -------------------------------------------------
     def _layers(self, t: int) -> tuple[float, list[float]]:

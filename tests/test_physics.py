@@ -119,3 +119,23 @@ def test_predictor_share_is_reported(registry):
     share = sim.executors["main"].credit_by_backend()
     assert set(share) == {"roofline"} and share["roofline"] > 0
     assert math.isfinite(share["roofline"])
+
+
+def test_tp_wider_than_a_node_all_reduces_hierarchically(registry):
+    # Reduce-scatter over NVLink, the shard's all-reduce across nodes, all-gather over
+    # NVLink: not one flat ring of all 16 GPUs over the scale-out network.
+    from simhelpers import small_config
+
+    from frontier_core.assemble import assemble
+
+    def ops(tp):
+        cfg = small_config(model="llama-3.1-70b", deployment={"clusters": [
+            {"name": "main", "gpu": "h100-sxm", "tp": tp}]})
+        ex = assemble(cfg, registry).executors["main"]
+        return [(c.op, c.num_gpus, c.scope, c.bytes) for c in ex._layer_common_ops(64)
+                if c.op in ("all_reduce", "reduce_scatter", "all_gather")]
+
+    b = 64 * 8192 * 2
+    assert ops(8) == [("all_reduce", 8, "intra", b)] * 2
+    assert ops(16) == [("reduce_scatter", 8, "intra", b), ("all_reduce", 2, "inter", b / 8),
+                       ("all_gather", 8, "intra", b)] * 2
