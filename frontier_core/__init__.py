@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from frontier_core import outdir
 from frontier_core.builtin.transfer import collective_time
 from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
 from frontier_core.components import (
@@ -78,4 +79,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_registry",
+    "outdir",
 ]

@@ -54,19 +54,18 @@ def run(
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (a sweep's, a report's); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
+    from frontier_core import outdir
     from frontier_core.assemble import assemble
     from frontier_core.configfile import load_config
     from frontier_core.metrics import report_lines, simulator_stats, write_outputs
 
     cfg = load_config(config, set_ or [])
     out_dir = output or Path(cfg.output.dir)
-    if out_dir.exists() and not out_dir.is_dir():  # checked before a long run, not after
-        raise ConfigError(
-            f"Output path {str(out_dir)!r} exists and is not a directory; choose another "
-            "-o/--output (or output.dir); it would be replaced by the results directory."
-        )
+    # Checked before the run, not after it: a long run must not end in a refusal.
+    outdir.check(out_dir, "run", overwrite, option="-o/--output (or output.dir)")
     sim = assemble(cfg, _registry())
     if quiet or as_json or not err.is_terminal:
         sim.run()
@@ -79,7 +78,7 @@ def run(
 
             sim.run(progress)
     try:
-        summary = write_outputs(sim, out_dir)
+        summary = write_outputs(sim, out_dir, overwrite)
     except OSError as e:
         raise ConfigError(
             f"Cannot write the results to {str(out_dir)!r}: {e.strerror or e} "
@@ -99,19 +98,19 @@ def sweep(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel in a local process pool.")] = 1,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core[ray]').")] = None,  # noqa: UP045
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (a run's, a report's); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Run configs over a grid of overrides in parallel; one results table (CSV, and Parquet with pyarrow)."""
+    from frontier_core import outdir
     from frontier_core.sweep import sweep as run_sweep
 
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"Sweep directory {str(output)!r} exists and is not a directory; "
-                          "choose another -o/--output.")
+    outdir.check(output, "sweep", overwrite)  # a sweep folder is fine: re-running resumes
     for c in configs or []:
         if not c.is_file():
             raise ConfigError(f"Config file {str(c)!r} does not exist; give YAML run configs "
                               "(examples/ has some), or none for the embedded default.")
     kwargs = dict(configs=list(configs or [None]), grid=grid or [], out_dir=output, jobs=jobs,
-                  ray=ray, registry=_registry())
+                  ray=ray, registry=_registry(), overwrite=overwrite)
     if quiet or not err.is_terminal:
         result = run_sweep(**kwargs)
     else:
@@ -144,13 +143,17 @@ def plan(
     price: Annotated[Optional[list[str]], typer.Option("--price", help="KIND=USD_PER_GPU_HOUR (repeatable).")] = None,  # noqa: UP045
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the chosen deployment as a runnable YAML config here.")] = None,  # noqa: UP045
     set_: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing an existing -o file that `frontier plan` did not write.")] = False,
 ) -> None:
     """Find the cheapest deployment meeting the SLOs at a rate; print the Pareto frontier."""
     import yaml
 
+    from frontier_core import outdir
     from frontier_core.configfile import load_config
     from frontier_core.plan import plan as run_plan
 
+    if output is not None:  # before the search, which can take minutes
+        outdir.check_file(output, "plan", overwrite)
     if objective not in ("gpus", "cost"):
         raise ConfigError(f"--objective is {objective!r}; choose 'gpus' or 'cost'.")
     prices: dict[str, float] = {}
@@ -188,7 +191,7 @@ def plan(
         trace["path"] = str(res.best_config.resolve(trace["path"]).resolve())
     text = yaml.safe_dump(data, sort_keys=False)
     if output is not None:
-        output.write_text(text)
+        outdir.write_file(output, "plan", text, overwrite)
         out.print(f"wrote {output}", markup=False)
     else:
         sys.stdout.write(text)

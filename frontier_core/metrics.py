@@ -11,9 +11,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -309,10 +306,14 @@ def perfetto_trace(sim: Simulation) -> dict[str, Any]:
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
-def write_outputs(sim: Simulation, out_dir: str | Path) -> dict[str, Any]:
-    """Write the run's directory atomically: everything goes to a temporary sibling that
-    replaces ``out_dir`` only once complete. Returns the summary."""
-    out = Path(out_dir)
+def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Write the run's results folder through ``frontier_core.outdir``: the files go to a
+    temporary folder first, so a failed run leaves nothing behind; an existing results
+    folder keeps the files Frontier did not write. ``overwrite`` allows replacing the
+    results of another command (never a folder Frontier did not write). Returns the
+    summary."""
+    from frontier_core import outdir
+
     col = request_table(sim)
     summary = summarize(sim, col)
     files: dict[str, str] = {
@@ -331,26 +332,13 @@ def write_outputs(sim: Simulation, out_dir: str | Path) -> dict[str, Any]:
             if name in files or name == "trace.json" or "/" in name:
                 raise ValueError(f"block output file {name!r} clashes with another output")
             files[name] = text
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary files
-    try:
+
+    def writer(tmp: Path) -> None:
         for name, text in files.items():
             (tmp / name).write_text(text)
         if sim.config.output.trace:
             with open(tmp / "trace.json", "w") as f:
                 json.dump(perfetto_trace(sim), f, separators=(",", ":"))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
-            os.replace(out, old / "d")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    outdir.write(out_dir, "run", writer, overwrite, option="-o/--output (or output.dir)")
     return summary

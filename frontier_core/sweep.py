@@ -32,6 +32,8 @@ from frontier_core.configfile import _parse_value
 from frontier_core.errors import ConfigError, FrontierError
 
 STATUS_COLUMNS = ("run_id", "config", "status", "error")
+# The top-level entries a sweep writes in its folder (its marker lists them).
+SWEEP_ENTRIES = ("runs", "sweep.json", "results.csv", "results.parquet")
 
 
 @dataclass(frozen=True)
@@ -189,16 +191,6 @@ def _worker_registry() -> Any:
     return _REGISTRY[0]
 
 
-def _clear_partial(runs_dir: Path, ids: set[str]) -> None:
-    """Remove what a killed sweep left half-written: a run's outputs go to a hidden
-    temporary sibling (``.<run id>.*``) that replaces its folder only when complete."""
-    import shutil
-
-    for p in runs_dir.iterdir():
-        if p.name.startswith(".") and p.name[1:].split(".", 1)[0] in ids and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def _finished(spec: RunSpec, runs_dir: Path) -> dict[str, Any] | None:
     """The row of a run that completed in an earlier invocation, from its summary."""
     path = runs_dir / spec.run_id / "summary.json"
@@ -219,16 +211,25 @@ def sweep(
     ray: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     registry: Any = None,
+    overwrite: bool = False,
 ) -> SweepResult:
     """Run every configuration of the sweep that has not finished yet and write the
-    results table. ``progress(done, total)`` is called after each run."""
+    results table. ``progress(done, total)`` is called after each run. ``out_dir`` must
+    be new, empty or a sweep folder (``frontier_core.outdir``); ``overwrite`` allows the
+    results of another command there (never a folder Frontier did not write)."""
+    from frontier_core import outdir
+
     cfgs = [None if c is None else str(c) for c in configs] or [None]
     specs = expand(cfgs, parse_grid(grid))
+    outdir.check(out_dir, "sweep", overwrite)  # before Ray starts and before any run
     ray_mod = _ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
+    outdir.claim(out, "sweep", SWEEP_ENTRIES, overwrite)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    _clear_partial(runs_dir, {s.run_id for s in specs})
+    # What a killed sweep left half-written: a run's outputs go to a hidden temporary
+    # sibling that replaces its folder only when complete (outdir.write).
+    outdir.clear_partial(runs_dir, {s.run_id for s in specs})
     (out / "sweep.json").write_text(json.dumps(
         {"configs": cfgs, "grid": list(grid),
          "runs": [{"run_id": s.run_id, "config": s.config, "overrides": dict(s.overrides)}

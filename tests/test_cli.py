@@ -266,14 +266,92 @@ def test_config_schema_is_json() -> None:
 # ---- output atomicity --------------------------------------------------------------
 
 
-def test_rerun_replaces_output_dir(tmp_path: Path) -> None:
+def _hidden(d: Path) -> list[str]:
+    """Hidden entries of ``d`` other than the results marker (temporary folders)."""
+    return [n for n in os.listdir(d) if n.startswith(".") and n != ".frontier-results.json"]
+
+
+def test_rerun_replaces_frontier_files_and_keeps_user_files(tmp_path: Path) -> None:
     ok(frontier("run", "-o", "out", "-q", *SMALL, cwd=tmp_path))
-    (tmp_path / "out" / "stale.txt").write_text("from an older run")
-    ok(frontier("run", "-o", "out", "-q", "--set", "workload.num_requests=25", cwd=tmp_path))
     out = tmp_path / "out"
-    assert not (out / "stale.txt").exists()
+    (out / "notes.txt").write_text("added by the user")
+    ok(frontier("run", "-o", "out", "-q", "--set", "workload.num_requests=25",
+                "--set", "output.trace=false", cwd=tmp_path))
+    assert (out / "notes.txt").read_text() == "added by the user"
     assert json.loads((out / "summary.json").read_text())["requests"]["total"] == 25
-    assert os.listdir(tmp_path) == ["out"]  # no temporary or old directories left
+    assert not (out / "trace.json").exists()  # written by the first run only: replaced
+    assert json.loads((out / ".frontier-results.json").read_text())["kind"] == "run"
+    assert os.listdir(tmp_path) == ["out"] and _hidden(out) == []  # no temporary folders
+
+
+def test_output_folder_holding_the_config_is_refused(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "sub").mkdir(parents=True)
+    (proj / "sub" / "base.yaml").write_text(SYNTHETIC)
+    (proj / "notes.txt").write_text("mine")
+    before = {str(p.relative_to(proj)): p.read_bytes() for p in proj.rglob("*") if p.is_file()}
+    msg = user_error(frontier("run", "proj/sub/base.yaml", "-o", "proj", cwd=tmp_path))
+    assert "'proj' holds 2 entries Frontier did not write: notes.txt, sub/" in msg
+    assert "will not replace" in msg and "-o/--output" in msg
+    after = {str(p.relative_to(proj)): p.read_bytes() for p in proj.rglob("*") if p.is_file()}
+    assert after == before and os.listdir(tmp_path) == ["proj"]
+    # --overwrite never replaces a folder Frontier did not write
+    user_error(frontier("run", "proj/sub/base.yaml", "-o", "proj", "--overwrite", cwd=tmp_path))
+    assert (proj / "sub" / "base.yaml").read_text() == SYNTHETIC
+
+
+def test_output_dot_in_an_empty_folder_and_in_a_results_folder(tmp_path: Path) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    ok(frontier("run", "-o", ".", "-q", *SMALL, cwd=here))
+    assert {"summary.json", "requests.csv", "trace.json"} <= set(os.listdir(here))
+    (here / "notes.txt").write_text("mine")
+    ok(frontier("run", "-o", ".", "-q", *SMALL, cwd=here))
+    assert (here / "notes.txt").read_text() == "mine"
+    assert _hidden(here) == [] and os.listdir(tmp_path) == ["here"]  # no ..old.* folders
+
+
+def test_output_dir_from_the_config_is_checked_too(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "data.csv").write_text("1,2\n")
+    msg = user_error(frontier("run", "--set", "output.dir=taken", cwd=tmp_path))
+    assert "'taken' holds 1 entry Frontier did not write: data.csv" in msg
+    assert "output.dir" in msg
+
+
+def test_sweep_folder_given_to_run_needs_overwrite(tmp_path: Path) -> None:
+    ok(frontier("sweep", "-o", "s", "-q", "--grid", "workload.num_requests=20", cwd=tmp_path))
+    msg = user_error(frontier("run", "-o", "s", "-q", *SMALL, cwd=tmp_path))
+    assert "results of `frontier sweep`, not of `frontier run`" in msg and "--overwrite" in msg
+    assert (tmp_path / "s" / "results.csv").is_file()
+    ok(frontier("run", "-o", "s", "-q", "--overwrite", *SMALL, cwd=tmp_path))
+    assert (tmp_path / "s" / "summary.json").is_file()
+    assert not (tmp_path / "s" / "runs").exists() and not (tmp_path / "s" / "results.csv").exists()
+
+
+def test_run_folder_given_to_sweep_needs_overwrite(tmp_path: Path) -> None:
+    ok(frontier("run", "-o", "r", "-q", *SMALL, cwd=tmp_path))
+    msg = user_error(frontier("sweep", "-o", "r", "-q", "--grid", "workload.num_requests=20",
+                              cwd=tmp_path))
+    assert "results of `frontier run`, not of `frontier sweep`" in msg and "--overwrite" in msg
+    assert not (tmp_path / "r" / "runs").exists()
+    ok(frontier("sweep", "-o", "r", "-q", "--overwrite", "--grid", "workload.num_requests=20",
+                cwd=tmp_path))
+    assert (tmp_path / "r" / "results.csv").is_file() and not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_sweep_into_a_folder_frontier_did_not_write_fails_before_running(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    msg = user_error(frontier("sweep", "-o", "d", "--grid", "workload.num_requests=20",
+                              cwd=tmp_path))
+    assert "'d' holds 1 entry Frontier did not write: notes.txt" in msg
+    assert os.listdir(tmp_path / "d") == ["notes.txt"]
+    # re-running a sweep resumes in its own folder
+    ok(frontier("sweep", "-o", "s", "-q", "--grid", "workload.num_requests=20", cwd=tmp_path))
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    ok(frontier("sweep", "-o", "s", "-q", "--grid", "workload.num_requests=20", cwd=tmp_path))
+    assert (tmp_path / "s" / "notes.txt").read_text() == "mine"
 
 
 def test_failed_run_leaves_existing_output_untouched(tmp_path: Path) -> None:

@@ -68,6 +68,13 @@ def test_cli_plan_writes_a_runnable_config(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "chosen:" in r.stdout and "Pareto frontier" in r.stdout
+    assert out.read_text().startswith("# written by frontier plan\n")
+    # a file plan wrote before is replaced without --overwrite
+    again = subprocess.run([*cli, "plan", "--rate", "30", "--slo-ttft", "0.5", "--slo-tpot",
+                            "0.05", "--max-gpus", "4", "--set", "workload.num_requests=200",
+                            "-o", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.yaml"]  # no temporary files
     r2 = subprocess.run([*cli, "run", str(out), "-o", str(tmp_path / "run"), "-q"], env=env,
                         capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stderr
@@ -103,3 +110,43 @@ def test_cli_plan_bad_flags_are_user_errors(args, words, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error:") and words in r.stderr
     assert not (tmp_path / "p.yaml").exists()
+
+
+def _plan_cli(monkeypatch, *args: str):
+    """``frontier plan --rate 1 --slo-ttft 1 ARGS`` in-process, with a search that must not
+    start (the -o checks come first)."""
+    from typer.testing import CliRunner
+
+    import frontier_core.plan
+    from frontier_core.cli import app
+
+    def no_search(*a, **k):
+        raise AssertionError("the search started before -o was checked")
+
+    monkeypatch.setattr(frontier_core.plan, "plan", no_search)
+    return CliRunner().invoke(app, ["plan", "--rate", "1", "--slo-ttft", "1", *args],
+                              env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+def test_cli_plan_output_is_a_directory_fails_before_the_search(tmp_path, monkeypatch):
+    r = _plan_cli(monkeypatch, "-o", str(tmp_path))
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "is a folder" in str(r.exception) and "plan.yaml" in str(r.exception)
+
+
+def test_cli_plan_output_missing_folder_fails_before_the_search(tmp_path, monkeypatch):
+    r = _plan_cli(monkeypatch, "-o", str(tmp_path / "nope" / "p.yaml"))
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "does not exist" in str(r.exception)
+
+
+def test_cli_plan_will_not_replace_a_user_file(tmp_path, monkeypatch):
+    mine = tmp_path / "deploy.yaml"
+    mine.write_text("model: llama-3.1-8b\n")
+    r = _plan_cli(monkeypatch, "-o", str(mine))
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "did not write" in str(r.exception) and "--overwrite" in str(r.exception)
+    assert mine.read_text() == "model: llama-3.1-8b\n"
+    # with --overwrite the check passes, so the (forbidden) search is reached
+    r = _plan_cli(monkeypatch, "-o", str(mine), "--overwrite")
+    assert isinstance(r.exception, AssertionError)

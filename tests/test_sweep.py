@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from frontier_core import outdir
 from frontier_core.errors import ConfigError
 from frontier_core.sweep import expand, parse_grid, sweep
 
@@ -145,8 +146,27 @@ def test_half_written_run_folders_are_cleared_on_resume(tmp_path, registry):
     cfg = _config(tmp_path)
     res = sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
     rid = res.rows[0]["run_id"]
-    partial = tmp_path / "s" / "runs" / f".{rid}.abc123"  # as write_outputs names its temp dir
+    # as frontier_core.outdir names (and marks) the temporary folder of a run's outputs
+    partial = tmp_path / "s" / "runs" / f".{rid}.frontier-tmp.abc123"
     partial.mkdir()
     (partial / "summary.json").write_text("{}")
+    (partial / outdir.PARTIAL).touch()
+    # a hidden folder Frontier did not make (no PARTIAL file) is never deleted
+    mine = tmp_path / "s" / "runs" / f".{rid}.mine"
+    mine.mkdir()
     sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
-    assert not partial.exists()
+    assert not partial.exists() and mine.is_dir()
+
+
+def test_sweep_folder_is_marked_and_refuses_foreign_folders(tmp_path, registry):
+    cfg = _config(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="Frontier did not write: notes.txt"):
+        sweep([cfg], GRID[:1], tmp_path / "d", registry=registry)
+    assert os.listdir(tmp_path / "d") == ["notes.txt"]
+    sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
+    marker = outdir.read_marker(tmp_path / "s")
+    assert marker.kind == "sweep" and {"runs", "sweep.json", "results.csv"} <= set(marker.entries)
+    for run in (tmp_path / "s" / "runs").iterdir():
+        assert outdir.read_marker(run).kind == "run"

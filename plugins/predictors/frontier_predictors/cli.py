@@ -42,17 +42,20 @@ def train_command(
     margin: Annotated[float, typer.Option(help="log2 units beyond the training range answered.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the ensemble.")] = 0,
     ops: Annotated[Optional[str], typer.Option(help="Comma-separated ops to train (default: all).")] = None,  # noqa: UP045
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (e.g. profile tables); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Train one backend on profile tables; one model per (device, op)."""
+    from frontier_core import outdir
     from frontier_predictors.models import ESTIMATORS, train
     from frontier_predictors.profiles import load_tables
 
     if estimator not in ESTIMATORS:
         raise ProfileError(f"--estimator {estimator!r} is not one of {', '.join(ESTIMATORS)}.")
+    outdir.check(output, "predictors-train", overwrite)  # before training, not after
     df = load_tables(data)
     trained = train(df, backend, seed=seed, estimator=estimator, margin=margin,
                     ops=ops.split(",") if ops else None)
-    trained.save(output)
+    outdir.write(output, "predictors-train", trained.save, overwrite)
     t = Table("device", "op", "rows", title=f"{backend} model → {output}")
     for device, per_op in trained.meta["rows"].items():
         for op, n in per_op.items():

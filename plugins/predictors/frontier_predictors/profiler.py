@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import numpy as np
 import typer
 
-from frontier_core import ModelSpec
+from frontier_core import ModelSpec, outdir
 from frontier_predictors.profiles import ProfileError, validate, write_table
 
 if TYPE_CHECKING:
@@ -544,7 +544,7 @@ def parse_ops(text: str | Sequence[str] | None, model: ModelSpec) -> tuple[str, 
 
 def _check_flags(model: ModelSpec, tp: int, ep: int, moe_tp: int, repeats: int | None,
                  warmup: int | None, dtype: str, device: str, out_dir: Path,
-                 batches: int = 1) -> None:
+                 batches: int = 1, overwrite: bool = False) -> None:
     """Every flag that can be checked before torch is imported."""
     for flag, value, low in (("--tp", tp, 1), ("--ep", ep, 1), ("--moe-tp", moe_tp, 1),
                              ("--repeats", repeats, 1), ("--warmup", warmup, 0),
@@ -555,6 +555,8 @@ def _check_flags(model: ModelSpec, tp: int, ep: int, moe_tp: int, repeats: int |
         raise ProfileError(f"--device {device!r} is not a device. Use auto, cpu or cuda.")
     if out_dir.exists() and not out_dir.is_dir():
         raise ProfileError(f"-o/--out {out_dir} exists and is not a folder. Choose a folder.")
+    # New, empty or earlier profile tables; never a folder Frontier did not write.
+    outdir.check(out_dir, "profile", overwrite, option="-o/--out")
     if dtype not in DTYPES:
         raise ProfileError(
             f"--dtype {dtype!r} cannot be profiled. Use bf16 or fp16 (fp8 GEMMs need scaled "
@@ -584,6 +586,7 @@ def run_profile(
     device_name: str | None = None,
     progress: Callable[[str], None] | None = None,
     batches: int = 1,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Measure ``model``'s kernels at tensor parallelism ``tp`` and write the tables.
 
@@ -592,11 +595,17 @@ def run_profile(
     the grid's (20/5 on CUDA, 5/1 on CPU, 3/1 with ``quick``). ``batches``
     heterogeneous attention batches are drawn per grid cell. Returns the
     written files, one per family in ``ops``, under ``out_dir``.
+
+    ``out_dir`` is a results folder of kind ``"profile"`` (``frontier_core.outdir``):
+    new, empty or earlier profile tables, which are replaced (files Frontier did not
+    write are kept); ``overwrite`` allows the results of another command there. The
+    tables are written together once every family is measured.
     """
     families = parse_ops(ops, model)
     moe_tp = moe_tp if moe_tp is not None else max(1, tp // ep)
     out_dir = Path(out_dir)
-    _check_flags(model, tp, ep, moe_tp, repeats, warmup, dtype, device, out_dir, batches)
+    _check_flags(model, tp, ep, moe_tp, repeats, warmup, dtype, device, out_dir, batches,
+                 overwrite)
     torch = _torch()
     dev = _resolve_device(torch, device)
     grid = GRIDS["quick" if quick else dev]
@@ -607,7 +616,7 @@ def run_profile(
     bench = _Bench(torch, dev, warmup, repeats)
     common = {"device": label, "dtype": dtype, "repeats": repeats}
     say = progress or (lambda _msg: None)
-    paths = []
+    tables: dict[str, list[dict[str, Any]]] = {}
     # Tensor values come from torch's generators, forked so that the caller's
     # state is left alone and seeded so that reruns use the same data.
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if dev == "cuda" else []), \
@@ -622,8 +631,14 @@ def run_profile(
             else:
                 rows = _profile_attention(torch, fam, model, tp, grid, seed, bench, dt, dev,
                                           batches)
-            paths.append(_write(fam, [common | {"op": fam} | r for r in rows], out_dir))
-    return paths
+            tables[fam] = [common | {"op": fam} | r for r in rows]
+
+    def writer(tmp: Path) -> None:
+        for fam, fam_rows in tables.items():
+            _write(fam, fam_rows, tmp)
+
+    outdir.write(out_dir, "profile", writer, overwrite, option="-o/--out")
+    return [out_dir / f"{fam}.csv" for fam in tables]
 
 
 def _write(fam: str, rows: list[dict[str, Any]], out_dir: Path) -> Path:
@@ -717,6 +732,7 @@ def profile_command(
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Untimed calls before timing. Default: 5 on CUDA, 1 on CPU and with --quick.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option("--seed", help="Seed of batch lengths and routings.")] = 0,
     batches: Annotated[int, typer.Option("--batches", help="Attention batches drawn per grid cell (batch size, length, distribution): more heterogeneous rows from one run.")] = 1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (e.g. a trained model); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Time GEMMs, attention and expert kernels with torch on this machine; write profile tables."""
     from rich.console import Console
@@ -731,7 +747,7 @@ def profile_command(
     paths = run_profile(spec, out_dir=out, tp=tp, ep=ep, moe_tp=moe_tp, ops=ops, quick=quick,
                         device=device, dtype=dtype, seed=seed, repeats=repeats, warmup=warmup,
                         device_name=device_name, progress=lambda m: err.print(m, highlight=False),
-                        batches=batches)
+                        batches=batches, overwrite=overwrite)
     layout = f"tp{tp}" + (f" ep{ep} moe-tp{moe_tp or max(1, tp // ep)}" if spec.is_moe else "")
     table = Table(title=f"{spec.name} {layout} profile", header_style="bold")
     for col in ("table", "rows", "device", "impl", "path"):

@@ -312,6 +312,28 @@ def test_cli_bad_input_is_one_paragraph_exit_2(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_cli_train_refuses_a_folder_frontier_did_not_write_before_training(tmp_path):
+    write_table(_gemm_rows(ns=(512, 1024)), tmp_path / "data" / "gemm.csv")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    # bad data too: the output folder is checked first, before the tables are read
+    r = _cli("predictors", "train", str(tmp_path / "nope"), "--backend", "table", "-o",
+             str(mine), "--overwrite")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "Frontier did not write: notes.txt" in r.stderr and "does not exist" not in r.stderr
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    # a model folder is replaced by the next training, keeping files a user added
+    model = tmp_path / "model"
+    for _ in range(2):
+        r = _cli("predictors", "train", str(tmp_path / "data"), "--backend", "table", "-o",
+                 str(model))
+        assert r.returncode == 0, r.stderr
+        (model / "notes.txt").write_text("mine")
+    assert sorted(p.name for p in model.iterdir()) == [
+        ".frontier-results.json", "model.json", "models.joblib", "notes.txt"]
+
+
 def test_saved_featurizers_hold_plain_data_and_rebuild_their_roofline():
     import pickle
 

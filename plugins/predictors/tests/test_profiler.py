@@ -319,6 +319,21 @@ def test_out_must_be_a_folder(tmp_path: Path) -> None:
         run_profile(TINY_MOE, out_dir=f, quick=True, device="cpu")
 
 
+def test_out_must_be_new_empty_or_earlier_profile_tables(tmp_path: Path) -> None:
+    from frontier_core import ConfigError, outdir
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="Frontier did not write: notes.txt.*-o/--out"):
+        run_profile(TINY_MOE, out_dir=tmp_path, quick=True, device="cpu", overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    out = tmp_path / "p"
+    for ops in ("gemm", "attention_decode"):  # the second profile replaces the first
+        run_profile(TINY_MOE, out_dir=out, quick=True, device="cpu", ops=ops, repeats=1,
+                    warmup=0)
+    assert sorted(p.name for p in out.iterdir()) == [outdir.MARKER, "attention_decode.csv"]
+    assert outdir.read_marker(out).kind == "profile"
+
+
 def test_missing_torch_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     with pytest.raises(ProfileError, match=r"pip install 'frontier-predictors\[profile\]'"):

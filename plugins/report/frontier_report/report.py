@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from frontier_core.errors import ConfigError
+from frontier_core import ConfigError, outdir
 from frontier_report import plots
 from frontier_report.analysis import (
     TIME_BINS,
@@ -51,27 +51,39 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def build_report(path: str | Path, out: str | Path | None = None, fmt: str = "png") -> Report:
+def build_report(path: str | Path, out: str | Path | None = None, fmt: str = "png",
+                 overwrite: bool = False) -> Report:
     """Write the report of the run or sweep directory ``path`` into ``out`` (default
-    ``path/report``) as ``fmt`` images (png or svg) plus index.html."""
+    ``path/report``) as ``fmt`` images (png or svg) plus index.html.
+
+    ``out`` is a results folder of kind ``"report"`` (``frontier_core.outdir``): it must
+    be new, empty or an earlier report; ``overwrite`` allows the results of another
+    command there, never a folder Frontier did not write, nor ``path`` or a folder
+    holding it. Only the files of the earlier report are replaced."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not an image format the report writes; "
                           f"choose one of {', '.join(FORMATS)}.")
     src = Path(path)
     kind = detect(src)
-    data = load_run(src) if kind == "run" else load_sweep(src)
     dest = Path(out) if out is not None else src / "report"
-    if dest.exists() and not dest.is_dir():
-        raise ConfigError(f"Output path {str(dest)!r} exists and is not a directory; "
-                          "choose another -o/--output.")
+    if src.resolve().is_relative_to(dest.resolve()):
+        raise ConfigError(f"-o/--output {str(dest)!r} is the {kind} directory being reported on "
+                          "(or holds it), and writing the report there would replace it; "
+                          "choose another -o/--output, or omit it for PATH/report.")
+    outdir.check(dest, "report", overwrite)  # before reading and plotting
+    data = load_run(src) if kind == "run" else load_sweep(src)
     rep = Report(kind, dest, dest / "index.html")
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
+
+    def writer(work: Path) -> None:
+        # Files go to ``work`` (a temporary folder); links are relative to ``dest``.
         if isinstance(data, RunData):
-            html = _run_report(data, rep, fmt)
+            html = _run_report(data, rep, fmt, work)
         else:
-            html = _sweep_report(data, rep, fmt)
-        rep.index.write_text(html)
+            html = _sweep_report(data, rep, fmt, work)
+        (work / "index.html").write_text(html)
+
+    try:
+        outdir.write(dest, "report", writer, overwrite)
     except OSError as e:
         raise ConfigError(f"Cannot write the report to {str(dest)!r}: {e.strerror or e} "
                           f"({e.filename or dest}); choose a writable -o/--output.") from None
@@ -87,21 +99,21 @@ def _ms(v: object) -> str:
     return f"{v * 1e3:,.1f}" if isinstance(v, int | float) else "-"
 
 
-def _run_report(data: RunData, rep: Report, fmt: str) -> str:
+def _run_report(data: RunData, rep: Report, fmt: str, work: Path) -> str:
     req, summary, out = data.requests, data.summary, rep.out
     ok = completed(req)
     slo = summary.get("slo") or {}
     figures: list[FigureEntry] = []
 
     def add(file: Path, title: str, caption: str) -> None:
-        rep.figures.append(file)
+        rep.figures.append(out / file.name)
         figures.append(FigureEntry(file.name, title, caption))
 
     lv = latency_values(req)
     panels = [("TTFT", lv["ttft_s"], 1e3, "ms", slo.get("ttft_s")),
               ("TPOT", lv["tpot_s"], 1e3, "ms", slo.get("tpot_s")),
               ("E2E", lv["e2e_s"], 1.0, "s", slo.get("e2e_s"))]
-    add(plots.latency_cdfs(panels, out / f"latency_cdf.{fmt}"), "Latency CDFs",
+    add(plots.latency_cdfs(panels, work / f"latency_cdf.{fmt}"), "Latency CDFs",
         f"{int(ok.sum()):,} completed requests from requests.csv ({int((~ok).sum()):,} "
         "rejected, left out); dotted lines at p50/p90/p99, dashed red at the SLO.")
     arrivals, ends = req["arrival_s"], req["completion_s"][ok]
@@ -121,7 +133,7 @@ def _run_report(data: RunData, rep: Report, fmt: str) -> str:
             kv_blocks = float(info.get("kv_blocks_per_replica") or 1)
             replicas = int(info.get("replicas") or 1)
             clusters[name] = binned_utilisation(tracks.get(name, []), replicas, kv_blocks, edges)
-        add(plots.utilisation((edges[:-1] + edges[1:]) / 2, clusters, out / f"utilisation.{fmt}"),
+        add(plots.utilisation((edges[:-1] + edges[1:]) / 2, clusters, work / f"utilisation.{fmt}"),
             "Utilisation and KV-cache usage per cluster",
             f"From trace.json's iteration slices in {TIME_BINS} time bins; KV usage over "
             "summary.json's kv_blocks_per_replica.")
@@ -129,7 +141,7 @@ def _run_report(data: RunData, rep: Report, fmt: str) -> str:
         ts = data.pd_timeseries
         series = {k: ts[k] for k in PD_QUEUES if k in ts}
         add(plots.queues(ts["time_s"], series, "requests in each stage (pd workflow)",
-                         out / f"queues.{fmt}"),
+                         work / f"queues.{fmt}"),
             "Queue lengths per stage", "From pd_timeseries.csv.")
     else:
         t = np.linspace(start, max(end, start + 1e-9), QUEUE_POINTS)
@@ -137,7 +149,7 @@ def _run_report(data: RunData, rep: Report, fmt: str) -> str:
         series = {"waiting (arrived, not yet scheduled)":
                   count_between(arrivals[ok], sched, t),
                   "running (scheduled, not yet complete)": count_between(sched, ends, t)}
-        add(plots.queues(t, series, "requests waiting and running", out / f"queues.{fmt}"),
+        add(plots.queues(t, series, "requests waiting and running", work / f"queues.{fmt}"),
             "Queue lengths", "From requests.csv: waiting while arrival_s ≤ t < "
             "first_scheduled_s, running while first_scheduled_s ≤ t < completion_s.")
     links = [(name, _href(data.path / name, out), why) for name, why in (
@@ -161,7 +173,7 @@ def _run_report(data: RunData, rep: Report, fmt: str) -> str:
                   rep.notes, [table])
 
 
-def _sweep_report(data: SweepData, rep: Report, fmt: str) -> str:
+def _sweep_report(data: SweepData, rep: Report, fmt: str, work: Path) -> str:
     out, rows = rep.out, data.rows
     if not rows:
         raise ConfigError(f"{data.path / 'results.csv'} has no successful run ({data.failed} "
@@ -181,8 +193,8 @@ def _sweep_report(data: SweepData, rep: Report, fmt: str) -> str:
     else:
         series = sweep_series(rows, x, [c for c in varied if c != x], labels)
         file = plots.throughput_vs_load(series, x, x if x != RATE else "arrival rate (req/s)",
-                                        out / f"throughput.{fmt}")
-        rep.figures.append(file)
+                                        work / f"throughput.{fmt}")
+        rep.figures.append(out / file.name)
         figures.append(FigureEntry(file.name, f"Throughput and goodput vs {labels.get(x, x)}",
                                    "One colour per combination of the other varied fields."))
     names = [", ".join(f"{labels[c]}={fmt_value(r.get(c))}" for c in varied) or r["run_id"]
@@ -194,8 +206,8 @@ def _sweep_report(data: SweepData, rep: Report, fmt: str) -> str:
         lat = np.array([r.get(col) if isinstance(r.get(col), float) else np.nan for r in rows])
         masks[title] = pareto_front(lat, thr)
         panels.append((title, lat, thr, masks[title], names))
-    file = plots.pareto(panels, out / f"pareto.{fmt}")
-    rep.figures.append(file)
+    file = plots.pareto(panels, work / f"pareto.{fmt}")
+    rep.figures.append(out / file.name)
     figures.append(FigureEntry(file.name, "Pareto frontier: throughput per GPU vs latency",
                                "Red: runs no other run beats on both throughput per GPU and "
                                "the latency; grey: dominated runs."))

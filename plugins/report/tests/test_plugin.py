@@ -74,6 +74,15 @@ def test_cli_bad_input_exits_2_with_one_paragraph(tmp_path):
 
 
 @needs_install
+def test_cli_output_folder_frontier_did_not_write_exits_2(run_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    r = _frontier("report", run_dir, "-o", tmp_path, "--overwrite")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "error:" in r.stderr and "Frontier did not write: notes.txt" in r.stderr
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+@needs_install
 def test_help_lists_report_without_importing_matplotlib():
     code = ("import sys; from frontier_core.cli import _add_plugin_commands, app; "
             "_add_plugin_commands(); "

@@ -258,3 +258,48 @@ def test_summary_must_be_a_run_summary(run_dir, tmp_path):
     (run / "summary.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(ConfigError, match="no 'clusters' section"):
         build_report(run)
+
+
+# ---- the output folder (frontier_core.outdir) ---------------------------------------
+
+
+def test_output_folder_frontier_did_not_write_is_refused(run_dir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="holds 1 entry Frontier did not write: notes.txt"):
+            build_report(run_dir, mine, overwrite=overwrite)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_rerun_replaces_the_report_and_keeps_user_files(run_dir, tmp_path):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    build_report(run)
+    (run / "report" / "notes.txt").write_text("mine")
+    rep = build_report(run, fmt="svg")
+    names = sorted(p.name for p in (run / "report").iterdir())
+    assert names == [".frontier-results.json", "index.html", "latency_cdf.svg", "notes.txt",
+                     "queues.svg", "utilisation.svg"]  # the png report is replaced
+    assert 'href="../trace.json"' in rep.index.read_text()  # links relative to the final folder
+    # the run folder itself keeps its files; nothing temporary is left in it
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [
+        ".frontier-results.json"]
+    assert (run / "summary.json").is_file()
+
+
+def test_report_into_the_run_folder_itself_is_refused(run_dir, tmp_path):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    before = sorted(p.name for p in run.iterdir())
+    for out in (run, tmp_path):
+        with pytest.raises(ConfigError, match="being reported on"):
+            build_report(run, out, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_results_of_another_kind_need_overwrite(run_dir, sweep_dir, tmp_path):
+    other = shutil.copytree(sweep_dir, tmp_path / "sw")
+    with pytest.raises(ConfigError, match="`frontier sweep`, not of `frontier report`"):
+        build_report(run_dir, other)
+    rep = build_report(run_dir, other, overwrite=True)
+    assert rep.index.is_file() and not (other / "results.csv").exists()
