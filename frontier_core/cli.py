@@ -370,6 +370,81 @@ def config_schema() -> None:
     sys.stdout.write(json.dumps(RunConfig.model_json_schema(), indent=2) + "\n")
 
 
+validate_app = typer.Typer(help="Compare Frontier's predictions with real measurements.",
+                           no_args_is_help=True)
+app.add_typer(validate_app, name="validate")
+
+
+@validate_app.command("serving")
+def validate_serving(
+    csv_file: Annotated[Path, typer.Argument(help="Benchmark rows in silicon_sample.csv's columns (docs/validation.md).")],
+    sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Simulate a deterministic spread of N rows over the groups.")] = None,  # noqa: UP045
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Rows simulated in parallel in a local process pool.")] = 1,
+    predictor: Annotated[Optional[str], typer.Option("--predictor", help="Predictor chain, comma-separated (default: roofline).")] = None,  # noqa: UP045
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core[ray]').")] = None,  # noqa: UP045
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows.csv, summary.json and plots here.")] = None,  # noqa: UP045
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Leave each benchmark's first wave (one request per client) out of the means.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind; never a folder Frontier did not write.")] = False,
+) -> None:
+    """Simulate real serving benchmarks (TTFT, TPOT) and report the errors and coverage."""
+    from frontier_core.validate import validate_serving as run_validation
+
+    if not csv_file.is_file():
+        raise ConfigError(f"Benchmark file {str(csv_file)!r} does not exist; give a CSV in "
+                          "silicon_sample.csv's columns (docs/validation.md lists them).")
+    if output is not None:  # before the simulations, which can take many minutes
+        from frontier_core import outdir
+
+        outdir.check(output, "validate", overwrite)
+    chain = [p.strip() for p in (predictor or "roofline").split(",") if p.strip()]
+    if not chain:
+        raise ConfigError(f"--predictor {predictor!r} names no predictor; e.g. --predictor roofline.")
+    kwargs = dict(sample=sample, jobs=jobs, predictor=chain, ray=ray, registry=_registry(),
+                  warmup=warmup)
+    if quiet or as_json or not err.is_terminal:
+        res = run_validation(csv_file, **kwargs)
+    else:
+        with _progress_bar("validating", "rows") as bar:
+            task = bar.add_task("rows", total=None)
+            res = run_validation(csv_file, **kwargs,
+                                 progress=lambda d, t: bar.update(task, completed=d, total=t))
+    written = res.write(output, overwrite) if output is not None else []
+    summary = res.summary()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    if quiet:
+        return
+    _print_validation(summary)
+    if written:
+        out.print(f"wrote {', '.join(written)} → {output}/", markup=False)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.1%}"
+
+
+def _print_validation(s: dict) -> None:
+    cov = s["coverage"]
+    t = Table(title="Predicted vs measured (median error; signed = bias)", header_style="bold")
+    for c in ("backend", "mode", "rows", "TTFT |err|", "TTFT signed", "TPOT |err|", "TPOT signed"):
+        t.add_column(c, justify="left" if c in ("backend", "mode") else "right")
+    for g in [*s["by_backend_mode"], {"backend": "all", "mode": "", **s["overall"]}]:
+        t.add_row(g["backend"], g["mode"], str(g["rows"]),
+                  _pct(g["ttft_median_abs_err"]).lstrip("+"), _pct(g["ttft_median_signed_err"]),
+                  _pct(g["tpot_median_abs_err"]).lstrip("+"), _pct(g["tpot_median_signed_err"]))
+    out.print(t)
+    out.print(f"coverage: {cov['covered']}/{cov['unique']} unique rows ({cov['covered_fraction']:.0%}; "
+              f"{cov['duplicates']} duplicates of {cov['rows']} rows); simulated {cov['simulated']}",
+              markup=False)
+    for why, n in cov["not_covered"].items():
+        out.print(f"  {n:5d}  {why}", markup=False)
+    for why, n in cov["failed"].items():
+        out.print(f"  {n:5d}  failed: {why}", markup=False)
+
+
 def _add_plugin_commands() -> None:
     try:
         reg = _registry()

@@ -1,0 +1,212 @@
+"""``frontier validate serving``: benchmark rows → run configs, coverage reasons,
+duplicates, the sample spread, and an end-to-end run on real rows of the calibration file
+(tests/data/serving_sample.csv, from AIConfigurator's silicon_sample.csv, Apache-2.0)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frontier_core.errors import ConfigError
+from frontier_core.validate import Row, concurrency, map_rows, read_rows, row_config, spread
+
+SAMPLE = Path(__file__).parent / "data" / "serving_sample.csv"
+
+BASE = {
+    "id": "r", "silicon_data_source": "db; silicon_concurrency=16; x", "backend": "vllm",
+    "backend_version": "0.12.0", "model_path": "meta-llama/Llama-3.1-8B-Instruct",
+    "system": "h200_sxm", "precision": "fp8", "mode": "agg", "isl": "1024", "osl": "128",
+    "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8", "tp_size": "2", "pp_size": "1",
+    "attention_dp_size": "1", "moe_tp_size": "2", "moe_ep_size": "1",
+    "silicon_ttft_ms": "50.0", "silicon_tpot_ms": "8.0",
+}
+DSV3 = {"model_path": "deepseek-ai/DeepSeek-R1", "tp_size": "1", "attention_dp_size": "8",
+        "moe_tp_size": "1", "moe_ep_size": "8", "backend": "sglang"}
+
+
+def _row(**kw: str) -> Row:
+    return Row(0, {**BASE, **kw})
+
+
+def _map(registry, **kw: str):
+    return row_config(_row(**kw), _models(registry), set(registry.names("hardware")),
+                      set(registry.names("workflow")), set(registry.names("ffn_block")))
+
+
+def _models(registry):
+    from frontier_core.validate import model_index
+
+    return model_index(registry)
+
+
+def test_concurrency_from_column_or_source() -> None:
+    assert concurrency(_row()) == 16
+    assert concurrency(_row(concurrency="64")) == 64  # a user's own column wins
+    assert concurrency(_row(silicon_data_source="no concurrency here")) is None
+    assert concurrency(_row(silicon_data_source="", concurrency="many")) is None
+    assert concurrency(_row(silicon_data_source="", concurrency="0")) is None
+
+
+def test_dense_agg_row_becomes_a_closed_loop_run(registry) -> None:
+    m = _map(registry)
+    assert m.reason is None and m.model == "llama-3.1-8b" and m.gpu == "h200"
+    cfg = m.config
+    assert cfg["model"] == {"name": "llama-3.1-8b", "weight_dtype": "fp8"}
+    (cl,) = cfg["deployment"]["clusters"]
+    assert (cl["gpu"], cl["tp"], cl["pp"]) == ("h200", 2, 1)
+    assert cl["scheduler"]["name"] == "sarathi" and cl["scheduler"]["token_budget"] == 8192
+    wl = cfg["workload"]
+    assert wl["closed_loop"] == {"concurrency": 16}
+    assert wl["prompt_len"] == {"dist": "fixed", "value": 1024}
+    assert wl["output_len"] == {"dist": "fixed", "value": 128}
+    from frontier_core.config import RunConfig
+
+    RunConfig.model_validate(cfg)  # a valid run config
+
+
+def test_engines_pick_their_schedulers(registry) -> None:
+    names = {b: _map(registry, backend=b).config["deployment"]["clusters"][0]["scheduler"]["name"]
+             for b in ("vllm", "sglang", "trtllm")}
+    assert names == {"vllm": "sarathi", "sglang": "vllm", "trtllm": "orca"}
+
+
+def test_dense_data_parallel_ranks_are_replicas(registry) -> None:
+    m = _map(registry, tp_size="1", attention_dp_size="4", moe_tp_size="1")
+    assert m.config["deployment"]["clusters"][0]["replicas"] == 4
+
+
+def test_block_scaled_fp8_and_bf16_precision(registry) -> None:
+    assert _map(registry, gemm_quant_mode="fp8_block").config["model"]["weight_dtype"] == "fp8"
+    m = _map(registry, gemm_quant_mode="", moe_quant_mode="", precision="bf16")
+    assert m.config["model"]["weight_dtype"] == "bf16"
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"model_path": "acme/Unknown-7B"}, "model not in the catalog: acme/Unknown-7B"),
+    ({"system": "gb200"}, "GPU not in the catalog: gb200"),
+    ({"gemm_quant_mode": "nvfp4"}, "quantisation not priced: nvfp4"),
+    ({"backend": "tgi"}, "engine not modelled: tgi"),
+    ({"silicon_data_source": "none"}, "no concurrency"),
+    ({"silicon_tpot_ms": ""}, "no measured TTFT/TPOT"),
+    ({"mode": "weird"}, "mode not known: weird"),
+    ({"isl": "131072", "osl": "1024"}, "isl + osl beyond the model's context"),
+    ({"tp_size": "x"}, "bad layout value in tp_size"),
+    ({"moe_ep_size": "2", "moe_tp_size": "1"}, "expert parallelism on a dense model"),
+])
+def test_each_coverage_reason(registry, fields: dict[str, str], reason: str) -> None:
+    m = _map(registry, **fields)
+    assert m.config is None and m.reason == reason
+
+
+def test_disagg_rows_need_worker_counts(registry) -> None:
+    pytest.importorskip("frontier_pd_disagg")
+    layout = {f"{s}_{k}": v for s in ("prefill", "decode")
+              for k, v in (("tp_size", "2"), ("pp_size", "1"), ("attention_dp_size", "1"),
+                           ("moe_tp_size", "2"), ("moe_ep_size", "1"))}
+    m = _map(registry, mode="disagg", **layout)
+    assert m.reason == "disagg row without worker counts"
+    m = _map(registry, mode="disagg", prefill_num_workers="1", decode_num_workers="3", **layout)
+    wf = m.config["deployment"]["workflow"]
+    assert wf == {"name": "pd", "prefill": ["prefill"], "decode": ["decode"]}
+    pre, dec = m.config["deployment"]["clusters"]
+    assert (pre["replicas"], dec["replicas"], dec["tp"]) == (1, 3, 2)
+
+
+def test_moe_layouts(registry) -> None:
+    pytest.importorskip("frontier_moe_ep")
+    cl = _map(registry, **DSV3).config["deployment"]["clusters"][0]
+    assert (cl["tp"], cl["dp"], cl["moe"]) == (1, 8, {"ep": 8})
+    cl = _map(registry, **{**DSV3, "tp_size": "8", "attention_dp_size": "1", "moe_tp_size": "8",
+                           "moe_ep_size": "1"}).config["deployment"]["clusters"][0]
+    assert (cl["tp"], cl["dp"], cl["moe"]) == (8, 1, {"ep": 1})
+    for fields, reason in (
+        ({"moe_tp_size": "2", "moe_ep_size": "4"}, "MoE tensor and expert parallelism mixed"),
+        ({"moe_ep_size": "4"}, "MoE layout moe_tp × moe_ep ≠ tp × attention_dp"),
+        ({"moe_tp_size": "8", "moe_ep_size": "1"}, "DP attention with MoE tensor parallelism"),
+    ):
+        assert _map(registry, **{**DSV3, **fields}).reason.startswith(reason)
+
+
+def test_moe_rows_name_the_plugin_when_missing(registry) -> None:
+    if "moe" in registry.names("ffn_block"):
+        pytest.skip("frontier-moe-ep is installed")
+    assert _map(registry, **DSV3).reason == "needs frontier-moe-ep (MoE model)"
+
+
+def test_repeated_measurements_count_once_on_the_fewest_gpus(registry) -> None:
+    rows = [Row(0, {**BASE, "id": "big", "tp_size": "8", "moe_tp_size": "8"}),
+            Row(1, {**BASE, "id": "small"}),
+            Row(2, {**BASE, "id": "other", "silicon_tpot_ms": "9.0"})]
+    mapped = map_rows(rows, registry)
+    assert [m.duplicate_of for m in mapped] == ["small", None, None]
+
+
+def test_spread_is_deterministic_and_covers_groups(registry) -> None:
+    rows = [Row(i, {**BASE, "id": f"r{i}", "backend": b, "silicon_tpot_ms": str(8 + i)})
+            for i, b in enumerate(["vllm"] * 10 + ["sglang"] * 3 + ["trtllm"])]
+    mapped = map_rows(rows, registry)
+    picked = spread(mapped, 6)
+    assert len(picked) == 6 and picked == spread(mapped, 6)
+    assert {m.row.get("backend") for m in picked} == {"vllm", "sglang", "trtllm"}
+    assert len(spread(mapped, 100)) == len(rows)
+
+
+def test_missing_columns_are_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("backend,system\nvllm,h200_sxm\n")
+    with pytest.raises(ConfigError, match="missing column"):
+        read_rows(bad)
+
+
+def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
+    for mod in ("frontier_predictors", "frontier_moe_ep", "frontier_pd_disagg"):
+        pytest.importorskip(mod)
+    from frontier_core.validate import validate_serving
+
+    res = validate_serving(SAMPLE)
+    cov = res.coverage
+    assert (cov["rows"], cov["unique"], cov["covered"]) == (14, 13, 8)
+    assert cov["not_covered"] == {
+        "quantisation not priced: nvfp4": 1, "GPU not in the catalog: gb200": 1,
+        "model not in the catalog: MiniMaxAI/MiniMax-M2.5": 1,
+        "disagg row without worker counts": 1,
+        "MoE tensor and expert parallelism mixed (moe_tp > 1 and moe_ep > 1)": 1,
+    }
+    ok = res.simulated()
+    assert len(ok) == 8 and not cov["failed"]
+    overall = res.summary()["overall"]
+    # Loose bounds that catch a regression of today's size; tighten as fidelity improves.
+    assert overall["tpot_median_abs_err"] < 0.15
+    assert overall["ttft_median_abs_err"] < 1.0
+    for r in ok:
+        assert r["pred_ttft_ms"] > 0 and r["pred_tpot_ms"] > 0
+        assert r["ttft_err"] == pytest.approx(r["pred_ttft_ms"] / r["measured_ttft_ms"] - 1)
+    again = validate_serving(SAMPLE, sample=3)  # same seed, same numbers
+    by_id = {r["id"]: r for r in ok}
+    for r in again.simulated():
+        assert (r["pred_ttft_ms"], r["pred_tpot_ms"]) == (
+            by_id[r["id"]]["pred_ttft_ms"], by_id[r["id"]]["pred_tpot_ms"])
+
+
+def test_cli_writes_rows_summary_and_reports_bad_files(tmp_path: Path) -> None:
+    pytest.importorskip("frontier_predictors")
+    cli = [sys.executable, "-m", "frontier_core.cli", "validate", "serving"]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    r = subprocess.run([*cli, str(SAMPLE), "--sample", "2", "-o", str(tmp_path / "v"), "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["coverage"]["simulated"] == 2
+    assert (tmp_path / "v" / "rows.csv").read_text().count("\n") == 15
+    assert json.loads((tmp_path / "v" / "summary.json").read_text()) == summary
+    r = subprocess.run([*cli, str(tmp_path / "nope.csv")], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "does not exist" in r.stderr
+    r = subprocess.run([*cli, str(SAMPLE), "--predictor", "nosuch"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "nosuch" in r.stderr
