@@ -22,6 +22,7 @@ from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
 from frontier_core.configfile import validate_options
 from frontier_core.engine import ClusterWorker, GlobalController, PagedKVCache, ReplicaWorker
 from frontier_core.engine.replica import replica_kv_blocks
+from frontier_core.engines import EngineModel, resolve_engine
 from frontier_core.errors import ConfigError
 from frontier_core.execution import ExecutionPredictor
 from frontier_core.plugins import Registry
@@ -109,6 +110,7 @@ class ClusterPlan:
     kv_bytes_per_token_per_gpu: float
     dp: int = 1
     external_gpus: int = 0  # per replica, used by its block outside the cluster (AF's FFN side)
+    engine: EngineModel | None = None  # the engine model the cluster runs, if it names one
 
     @property
     def gpus(self) -> int:
@@ -202,6 +204,14 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
                 + " Define your own under hardware: in the config."
             )
         device = hw[cc.gpu]
+        engine = None
+        if cc.engine is not None:
+            profile = cfg.resolve(cc.engine.profile) if cc.engine.profile else None
+            spec = registry.get("engine", cc.engine.name.lower(), f"{where}.engine")
+            engine = resolve_engine(cc.engine, spec, device, cc.tp, where, profile)
+            if "scheduler" not in cc.model_fields_set:
+                # The engine's scheduler and limits, unless the config gives its own.
+                cc = cc.model_copy(update={"scheduler": ComponentRef(**engine.scheduler)})
         ctx = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw,
                            cluster=cc, device=device, transfer=base.transfer)
         ctx.answer_for = _chain_factory(registry, cfg, ctx, hw, where)
@@ -233,13 +243,14 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             moe = _build(registry, "ffn_block", cc.moe, f"{where}.moe", ctx)
         draft = _draft_model(cfg, registry, model, cc, where)
         plan = _plan_memory(model, cc, device, where, moe, draft)
+        plan.engine = engine
         plans[cc.name] = plan
         chain = [
             (ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
             for i, ref in enumerate(cfg.predictor)
         ]
         ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp,
-                                all_layers=cc.ffn is not None)
+                                all_layers=cc.ffn is not None, engine=engine)
         if cc.speculative is not None:
             ex.spec = _speculator(cfg, cc, ci, model, draft, ex, dense, moe)
         executors[cc.name] = ex
@@ -251,7 +262,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
                               load_s, recompute_s)
             replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
-        clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context, on_reject)
+        clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context,
+                                          on_reject, engine)
 
     unknown = [c for c in workflow.clusters() if c not in clusters]
     if unknown:

@@ -385,7 +385,9 @@ def validate_serving(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows.csv, summary.json and plots here.")] = None,  # noqa: UP045
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
-    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Leave each benchmark's first wave (one request per client) out of the means.")] = True,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Leave each benchmark's warm-up requests out of the means (--no-warmup measures every request).")] = True,
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="A CSV that adds columns to rows by id (default: <file>_annotations.csv beside the file, if any).")] = None,  # noqa: UP045
+    client: Annotated[str, typer.Option("--client", help="The benchmark client assumed where a row does not say: default (fixed lengths, 3 requests per client, the first wave warm-up) or inferencex.")] = "default",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind; never a folder Frontier did not write.")] = False,
 ) -> None:
     """Simulate real serving benchmarks (TTFT, TPOT) and report the errors and coverage."""
@@ -402,7 +404,7 @@ def validate_serving(
     if not chain:
         raise ConfigError(f"--predictor {predictor!r} names no predictor; e.g. --predictor roofline.")
     kwargs = dict(sample=sample, jobs=jobs, predictor=chain, ray=ray, registry=_registry(),
-                  warmup=warmup)
+                  warmup=warmup, annotations=annotations, client=client)
     if quiet or as_json or not err.is_terminal:
         res = run_validation(csv_file, **kwargs)
     else:
@@ -443,6 +445,68 @@ def _print_validation(s: dict) -> None:
         out.print(f"  {n:5d}  {why}", markup=False)
     for why, n in cov["failed"].items():
         out.print(f"  {n:5d}  failed: {why}", markup=False)
+
+
+@app.command()
+def calibrate(
+    csv_file: Annotated[Path, typer.Argument(help="Benchmark rows in silicon_sample.csv's columns (docs/validation.md).")],
+    engine: Annotated[str, typer.Option("--engine", "-e", help="The engine whose rows are fitted: vllm, sglang or trtllm.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The profile (JSON) to write; name it in a config as engine.profile.")],
+    holdout: Annotated[float, typer.Option("--holdout", help="Share of the rows kept out of the fit and used to measure it.")] = 0.25,
+    sample: Annotated[Optional[int], typer.Option("--sample", min=3, help="Fit on a deterministic spread of N rows.")] = None,  # noqa: UP045
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Rows simulated in parallel in a local process pool.")] = 1,
+    predictor: Annotated[Optional[str], typer.Option("--predictor", help="Predictor chain, comma-separated (default: roofline).")] = None,  # noqa: UP045
+    annotations: Annotated[Optional[Path], typer.Option("--annotations", help="A CSV that adds columns to rows by id (default: <file>_annotations.csv beside the file, if any).")] = None,  # noqa: UP045
+    client: Annotated[str, typer.Option("--client", help="The benchmark client assumed where a row does not say: default (fixed lengths, 3 requests per client, the first wave warm-up) or inferencex.")] = "default",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing profile file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the profile as JSON on stdout.")] = False,
+) -> None:
+    """Fit an engine's host time per iteration to your own serving benchmarks (least
+    squares, with held-out rows) and write a profile a config can name."""
+    from frontier_core.calibrate import calibrate as run_calibration
+
+    if not csv_file.is_file():
+        raise ConfigError(f"Benchmark file {str(csv_file)!r} does not exist; give a CSV in "
+                          "silicon_sample.csv's columns (docs/validation.md lists them).")
+    if output.is_dir():
+        raise ConfigError(f"-o {str(output)!r} is a folder; give the path of the profile file "
+                          "to write, e.g. -o vllm-profile.json.")
+    if output.exists() and not overwrite:
+        raise ConfigError(f"-o {str(output)!r} exists; pass --overwrite to replace it, or "
+                          "pick another path.")
+    if not output.parent.is_dir():
+        raise ConfigError(f"-o {str(output)!r}: the folder {str(output.parent)!r} does not "
+                          "exist; create it or pick another path.")
+    chain = [p.strip() for p in (predictor or "roofline").split(",") if p.strip()]
+    kwargs = dict(engine=engine, holdout=holdout, sample=sample, jobs=jobs, predictor=chain,
+                  registry=_registry(), annotations=annotations, client=client)
+    if as_json or not err.is_terminal:
+        cal = run_calibration(csv_file, **kwargs)
+    else:
+        with _progress_bar("calibrating", "runs") as bar:
+            task = bar.add_task("runs", total=None)
+            cal = run_calibration(csv_file, **kwargs,
+                                  progress=lambda d, t: bar.update(task, completed=d, total=t))
+    cal.write(output)
+    if as_json:
+        sys.stdout.write(json.dumps(cal.profile(), indent=2) + "\n")
+        return
+    h = cal.host
+    out.print(f"{cal.engine}: host per iteration = {h['base_s'] * 1e3:.3f} ms "
+              f"+ {h['per_seq_s'] * 1e6:.2f} µs/sequence + {h['per_token_s'] * 1e6:.3f} µs/token "
+              f"(fitted on {cal.rows_fit} rows)", markup=False)
+    if cal.held_out:
+        t = Table(title=f"Held-out rows ({cal.rows_held_out}): median error", header_style="bold")
+        for c in ("host constants", "TTFT |err|", "TTFT signed", "TPOT |err|", "TPOT signed"):
+            t.add_column(c, justify="left" if c == "host constants" else "right")
+        for k, label in (("no_host", "none"), ("default", "engine default"),
+                         ("calibrated", "calibrated")):
+            e = cal.held_out[k]
+            t.add_row(label, _pct(e["ttft_median_abs_err"]).lstrip("+"),
+                      _pct(e["ttft_median_signed_err"]),
+                      _pct(e["tpot_median_abs_err"]).lstrip("+"), _pct(e["tpot_median_signed_err"]))
+        out.print(t)
+    out.print(f"wrote {output}", markup=False)
 
 
 def _add_plugin_commands() -> None:

@@ -8,7 +8,7 @@ model and calls the factory; the engine then calls the protocol method directly.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -40,6 +40,25 @@ class ComponentSpec:
     name: str
     factory: Callable[[Any, BuildContext], Any]
     options: type[BaseModel] = NoOptions
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A serving engine, as ``frontier_engines`` provides it.
+
+    ``preset(version, device, tp)`` returns, for the parsed version (a tuple, or None
+    for the newest), the cluster's ``HardwareSpec`` and TP degree, the fields of
+    ``frontier_core.engines.EngineModel`` that the engine sets: ``scheduler`` (a
+    scheduler name and its options, as a config's ``scheduler:``), ``graph_sizes``,
+    ``graph_by_tokens``, ``graph_mixed``, ``graph_full_decode``, ``graph_pad``,
+    ``overlap``. ``host`` holds its default host constants (``base_s``, ``per_seq_s``,
+    ``per_token_s``, ``gap_s``; seconds).
+    """
+
+    name: str
+    preset: Callable[..., dict[str, Any]]
+    host: Mapping[str, float] = field(default_factory=dict)
     summary: str = ""
 
 

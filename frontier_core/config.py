@@ -141,6 +141,52 @@ class SpeculativeConfig(_Strict):
         return list(a) if isinstance(a, list) else [a] * self.k
 
 
+class EngineConfig(_Strict):
+    """The serving engine a cluster runs, as it ships (see frontier_core/engines.py and
+    docs/engines.md): ``engine: vllm`` or ``{name: sglang, version: 0.5.9}``. It sets
+    the scheduler and its limits (unless the cluster gives ``scheduler:``), CUDA-graph
+    capture sizes, the host time each iteration adds, and the serial ingress of
+    requests; ``profile`` or the fields below override the engine's figures."""
+
+    name: str = Field(description="vllm, sglang or trtllm")
+    version: str | None = Field(
+        None, description="where behaviour changed between releases (e.g. vLLM's async "
+        "scheduling from 0.14); None or a nightly: the newest modelled",
+    )
+    cuda_graphs: bool = Field(True, description="False: every iteration runs eagerly")
+    profile: str | None = Field(
+        None, description="a calibration profile (JSON written by frontier calibrate) whose "
+        "host constants replace the engine's defaults",
+    )
+    host_base_s: float | None = Field(None, ge=0, description="host seconds per iteration")
+    host_per_seq_s: float | None = Field(None, ge=0, description="host seconds per sequence")
+    host_per_token_s: float | None = Field(None, ge=0, description="host seconds per token")
+    host_gap_s: float | None = Field(
+        None, ge=0, description="seconds per step that no overlap hides (the hand-off of "
+        "sampled tokens from the GPU to the scheduler)",
+    )
+    overlap: bool | None = Field(
+        None, description="the engine runs a step's CPU work while the GPU computes the "
+        "previous one (async / overlap scheduling); None: as the engine and version ship",
+    )
+    ingress_base_s: float | None = Field(
+        None, ge=0, description="API-server seconds per request before it reaches the engine"
+    )
+    ingress_per_token_s: float | None = Field(
+        None, ge=0, description="API-server seconds per prompt token (tokenisation)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v
+
+
 class ClusterConfig(_Strict):
     """A pool of identical replicas serving one stage of the workflow."""
 
@@ -164,6 +210,10 @@ class ClusterConfig(_Strict):
         description="a per-iteration block that runs the feed-forward part of every layer "
         "(dense and MoE) instead of the built-in dense MLP and the moe block, e.g. af "
         "(attention/FFN disaggregation: the FFN on separate GPUs)",
+    )
+    engine: EngineConfig | None = Field(
+        None, description="the serving engine (vllm, sglang, trtllm) and its version; sets "
+        "the scheduler defaults, CUDA graphs, host time and ingress as that engine ships",
     )
     scheduler: ComponentRef = ComponentRef(name="vllm")
     router: ComponentRef = ComponentRef(name="round_robin")

@@ -34,6 +34,7 @@ from frontier_core.errors import ConfigError
 from frontier_core.records import Batch, OpCall
 
 if TYPE_CHECKING:
+    from frontier_core.engines import EngineModel
     from frontier_core.speculative import Speculator
 
 # Elementwise traffic per token per layer, in multiples of hidden_size activations:
@@ -69,6 +70,7 @@ class ExecutionPredictor:
         moe_ffn: FFNBlock | None = None,
         dp: int = 1,
         all_layers: bool = False,
+        engine: EngineModel | None = None,
     ) -> None:
         if model.num_layers < pp:
             raise ConfigError(
@@ -102,7 +104,10 @@ class ExecutionPredictor:
         self.spec: Speculator | None = None
         # Host-side scheduling per pass; a drafter's passes run inside the target's
         # engine step, whose host overhead is counted once.
-        self.host_overhead = True
+        self.host_overhead = engine is None
+        # The serving engine (frontier_core.engines): CUDA-graph padding and the host
+        # time it adds to each iteration.
+        self.engine = engine
         # Set on a drafter: the target it drafts for (its passes stay out of the
         # statistics of a shared per-iteration block).
         self.spec_of: ExecutionPredictor | None = None
@@ -316,7 +321,11 @@ class ExecutionPredictor:
         t = (0 if q is None else int(q.sum())) + dec_tokens
         # LM head and sampling run for every emitting prefill and every decode token.
         seqs = (0 if emits is None else int(emits.sum())) + dec_tokens
-        layers, lc = self._layers(t)
+        eng = self.engine
+        n_seqs = dec_tokens if wd is None else len(kvd)
+        n_seqs += 0 if q is None else len(q)
+        t_run = t if eng is None else self._graph_tokens(t, n_seqs, q is None or not len(q))
+        layers, lc = self._layers(t_run)
         extras, ec = self._extras(t, seqs)
         nl = self.model.num_layers / self.pp
         a, parts = self._attention(q, kvp, kvd, wd)
@@ -326,7 +335,28 @@ class ExecutionPredictor:
         for j in range(len(credit)):
             credit[j] += lc[j] * self.pp + ec[j]
         stage = layers + attn
+        if eng is not None:
+            return self._with_host(stage + extras, stage * self.pp + extras, t, n_seqs)
         return IterationTime(stage + extras, stage * self.pp + extras)
+
+    def _graph_tokens(self, t: int, seqs: int, decode_only: bool) -> int:
+        """Tokens the layers run for: a batch that replays a CUDA graph is padded to the
+        graph's captured size (tokens for vLLM; sequences, at the same tokens each, for
+        engines that capture by batch size)."""
+        eng = self.engine
+        assert eng is not None
+        mode, size = eng.graph(t, seqs, decode_only)
+        if not mode:
+            return t
+        return size if eng.graph_by_tokens else t + (size - seqs) * max(1, t // max(1, seqs))
+
+    def _with_host(self, stage: float, latency: float, t: int, seqs: int) -> IterationTime:
+        """An iteration with its engine's host time: the CPU work of a step, hidden
+        behind the GPU's forward pass when the engine overlaps them, and the hand-off gap
+        (``EngineModel.step_s``)."""
+        assert self.engine is not None
+        extra = self.engine.step_s(stage, t, seqs) - stage
+        return IterationTime(stage + extra, latency + extra)
 
     def _attention(self, q: np.ndarray | None, kvp: np.ndarray | None,
                    kvd: np.ndarray | None,
@@ -414,6 +444,11 @@ class ExecutionPredictor:
                 c, cc = self._part("common", int(tokens[r]))
                 if c + a > worst:
                     worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
+        eng = self.engine
+        # Each DP rank runs its own scheduler and replays its own graphs: per-rank sizes.
+        rank_seqs = len(q) + nd if dp == 1 else max(1, -(-(len(q) + nd) // dp))
+        if eng is not None:
+            worst_t = self._graph_tokens(worst_t, rank_seqs, not len(q))
         nl = m.num_layers
         for a, i in worst_parts:
             credit[i] += a * nl
@@ -441,6 +476,9 @@ class ExecutionPredictor:
         for j, v in enumerate(ec):
             credit[j] += v
         stage = total / self.pp
+        if eng is not None:
+            return self._with_host(stage + extras, stage * self.pp + extras,
+                                   int(tokens.max()), rank_seqs)
         return IterationTime(stage + extras, stage * self.pp + extras)
 
     def recompute_s(self, tokens: int, context: int) -> float:

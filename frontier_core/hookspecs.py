@@ -7,7 +7,7 @@ once per run at assembly (or once per CLI invocation), never in the event loop.
 from __future__ import annotations
 
 from frontier_core.catalog import HardwareSpec, ModelSpec
-from frontier_core.components import CommandSpec, ComponentSpec
+from frontier_core.components import CommandSpec, ComponentSpec, EngineSpec
 from frontier_core.markers import hookspec
 
 
@@ -49,6 +49,12 @@ def frontier_models() -> list[ModelSpec]:
 @hookspec
 def frontier_hardware() -> list[HardwareSpec]:
     """GPU kinds for the catalog."""
+
+
+@hookspec
+def frontier_engines() -> list[EngineSpec]:
+    """Serving engines a cluster can name as ``engine:``: their scheduler defaults, CUDA
+    graphs and host/GPU overlap per version, and their host constants."""
 
 
 @hookspec

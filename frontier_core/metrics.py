@@ -123,6 +123,11 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     col = col if col is not None else request_table(sim)
     cfg = sim.config
     warmup = 0
+    # Utilisation counts the whole run, warm-up included (the replicas' busy time does).
+    run_span = 1e-12
+    if len(col["id"]):
+        run_span = max(float(np.nanmax(col["completion_s"])) - float(col["arrival_s"].min()),
+                       1e-12)
     if "warmup" in col:
         # Warm-up requests ran (and loaded the replicas) but are not measured.
         w = col["warmup"].astype(bool)
@@ -174,11 +179,12 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
         plan = sim.plans[name]
         gpus_total += plan.gpus
         it = _iterations(cw)
-        busy = cw.busy_time / (len(cw.replicas) * makespan)
+        busy = cw.busy_time / (len(cw.replicas) * run_span)
         kv_frac = it["kv_used"] / plan.kv_blocks if len(it["kv_used"]) else np.zeros(0)
         summary["clusters"][name] = {
             "gpu": plan.gpu, "replicas": plan.replicas, "tp": plan.tp, "pp": plan.pp,
             "dp": plan.dp, "gpus": plan.gpus,
+            **({"engine": plan.engine.summary()} if plan.engine is not None else {}),
             "kv_blocks_per_replica": plan.kv_blocks, "block_size": plan.block_size,
             "kv_capacity_tokens_per_replica": plan.kv_blocks * plan.block_size,
             "weight_gib_per_gpu": plan.weight_bytes_per_gpu / 1024**3,

@@ -28,6 +28,7 @@ COMPONENT_HOOKS = {
     "ffn_block": "frontier_ffn_blocks",
     "model": "frontier_models",
     "hardware": "frontier_hardware",
+    "engine": "frontier_engines",
     "command": "frontier_commands",
 }
 

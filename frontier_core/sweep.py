@@ -18,6 +18,7 @@ Results do not depend on how the runs were executed.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -30,6 +31,7 @@ from typing import Any
 
 from frontier_core.configfile import _parse_value
 from frontier_core.errors import ConfigError, FrontierError
+from frontier_core.runner import ray_start, run_all, simulate
 
 STATUS_COLUMNS = ("run_id", "config", "status", "error")
 # The top-level entries a sweep writes in its folder (its marker lists them).
@@ -157,7 +159,6 @@ def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def execute(spec: RunSpec, runs_dir: str, registry: Any = None) -> dict[str, Any]:
     """Run one configuration and write its outputs; returns its results row. Errors
     become a failed row (user errors by their message, bugs with their traceback)."""
-    from frontier_core.assemble import assemble
     from frontier_core.configfile import load_config
     from frontier_core.metrics import write_outputs
 
@@ -166,29 +167,14 @@ def execute(spec: RunSpec, runs_dir: str, registry: Any = None) -> dict[str, Any
                            "status": "ok", "error": ""}
     row.update({k: _parse_value(v) for k, v in spec.overrides})
     try:
-        if registry is None:
-            registry = _worker_registry()
         cfg = load_config(spec.config, spec.assignments())
-        summary = write_outputs(assemble(cfg, registry).run(), out)
+        summary = write_outputs(simulate(cfg, registry), out)
     except FrontierError as e:
         return {**row, "status": "failed", "error": str(e)}
     except Exception:  # a bug: keep the traceback in the table, keep the sweep going
         return {**row, "status": "failed", "error": traceback.format_exc(limit=8)}
     row.update(flatten(summary))
     return row
-
-
-_REGISTRY: list[Any] = []
-
-
-def _worker_registry() -> Any:
-    # NOTE: perf — one plugin registry per worker process, built on its first run
-    # (discovery costs ~0.1 s; a sweep runs thousands of simulations).
-    if not _REGISTRY:
-        from frontier_core.plugins import load_registry
-
-        _REGISTRY.append(load_registry())
-    return _REGISTRY[0]
 
 
 def _finished(spec: RunSpec, runs_dir: Path) -> dict[str, Any] | None:
@@ -222,7 +208,7 @@ def sweep(
     cfgs = [None if c is None else str(c) for c in configs] or [None]
     specs = expand(cfgs, parse_grid(grid))
     outdir.check(out_dir, "sweep", overwrite)  # before Ray starts and before any run
-    ray_mod = _ray_start(ray) if ray is not None else None  # before anything is written
+    ray_mod = ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
     outdir.claim(out, "sweep", SWEEP_ENTRIES, overwrite)
     runs_dir = out / "runs"
@@ -253,61 +239,11 @@ def sweep(
         if progress is not None:
             progress(count, total)
 
-    if ray_mod is not None:
-        _run_ray(todo, str(runs_dir), ray_mod, record)
-    elif jobs > 1 and len(todo) > 1:
-        _run_pool(todo, str(runs_dir), jobs, record, registry)
-    else:
-        for s in todo:
-            record(execute(s, str(runs_dir), registry))
+    run_all(functools.partial(execute, runs_dir=str(runs_dir)), todo,
+            lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
     result = SweepResult([rows[s.run_id] for s in specs])
     write_table(result, out)
     return result
-
-
-def _run_pool(todo: list[RunSpec], runs_dir: str, jobs: int, record, registry: Any) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # fork: workers inherit the imported kernel and the caller's registry (with any
-    # plugins registered in-process), so they simulate exactly what a serial run would.
-    if registry is not None:
-        _REGISTRY[:] = [registry]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
-        futures = [pool.submit(execute, s, runs_dir) for s in todo]
-        for f in as_completed(futures):
-            record(f.result())
-
-
-def _ray_start(address: str) -> Any:
-    """Import Ray and connect (or start local mode); a user error when it cannot."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError(
-            "--ray needs Ray, which is not installed; install the extra: "
-            "pip install 'frontier-core[ray]' (or run without --ray for a local pool)."
-        ) from None
-    if not ray.is_initialized():
-        try:
-            ray.init(address=None if address == "local" else address,
-                     include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(
-                f"--ray {address!r}: cannot start or reach a Ray cluster ({first}). Give 'local' "
-                "for Ray's local mode, 'auto' for the cluster this machine belongs to, or its "
-                "address (ray://HOST:10001 or HOST:6379)."
-            ) from None
-    return ray
-
-
-def _run_ray(todo: list[RunSpec], runs_dir: str, ray: Any, record) -> None:
-    remote = ray.remote(execute)
-    pending = [remote.remote(s, runs_dir) for s in todo]
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        record(ray.get(ready[0]))
 
 
 def table_csv(result: SweepResult) -> str:

@@ -33,3 +33,14 @@ def run_sim(cfg, registry):
     from frontier_core.assemble import assemble
 
     return assemble(cfg, registry).run()
+
+
+#: One benchmark row in silicon_sample.csv's columns (frontier validate serving).
+SERVING_ROW = {
+    "id": "r", "silicon_data_source": "db; silicon_concurrency=16; x", "backend": "vllm",
+    "backend_version": "0.12.0", "model_path": "meta-llama/Llama-3.1-8B-Instruct",
+    "system": "h200_sxm", "precision": "fp8", "mode": "agg", "isl": "1024", "osl": "128",
+    "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8", "tp_size": "2", "pp_size": "1",
+    "attention_dp_size": "1", "moe_tp_size": "2", "moe_ep_size": "1",
+    "silicon_ttft_ms": "50.0", "silicon_tpot_ms": "8.0",
+}

@@ -11,20 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from simhelpers import SERVING_ROW
 
 from frontier_core.errors import ConfigError
 from frontier_core.validate import Row, concurrency, map_rows, read_rows, row_config, spread
 
 SAMPLE = Path(__file__).parent / "data" / "serving_sample.csv"
 
-BASE = {
-    "id": "r", "silicon_data_source": "db; silicon_concurrency=16; x", "backend": "vllm",
-    "backend_version": "0.12.0", "model_path": "meta-llama/Llama-3.1-8B-Instruct",
-    "system": "h200_sxm", "precision": "fp8", "mode": "agg", "isl": "1024", "osl": "128",
-    "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8", "tp_size": "2", "pp_size": "1",
-    "attention_dp_size": "1", "moe_tp_size": "2", "moe_ep_size": "1",
-    "silicon_ttft_ms": "50.0", "silicon_tpot_ms": "8.0",
-}
+BASE = SERVING_ROW
 DSV3 = {"model_path": "deepseek-ai/DeepSeek-R1", "tp_size": "1", "attention_dp_size": "8",
         "moe_tp_size": "1", "moe_ep_size": "8", "backend": "sglang"}
 
@@ -59,7 +53,7 @@ def test_dense_agg_row_becomes_a_closed_loop_run(registry) -> None:
     assert cfg["model"] == {"name": "llama-3.1-8b", "weight_dtype": "fp8"}
     (cl,) = cfg["deployment"]["clusters"]
     assert (cl["gpu"], cl["tp"], cl["pp"]) == ("h200", 2, 1)
-    assert cl["scheduler"]["name"] == "sarathi" and cl["scheduler"]["token_budget"] == 8192
+    assert cl["engine"] == {"name": "vllm", "version": "0.12.0"} and "scheduler" not in cl
     wl = cfg["workload"]
     assert wl["closed_loop"] == {"concurrency": 16}
     assert wl["prompt_len"] == {"dist": "fixed", "value": 1024}
@@ -69,10 +63,12 @@ def test_dense_agg_row_becomes_a_closed_loop_run(registry) -> None:
     RunConfig.model_validate(cfg)  # a valid run config
 
 
-def test_engines_pick_their_schedulers(registry) -> None:
-    names = {b: _map(registry, backend=b).config["deployment"]["clusters"][0]["scheduler"]["name"]
-             for b in ("vllm", "sglang", "trtllm")}
-    assert names == {"vllm": "sarathi", "sglang": "vllm", "trtllm": "orca"}
+def test_rows_name_their_engine_and_version(registry) -> None:
+    engines = {b: _map(registry, backend=b, backend_version=v).config["deployment"]["clusters"][0]
+               ["engine"] for b, v in (("vllm", "0.18.0"), ("sglang", ""), ("trtllm", "1.2.0"))}
+    assert engines == {"vllm": {"name": "vllm", "version": "0.18.0"},
+                       "sglang": {"name": "sglang", "version": None},
+                       "trtllm": {"name": "trtllm", "version": "1.2.0"}}
 
 
 def test_dense_data_parallel_ranks_are_replicas(registry) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from frontier_core.builtin import routers, schedulers, transfer, workflows
+from frontier_core.builtin.engines import ENGINES
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.builtin.models import MODELS
 from frontier_core.components import ComponentSpec
@@ -27,6 +28,9 @@ def frontier_schedulers() -> list[ComponentSpec]:
         ComponentSpec("orca", lambda o, ctx: schedulers.OrcaScheduler(_ranks(o, ctx)),
                       schedulers.BatchLimits,
                       "Orca iteration-level batching with whole-request KV reservation"),
+        ComponentSpec("sglang", lambda o, ctx: schedulers.SGLangScheduler(_ranks(o, ctx)),
+                      schedulers.SGLangOptions,
+                      "SGLang prefill-first batching with chunked prefill"),
     ]
 
 
@@ -78,3 +82,8 @@ def frontier_models():
 @hookimpl
 def frontier_hardware():
     return list(HARDWARE)
+
+
+@hookimpl
+def frontier_engines():
+    return list(ENGINES)

@@ -7,10 +7,12 @@ run out. Requests admitted from ``waiting`` move to ``running``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontier_core.components import SchedulerView
-from frontier_core.records import Batch
+from frontier_core.records import Batch, Request
 
 
 class BatchLimits(BaseModel):
@@ -97,6 +99,46 @@ def _start_prefill(view: SchedulerView, batch: Batch, r, chunk: int) -> None:
     batch.chunks.append(chunk)
 
 
+def _continue_chunks(view: SchedulerView, batch: Batch, budget: int) -> int:
+    """Add the next chunk of every running request still prefilling (a prompt cut by an
+    earlier token budget), in order, within ``budget``; returns the budget left."""
+    kv = view.kv
+    for r in view.running:
+        if budget <= 0:
+            break
+        if r.computed < r.prefill_target:
+            chunk = min(r.prefill_target - r.computed, budget)
+            if not kv.grow(r, r.computed + chunk):
+                break
+            batch.prefill.append(r)
+            batch.chunks.append(chunk)
+            budget -= chunk
+    return budget
+
+
+def _admit_chunks(view: SchedulerView, batch: Batch, budget: int, max_seqs: int,
+                  admit: Callable[[Request], bool] | None = None) -> int:
+    """Start waiting prompts in arrival order within ``budget`` tokens, the last one cut
+    to fit (chunked prefill), while fewer than ``max_seqs`` run and ``admit`` (if given)
+    accepts the head; returns the budget left."""
+    waiting, running, kv = view.waiting, view.running, view.kv
+    while waiting and budget > 0 and len(running) < max_seqs:
+        r = waiting[0]
+        remaining = r.prefill_target - r.computed
+        if remaining <= 0:
+            if not _admit_decode_ready(view, r):
+                break
+            continue
+        if admit is not None and not admit(r):
+            break
+        chunk = min(remaining, budget)
+        if not kv.grow(r, r.computed + chunk):
+            break
+        _start_prefill(view, batch, r, chunk)
+        budget -= chunk
+    return budget
+
+
 class VLLMScheduler:
     """vLLM (v0) default policy: prefill-priority continuous batching. If prompts are
     waiting and fit (token budget, sequence cap, free blocks above the watermark),
@@ -153,30 +195,9 @@ class SarathiScheduler:
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
-        waiting, running, kv = view.waiting, view.running, view.kv
         budget = self.budget - _decode_running(view, batch, self.budget)
-        for r in running:
-            if budget <= 0:
-                break
-            if r.computed < r.prefill_target:
-                chunk = min(r.prefill_target - r.computed, budget)
-                if not kv.grow(r, r.computed + chunk):
-                    break
-                batch.prefill.append(r)
-                batch.chunks.append(chunk)
-                budget -= chunk
-        while waiting and budget > 0 and len(running) < self.max_seqs:
-            r = waiting[0]
-            remaining = r.prefill_target - r.computed
-            if remaining <= 0:
-                if not _admit_decode_ready(view, r):
-                    break
-                continue
-            chunk = min(remaining, budget)
-            if not kv.grow(r, r.computed + chunk):
-                break
-            _start_prefill(view, batch, r, chunk)
-            budget -= chunk
+        budget = _continue_chunks(view, batch, budget)
+        _admit_chunks(view, batch, budget, self.max_seqs)
         return batch
 
 
@@ -209,4 +230,85 @@ class OrcaScheduler:
                 batch.prefill.append(r)
                 batch.chunks.append(chunk)
                 tokens += chunk
+        return batch
+
+
+class SGLangOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_num_seqs: int = Field(4096, ge=1, description="running requests (max_running_requests)")
+    max_num_batched_tokens: int = Field(
+        8192, ge=1, description="prompt tokens in one prefill batch (chunked_prefill_size): "
+        "the last prompt admitted is cut to fit and continues in the next prefill batch",
+    )
+    schedule_conservativeness: float = Field(
+        1.0, ge=0, description="scales the share of each request's remaining output that "
+        "admission keeps free for it (new_token_ratio starts at 0.7 × this)",
+    )
+
+
+# SGLang's admission estimate (python/sglang/global_config.py and
+# managers/scheduler.py): new_token_ratio starts at 0.7 × schedule_conservativeness,
+# decays linearly to 0.14 of that over 600 decode steps, and returns to the start after
+# a retraction; remaining outputs count at most 4096 tokens (CLIP_MAX_NEW_TOKENS).
+INIT_NEW_TOKEN_RATIO = 0.7
+MIN_NEW_TOKEN_RATIO_FACTOR = 0.14
+NEW_TOKEN_RATIO_DECAY_STEPS = 600
+CLIP_MAX_NEW_TOKENS = 4096
+
+
+class SGLangScheduler:
+    """SGLang's default policy: prefill-first with chunked prefill. When a prefill batch
+    can be formed — the unfinished chunk of a partly prefilled prompt first, then waiting
+    prompts in arrival order up to ``max_num_batched_tokens`` tokens, the last one cut to
+    fit — the iteration prefills only (``enable_mixed_chunk`` is off by default);
+    otherwise every running request decodes (scheduler.py ``get_next_batch_to_run``).
+
+    Admission (``PrefillAdder``) keeps room for the tokens running requests are yet to
+    decode: a prompt is admitted only if the free KV, less ``new_token_ratio`` × every
+    running request's remaining output, holds its prompt and that share of its own
+    output. When a decode step runs out of KV, requests are retracted (their KV dropped,
+    back to the queue: ``retract_decode``) and the ratio returns to its start."""
+
+    def __init__(self, opts: SGLangOptions) -> None:
+        self.max_seqs = opts.max_num_seqs
+        self.budget = opts.max_num_batched_tokens
+        self.init_ratio = min(INIT_NEW_TOKEN_RATIO * opts.schedule_conservativeness, 1.0)
+        self.min_ratio = min(self.init_ratio * MIN_NEW_TOKEN_RATIO_FACTOR, 1.0)
+        self.decay = (self.init_ratio - self.min_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
+        self.ratio = self.init_ratio
+        self.retractions = 0
+
+    def _reserved(self, running: list) -> float:
+        """Tokens admission keeps free for what running requests are yet to decode."""
+        left = 0
+        for r in running:
+            left += min(r.output_len - r.generated, CLIP_MAX_NEW_TOKENS)
+        return left * self.ratio
+
+    def schedule(self, view: SchedulerView) -> Batch:
+        batch = Batch()
+        budget = _continue_chunks(view, batch, self.budget)
+        if view.waiting and budget > 0:
+            kv = view.kv
+            ratio = self.ratio
+            room = [kv.free_blocks * kv.block_size - self._reserved(view.running)]
+
+            def admit(r: Request) -> bool:
+                need = (r.prefill_target - r.computed
+                        + min(r.output_len - r.generated, CLIP_MAX_NEW_TOKENS) * ratio)
+                if room[0] < need and (view.running or batch.prefill):
+                    return False
+                room[0] -= need
+                return True
+
+            _admit_chunks(view, batch, budget, self.max_seqs, admit)
+        if not batch.prefill:
+            n = len(view.running)
+            _decode_running(view, batch)
+            if len(view.running) < n:  # retracted: KV ran out mid-decode
+                self.retractions += 1
+                self.ratio = self.init_ratio
+            elif batch.decode:
+                self.ratio = max(self.min_ratio, self.ratio - self.decay)
         return batch

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import simpy
 
     from frontier_core.components import Router
+    from frontier_core.engines import EngineModel
 
 
 class ClusterWorker:
@@ -27,6 +28,7 @@ class ClusterWorker:
         router: Router,
         max_context: int,
         on_reject: Callable[[Request, str], None],
+        engine: EngineModel | None = None,
     ) -> None:
         self.env = env
         self.name = name
@@ -36,6 +38,10 @@ class ClusterWorker:
         self._reject = on_reject
         kv = replicas[0].kv
         self.max_tokens = kv.num_blocks * kv.block_size
+        # An engine's API server takes in requests one after another (tokenising each
+        # prompt) before they reach a replica's scheduler; one server per replica.
+        self.engine = engine
+        self._ingress_free = [0.0] * len(replicas)
 
     def serve(self, request: Request, replica: int | None = None) -> simpy.Event:
         """Queue the request on a replica (the router's choice, or ``replica`` when a
@@ -58,8 +64,17 @@ class ClusterWorker:
             )
             return ev
         i = self.router.route(request, self.replicas) if replica is None else replica
+        first = not request.cluster  # entering its first stage: not yet tokenised
         request.cluster = self.name
         request.replica = i
+        if first and self.engine is not None:
+            now = self.env.now
+            done = max(now, self._ingress_free[i]) + self.engine.ingress_s(request.prompt_len)
+            self._ingress_free[i] = done
+            if done > now:
+                self.env.timeout(done - now).callbacks.append(
+                    lambda _e, r=request, k=i: self.replicas[k].enqueue(r))
+                return ev
         self.replicas[i].enqueue(request)
         return ev
 

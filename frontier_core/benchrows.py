@@ -1,0 +1,457 @@
+"""Benchmark rows → run configs: the adapter behind ``frontier validate serving`` and
+``frontier calibrate``.
+
+A row is one closed-loop serving benchmark in AIConfigurator's ``silicon_sample.csv``
+columns (docs/validation.md): model, GPU, engine and version, co-located or
+prefill/decode layout, parallelism, quantisation, lengths and concurrency, and the
+measured mean TTFT and TPOT. :func:`row_config` turns it into a validated run config that
+simulates the benchmark as its tool ran it (``BenchmarkClient``), or says why it cannot.
+A companion ``<name>_annotations.csv`` beside the file (or given explicitly) adds, by
+``id``, what the rows leave out: how the tool drew lengths, whether MTP ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from frontier_core.engines import ENGINE_NAMES
+from frontier_core.errors import ConfigError
+
+#: Columns a row must have (the rest are read when present).
+REQUIRED = ("backend", "model_path", "system", "mode", "isl", "osl",
+            "silicon_ttft_ms", "silicon_tpot_ms")
+
+#: The layout columns of one worker, without the ``prefill_``/``decode_`` prefix.
+LAYOUT = ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size")
+
+#: AIConfigurator's system names → catalog GPUs. A system that is itself a catalog
+#: name (``h100-sxm``) is taken as it is.
+SYSTEMS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
+           "a100_sxm": "a100-80g-sxm", "h800_sxm": "h800", "a800_sxm": "a800"}
+
+#: Quantisation columns → the weight dtype the roofline prices. Block-scaled fp8 runs on
+#: the fp8 tensor cores and its scales add 1/16,384 of the weight bytes (128×128 blocks,
+#: DeepSeek-V3's checkpoint format), so it is priced as fp8.
+QUANT = {"fp8": "fp8", "fp8_block": "fp8", "bf16": "bf16", "fp16": "fp16", "": None}
+
+#: Closed-loop benchmark length when the row does not say which tool measured it: every
+#: client sends this many requests, and the first wave (one request per client, all sent
+#: at once) is warm-up, left out of the means, as load generators with a warm-up phase
+#: (genai-perf's and aiperf's ``--warmup-request-count``) do.
+ROUNDS = 3
+
+
+@dataclass
+class Row:
+    """One benchmark measurement, as read."""
+
+    index: int  # 0-based data row of the file
+    fields: dict[str, str]
+
+    def get(self, key: str) -> str:
+        return (self.fields.get(key) or "").strip()
+
+    @property
+    def id(self) -> str:
+        return self.get("id") or f"row{self.index + 2}"
+
+
+@dataclass
+class Mapped:
+    """A row turned into a run config (``config``), or the reason it cannot be."""
+
+    row: Row
+    config: dict[str, Any] | None = None
+    reason: str | None = None
+    model: str = ""
+    gpu: str = ""
+    concurrency: int | None = None
+    duplicate_of: str | None = None
+
+    @property
+    def group(self) -> tuple[str, str, str, str]:
+        r = self.row
+        return (r.get("system"), r.get("backend"), r.get("mode"), self.model or r.get("model_path"))
+
+
+def read_rows(path: str | Path, annotations: str | Path | None = None) -> list[Row]:
+    """The data rows of a benchmark CSV; a ConfigError when it cannot be read or lacks a
+    required column. ``annotations`` (default: ``<stem>_annotations.csv`` beside the file,
+    when there is one) fills, by ``id``, the columns a row leaves empty or lacks."""
+    p = Path(path)
+    rows, cols = _read_csv(p, "benchmark file")
+    missing = [c for c in REQUIRED if c not in cols]
+    if missing:
+        raise ConfigError(
+            f"{p}: missing column(s) {', '.join(missing)}; a benchmark row needs "
+            f"{', '.join(REQUIRED)} and a concurrency (a 'concurrency' column, or "
+            "'silicon_concurrency=N' in silicon_data_source); docs/validation.md lists them."
+        )
+    if annotations is None:
+        guess = p.with_name(f"{p.stem}_annotations.csv")
+        annotations = guess if guess.is_file() else None
+    if annotations is not None:
+        extra, acols = _read_csv(Path(annotations), "annotations file")
+        if "id" not in acols:
+            raise ConfigError(f"{annotations}: an annotations file needs an 'id' column naming "
+                              "the benchmark rows it annotates.")
+        by_id = {r.get("id"): r.fields for r in extra if r.get("id")}
+        for r in rows:
+            add = by_id.get(r.get("id"))
+            if add:
+                for k, v in add.items():
+                    if not r.get(k):
+                        r.fields[k] = v
+    return rows
+
+
+def _read_csv(p: Path, what: str) -> tuple[list[Row], list[str]]:
+    try:
+        with open(p, newline="") as f:
+            reader = csv.DictReader(f)
+            cols = list(reader.fieldnames or [])
+            return [Row(i, dict(r)) for i, r in enumerate(reader)], cols
+    except OSError as e:
+        raise ConfigError(f"Cannot read the {what} {str(p)!r}: {e.strerror or e}; give "
+                          "the path of a CSV in silicon_sample.csv's columns.") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not a readable CSV ({e}); give a CSV in silicon_sample.csv's "
+                          "columns (docs/validation.md lists them).") from None
+
+
+@dataclass(frozen=True)
+class BenchmarkClient:
+    """How a row's benchmark tool loaded the engine: ``num_requests`` requests from
+    ``concurrency`` clients, each sending its next request when the last completes; the
+    first ``warmup`` left out of the means; lengths drawn uniformly between
+    ``int(nominal × range_ratio)`` and the nominal length (1.0: fixed lengths)."""
+
+    tool: str
+    num_requests: int
+    warmup: int
+    range_ratio: float = 1.0
+
+
+#: InferenceX (SemiAnalysis's nightly benchmark, the source of the rows whose
+#: annotations carry its ``run_url``) runs its copy of vLLM's ``benchmark_serving.py``
+#: with ``--num-prompts $((CONC * 10)) --max-concurrency $CONC --request-rate inf
+#: --random-range-ratio 0.8 --ignore-eos``: ten requests per client, every one measured
+#: (the tool's single test prompt runs alone before the measured run), lengths drawn by
+#: ``np.random.randint(int(L * ratio), L + 1)`` (``sample_random_requests``).
+INFERENCEX_PROMPTS_PER_CLIENT = 10
+INFERENCEX_RANGE_RATIO = 0.8
+
+_RANGE = re.compile(r"\[\s*([0-9.]+)\s*,\s*1(?:\.0*)?\s*\]")
+
+
+#: The clients ``--client`` may assume for rows that do not say which tool ran them.
+CLIENTS = ("default", "inferencex")
+
+
+def benchmark_client(row: Row, n: int, warmup: bool = True,
+                     assume: str = "default") -> BenchmarkClient | str:
+    """The tool's request count, warm-up and length draw for a row at concurrency ``n``,
+    or the reason a column holds something unusable. Columns a team can set:
+    ``num_requests``, ``warmup_requests``, ``random_range_ratio``; otherwise what the
+    annotations say of the tool; otherwise ``assume``: ``default`` is ``ROUNDS``
+    requests per client with the first wave as warm-up, at fixed lengths; ``inferencex``
+    InferenceX's client. ``warmup=False`` measures every request."""
+    text = row.get("random_range_ratio")
+    ratio = 1.0
+    if text:
+        try:
+            ratio = float(text)
+        except ValueError:
+            ratio = math.nan
+        if not 0 < ratio <= 1:
+            return f"random_range_ratio {text!r} is not in (0, 1]"
+    elif (hit := _RANGE.search(row.get("length_distribution"))) is not None:
+        ratio = float(hit.group(1))
+    said = row.get("run_url") + row.get("benchmark_tool")
+    if "inferencex" in said.lower() or (not said and assume == "inferencex"):
+        if not text and not row.get("length_distribution"):
+            ratio = INFERENCEX_RANGE_RATIO
+        client = BenchmarkClient("InferenceX benchmark_serving",
+                                 INFERENCEX_PROMPTS_PER_CLIENT * n, 0, ratio)
+    else:
+        client = BenchmarkClient("unknown (default)", ROUNDS * n, n, ratio)
+    total, first = _int(row, "num_requests", None), _int(row, "warmup_requests", None)
+    if row.get("num_requests") and not total:
+        return f"num_requests {row.get('num_requests')!r} is not a positive whole number"
+    if row.get("warmup_requests") and first is None:
+        return f"warmup_requests {row.get('warmup_requests')!r} is not a whole number"
+    total = total or client.num_requests
+    first = client.warmup if first is None else first
+    if not warmup:
+        first = 0
+    if first >= total:
+        return f"warmup_requests {first} leaves none of the {total} requests measured"
+    return BenchmarkClient(client.tool, total, first, ratio)
+
+
+def _length(nominal: int, ratio: float) -> dict[str, Any]:
+    if ratio >= 1:
+        return {"dist": "fixed", "value": nominal}
+    return {"dist": "uniform", "low": max(1, int(nominal * ratio)), "high": nominal}
+
+
+def speculative(row: Row) -> dict[str, Any] | str | None:
+    """The speculative decoding a row ran with (``speculative``: mtp with ``spec_k``
+    draft tokens accepted at ``spec_acceptance`` per position), None for none, or why it
+    cannot be simulated."""
+    method = row.get("speculative").lower()
+    if method in ("", "none"):
+        return None
+    if method != "mtp":
+        return f"speculative method not modelled: {method}"
+    k = _int(row, "spec_k", None)
+    try:
+        p = float(row.get("spec_acceptance"))
+    except ValueError:
+        p = math.nan
+    if not k or not 0 < p <= 1:
+        return ("measured with MTP speculative decoding, its draft length and acceptance "
+                "not recorded (add spec_k and spec_acceptance columns)")
+    return {"method": "mtp", "k": k, "acceptance": p}
+
+
+def concurrency(row: Row) -> int | None:
+    """The benchmark's closed-loop concurrency: a ``concurrency`` column, else
+    ``silicon_concurrency=N`` inside ``silicon_data_source``."""
+    text = row.get("concurrency")
+    if not text:
+        m = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source"))
+        text = m.group(1) if m else ""
+    try:
+        n = int(float(text))
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def _int(row: Row, key: str, default: int | None = 1) -> int | None:
+    text = row.get(key)
+    if not text:
+        return default
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if v == int(v) and v >= 0 else None
+
+
+def model_index(registry: Any) -> dict[str, Any]:
+    """Lower-cased Hugging Face ids (and aliases) and catalog names → catalog models."""
+    index: dict[str, Any] = {}
+    for p in registry.provided("model"):
+        m = p.item
+        for key in (m.name, m.hf_id, *m.aliases):
+            if key:
+                index.setdefault(key.lower(), m)
+    return index
+
+
+def _worker(row: Row, prefix: str, model: Any, where: str) -> tuple[dict[str, Any] | None, str | None]:
+    """One cluster's parallel layout from a row's layout columns: (cluster fields, reason)."""
+    v = {k: _int(row, prefix + k) for k in LAYOUT}
+    bad = [prefix + k for k, x in v.items() if x is None or x == 0]
+    if bad:
+        return None, f"bad layout value in {', '.join(bad)}"
+    tp, pp, dp, mtp, mep = (v[k] for k in LAYOUT)
+    out: dict[str, Any] = {"tp": tp, "pp": pp}
+    if not model.is_moe:
+        if mep > 1:
+            return None, "expert parallelism on a dense model"
+        if dp > 1:
+            out["replicas"] = dp  # data parallelism of a dense model: independent replicas
+        return out, None
+    if mtp * mep != tp * dp:
+        return None, f"MoE layout moe_tp × moe_ep ≠ tp × attention_dp ({where})"
+    if mtp > 1 and mep > 1:
+        return None, "MoE tensor and expert parallelism mixed (moe_tp > 1 and moe_ep > 1)"
+    if dp > 1 and mep == 1:
+        return None, "DP attention with MoE tensor parallelism (moe_ep 1)"
+    out["dp"] = dp
+    out["moe"] = {"ep": mep}
+    return out, None
+
+
+def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[str],
+               blocks: set[str], predictor: Sequence[str] = ("roofline",),
+               warmup: bool = True, client: str = "default",
+               engines: Iterable[str] = ENGINE_NAMES) -> Mapped:
+    """Turn one benchmark row into a run config, or say why it cannot be. ``warmup``:
+    leave the tool's warm-up requests out of the means; ``client``: the tool assumed
+    where the row does not say (``benchmark_client``)."""
+    m = Mapped(row)
+    model = models.get(row.get("model_path").lower())
+    if model is None:
+        m.reason = f"model not in the catalog: {row.get('model_path') or '(empty)'}"
+        return m
+    m.model = model.name
+    system = row.get("system")
+    gpu = SYSTEMS.get(system, system)
+    if gpu not in gpus:
+        m.reason = f"GPU not in the catalog: {system or '(empty)'}"
+        return m
+    m.gpu = gpu
+    backend = row.get("backend").lower()
+    if backend not in engines:
+        m.reason = f"engine not modelled: {backend or '(empty)'}"
+        return m
+    quants = {row.get("gemm_quant_mode"), row.get("moe_quant_mode") if model.is_moe else ""}
+    known = [QUANT.get(q, "?") for q in quants]
+    if "?" in known:
+        m.reason = "quantisation not priced: " + "/".join(sorted(q for q in quants if q not in QUANT))
+        return m
+    dtypes = {d for d in known if d}
+    if len(dtypes) > 1:
+        m.reason = "different GEMM and MoE weight formats"
+        return m
+    weight = dtypes.pop() if dtypes else (QUANT.get(row.get("precision")) or "bf16")
+    isl, osl = _int(row, "isl", None), _int(row, "osl", None)
+    if not isl or not osl:
+        m.reason = "no isl/osl"
+        return m
+    if isl + osl > model.max_context:
+        m.reason = "isl + osl beyond the model's context"
+        return m
+    n = concurrency(row)
+    if n is None:
+        m.reason = "no concurrency"
+        return m
+    m.concurrency = n
+    try:
+        ttft, tpot = float(row.get("silicon_ttft_ms")), float(row.get("silicon_tpot_ms"))
+    except ValueError:
+        ttft = tpot = math.nan
+    if not (ttft > 0 and tpot > 0):
+        m.reason = "no measured TTFT/TPOT"
+        return m
+    if model.is_moe and "moe" not in blocks:
+        m.reason = "needs frontier-moe-ep (MoE model)"
+        return m
+    tool = benchmark_client(row, n, warmup, client)
+    if isinstance(tool, str):
+        m.reason = tool
+        return m
+    spec = speculative(row)
+    if isinstance(spec, str):
+        m.reason = spec
+        return m
+    # The engine as the row ran it: its scheduler defaults, CUDA graphs, host time and
+    # ingress (frontier_core/engines.py).
+    engine = {"name": backend, "version": row.get("backend_version") or None}
+    mode = row.get("mode").lower()
+    if mode == "agg":
+        layout, why = _worker(row, "", model, "agg")
+        if why:
+            m.reason = why
+            return m
+        clusters = [{"name": "main", "gpu": gpu, **layout, "engine": engine}]
+        workflow: Any = "colocated"
+    elif mode == "disagg":
+        if "pd" not in workflows:
+            m.reason = "needs frontier-pd-disagg (disaggregated row)"
+            return m
+        clusters = []
+        for stage in ("prefill", "decode"):
+            workers = _int(row, f"{stage}_num_workers", None)
+            if not workers:
+                m.reason = "disagg row without worker counts"
+                return m
+            layout, why = _worker(row, f"{stage}_", model, stage)
+            if why:
+                m.reason = why
+                return m
+            layout["replicas"] = layout.get("replicas", 1) * workers
+            clusters.append({"name": stage, "gpu": gpu, **layout, "engine": engine})
+        workflow = {"name": "pd", "prefill": ["prefill"], "decode": ["decode"]}
+    else:
+        m.reason = f"mode not known: {mode or '(empty)'}"
+        return m
+    if spec is not None:
+        clusters[-1]["speculative"] = spec  # the co-located cluster, or the decode one
+    m.config = {
+        "model": {"name": model.name, "weight_dtype": weight},
+        "deployment": {"workflow": workflow, "clusters": clusters},
+        "predictor": list(predictor),
+        "workload": {
+            "closed_loop": {"concurrency": n},
+            "prompt_len": _length(isl, tool.range_ratio),
+            "output_len": _length(osl, tool.range_ratio),
+            "num_requests": tool.num_requests,
+            **({"warmup_requests": tool.warmup} if tool.warmup else {}),
+        },
+        "seed": 0,
+        "output": {"trace": False},
+    }
+    return m
+
+
+def _dedup_key(m: Mapped) -> tuple:
+    r = m.row
+    return (r.get("system"), r.get("backend"), r.get("backend_version"), m.model or r.get("model_path"),
+            r.get("mode"), r.get("isl"), r.get("osl"), m.concurrency,
+            r.get("silicon_ttft_ms"), r.get("silicon_tpot_ms"))
+
+
+def _gpus(m: Mapped) -> int:
+    cl = (m.config or {}).get("deployment", {}).get("clusters", [])
+    return sum(c.get("replicas", 1) * c.get("tp", 1) * c.get("pp", 1) * c.get("dp", 1) for c in cl)
+
+
+def map_rows(rows: Iterable[Row], registry: Any, predictor: Sequence[str] = ("roofline",),
+             warmup: bool = True, client: str = "default") -> list[Mapped]:
+    """Every row mapped; a repeated measurement (same system, engine, model, lengths,
+    concurrency and results) is kept once — the expressible copy on the fewest GPUs —
+    and the others point to it."""
+    models = model_index(registry)
+    gpus = set(registry.names("hardware"))
+    workflows = set(registry.names("workflow"))
+    blocks = set(registry.names("ffn_block"))
+    if client not in CLIENTS:
+        raise ConfigError(f"--client {client!r} is not a benchmark client Frontier knows; use "
+                          f"one of {', '.join(CLIENTS)} (docs/validation.md).")
+    engines = set(registry.names("engine"))
+    mapped = [row_config(r, models, gpus, workflows, blocks, predictor, warmup, client, engines)
+              for r in rows]
+    best: dict[tuple, Mapped] = {}
+    for m in mapped:
+        k = _dedup_key(m)
+        cur = best.get(k)
+        if cur is None or (cur.config is None and m.config is not None) or (
+                m.config is not None and cur.config is not None and _gpus(m) < _gpus(cur)):
+            best[k] = m
+    for m in mapped:
+        keep = best[_dedup_key(m)]
+        if keep is not m:
+            m.duplicate_of = keep.row.id
+    return mapped
+
+
+def spread(items: Sequence[Mapped], n: int) -> list[Mapped]:
+    """A deterministic sample of ``n`` items spread over groups: groups in sorted order
+    take turns, each giving its rows in file order, evenly strided."""
+    groups: dict[tuple, list[Mapped]] = {}
+    for m in items:
+        groups.setdefault(m.group, []).append(m)
+    order = sorted(groups)
+    share = {g: 0 for g in order}
+    left = min(n, len(items))
+    while left:
+        for g in order:
+            if left and share[g] < len(groups[g]):
+                share[g] += 1
+                left -= 1
+    picked: list[Mapped] = []
+    for g in order:
+        rows, k = groups[g], share[g]
+        picked.extend(rows[int(i * len(rows) / k)] for i in range(k)) if k else None
+    return sorted(picked, key=lambda m: m.row.index)

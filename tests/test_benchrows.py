@@ -1,0 +1,132 @@
+"""Benchmark rows → run configs as the tool ran them (frontier_core/benchrows.py): the
+annotations file, the tool's request count, warm-up and length draw, MTP rows, and a
+closed loop whose clients spread out with the tool's lengths and no added delay."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from simhelpers import SERVING_ROW, run_sim, small_config
+
+from frontier_core.benchrows import (
+    ROUNDS,
+    Row,
+    benchmark_client,
+    map_rows,
+    read_rows,
+    row_config,
+    speculative,
+)
+
+BASE = SERVING_ROW
+INFERENCEX = "https://github.com/SemiAnalysisAI/InferenceX/actions/runs/1/attempts/1"
+
+
+def _row(**kw: str) -> Row:
+    return Row(0, {**BASE, **kw})
+
+
+def _map(registry, **kw: str):
+    from frontier_core.benchrows import model_index
+
+    return row_config(_row(**kw), model_index(registry), set(registry.names("hardware")),
+                      set(registry.names("workflow")), set(registry.names("ffn_block")))
+
+
+def test_unknown_tool_keeps_the_documented_default() -> None:
+    c = benchmark_client(_row(), 16)
+    assert (c.num_requests, c.warmup, c.range_ratio) == (ROUNDS * 16, 16, 1.0)
+    assert benchmark_client(_row(), 16, warmup=False).warmup == 0
+
+
+def test_inferencex_rows_run_ten_prompts_per_client_with_the_ratio_draw() -> None:
+    row = _row(run_url=INFERENCEX,
+               length_distribution="uniform in [0.8, 1.0] x nominal (1024/128)")
+    c = benchmark_client(row, 16)
+    # benchmark_serving --num-prompts CONC*10: every request measured, lengths in
+    # [int(0.8 L), L].
+    assert (c.num_requests, c.warmup, c.range_ratio) == (160, 0, 0.8)
+
+
+def test_columns_a_team_sets_win_and_bad_ones_are_reasons() -> None:
+    c = benchmark_client(_row(run_url=INFERENCEX, num_requests="50", warmup_requests="5",
+                              random_range_ratio="0.5"), 16)
+    assert (c.num_requests, c.warmup, c.range_ratio) == (50, 5, 0.5)
+    assert "random_range_ratio" in benchmark_client(_row(random_range_ratio="1.5"), 4)
+    assert "num_requests" in benchmark_client(_row(num_requests="lots"), 4)
+    assert "leaves none" in benchmark_client(_row(num_requests="4", warmup_requests="4"), 4)
+
+
+def test_row_config_draws_lengths_as_the_tool_did(registry) -> None:
+    wl = _map(registry, random_range_ratio="0.8").config["workload"]
+    assert wl["prompt_len"] == {"dist": "uniform", "low": 819, "high": 1024}
+    assert wl["output_len"] == {"dist": "uniform", "low": 102, "high": 128}
+    wl = _map(registry).config["workload"]
+    assert wl["prompt_len"] == {"dist": "fixed", "value": 1024}
+    assert wl["warmup_requests"] == 16 and wl["num_requests"] == ROUNDS * 16
+
+
+def test_mtp_rows_need_their_draft_length_and_acceptance(registry) -> None:
+    assert speculative(_row()) is None and speculative(_row(speculative="none")) is None
+    m = _map(registry, speculative="mtp")
+    assert m.config is None and "MTP" in m.reason and "spec_k" in m.reason
+    m = _map(registry, speculative="mtp", spec_k="2", spec_acceptance="0.7")
+    (cl,) = m.config["deployment"]["clusters"]
+    assert cl["speculative"] == {"method": "mtp", "k": 2, "acceptance": 0.7}
+    assert "not modelled" in _map(registry, speculative="eagle").reason
+
+
+def test_annotations_beside_the_file_fill_what_rows_leave_out(tmp_path: Path, registry) -> None:
+    data = tmp_path / "bench.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, list(BASE))
+        w.writeheader()
+        w.writerow(BASE)
+        w.writerow({**BASE, "id": "other"})
+    with open(tmp_path / "bench_annotations.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["id", "speculative", "length_distribution", "run_url", "isl"])
+        w.writeheader()
+        w.writerow({"id": "r", "speculative": "none", "run_url": INFERENCEX, "isl": "9",
+                    "length_distribution": "uniform in [0.8, 1.0] x nominal (1024/128)"})
+    rows = read_rows(data)
+    assert rows[0].get("run_url") == INFERENCEX and rows[1].get("run_url") == ""
+    assert rows[0].get("isl") == "1024"  # a column the row has is never replaced
+    m = map_rows(rows, registry)
+    assert m[0].config["workload"]["num_requests"] == 160
+    assert m[1].config["workload"]["num_requests"] == ROUNDS * 16
+    assert read_rows(data, annotations=tmp_path / "bench_annotations.csv")[0].fields == rows[0].fields
+
+
+def test_with_the_tools_length_draw_clients_spread_out_without_added_delay(registry) -> None:
+    def arrivals(prompt, output):
+        wl = {"closed_loop": {"concurrency": 8}, "prompt_len": prompt,
+              "output_len": output, "num_requests": 40}
+        sim = run_sim(small_config(workload=wl, deployment={"clusters": [{"gpu": "h200"}]}),
+                      registry)
+        return np.array(sorted(r.arrival for r in sim.controller.requests))
+
+    # No engine (so no ingress): the first wave leaves together. At fixed lengths the
+    # clients stay in lockstep; with lengths drawn as the tool draws them they finish
+    # apart, so later requests are sent apart.
+    fixed = arrivals({"dist": "fixed", "value": 512}, {"dist": "fixed", "value": 32})
+    drawn = arrivals({"dist": "uniform", "low": 409, "high": 512},
+                     {"dist": "uniform", "low": 25, "high": 32})
+    assert np.ptp(fixed[:8]) == 0 and np.ptp(drawn[:8]) == 0
+    assert len(np.unique(fixed[8:])) <= 4
+    assert len(np.unique(drawn[8:])) >= 16
+
+
+def test_a_client_can_be_assumed_for_rows_that_do_not_say(registry) -> None:
+    import pytest
+
+    from frontier_core.errors import ConfigError
+
+    c = benchmark_client(_row(), 16, assume="inferencex")
+    assert (c.num_requests, c.warmup, c.range_ratio) == (160, 0, 0.8)
+    # A row that names its tool keeps it.
+    c = benchmark_client(_row(benchmark_tool="genai-perf"), 16, assume="inferencex")
+    assert c.num_requests == ROUNDS * 16
+    with pytest.raises(ConfigError, match="--client 'vllm-bench'.*default, inferencex"):
+        map_rows([_row()], registry, client="vllm-bench")
