@@ -215,7 +215,7 @@ class ClusterConfig(_Strict):
         None, description="the serving engine (vllm, sglang, trtllm) and its version; sets "
         "the scheduler defaults, CUDA graphs, host time and ingress as that engine ships",
     )
-    scheduler: ComponentRef = ComponentRef(name="vllm")
+    scheduler: ComponentRef = ComponentRef(name="prefill_priority")
     router: ComponentRef = ComponentRef(name="round_robin")
     block_size: int = Field(16, ge=1, description="KV block size in tokens")
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1)

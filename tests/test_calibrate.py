@@ -92,3 +92,36 @@ def test_cli_refuses_to_overwrite_or_write_a_folder(tmp_path: Path) -> None:
     assert r.returncode == 2 and "--overwrite" in r.stderr and existing.read_text() == "{}"
     r = _cli("calibrate", str(SAMPLE), "--engine", "vllm", "-o", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "is a folder" in r.stderr
+
+
+def test_calibrate_recovers_constants_from_rows_the_simulator_generated(tmp_path, registry):
+    """Rows 'measured' by simulating with known host constants: calibrating on them gives
+    the constants back (the fit sees only the rows, as it would a team's benchmarks)."""
+    import csv
+
+    from simhelpers import SERVING_ROW
+
+    from frontier_core.benchrows import map_rows
+    from frontier_core.calibrate import calibrate
+    from frontier_core.validate import Row, simulate_row
+
+    # CPU work per sequence that outlasts the forward pass of the larger batches.
+    truth = {"host_base_s": 0.0, "host_per_seq_s": 300e-6, "host_per_token_s": 0.0,
+             "host_gap_s": 1e-3}
+    rows = [Row(i, {**SERVING_ROW, "id": f"c{c}", "backend_version": "0.18.0", "isl": "128",
+                    "osl": "24", "concurrency": str(c)})
+            for i, c in enumerate((2, 8, 24, 48, 96, 160))]
+    for m in map_rows(rows, registry, ["linear-test"]):
+        for cl in m.config["deployment"]["clusters"]:
+            cl["engine"].update(truth)
+        out = simulate_row(m.config, registry)
+        m.row.fields["silicon_ttft_ms"] = str(out["pred_ttft_ms"])
+        m.row.fields["silicon_tpot_ms"] = str(out["pred_tpot_ms"])
+    path = tmp_path / "generated.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0].fields))
+        w.writeheader()
+        w.writerows(r.fields for r in rows)
+    cal = calibrate(path, "vllm", holdout=0, predictor=["linear-test"], registry=registry)
+    assert cal.host["gap_s"] == pytest.approx(1e-3, rel=0.3)
+    assert cal.host["per_seq_s"] == pytest.approx(300e-6, rel=0.3)

@@ -125,3 +125,27 @@ def test_trtllm_guaranteed_no_evict_reserves_the_whole_request() -> None:
         _apply(view, sched.schedule(view))
         assert not view.running or view.running[0].id in (0, 1)  # never preempted
     assert not view.waiting
+
+
+def test_trtllm_max_utilization_admits_what_fits_now_and_pauses_the_newest() -> None:
+    from frontier_core.builtin.schedulers import OrcaOptions
+
+    sched = OrcaScheduler(OrcaOptions(capacity="max_utilization"))
+    view = View(10, [(32, 100), (32, 100)])
+    batch = sched.schedule(view)
+    # Both prompts fit today (2 + 2 blocks), so both start...
+    assert [r.id for r in batch.prefill] == [0, 1]
+    _apply(view, batch)
+    paused = 0
+    for _ in range(200):
+        before = len(view.running)
+        _apply(view, sched.schedule(view))
+        paused += len(view.running) < before and bool(view.waiting)
+    # ...and the newest is paused when their outputs outgrow the cache; all finish.
+    assert paused >= 1 and not view.running and not view.waiting
+
+
+def test_schedulers_are_named_by_policy_with_the_old_names_as_aliases(registry) -> None:
+    for policy, alias in (("prefill_priority", "vllm"), ("chunked_prefill", "sarathi"),
+                          ("inflight_batching", "orca"), ("prefill_first", "sglang")):
+        assert registry.get("scheduler", policy).factory is registry.get("scheduler", alias).factory

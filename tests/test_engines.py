@@ -32,7 +32,8 @@ def test_versions_parse_and_unparsable_ones_mean_newest() -> None:
 
 def test_vllm_defaults_follow_gpu_memory_and_version() -> None:
     big = _engine("vllm", "0.18.0")
-    assert big.scheduler == {"name": "sarathi", "token_budget": 8192, "max_num_seqs": 1024}
+    assert big.scheduler == {"name": "chunked_prefill", "token_budget": 8192,
+                             "max_num_seqs": 1024}
     small = _engine("vllm", "0.18.0", gpu="a100-80g-sxm")  # an A100 keeps the small limits
     assert small.scheduler["token_budget"] == 2048 and small.scheduler["max_num_seqs"] == 256
     # Capture sizes from 0.12: 1, 2, 4, steps of 8 to 256, of 16 up to 512.
@@ -49,13 +50,16 @@ def test_sglang_and_trtllm_defaults() -> None:
     assert _engine("sglang", "0.5.9", tp=1).graph_sizes[-1] == 256
     assert _engine("sglang", "0.5.9", tp=8).graph_sizes[-1] == 512
     trt = _engine("trtllm")
-    assert trt.scheduler["name"] == "orca" and trt.scheduler["max_num_batched_tokens"] == 8192
+    assert trt.scheduler["name"] == "inflight_batching" and trt.scheduler["max_num_batched_tokens"] == 8192
     assert trt.graph_sizes[-1] == 128 and not trt.graph_pad
 
 
 def test_graph_modes_and_padding() -> None:
     vllm = _engine("vllm", "0.18.0")
+    assert vllm.graph(40, 40, decode_only=True) == (FULL, 40)  # a captured size: no padding
     assert vllm.graph(33, 33, decode_only=True) == (FULL, 40)  # padded to the next size
+    assert vllm.graph(512, 512, decode_only=True) == (FULL, 512)  # the largest
+    assert vllm.graph(513, 513, decode_only=True) == (EAGER, 513)  # one above: eager
     assert vllm.graph(300, 3, decode_only=False) == (PIECEWISE, 304)  # mixed: by tokens
     assert vllm.graph(600, 600, decode_only=True) == (EAGER, 600)  # above the largest
     sglang = _engine("sglang", "0.5.9")
@@ -204,7 +208,7 @@ def test_summary_reports_the_engine(registry) -> None:
     sim, _ = _executor(registry, name="sglang", version="0.5.9")
     s = summarize(sim.run())
     eng = s["clusters"]["main"]["engine"]
-    assert eng["name"] == "sglang" and eng["scheduler"]["name"] == "sglang"
+    assert eng["name"] == "sglang" and eng["scheduler"]["name"] == "prefill_first"
     assert set(eng["host"]) == {"overlap", "base_s", "per_seq_s", "per_token_s", "gap_s"}
     assert eng["cuda_graphs"]["by"] == "sequences"
 

@@ -185,7 +185,8 @@ def test_unknown_name_suggests_a_close_match():
     msg = str(info.value)
     assert "Did you mean 'vllm'?" in msg
     assert "deployment.clusters[0].scheduler" in msg
-    assert "orca, sarathi, sglang, vllm" in msg  # the installed choices
+    assert ("chunked_prefill, inflight_batching, orca, prefill_first, prefill_priority, "
+            "sarathi, sglang, vllm") in msg  # the installed choices
 
 
 def test_unknown_name_of_a_project_plugin_says_what_to_install():

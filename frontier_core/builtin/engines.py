@@ -16,8 +16,10 @@ from frontier_core.engines import at_least as _at_least
 
 # Host time per iteration by engine: CPU work (base s, s per sequence, s per token) and
 # the gap per step that overlap cannot hide (s). Fitted with `frontier calibrate`
-# (frontier_core/calibrate.py) on the co-located serving benchmarks of
-# ../shared/data/serving/silicon_sample_dev.csv, every covered row of that engine at once
+# (frontier_core/calibrate.py) on the serving benchmarks of
+# ../shared/data/serving/silicon_sample_dev.csv (`frontier calibrate FILE --engine E -o
+# E.json`: predictor roofline, the default client, a quarter of the rows held out),
+# every covered row of that engine at once, co-located and disaggregated
 # (never per model, GPU or row); docs/engines.md gives the command, the rows and the
 # held-out errors. A team calibrates its own cluster the same way and names the result
 # as ``engine: {profile: ...}``.
@@ -26,7 +28,8 @@ HOST: dict[str, dict[str, float]] = {
     "vllm": {"base_s": 0.0, "per_seq_s": 0.0, "per_token_s": 0.0, "gap_s": 2.11e-3},
     # 89 rows fitted, 30 held out: held-out TPOT |err| 23.4% → 11.9%.
     "sglang": {"base_s": 5.81e-3, "per_seq_s": 38.5e-6, "per_token_s": 0.0, "gap_s": 2.91e-3},
-    "trtllm": {"base_s": 0.0, "per_seq_s": 0.0, "per_token_s": 0.0, "gap_s": 0.0},
+    # 197 rows fitted, 66 held out: held-out TPOT |err| 13.3% → 11.5%.
+    "trtllm": {"base_s": 5.39e-3, "per_seq_s": 26.0e-6, "per_token_s": 0.0, "gap_s": 0.75e-3},
 }
 
 
@@ -44,7 +47,7 @@ def _vllm(v: tuple[int, ...] | None, device: HardwareSpec, tp: int) -> dict[str,
         tokens = 16384
     # V1 schedules running requests first and fills the token budget with prefill
     # chunks (chunked prefill always on): Sarathi's stall-free batching.
-    sched = {"name": "sarathi", "token_budget": tokens, "max_num_seqs": seqs}
+    sched = {"name": "chunked_prefill", "token_budget": tokens, "max_num_seqs": seqs}
     # CUDA graphs, keyed by the batch's token count and padded up to the next captured
     # size (CudagraphDispatcher). From 0.12 the largest is min(2 × max_num_seqs, 512,
     # max_num_batched_tokens) with sizes 1, 2, 4, then steps of 8 to 256 and of 16 above
@@ -77,7 +80,7 @@ def _sglang(v: tuple[int, ...] | None, device: HardwareSpec, tp: int) -> dict[st
     # schedule_policy fcfs; max_running_requests bounded by the KV pool.
     gb = device.mem_bytes / 1e9
     chunk = 16384 if gb >= 160 else 8192 if gb >= 60 else 4096 if gb >= 35 else 2048
-    sched = {"name": "sglang", "max_num_batched_tokens": chunk, "max_num_seqs": 4096}
+    sched = {"name": "prefill_first", "max_num_batched_tokens": chunk, "max_num_seqs": 4096}
     # CUDA graphs for decode batches only, keyed by batch size and padded up; from 0.5.5
     # sizes 1, 2, 4, 8, 12, steps of 8 to 256, of 16 to 512, of 32 above, up to
     # cuda_graph_max_bs (256 below TP 4, 512 from TP 4 on a Hopper/Blackwell GPU); before,
@@ -103,7 +106,8 @@ def _trtllm(v: tuple[int, ...] | None, device: HardwareSpec, tp: int) -> dict[st
     # requests up to max_num_tokens 8192 and max_batch_size 2048, with the
     # GUARANTEED_NO_EVICT capacity policy (a request is admitted only when its whole KV
     # can be reserved) and chunked prefill off: Orca's policy.
-    sched = {"name": "orca", "max_num_batched_tokens": 8192, "max_num_seqs": 2048}
+    sched = {"name": "inflight_batching", "max_num_batched_tokens": 8192, "max_num_seqs": 2048,
+             "capacity": "guaranteed_no_evict"}
     # cuda_graph_config on by default for generation-only batches: max_batch_size 128,
     # enable_padding False, so only a batch of exactly a captured size replays a graph.
     sizes = [*range(1, 32), 32, 64, 128]

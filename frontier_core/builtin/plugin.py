@@ -16,22 +16,31 @@ def _ranks(opts, ctx):
     return schedulers.per_replica(opts, ctx.cluster.dp if ctx.cluster is not None else 1)
 
 
+# Schedulers are named by policy; the names they first had (after the system that
+# introduced the policy) stay as aliases.
+_SCHEDULERS = [
+    ("prefill_priority", "vllm", lambda o, ctx: schedulers.VLLMScheduler(_ranks(o, ctx)),
+     schedulers.VLLMOptions,
+     "continuous batching, prefill-only iterations first, recompute preemption (vLLM v0)"),
+    ("chunked_prefill", "sarathi",
+     lambda o, ctx: schedulers.SarathiScheduler(_ranks(o, ctx)), schedulers.SarathiOptions,
+     "running decodes, then prefill chunks, in one token budget (Sarathi-Serve, vLLM V1)"),
+    ("inflight_batching", "orca", lambda o, ctx: schedulers.OrcaScheduler(_ranks(o, ctx)),
+     schedulers.OrcaOptions,
+     "mixed batches of whole prompts; reserve whole requests or pause (Orca, TensorRT-LLM)"),
+    ("prefill_first", "sglang", lambda o, ctx: schedulers.SGLangScheduler(_ranks(o, ctx)),
+     schedulers.SGLangOptions,
+     "prefill batches first, chunked, admission by new_token_ratio (SGLang)"),
+]
+
+
 @hookimpl
 def frontier_schedulers() -> list[ComponentSpec]:
-    return [
-        ComponentSpec("vllm", lambda o, ctx: schedulers.VLLMScheduler(_ranks(o, ctx)),
-                      schedulers.VLLMOptions,
-                      "vLLM continuous batching, prefill-priority, recompute preemption"),
-        ComponentSpec("sarathi", lambda o, ctx: schedulers.SarathiScheduler(_ranks(o, ctx)),
-                      schedulers.SarathiOptions,
-                      "Sarathi-Serve chunked prefill with a per-iteration token budget"),
-        ComponentSpec("orca", lambda o, ctx: schedulers.OrcaScheduler(_ranks(o, ctx)),
-                      schedulers.BatchLimits,
-                      "Orca iteration-level batching with whole-request KV reservation"),
-        ComponentSpec("sglang", lambda o, ctx: schedulers.SGLangScheduler(_ranks(o, ctx)),
-                      schedulers.SGLangOptions,
-                      "SGLang prefill-first batching with chunked prefill"),
-    ]
+    out = []
+    for name, alias, factory, options, summary in _SCHEDULERS:
+        out.append(ComponentSpec(name, factory, options, summary))
+        out.append(ComponentSpec(alias, factory, options, f"alias of {name}: {summary}"))
+    return out
 
 
 @hookimpl

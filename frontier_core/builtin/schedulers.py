@@ -8,6 +8,7 @@ run out. Requests admitted from ``waiting`` move to ``running``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -201,14 +202,27 @@ class SarathiScheduler:
         return batch
 
 
+class OrcaOptions(BatchLimits):
+    capacity: Literal["guaranteed_no_evict", "max_utilization"] = Field(
+        "guaranteed_no_evict", description="TensorRT-LLM's capacity scheduler policy: "
+        "reserve each request's whole prompt + output before admitting it (never evicts), "
+        "or admit what fits now and pause (recompute) the newest when KV runs out",
+    )
+
+
 class OrcaScheduler:
-    """Orca: iteration-level scheduling with mixed batches; a request is admitted only
-    when blocks for its whole prompt + output can be reserved, so nothing is ever
-    preempted (at the price of reserved, idle memory)."""
+    """Orca / TensorRT-LLM in-flight batching: iteration-level scheduling of context
+    and generation requests in one batch, generation first, new prompts whole (no
+    chunking) up to ``max_num_batched_tokens``. The capacity policy decides admission:
+    GUARANTEED_NO_EVICT admits a request only when blocks for its whole prompt + output
+    can be reserved, so nothing is ever preempted (at the price of reserved, idle
+    memory); MAX_UTILIZATION admits what fits now and pauses the newest request when a
+    decode runs out of KV (TensorRT-LLM ``CapacitySchedulerPolicy``)."""
 
     def __init__(self, opts: BatchLimits) -> None:
         self.max_seqs = opts.max_num_seqs
         self.max_tokens = opts.max_num_batched_tokens
+        self.reserve = getattr(opts, "capacity", "guaranteed_no_evict") == "guaranteed_no_evict"
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
@@ -222,7 +236,8 @@ class OrcaScheduler:
             # comes while requests keep arriving.
             if batch.prefill and tokens + chunk > self.max_tokens:
                 break
-            if not kv.grow(r, r.prompt_len + r.output_len):
+            if not kv.grow(r, r.prompt_len + r.output_len if self.reserve
+                           else r.computed + max(chunk, 1)):
                 break
             waiting.popleft()
             running.append(r)
