@@ -150,8 +150,18 @@ INFERENCEX_RANGE_RATIO = 0.8
 _RANGE = re.compile(r"\[\s*([0-9.]+)\s*,\s*1(?:\.0*)?\s*\]")
 
 
-#: The clients ``--client`` may assume for rows that do not say which tool ran them.
-CLIENTS = ("default", "inferencex")
+#: The clients ``--client`` may assume for rows that do not say which tool ran them:
+#: ``auto`` takes InferenceX's for a row whose source export (the first field of
+#: ``silicon_data_source``) holds rows that say InferenceX ran them, else ``default``.
+CLIENTS = ("auto", "default", "inferencex")
+
+
+def _says_inferencex(row: Row) -> bool:
+    return "inferencex" in (row.get("run_url") + row.get("benchmark_tool")).lower()
+
+
+def _source(row: Row) -> str:
+    return row.get("silicon_data_source").split(";")[0].strip()
 
 
 def benchmark_client(row: Row, n: int, warmup: bool = True,
@@ -174,7 +184,7 @@ def benchmark_client(row: Row, n: int, warmup: bool = True,
     elif (hit := _RANGE.search(row.get("length_distribution"))) is not None:
         ratio = float(hit.group(1))
     said = row.get("run_url") + row.get("benchmark_tool")
-    if "inferencex" in said.lower() or (not said and assume == "inferencex"):
+    if _says_inferencex(row) or (not said and assume == "inferencex"):
         if not text and not row.get("length_distribution"):
             ratio = INFERENCEX_RANGE_RATIO
         client = BenchmarkClient("InferenceX benchmark_serving",
@@ -408,7 +418,7 @@ def _gpus(m: Mapped) -> int:
 
 
 def map_rows(rows: Iterable[Row], registry: Any, predictor: Sequence[str] = ("roofline",),
-             warmup: bool = True, client: str = "default") -> list[Mapped]:
+             warmup: bool = True, client: str = "auto") -> list[Mapped]:
     """Every row mapped; a repeated measurement (same system, engine, model, lengths,
     concurrency and results) is kept once — the expressible copy on the fewest GPUs —
     and the others point to it."""
@@ -420,8 +430,16 @@ def map_rows(rows: Iterable[Row], registry: Any, predictor: Sequence[str] = ("ro
         raise ConfigError(f"--client {client!r} is not a benchmark client Frontier knows; use "
                           f"one of {', '.join(CLIENTS)} (docs/validation.md).")
     engines = set(registry.names("engine"))
-    mapped = [row_config(r, models, gpus, workflows, blocks, predictor, warmup, client, engines)
-              for r in rows]
+    rows = list(rows)
+    if client == "auto":
+        # The rows of an export that InferenceX's results are known to be in (some of its
+        # rows carry InferenceX's run_url) were measured by the same nightly pipeline.
+        ix = {_source(r) for r in rows if _says_inferencex(r) and _source(r)}
+        assumed = ["inferencex" if _source(r) in ix else "default" for r in rows]
+    else:
+        assumed = [client] * len(rows)
+    mapped = [row_config(r, models, gpus, workflows, blocks, predictor, warmup, a, engines)
+              for r, a in zip(rows, assumed, strict=True)]
     best: dict[tuple, Mapped] = {}
     for m in mapped:
         k = _dedup_key(m)

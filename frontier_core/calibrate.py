@@ -134,7 +134,7 @@ def calibrate(
     registry: Any = None,
     progress: Callable[[int, int], None] | None = None,
     annotations: str | Path | None = None,
-    client: str = "default",
+    client: str = "auto",
 ) -> Calibration:
     """Fit ``engine``'s host constants on the covered rows of ``path`` (or a spread
     ``sample`` of them), holding out every row whose turn falls in the ``holdout`` share."""

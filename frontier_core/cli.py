@@ -387,7 +387,7 @@ def validate_serving(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Leave each benchmark's warm-up requests out of the means (--no-warmup measures every request).")] = True,
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="A CSV that adds columns to rows by id (default: <file>_annotations.csv beside the file, if any).")] = None,  # noqa: UP045
-    client: Annotated[str, typer.Option("--client", help="The benchmark client assumed where a row does not say: default (fixed lengths, 3 requests per client, the first wave warm-up) or inferencex.")] = "default",
+    client: Annotated[str, typer.Option("--client", help="The benchmark client assumed where a row does not say: auto (InferenceX's where the row's source export holds InferenceX rows, else default), default (fixed lengths, 3 requests per client, the first wave warm-up) or inferencex.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind; never a folder Frontier did not write.")] = False,
 ) -> None:
     """Simulate real serving benchmarks (TTFT, TPOT) and report the errors and coverage."""
@@ -457,7 +457,7 @@ def calibrate(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Rows simulated in parallel in a local process pool.")] = 1,
     predictor: Annotated[Optional[str], typer.Option("--predictor", help="Predictor chain, comma-separated (default: roofline).")] = None,  # noqa: UP045
     annotations: Annotated[Optional[Path], typer.Option("--annotations", help="A CSV that adds columns to rows by id (default: <file>_annotations.csv beside the file, if any).")] = None,  # noqa: UP045
-    client: Annotated[str, typer.Option("--client", help="The benchmark client assumed where a row does not say: default (fixed lengths, 3 requests per client, the first wave warm-up) or inferencex.")] = "default",
+    client: Annotated[str, typer.Option("--client", help="The benchmark client assumed where a row does not say: auto (InferenceX's where the row's source export holds InferenceX rows, else default), default (fixed lengths, 3 requests per client, the first wave warm-up) or inferencex.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing profile file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the profile as JSON on stdout.")] = False,
 ) -> None:

@@ -70,6 +70,7 @@ class Request:
     # (0-based); -1 for a request outside any conversation.
     conversation: int = -1
     turn: int = -1
+    queued_at: float = 0.0  # when it reached its current replica's queue (s)
 
     @property
     def in_prefill(self) -> bool:

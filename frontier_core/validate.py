@@ -205,7 +205,7 @@ def validate_serving(
     progress: Callable[[int, int], None] | None = None,
     warmup: bool = True,
     annotations: str | Path | None = None,
-    client: str = "default",
+    client: str = "auto",
 ) -> ValidationResult:
     """Simulate every expressible, unique row of a benchmark file (or a spread ``sample``
     of them) and compare with the measurements. ``progress(done, total)`` after each row."""

@@ -84,7 +84,8 @@ def test_annotations_beside_the_file_fill_what_rows_leave_out(tmp_path: Path, re
         w = csv.DictWriter(f, list(BASE))
         w.writeheader()
         w.writerow(BASE)
-        w.writerow({**BASE, "id": "other"})
+        w.writerow({**BASE, "id": "sibling"})  # the same export, not annotated
+        w.writerow({**BASE, "id": "other", "silicon_data_source": "own; silicon_concurrency=16"})
     with open(tmp_path / "bench_annotations.csv", "w", newline="") as f:
         w = csv.DictWriter(f, ["id", "speculative", "length_distribution", "run_url", "isl"])
         w.writeheader()
@@ -95,7 +96,12 @@ def test_annotations_beside_the_file_fill_what_rows_leave_out(tmp_path: Path, re
     assert rows[0].get("isl") == "1024"  # a column the row has is never replaced
     m = map_rows(rows, registry)
     assert m[0].config["workload"]["num_requests"] == 160
-    assert m[1].config["workload"]["num_requests"] == ROUNDS * 16
+    # auto: a row of an export that holds InferenceX rows ran InferenceX's client too;
+    # a row of another source keeps the default.
+    assert m[1].config["workload"]["num_requests"] == 160
+    assert m[2].config["workload"]["num_requests"] == ROUNDS * 16
+    m = map_rows(rows, registry, client="default")
+    assert [x.config["workload"]["num_requests"] for x in m] == [160, ROUNDS * 16, ROUNDS * 16]
     assert read_rows(data, annotations=tmp_path / "bench_annotations.csv")[0].fields == rows[0].fields
 
 
@@ -128,5 +134,5 @@ def test_a_client_can_be_assumed_for_rows_that_do_not_say(registry) -> None:
     # A row that names its tool keeps it.
     c = benchmark_client(_row(benchmark_tool="genai-perf"), 16, assume="inferencex")
     assert c.num_requests == ROUNDS * 16
-    with pytest.raises(ConfigError, match="--client 'vllm-bench'.*default, inferencex"):
+    with pytest.raises(ConfigError, match="--client 'vllm-bench'.*auto, default, inferencex"):
         map_rows([_row()], registry, client="vllm-bench")

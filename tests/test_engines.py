@@ -233,3 +233,36 @@ def test_sglang_scheduler_prefills_first_in_chunks() -> None:
     _apply(batch)
     batch = sched.schedule(view)
     assert not batch.prefill and [r.id for r in batch.decode] == [0, 1, 2]
+
+
+def test_overlap_schedules_a_request_that_arrives_mid_step_one_step_later(registry) -> None:
+    def first_step_after_arrival(overlap: bool) -> tuple[int, int]:
+        wl = {"arrival": {"process": "fixed", "rate": 7.0},
+              "prompt_len": {"dist": "fixed", "value": 256},
+              "output_len": {"dist": "fixed", "value": 400}, "num_requests": 2}
+        engine = {"name": "vllm", "overlap": overlap, **ZERO, "ingress_per_token_s": 0.0}
+        sim = run_sim(small_config(workload=wl, deployment={
+            "clusters": [{"gpu": "h200", "engine": engine}]}), registry)
+        (rep,) = sim.clusters["main"].replicas
+        starts = np.asarray(rep.iterations).reshape(-1, 6)[:, 0]
+        second = sorted(sim.controller.requests, key=lambda r: r.id)[1]
+        after = np.flatnonzero(starts >= second.arrival)
+        return int(after[0]), int(np.flatnonzero(starts == second.first_scheduled)[0])
+
+    # Without overlap the request joins the first step that starts after it arrives;
+    # with it, the step after that (that step was scheduled while the previous ran).
+    nxt, got = first_step_after_arrival(False)
+    assert got == nxt
+    nxt, got = first_step_after_arrival(True)
+    assert got == nxt + 1
+
+
+def test_an_idle_overlapping_engine_schedules_an_arrival_at_once(registry) -> None:
+    wl = {"arrival": {"process": "fixed", "rate": 0.5},
+          "prompt_len": {"dist": "fixed", "value": 256},
+          "output_len": {"dist": "fixed", "value": 4}, "num_requests": 3}
+    engine = {"name": "vllm", "overlap": True, **ZERO, "ingress_per_token_s": 0.0}
+    sim = run_sim(small_config(workload=wl, deployment={
+        "clusters": [{"gpu": "h200", "engine": engine}]}), registry)
+    for r in sim.controller.requests:  # each finds the replica idle
+        assert r.first_scheduled == r.arrival

@@ -77,6 +77,13 @@ class ReplicaWorker:
         # schedule (see ``_match_waiting``) when some arrived or the cache grew since.
         self._match_pending = False
         self._matched_epoch = -1
+        # An engine that overlaps host and GPU work (vLLM's async scheduling, SGLang's
+        # and TensorRT-LLM's overlap schedulers) schedules step n + 1 while step n runs,
+        # from the requests it had received when step n started: a request that arrives
+        # during a step is scheduled one step later than it would be without overlap.
+        engine = executor.engine
+        self.overlap = engine is not None and engine.overlap
+        self._cutoff = math.inf  # requests queued after this are not yet visible
         self.process = env.process(self._loop())
 
     # ---- SchedulerView ----------------------------------------------------
@@ -117,6 +124,7 @@ class ReplicaWorker:
         if self.dp > 1:
             request.dp_rank = self._next_rank
             self._next_rank = (self._next_rank + 1) % self.dp
+        request.queued_at = self.env.now
         self.waiting.append(request)
         self.outstanding += 1
         self.outstanding_tokens += request.prompt_len + request.output_len
@@ -152,15 +160,24 @@ class ReplicaWorker:
             if kv.caching and (self._match_pending or kv.epoch != self._matched_epoch):
                 self._match_waiting()
             admitted = len(self.running)
+            late = self._hide_late() if self.overlap else None
             batch = schedule(self)
+            if late:
+                self.waiting.extend(late)
             if not batch.prefill and not batch.decode:
                 if len(self.running) > admitted:
                     # The scheduler only moved requests that arrived with their KV (a PD
                     # decode replica) into ``running``: they decode in the next schedule,
                     # at this same instant.
                     continue
+                if late:
+                    # Only requests the overlapped schedule could not see yet: they are
+                    # seen in the next schedule, which starts now (nothing is running).
+                    self._cutoff = math.inf
+                    continue
                 if not self.running and not self.inflight and self.waiting and self._unblock():
                     continue
+                self._cutoff = math.inf  # idle: the next arrival is seen at once
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
@@ -171,6 +188,7 @@ class ReplicaWorker:
             for r in batch.prefill:
                 if r.first_scheduled != r.first_scheduled:  # NaN: first time
                     r.first_scheduled = now
+            self._cutoff = now  # arrivals from here on wait for the schedule after next
             it = iteration(batch, self.index, now)
             if kv.host_capacity:
                 # Cached blocks copied back from host memory arrive before the prefill.
@@ -196,6 +214,19 @@ class ReplicaWorker:
                 done.callbacks.append(lambda _ev, b=batch: self._land(b))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
+
+    def _hide_late(self) -> list[Request] | None:
+        """Take the requests queued after the running step started off the tail of
+        ``waiting`` (arrival order), to be put back after this schedule."""
+        w = self.waiting
+        cut = self._cutoff
+        if not w or w[-1].queued_at <= cut:
+            return None
+        late = []
+        while w and w[-1].queued_at > cut:
+            late.append(w.pop())
+        late.reverse()
+        return late
 
     def _match_waiting(self) -> None:
         """Match the first ``MATCH_WINDOW`` waiting requests that have not started
