@@ -402,6 +402,20 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
         "seed": 0,
         "output": {"trace": False},
     }
+    # Validated here, as the rows are read: a value the run config refuses (e.g. a
+    # spec_acceptance list of the wrong length) is the row's reason, not a failure in a
+    # worker minutes later.
+    from pydantic import ValidationError
+
+    from frontier_core.config import RunConfig
+
+    try:
+        RunConfig.model_validate(m.config)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        m.config = None
+        m.reason = f"the row makes an invalid run config ({where}: {err['msg']})"
     return m
 
 

@@ -18,17 +18,18 @@ from frontier_core.engines import at_least as _at_least
 # the gap per step that overlap cannot hide (s). Fitted with `frontier calibrate`
 # (frontier_core/calibrate.py) on the serving benchmarks of
 # ../shared/data/serving/silicon_sample_dev.csv (`frontier calibrate FILE --engine E -o
-# E.json`: predictor roofline, the default client, a quarter of the rows held out),
+# E.json`: predictor roofline, a quarter of the rows held out),
 # every covered row of that engine at once, co-located and disaggregated
 # (never per model, GPU or row); docs/engines.md gives the command, the rows and the
 # held-out errors. A team calibrates its own cluster the same way and names the result
 # as ``engine: {profile: ...}``.
 HOST: dict[str, dict[str, float]] = {
-    # 106 rows fitted, 35 held out: held-out TPOT |err| 18.9% → 7.6%.
-    "vllm": {"base_s": 0.0, "per_seq_s": 0.0, "per_token_s": 0.0, "gap_s": 2.11e-3},
-    # 89 rows fitted, 30 held out: held-out TPOT |err| 23.4% → 11.9%.
-    "sglang": {"base_s": 5.81e-3, "per_seq_s": 38.5e-6, "per_token_s": 0.0, "gap_s": 2.91e-3},
-    # 197 rows fitted, 66 held out: held-out TPOT |err| 13.3% → 11.5%.
+    # --client auto: 106 rows fitted, 35 held out: held-out TPOT |err| 18.6% → 6.6%.
+    "vllm": {"base_s": 0.0, "per_seq_s": 0.0, "per_token_s": 0.0, "gap_s": 1.96e-3},
+    # --client auto: 89 rows fitted, 30 held out: held-out TPOT |err| 23.4% → 11.3%.
+    "sglang": {"base_s": 6.37e-3, "per_seq_s": 37.8e-6, "per_token_s": 0.0, "gap_s": 2.60e-3},
+    # --client default, before the overlap's one-step scheduling lag: 197 rows fitted,
+    # 66 held out: held-out TPOT |err| 13.3% → 11.5%.
     "trtllm": {"base_s": 5.39e-3, "per_seq_s": 26.0e-6, "per_token_s": 0.0, "gap_s": 0.75e-3},
 }
 
