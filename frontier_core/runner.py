@@ -68,8 +68,9 @@ def run_all(fn: Callable[..., Any], items: Sequence[Any], done: Callable[[int, A
     in this process. ``fn`` takes the registry as ``registry=`` when run here and finds
     it with ``worker_registry()`` in a worker."""
     if ray is not None:
-        remote = ray.remote(fn)
-        pending = {remote.remote(item): i for i, item in enumerate(items)}
+        # Ray wraps functions, not partials: a module-level trampoline carries ``fn``.
+        remote = ray.remote(_call)
+        pending = {remote.remote(fn, item): i for i, item in enumerate(items)}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             done(pending.pop(ready[0]), ray.get(ready[0]))
@@ -85,3 +86,7 @@ def run_all(fn: Callable[..., Any], items: Sequence[Any], done: Callable[[int, A
     else:
         for i, item in enumerate(items):
             done(i, fn(item, registry=registry))
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
