@@ -73,6 +73,7 @@ class Mapped:
     gpu: str = ""
     concurrency: int | None = None
     duplicate_of: str | None = None
+    client: str = ""  # the benchmark tool whose client the run reproduces
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -351,6 +352,7 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
     if isinstance(tool, str):
         m.reason = tool
         return m
+    m.client = tool.tool
     spec = speculative(row)
     if isinstance(spec, str):
         m.reason = spec

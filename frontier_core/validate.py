@@ -236,7 +236,7 @@ def validate_serving(
             "id": r.id, "row": r.index + 2, "system": r.get("system"), "backend": r.get("backend"),
             "backend_version": r.get("backend_version"), "mode": r.get("mode"),
             "model": m.model or r.get("model_path"), "gpu": m.gpu, "isl": r.get("isl"),
-            "osl": r.get("osl"), "concurrency": m.concurrency,
+            "osl": r.get("osl"), "concurrency": m.concurrency, "client": m.client,
         }
         if m.duplicate_of is not None:
             rec["status"] = f"duplicate of {m.duplicate_of}"

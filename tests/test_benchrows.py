@@ -100,6 +100,7 @@ def test_annotations_beside_the_file_fill_what_rows_leave_out(tmp_path: Path, re
     # a row of another source keeps the default.
     assert m[1].config["workload"]["num_requests"] == 160
     assert m[2].config["workload"]["num_requests"] == ROUNDS * 16
+    assert m[0].client.startswith("InferenceX") and m[2].client.startswith("unknown")
     m = map_rows(rows, registry, client="default")
     assert [x.config["workload"]["num_requests"] for x in m] == [160, ROUNDS * 16, ROUNDS * 16]
     assert read_rows(data, annotations=tmp_path / "bench_annotations.csv")[0].fields == rows[0].fields
