@@ -81,7 +81,7 @@ class ReplicaWorker:
         # and TensorRT-LLM's overlap schedulers) schedules step n + 1 while step n runs,
         # from the requests it had received when step n started: a request that arrives
         # during a step is scheduled one step later than it would be without overlap.
-        engine = executor.engine
+        engine = getattr(executor, "engine", None)  # stand-in executors may have none
         self.overlap = engine is not None and engine.overlap
         self._cutoff = math.inf  # requests queued after this are not yet visible
         self.process = env.process(self._loop())
