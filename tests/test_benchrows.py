@@ -137,3 +137,30 @@ def test_a_client_can_be_assumed_for_rows_that_do_not_say(registry) -> None:
     assert c.num_requests == ROUNDS * 16
     with pytest.raises(ConfigError, match="--client 'vllm-bench'.*auto, default, inferencex"):
         map_rows([_row()], registry, client="vllm-bench")
+
+
+def test_a_bad_annotations_file_is_a_config_error(tmp_path: Path) -> None:
+    import pytest
+
+    from frontier_core.errors import ConfigError
+
+    data = tmp_path / "bench.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.DictWriter(f, list(BASE))
+        w.writeheader()
+        w.writerow(BASE)
+    with pytest.raises(ConfigError, match="annotations file"):
+        read_rows(data, annotations=tmp_path / "missing.csv")
+    (tmp_path / "noid.csv").write_text("speculative\nnone\n")
+    with pytest.raises(ConfigError, match="'id' column"):
+        read_rows(data, annotations=tmp_path / "noid.csv")
+
+
+def test_a_row_whose_config_is_refused_says_why(registry, monkeypatch) -> None:
+    import frontier_core.benchrows as br
+
+    # A length the run config refuses (0 tokens) must become the row's reason when the
+    # rows are read, not a failure in a worker later.
+    monkeypatch.setattr(br, "_length", lambda nominal, ratio: {"dist": "fixed", "value": 0})
+    m = _map(registry)
+    assert m.config is None and "invalid run config" in m.reason and "prompt_len" in m.reason

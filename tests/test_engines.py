@@ -235,14 +235,20 @@ def test_sglang_scheduler_prefills_first_in_chunks() -> None:
     assert not batch.prefill and [r.id for r in batch.decode] == [0, 1, 2]
 
 
+def _fixed_arrivals(registry, overlap: bool, rate: float, output: int, n: int):
+    """Requests of 256 prompt tokens at a fixed rate on one H200 running vLLM with no
+    host time or ingress, with or without host/GPU overlap."""
+    wl = {"arrival": {"process": "fixed", "rate": rate},
+          "prompt_len": {"dist": "fixed", "value": 256},
+          "output_len": {"dist": "fixed", "value": output}, "num_requests": n}
+    engine = {"name": "vllm", "overlap": overlap, **ZERO, "ingress_per_token_s": 0.0}
+    return run_sim(small_config(workload=wl, deployment={
+        "clusters": [{"gpu": "h200", "engine": engine}]}), registry)
+
+
 def test_overlap_schedules_a_request_that_arrives_mid_step_one_step_later(registry) -> None:
     def first_step_after_arrival(overlap: bool) -> tuple[int, int]:
-        wl = {"arrival": {"process": "fixed", "rate": 7.0},
-              "prompt_len": {"dist": "fixed", "value": 256},
-              "output_len": {"dist": "fixed", "value": 400}, "num_requests": 2}
-        engine = {"name": "vllm", "overlap": overlap, **ZERO, "ingress_per_token_s": 0.0}
-        sim = run_sim(small_config(workload=wl, deployment={
-            "clusters": [{"gpu": "h200", "engine": engine}]}), registry)
+        sim = _fixed_arrivals(registry, overlap, rate=7.0, output=400, n=2)
         (rep,) = sim.clusters["main"].replicas
         starts = np.asarray(rep.iterations).reshape(-1, 6)[:, 0]
         second = sorted(sim.controller.requests, key=lambda r: r.id)[1]
@@ -258,11 +264,6 @@ def test_overlap_schedules_a_request_that_arrives_mid_step_one_step_later(regist
 
 
 def test_an_idle_overlapping_engine_schedules_an_arrival_at_once(registry) -> None:
-    wl = {"arrival": {"process": "fixed", "rate": 0.5},
-          "prompt_len": {"dist": "fixed", "value": 256},
-          "output_len": {"dist": "fixed", "value": 4}, "num_requests": 3}
-    engine = {"name": "vllm", "overlap": True, **ZERO, "ingress_per_token_s": 0.0}
-    sim = run_sim(small_config(workload=wl, deployment={
-        "clusters": [{"gpu": "h200", "engine": engine}]}), registry)
+    sim = _fixed_arrivals(registry, True, rate=0.5, output=4, n=3)
     for r in sim.controller.requests:  # each finds the replica idle
         assert r.first_scheduled == r.arrival
