@@ -129,6 +129,8 @@ class Simulation:
     workload: Workload
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # The object running each of ``deployment.expert_clusters``, by name.
+    expert_clusters: dict[str, Any] = field(default_factory=dict)
 
     def run(self, progress=None, slices: int = 100) -> Simulation:
         """Run to completion. ``progress(sim_time, finished, total)`` is called once per
@@ -185,6 +187,15 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     base = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw)
     base.transfer = _build(registry, "transfer", cfg.transfer, "transfer", base)
     workflow = _build(registry, "workflow", cfg.deployment.workflow, "deployment.workflow", base)
+    for pi, pc in enumerate(cfg.deployment.expert_clusters):
+        if pc.gpu not in hw:
+            from frontier_core.plugins import unknown_message
+
+            raise ConfigError(
+                unknown_message("GPU kind", pc.gpu, sorted(hw),
+                                f"deployment.expert_clusters[{pi}].gpu")
+                + " Define your own under hardware: in the config."
+            )
 
     clusters: dict[str, ClusterWorker] = {}
     executors: dict[str, ExecutionPredictor] = {}
@@ -213,7 +224,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
                 # The engine's scheduler and limits, unless the config gives its own.
                 cc = cc.model_copy(update={"scheduler": ComponentRef(**engine.scheduler)})
         ctx = BuildContext(config=cfg, model=model, rng=rng_components, hardware=hw,
-                           cluster=cc, device=device, transfer=base.transfer)
+                           cluster=cc, device=device, transfer=base.transfer,
+                           shared=base.shared)
         ctx.answer_for = _chain_factory(registry, cfg, ctx, hw, where)
         if (model.is_moe and cc.ffn is None and cc.moe.name == "moe"
                 and "moe" not in registry.names("ffn_block")):
@@ -271,6 +283,15 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             f"The workflow {cfg.deployment.workflow.name!r} uses clusters {unknown} that the "
             f"deployment does not define; defined: {', '.join(clusters)}."
         )
+    pools = base.shared.get("expert_clusters", {})
+    for pi, pc in enumerate(cfg.deployment.expert_clusters):
+        if pc.name not in pools:
+            raise ConfigError(
+                f"deployment.expert_clusters[{pi}] ({pc.name!r}) holds no experts: no "
+                "cluster's MoE block places experts on it. Name it in a cluster's "
+                f"moe: {{name: cross_cluster, experts: {{{pc.name}: ...}}}} (frontier-moe-ep), "
+                "or remove it."
+            )
     cached = [cc.name for cc in cfg.deployment.clusters if cc.prefix_cache]
     for ci, cc in enumerate(cfg.deployment.clusters):
         if cc.prefix_cache and workload.prefix is not None and workload.prefix_block % cc.block_size:
@@ -294,7 +315,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         )
     ctl = GlobalController(env, clusters, workflow, workload)
     holder["ctl"] = ctl
-    return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload)
+    return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload,
+                      expert_clusters=dict(pools))
 
 
 def _draft_model(cfg: RunConfig, registry: Registry, model: ModelSpec, cc: ClusterConfig,

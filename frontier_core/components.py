@@ -87,6 +87,12 @@ class BuildContext:
     # name), as ``answer(call) -> (seconds, backend index)``; for blocks that run part
     # of a layer on other GPUs. Set by assembly for cluster-scoped components.
     answer_for: Callable[[str], Callable[[OpCall], tuple[float, int]]] | None = None
+    # One dict per run, the same in every context: state that components of several
+    # clusters share (e.g. an expert cluster serving them all). Under ``"expert_clusters"``
+    # a component registers the object that runs each of ``deployment.expert_clusters``
+    # by name; the kernel reports it (``summary(run_span) -> dict``,
+    # ``trace_events(pids) -> list``, both optional) and refuses a pool nobody runs.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

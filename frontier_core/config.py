@@ -246,9 +246,28 @@ class ClusterConfig(_Strict):
         return self.dp * self.tp * self.pp
 
 
+class ExpertClusterConfig(_Strict):
+    """A pool of GPUs that serves no requests but holds experts of other clusters' MoE
+    layers: tokens routed to its experts cross the network, are computed here and come
+    back. A cluster's MoE block places experts on it by name (e.g. cross_cluster from
+    frontier-moe-ep); several clusters may share one."""
+
+    name: str
+    gpu: str = "h100-sxm"
+    gpus: int = Field(1, ge=1, description="GPUs of the pool; its experts are spread over them")
+    gpu_memory_fraction: float = Field(
+        0.9, gt=0, le=1, description="share of each GPU's memory its expert weights may use "
+        "(1 GiB more is kept for activations and buffers)")
+
+
 class DeploymentConfig(_Strict):
     workflow: ComponentRef = ComponentRef(name="colocated")
     clusters: list[ClusterConfig] = Field(default_factory=lambda: [ClusterConfig()], min_length=1)
+    expert_clusters: list[ExpertClusterConfig] = Field(
+        default_factory=list,
+        description="GPU pools that hold experts for the clusters' MoE layers and serve no "
+        "requests (cross-cluster expert routing)",
+    )
 
     @field_validator("clusters")
     @classmethod
@@ -258,6 +277,16 @@ class DeploymentConfig(_Strict):
         if dup:
             raise ValueError(f"cluster names must be unique; repeated: {sorted(dup)}")
         return v
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> DeploymentConfig:
+        names = [c.name for c in self.clusters] + [c.name for c in self.expert_clusters]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(
+                f"names of clusters and expert_clusters must be unique together; repeated: "
+                f"{sorted(dup)}")
+        return self
 
 
 # ---- workload -----------------------------------------------------------------

@@ -30,8 +30,9 @@ REQUEST_COLUMNS = (
 
 
 def trace_pids(sim: Simulation) -> dict[str, int]:
-    """Perfetto process id of each cluster's track group."""
-    return {name: pid for pid, name in enumerate(sim.clusters, start=1)}
+    """Perfetto process id of each cluster's track group, then each expert cluster's."""
+    names = [*sim.clusters, *(p.name for p in sim.config.deployment.expert_clusters)]
+    return {name: pid for pid, name in enumerate(names, start=1)}
 
 
 def workflow_report(sim: Simulation) -> WorkflowReport:
@@ -204,6 +205,12 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
         block = block_reports(sim).get(name)
         if block is not None and block.summary:
             summary["clusters"][name]["moe"] = block.summary
+    for pc in sim.config.deployment.expert_clusters:
+        gpus_total += pc.gpus
+        pool = sim.expert_clusters.get(pc.name)
+        fn = getattr(pool, "summary", None)
+        summary.setdefault("expert_clusters", {})[pc.name] = {
+            "gpu": pc.gpu, "gpus": pc.gpus, **(fn(run_span) if fn is not None else {})}
     summary["gpus"] = gpus_total
     wf = workflow_report(sim).summary
     if wf:
@@ -309,6 +316,16 @@ def perfetto_trace(sim: Simulation) -> dict[str, Any]:
     events.extend(workflow_report(sim).trace_events)
     for rep in block_reports(sim).values():
         events.extend(rep.trace_events)
+    pids = trace_pids(sim)
+    done: set[int] = set()
+    for pc in sim.config.deployment.expert_clusters:
+        events.append({"ph": "M", "name": "process_name", "pid": pids[pc.name],
+                       "args": {"name": f"expert cluster {pc.name}"}})
+        pool = sim.expert_clusters.get(pc.name)
+        fn = getattr(pool, "trace_events", None)
+        if fn is not None and id(pool) not in done:  # one object may run several pools
+            done.add(id(pool))
+            events.extend(fn(pids))
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 

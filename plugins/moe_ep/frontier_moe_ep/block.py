@@ -135,7 +135,6 @@ class MoEBlock:
         self.h = m.hidden_size
         self.k = m.top_k
         self.dtype = m.weight_dtype if m.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
-        self.inter_local = math.ceil(m.moe_intermediate_size / (cc.tp if ep == 1 else 1))
         self.shared_inter = math.ceil(m.num_shared_experts * m.moe_intermediate_size / cc.tp)
         self.routed_shared = options.shared_experts == "routed" and m.num_shared_experts > 0
         self.k_comm = self.k + (m.num_shared_experts if self.routed_shared else 0)
@@ -147,7 +146,7 @@ class MoEBlock:
         if transfer is not None:
             intra, inter = effective_link(transfer, intra), effective_link(transfer, inter)
         self.a2a = AllToAll(ep, dev.gpus_per_node, intra, inter)
-        self._expert_memo: dict[tuple[int, int], tuple[float, int]] = {}
+        self.gemms = ExpertGEMMs(m, ep, self.per_rank, cc.tp if ep == 1 else 1, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
         self.stats = _Stats(ep, e, options.trace_iterations)
 
@@ -160,39 +159,9 @@ class MoEBlock:
         return m.routed_expert_bytes() * self.per_rank / m.num_experts
 
     # ---- operator times ----------------------------------------------------------
-    def _expert_call(self, slot_tokens: np.ndarray, tokens_in: int, assigned: float) -> OpCall:
-        """The ``moe_experts`` call of one rank: grouped GEMMs over its slots' token counts."""
-        m = self.model
-        return OpCall("moe_experts", "moe_experts", self.dtype, m=tokens_in, extra={
-            "num_tokens": tokens_in, "hidden_size": self.h,
-            "inter_size": m.moe_intermediate_size, "num_experts": m.num_experts,
-            "top_k": self.k, "ep_size": self.ep, "tp_size": self.tp if self.ep == 1 else 1,
-            "routing": str(self.spec), "tokens_per_expert": slot_tokens.astype(np.int64),
-            "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
-            "assignments": assigned, "gated": m.gated_mlp,
-        })
-
     def _expert_times(self, rows: np.ndarray, tokens_in: int, answer
                       ) -> tuple[np.ndarray, list[int]]:
-        """Seconds (and answering backend, -1 for none) of each row's grouped expert GEMMs;
-        ``rows`` is (n, slots per rank) tokens."""
-        rows = np.ceil(rows)  # a copy of a split expert handles whole tokens
-        assigned = rows.sum(axis=1)
-        active = np.count_nonzero(rows, axis=1)
-        memo = self._expert_memo
-        out = np.zeros(len(rows))
-        who = [-1] * len(rows)
-        # NOTE: perf — memoised on (assignments, busy experts), which determine the
-        # roofline exactly; the first call of a key passes its full distribution.
-        for j, key in enumerate(zip(np.rint(assigned).astype(np.int64).tolist(),
-                                    active.tolist(), strict=True)):
-            if key[1] == 0:
-                continue
-            hit = memo.get(key)
-            if hit is None:
-                hit = memo[key] = answer(self._expert_call(rows[j], tokens_in, float(assigned[j])))
-            out[j], who[j] = hit
-        return out, who
+        return self.gemms.times(rows, tokens_in, answer)
 
     def _gemms(self, kind: str, t: int, answer) -> tuple[float, list[tuple[float, int]]]:
         """The gate GEMM or the shared experts' MLP of ``t`` tokens on one GPU."""
@@ -292,28 +261,9 @@ class MoEBlock:
         """The experts of every MoE layer for drawn ``counts`` (layers × experts) of
         ``tokens`` tokens: per-layer seconds of the slowest EP rank, the tokens per slot
         (layers × ep × per rank) and per rank (layers × ep). Records the load statistics."""
-        L = len(counts)
         slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
         rank_tok = slot_tok.sum(axis=2)  # (L, ep)
-        if self.ep == 1:
-            experts, who = self._expert_times(slot_tok[:, 0], tokens, answer)
-        else:
-            busy = np.count_nonzero(slot_tok > 0, axis=2)
-            # NOTE: perf — the slowest rank is the one with the most tokens or the most
-            # busy experts (weights to read); only those two are predicted per layer.
-            layer = np.arange(L)
-            most_tok, most_busy = np.argmax(rank_tok, axis=1), np.argmax(busy, axis=1)
-            experts, who = self._expert_times(slot_tok[layer, most_tok], tokens, answer)
-            other_rank = most_busy != most_tok
-            if other_rank.any():
-                idx = layer[other_rank]
-                alt, alt_who = self._expert_times(slot_tok[idx, most_busy[idx]], tokens, answer)
-                for j, li in enumerate(idx.tolist()):
-                    if alt[j] > experts[li]:
-                        experts[li], who[li] = alt[j], alt_who[j]
-        for x, i in zip(experts.tolist(), who, strict=True):
-            if i >= 0:
-                credit[i] += x
+        experts = slowest_rank(slot_tok, rank_tok, tokens, self.gemms.times, answer, credit)
         self.stats.add_loads(counts, slot_tok, rank_tok)
         return experts, slot_tok, rank_tok
 
@@ -322,6 +272,80 @@ class MoEBlock:
         from frontier_moe_ep.report import block_report
 
         return block_report(self, pid, name)
+
+
+class ExpertGEMMs:
+    """The grouped expert GEMMs of one EP rank holding ``per_rank`` expert slots, priced
+    as ``moe_experts`` calls with the slots' token counts."""
+
+    def __init__(self, model, ep: int, per_rank: int, tp: int, routing: str) -> None:
+        self.model = model
+        self.ep, self.per_rank, self.tp = ep, per_rank, tp
+        self.routing = routing
+        self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.inter_local = math.ceil(model.moe_intermediate_size / tp)
+        self._memo: dict[tuple[int, int], tuple[float, int]] = {}
+
+    def call(self, slot_tokens: np.ndarray, tokens_in: int, assigned: float) -> OpCall:
+        """The ``moe_experts`` call of one rank: grouped GEMMs over its slots' token counts."""
+        m = self.model
+        return OpCall("moe_experts", "moe_experts", self.dtype, m=tokens_in, extra={
+            "num_tokens": tokens_in, "hidden_size": m.hidden_size,
+            "inter_size": m.moe_intermediate_size, "num_experts": m.num_experts,
+            "top_k": m.top_k, "ep_size": self.ep, "tp_size": self.tp,
+            "routing": self.routing, "tokens_per_expert": slot_tokens.astype(np.int64),
+            "inter_size_local": self.inter_local, "num_local_experts": self.per_rank,
+            "assignments": assigned, "gated": m.gated_mlp,
+        })
+
+    def times(self, rows: np.ndarray, tokens_in: int, answer) -> tuple[np.ndarray, list[int]]:
+        """Seconds (and answering backend, -1 for none) of each row's grouped expert GEMMs;
+        ``rows`` is (n, slots per rank) tokens."""
+        rows = np.ceil(rows)  # a copy of a split expert handles whole tokens
+        assigned = rows.sum(axis=1)
+        active = np.count_nonzero(rows, axis=1)
+        memo = self._memo
+        out = np.zeros(len(rows))
+        who = [-1] * len(rows)
+        # NOTE: perf — memoised on (assignments, busy experts), which determine the
+        # roofline exactly; the first call of a key passes its full distribution.
+        for j, key in enumerate(zip(np.rint(assigned).astype(np.int64).tolist(),
+                                    active.tolist(), strict=True)):
+            if key[1] == 0:
+                continue
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = answer(self.call(rows[j], tokens_in, float(assigned[j])))
+            out[j], who[j] = hit
+        return out, who
+
+
+def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times, answer,
+                 credit) -> np.ndarray:
+    """Per-layer seconds of the slowest rank's experts, for tokens per slot (layers ×
+    ranks × slots per rank) and per rank (layers × ranks); ``times(rows, tokens, answer)``
+    prices rows of slot tokens. The answering backends' seconds go to ``credit``."""
+    L, ranks = rank_tok.shape
+    if ranks == 1:
+        experts, who = times(slot_tok[:, 0], tokens, answer)
+    else:
+        busy = np.count_nonzero(slot_tok > 0, axis=2)
+        # NOTE: perf — the slowest rank is the one with the most tokens or the most
+        # busy experts (weights to read); only those two are predicted per layer.
+        layer = np.arange(L)
+        most_tok, most_busy = np.argmax(rank_tok, axis=1), np.argmax(busy, axis=1)
+        experts, who = times(slot_tok[layer, most_tok], tokens, answer)
+        other_rank = most_busy != most_tok
+        if other_rank.any():
+            idx = layer[other_rank]
+            alt, alt_who = times(slot_tok[idx, most_busy[idx]], tokens, answer)
+            for j, li in enumerate(idx.tolist()):
+                if alt[j] > experts[li]:
+                    experts[li], who[li] = alt[j], alt_who[j]
+    for x, i in zip(experts.tolist(), who, strict=True):
+        if i >= 0:
+            credit[i] += x
+    return experts
 
 
 class QuietStats:

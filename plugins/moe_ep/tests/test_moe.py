@@ -314,7 +314,7 @@ def test_redundant_experts_shorten_compute_bound_layers():
 def test_ep1_shards_every_expert_over_tp_without_all_to_all():
     sim = build(config(cluster={"moe": {"ep": 1}}))
     b = block(sim)
-    assert b.ep == 1 and b.inter_local == 14336 // 8
+    assert b.ep == 1 and b.gemms.inter_local == 14336 // 8
     out = b.phases(np.array([64]), 0.0, sim.executors["main"].answer, [0.0], False)
     assert not out[1].any() and not out[3].any()  # no dispatch or combine
     m = sim.model
@@ -499,9 +499,9 @@ def test_speculation_over_dp_ranks_runs_every_draft_pass(tmp_path):
 
 def test_expert_calls_say_whether_the_experts_are_gated():
     b = block(build(config(cluster={"moe": {"ep": 8}})))
-    assert b._expert_call(np.array([2, 1]), 3, 3.0).extra["gated"] is True
-    b.model = b.model.model_copy(update={"gated_mlp": False})  # e.g. Nemotron-H's ReLU² experts
-    assert b._expert_call(np.array([2, 1]), 3, 3.0).extra["gated"] is False
+    assert b.gemms.call(np.array([2, 1]), 3, 3.0).extra["gated"] is True
+    b.gemms.model = b.model.model_copy(update={"gated_mlp": False})  # e.g. Nemotron-H's ReLU² experts
+    assert b.gemms.call(np.array([2, 1]), 3, 3.0).extra["gated"] is False
 
 
 def test_dp_ranks_are_dealt_in_turn_on_each_replica():
