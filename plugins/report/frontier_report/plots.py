@@ -164,3 +164,32 @@ def pareto(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray, list[
         if not mask.any():
             _empty(ax, "no run has both numbers")
     return _save(fig, path)
+
+
+def expert_clusters(holders: Mapping[str, Mapping[str, float]], path: Path) -> Path:
+    """Cross-cluster expert routing, one bar group per cluster that holds experts:
+    the bytes it received (dispatch) and sent (combine), and its busy fraction next to
+    the share of MoE layers in which it was the last to return (the straggler)."""
+    fig, axes = _figure(ncols=2)
+    traffic, share = axes[0]
+    names = list(holders)
+    x = np.arange(len(names))
+    w = 0.38
+    got = [holders[n].get("bytes_received", 0.0) / 1e9 for n in names]
+    sent = [holders[n].get("bytes_sent", 0.0) / 1e9 for n in names]
+    traffic.bar(x - w / 2, got, w, color="C0", label="received (dispatch)")
+    traffic.bar(x + w / 2, sent, w, color="C1", label="sent (combine)")
+    traffic.set_title("traffic over the inter-cluster links")
+    traffic.set_ylabel("GB over the run")
+    busy = [holders[n].get("busy_fraction", 0.0) for n in names]
+    last = [holders[n].get("straggler_share", 0.0) for n in names]
+    share.bar(x - w / 2, busy, w, color="C2", label="busy fraction (compute)")
+    share.bar(x + w / 2, last, w, color="C3", label="last to return (straggler share)")
+    share.set_title("load and stragglers")
+    share.set_ylabel("fraction")
+    share.set_ylim(0, 1.02)
+    for ax in (traffic, share):
+        ax.set_xticks(x, names)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize="small")
+    return _save(fig, path)

@@ -152,6 +152,13 @@ def _run_report(data: RunData, rep: Report, fmt: str, work: Path) -> str:
         add(plots.queues(t, series, "requests waiting and running", work / f"queues.{fmt}"),
             "Queue lengths", "From requests.csv: waiting while arrival_s ≤ t < "
             "first_scheduled_s, running while first_scheduled_s ≤ t < completion_s.")
+    holders = _expert_holders(summary)
+    if holders:
+        add(plots.expert_clusters(holders, work / f"expert_clusters.{fmt}"),
+            "Expert clusters: traffic and stragglers",
+            "From summary.json's expert_clusters (and the clusters' own GPUs that hold "
+            "experts under cross_cluster): bytes each way over the run, the compute busy "
+            "fraction, and the share of MoE layers in which the cluster returned last.")
     links = [(name, _href(data.path / name, out), why) for name, why in (
         ("trace.json", "the Perfetto timeline: open it in https://ui.perfetto.dev "
                        "(Open trace file), a track per replica, a slice per iteration"),
@@ -171,6 +178,21 @@ def _run_report(data: RunData, rep: Report, fmt: str, work: Path) -> str:
            f"SLO attainment {slo.get('attainment', 0):.1%} · {summary.get('gpus', '?')} GPUs")
     return render(f"Frontier run report: {data.path.resolve().name}", sub, figures, links,
                   rep.notes, [table])
+
+
+def _expert_holders(summary: dict) -> dict[str, dict]:
+    """Every cluster that holds experts for cross-cluster routing: the expert clusters,
+    and clusters whose own GPUs keep some (``clusters.<name>.moe.holders``)."""
+    out = {name: dict(v) for name, v in (summary.get("expert_clusters") or {}).items()}
+    for name, info in (summary.get("clusters") or {}).items():
+        for hname, h in ((info.get("moe") or {}).get("holders") or {}).items():
+            if h.get("local"):
+                out[f"{name} (own GPUs)"] = {
+                    "bytes_received": h.get("bytes_sent", 0.0),
+                    "bytes_sent": h.get("bytes_received", 0.0),
+                    "busy_fraction": h.get("busy_fraction", 0.0),
+                    "straggler_share": h.get("straggler_share", 0.0)}
+    return out
 
 
 def _sweep_report(data: SweepData, rep: Report, fmt: str, work: Path) -> str:

@@ -72,6 +72,20 @@ def test_run_report(run_dir, tmp_path):
     assert "ui.perfetto.dev" in html and "TTFT" in html
 
 
+def test_expert_clusters_get_a_traffic_and_straggler_figure(run_dir, tmp_path):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    s = json.loads((run / "summary.json").read_text())
+    s["expert_clusters"] = {
+        "hot": {"gpu": "h200", "gpus": 8, "bytes_received": 3e9, "bytes_sent": 6e9,
+                "busy_fraction": 0.4, "straggler_share": 0.3},
+        "cold": {"gpu": "a100-80g-sxm", "gpus": 16, "bytes_received": 1e9,
+                 "bytes_sent": 2e9, "busy_fraction": 0.2, "straggler_share": 0.7}}
+    (run / "summary.json").write_text(json.dumps(s))
+    rep = build_report(run, tmp_path / "rep")
+    _check_report(rep, ["latency_cdf", "utilisation", "queues", "expert_clusters"])
+    assert "Expert clusters: traffic and stragglers" in rep.index.read_text()
+
+
 def test_run_report_defaults_to_run_dir_report(run_dir, tmp_path):
     run = shutil.copytree(run_dir, tmp_path / "run")
     rep = build_report(run)
