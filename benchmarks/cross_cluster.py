@@ -62,6 +62,7 @@ def run(name: str, requests: int, concurrency: int, registry, bandwidth: float |
         "moe_ms_per_iteration": per_it["moe_layers_total"] * 1e3,
         "link_ms_per_iteration": link * 1e3,
         "busy": {k: v["busy_fraction"] for k, v in pools_out.items()},
+        "attention_port": block["attention_port_busy_fraction"],
         "receive_busy": {k: v["receive_busy_fraction"] for k, v in pools_out.items()},
         "straggler": {k: v["straggler_share"] for k, v in pools_out.items()},
         "token_share": {k: v["expert_token_share"] for k, v in block["holders"].items()},
@@ -87,12 +88,14 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     print("| layout | link GB/s (achieved) | output tok/s | per GPU | TPOT p50 ms | MoE layers ms/it "
-          "| link ms/it (slowest holder) | busy | receive port busy | last to return |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| link ms/it (slowest holder) | attention port busy | busy | receive port busy "
+          "| last to return |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['layout']} | {fmt(r['link_gbs'], '{:g}')} | {r['tokens_per_s']:,.0f} | "
               f"{r['tokens_per_s_per_gpu']:.0f} | {r['tpot_ms']:.1f} | "
               f"{r['moe_ms_per_iteration']:.1f} | {r['link_ms_per_iteration']:.1f} | "
+              f"{fmt(r['attention_port'])} | "
               f"{fmt(r['busy'])} | {fmt(r['receive_busy'])} | {fmt(r['straggler'])} |")
 
 

@@ -633,6 +633,7 @@ class CrossClusterBlock:
                 back[i] = done
                 last[li, i] = who
         span = max(back) - now
+        self._ports = (nic_out.busy_s, nic_in.busy_s)
         return span, last, (self._flows(rec, layout) if rec is not None else None)
 
     def _flows(self, rec: list[tuple], layout: Layout) -> tuple[list, list]:
@@ -681,6 +682,9 @@ class _Stats:
         self.straggler = np.zeros(holders, np.int64)
         self.pairs = 0
         self.stall_s = 0.0
+        # Seconds the busiest attention GPU's network port sent (dispatch) and received
+        # (combine) for the expert clusters.
+        self.port_s = np.zeros(2)
         self.trace_left = trace_iterations
         self.trace: list[tuple[int, list[tuple]]] = []
         self.quiet = QuietStats()
@@ -693,6 +697,7 @@ class _Stats:
         self.span.append(span)
         self.stall_s += stall
         self.attention_s += float(a.sum())
+        self.port_s += block._ports
         self.dispatch_s += d.sum(axis=(1, 2))
         self.experts_s += f.sum(axis=(1, 2))
         self.combine_s += c.sum(axis=(1, 2))

@@ -45,6 +45,11 @@ def block_report(block: CrossClusterBlock, pid: int, name: str) -> WorkflowRepor
         "iterations": st.steps,
         "seconds_per_iteration": {"moe_layers_total": span / n, "attention": st.attention_s / n},
         "holders": holders,
+        # The busiest attention GPU's scale-out port, over the MoE layers' time: every
+        # token's copies to every expert cluster leave and return through it.
+        "attention_port_busy_fraction": {
+            "send": float(st.port_s[0]) / span if span else 0.0,
+            "receive": float(st.port_s[1]) / span if span else 0.0},
         "rebalancing": {
             "every": o.rebalance_every, "rebalances": lay.rebalances,
             "experts_moved": lay.experts_moved, "bytes_moved": lay.bytes_moved,

@@ -185,7 +185,7 @@ def _expert_holders(summary: dict) -> dict[str, dict]:
     and clusters whose own GPUs keep some (``clusters.<name>.moe.holders``)."""
     out = {name: dict(v) for name, v in (summary.get("expert_clusters") or {}).items()}
     for name, info in (summary.get("clusters") or {}).items():
-        for hname, h in ((info.get("moe") or {}).get("holders") or {}).items():
+        for h in ((info.get("moe") or {}).get("holders") or {}).values():
             if h.get("local"):
                 out[f"{name} (own GPUs)"] = {
                     "bytes_received": h.get("bytes_sent", 0.0),
