@@ -128,9 +128,9 @@ def test_kv_grows_by_accepted_tokens_only(registry) -> None:
     seen: list[tuple[int, int, int, int]] = []
     apply = rep._apply
 
-    def spy(batch, back_to_running=False):
+    def spy(batch, back_to_running=False, start=0.0):
         before = [(r.computed, r.generated) for r in batch.decode]
-        out = apply(batch, back_to_running)
+        out = apply(batch, back_to_running, start)
         for (c, g), r, a in zip(before, batch.decode, batch.accepted, strict=True):
             seen.append((r.computed - c, r.generated - g, a, r.prompt_len + r.generated - 1
                          - r.computed))

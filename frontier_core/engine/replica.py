@@ -204,14 +204,14 @@ class ReplicaWorker:
             if pp == 1:
                 yield env.timeout(it.latency)
                 self.busy_time += it.latency
-                self._apply(batch)
+                self._apply(batch, start=now)
             else:
                 members = {id(r) for r in batch.prefill}
                 members.update(id(r) for r in batch.decode)
                 self.running = [r for r in self.running if id(r) not in members]
                 self.inflight += 1
                 done = env.timeout(it.latency)
-                done.callbacks.append(lambda _ev, b=batch: self._land(b))
+                done.callbacks.append(lambda _ev, b=batch, t=now: self._land(b, t))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
 
@@ -271,15 +271,19 @@ class ReplicaWorker:
         self._finish(head, reject="does not fit in the replica's KV cache")
         return True
 
-    def _land(self, batch: Batch) -> None:
+    def _land(self, batch: Batch, start: float) -> None:
         """A pipelined batch left the last stage: its survivors may be scheduled again."""
         self.inflight -= 1
-        survivors = self._apply(batch, back_to_running=True)
+        survivors = self._apply(batch, back_to_running=True, start=start)
         self.running.extend(survivors)
         self._poke()
 
-    def _apply(self, batch: Batch, back_to_running: bool = False) -> list[Request]:
-        """Advance every member by the tokens it computed; complete the finished ones."""
+    def _apply(self, batch: Batch, back_to_running: bool = False,
+               start: float = 0.0) -> list[Request]:
+        """Advance every member by the tokens it computed; complete the finished ones.
+        A decoding request without a first-token time (its first token came from a
+        remote prefill, and this replica streams it: PD with the engines' path) gets the
+        start of this iteration, when the engine hands the buffered token out."""
         now = self.env.now
         out: list[Request] = []
         finished = False
@@ -301,6 +305,8 @@ class ReplicaWorker:
         if batch.accepted:
             # Speculative step: the accepted drafts plus the target's own token.
             for r, a in zip(batch.decode, batch.accepted, strict=True):
+                if r.first_token != r.first_token:
+                    r.first_token = start
                 g = r.generated + a + 1
                 r.generated = g
                 r.computed += a + 1
@@ -311,6 +317,8 @@ class ReplicaWorker:
                     append(r)
         else:
             for r in batch.decode:
+                if r.first_token != r.first_token:
+                    r.first_token = start
                 g = r.generated + 1
                 r.generated = g
                 r.computed += 1

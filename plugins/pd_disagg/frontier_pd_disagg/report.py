@@ -18,14 +18,42 @@ from frontier_core import ITER_FIELDS, WorkflowReport
 if TYPE_CHECKING:
     from frontier_pd_disagg.workflow import PDWorkflow
 
-# Per-request stage boundaries (stage_times keys, or Request fields).
-STAGES = (
-    ("prefill_queue_s", "arrival", "first_scheduled"),
-    ("prefill_s", "first_scheduled", "first_token"),
-    ("decode_memory_wait_s", "first_token", "kv_reserved"),
-    ("transfer_s", "kv_reserved", "kv_transferred"),
-    ("decode_s", "kv_transferred", "completion"),
-)
+# The segments of a request's path, in the order it crosses them. Each is the time
+# between two of its stamps (Request fields or stage_times keys), which depend on when
+# the decode side reserves (before or after the prefill) and on who streams the first
+# token (``segments``).
+SEGMENTS = ("decode_memory_wait_s", "prefill_queue_s", "prefill_s", "transfer_s",
+            "decode_queue_s", "decode_s")
+
+
+def segments(wf: PDWorkflow, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per request, seconds in each segment of the path. Consecutive segments share their
+    stamps, so the ones before the first token add up to TTFT exactly."""
+    before = wf.reserve_rule == "before_prefill"
+    decode_first = wf.first_token == "decode"
+    arrival, reserved = t["arrival"], t["kv_reserved"]
+    queued = reserved if before else arrival  # the prefill server may take it from here
+    sent = t["prefill_end"] if before else reserved  # the transfer may start from here
+    got = t["kv_transferred"]
+    first_decode = t["first_token"] if decode_first else got
+    return {
+        "decode_memory_wait_s": reserved - (arrival if before else t["prefill_end"]),
+        "prefill_queue_s": t["first_scheduled"] - queued,
+        "prefill_s": t["prefill_end"] - t["first_scheduled"],
+        "transfer_s": got - sent,
+        # Until the decode server takes the request into an iteration and streams token 1.
+        "decode_queue_s": (t["first_token"] - got if decode_first
+                           else np.where(np.isnan(got), np.nan, 0.0)),
+        "decode_s": t["completion"] - first_decode,
+    }
+
+
+def ttft_segments(wf: PDWorkflow) -> tuple[str, ...]:
+    """The segments that come before the client's first token."""
+    if wf.first_token == "decode":
+        return SEGMENTS[:-1]
+    pre = ("prefill_queue_s", "prefill_s")
+    return ("decode_memory_wait_s", *pre) if wf.reserve_rule == "before_prefill" else pre
 
 
 def _stats(x: np.ndarray) -> dict[str, float | None]:
@@ -45,6 +73,9 @@ def _times(reqs: list[Any]) -> dict[str, np.ndarray]:
         "first_token": np.fromiter((r.first_token for r in reqs), float, n),
         "completion": np.fromiter((r.completion for r in reqs), float, n),
     }
+    # When the prefill ended (its token); a request that ended there has only first_token.
+    out["prefill_end"] = np.fromiter(
+        (r.stage_times.get("prefill_end", r.first_token) for r in reqs), float, n)
     for key in ("kv_reserved", "kv_transferred"):
         out[key] = np.fromiter((r.stage_times.get(key, np.nan) for r in reqs), float, n)
     ok = np.array([r.rejected is None for r in reqs], bool)
@@ -97,10 +128,14 @@ def timeseries(wf: PDWorkflow, sim: Any, times: dict[str, np.ndarray]) -> dict[s
     begin = float(np.nanmin(arr)) if len(arr) else 0.0
     t = np.linspace(begin, max(end, begin + 1e-9), wf.opts.timeseries_points)
     out: dict[str, np.ndarray] = {"time_s": t}
-    for name, a, b in (("prefill_waiting", "arrival", "first_scheduled"),
-                       ("prefilling", "first_scheduled", "first_token"),
-                       ("blocked_on_decode_memory", "first_token", "kv_reserved"),
-                       ("transferring", "kv_reserved", "kv_transferred"),
+    before = wf.reserve_rule == "before_prefill"
+    for name, a, b in (("prefill_waiting", "kv_reserved" if before else "arrival",
+                        "first_scheduled"),
+                       ("prefilling", "first_scheduled", "prefill_end"),
+                       ("blocked_on_decode_memory", "arrival" if before else "prefill_end",
+                        "kv_reserved"),
+                       ("transferring", "prefill_end" if before else "kv_reserved",
+                        "kv_transferred"),
                        ("decoding", "kv_transferred", "completion")):
         out[name] = _count_between(times[a], times[b], t).astype(float)
     dt = np.diff(t, prepend=t[0])
@@ -131,8 +166,11 @@ def _csv(cols: dict[str, np.ndarray]) -> str:
 def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
     reqs = sorted(sim.controller.requests, key=lambda r: r.id)
     times = _times(reqs)
-    col = {name: times[b] - times[a] for name, a, b in STAGES}
+    col = segments(wf, times)
     # A request that finished at prefill (one output token) has no later stages.
+    pre = ttft_segments(wf)
+    through = np.all([~np.isnan(col[k]) for k in pre], axis=0) if len(reqs) else np.zeros(0, bool)
+    ttft = times["first_token"] - times["arrival"]
     ts = timeseries(wf, sim, times)
     makespan = max(float(ts["time_s"][-1] - ts["time_s"][0]), 1e-12)
     tr = wf.transfers
@@ -155,7 +193,13 @@ def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
         "prefill_clusters": list(wf.opts.prefill),
         "decode_clusters": list(wf.opts.decode),
         "breakdown_s": {name: _stats(v) for name, v in col.items()},
-        "ttft_breakdown_mean_s": {k: _mean(col[k]) for k in ("prefill_queue_s", "prefill_s")},
+        "first_token_from": wf.first_token,
+        "decode_reserves": wf.reserve_rule,
+        # Mean TTFT of the requests that crossed the whole path, and its segments: they
+        # add up to it.
+        "ttft_breakdown_mean_s": {
+            "ttft_s": _mean(ttft[through]),
+            **{k: _mean(col[k][through]) for k in pre}},
         "e2e_breakdown_mean_s": {k: _mean(v) for k, v in col.items()},
         "transfers": {
             "count": len(tr),
@@ -216,7 +260,8 @@ def _lines(s: dict[str, Any]) -> list[str]:
     return [
         "pd mean E2E (ms): prefill queue " + _ms(e2e["prefill_queue_s"]) + " · prefill "
         + _ms(e2e["prefill_s"]) + " · wait for decode memory " + _ms(e2e["decode_memory_wait_s"])
-        + " · KV transfer " + _ms(e2e["transfer_s"]) + " · decode " + _ms(e2e["decode_s"]),
+        + " · KV transfer " + _ms(e2e["transfer_s"]) + " · decode admission "
+        + _ms(e2e["decode_queue_s"]) + " · decode " + _ms(e2e["decode_s"]),
         f"pd KV transfers {tr['count']:,} · {tr['bytes_total'] / 1e9:,.1f} GB{skipped} over "
         f"{'/'.join(tr['links']) or '-'} · p99 {_ms(tr['time_s']['p99'])} ms · busiest link "
         f"{util:.1%} utilised · {bp['requests_blocked']:,} requests blocked on decode memory",

@@ -80,6 +80,15 @@ class PDOptions(BaseModel):
         description="fraction of a decode replica's KV blocks kept free when reserving "
         "for an incoming transfer (room for running requests to grow)")
     timeseries_points: int = Field(200, ge=2, description="samples in pd_timeseries.csv")
+    first_token: Literal["auto", "prefill", "decode"] = Field(
+        "auto", description="who streams the first token to the client: prefill (when "
+        "the prefill ends) or decode (when the decode replica takes the request into an "
+        "iteration, as SGLang's router, TensorRT-LLM's disaggregated server and vLLM's "
+        "proxy do); auto: decode when the decode clusters name an engine")
+    reserve: Literal["auto", "after_prefill", "before_prefill"] = Field(
+        "auto", description="when the decode side reserves a request's KV and batch slot: "
+        "after its prefill (TensorRT-LLM, vLLM) or before it starts (SGLang's "
+        "pre-allocation queue); auto: the decode cluster's engine's rule, else after")
 
     @model_validator(mode="after")
     def _disjoint(self) -> PDOptions:
@@ -120,6 +129,7 @@ class _Decode:
     gpus: int
     watermark_blocks: int
     max_tokens: int
+    slots: bool  # a reservation also needs a free batch slot (the engine's max batch)
 
 
 class PDWorkflow:
@@ -151,6 +161,22 @@ class PDWorkflow:
         self._links: dict[tuple[str, str], tuple[str, Link]] = {}
         self._channels: dict[tuple[str, int, str, str], Any] = {}
         self.reserved: dict[tuple[str, int], int] = {}
+        self.reserved_requests: dict[tuple[str, int], int] = {}
+        engines = [clusters[n].engine for n in opts.decode]
+        named = all(e is not None for e in engines)
+        self.first_token = (opts.first_token if opts.first_token != "auto"
+                            else "decode" if named else "prefill")
+        rule = "after_prefill"
+        if opts.reserve != "auto":
+            rule = opts.reserve
+        elif named and {e.name.lower() for e in engines} == {"sglang"}:
+            # SGLang's decode server pre-allocates KV (and a request slot) before the
+            # prefill server may run the request: DecodePreallocQueue → send_metadata →
+            # the prefill's bootstrap queue waits for it (sglang/srt/disaggregation/
+            # decode.py, prefill.py: PrefillBootstrapQueue.pop_bootstrapped).
+            rule = "before_prefill"
+        self.reserve_rule = rule
+        self.slots = named
         for p in opts.prefill:
             for d in opts.decode:
                 self._links[(p, d)] = self._link_between(p, d)
@@ -192,7 +218,7 @@ class PDWorkflow:
             kv = cw.replicas[0].kv
             self.decode.append(_Decode(
                 n, cw, self.model.kv_bytes_per_token(c.tp) * c.tp, c.gpus_per_replica,
-                int(self.opts.decode_watermark * kv.num_blocks), cw.max_tokens))
+                int(self.opts.decode_watermark * kv.num_blocks), cw.max_tokens, self.slots))
             for rep in cw.replicas:
                 rep.on_free = self._on_free
         self._max_decode = max(
@@ -224,20 +250,31 @@ class PDWorkflow:
             return
         pc = min(self.prefill, key=lambda c: sum(r.outstanding_tokens for r in c.replicas)
                  / len(c.replicas))
+        times = request.stage_times
+        spot = None
+        if self.reserve_rule == "before_prefill":
+            # The decode side takes the request first (KV for the prompt and a batch slot);
+            # the prefill server runs it only once that is done.
+            spot = yield from self._wait_for_decode(request)
+            times["kv_reserved"] = env.now
         request.stop_after_prefill = True
         yield pc.serve(request)
         if request.rejected or request.generated >= request.output_len:
+            if spot is not None:
+                self._unreserve(spot)
             return  # rejected, or the prefill's token was the only one
         src = pc.replicas[request.replica]
         prefill_end = env.now
-        times = request.stage_times
         times["prefill_end"] = prefill_end
-        ready = env.event()
-        self._queue.append((request, ready))
-        if len(self._queue) == 1:
-            self._place()
-        dec, idx, blocks, hold = yield ready
-        times["kv_reserved"] = start = env.now
+        if self.first_token == "decode":
+            # The prefill's token travels with the KV; the decode server streams it.
+            times["prefill_token"] = request.first_token
+            request.first_token = float("nan")
+        if spot is None:
+            spot = yield from self._wait_for_decode(request)
+            times["kv_reserved"] = env.now
+        dec, idx, blocks, hold = spot
+        start = env.now
         kind, link = self._links[(pc.name, dec.name)]
         tokens = request.computed
         cached = 0 if hold is None else min(hold.cached_tokens, tokens)
@@ -266,6 +303,7 @@ class PDWorkflow:
         dst = dec.worker.replicas[idx]
         dst.kv.adopt(request, blocks)
         self.reserved[(dec.name, idx)] -= blocks
+        self.reserved_requests[(dec.name, idx)] -= 1
         if hold is not None:
             # The request now holds what was held for it, and its transferred prompt
             # blocks are shared from here on (their KV is on the decode replica now), as
@@ -274,6 +312,25 @@ class PDWorkflow:
             dst.kv.publish(request)
         request.stop_after_prefill = False
         yield dec.worker.serve(request, replica=idx)
+
+    def _wait_for_decode(self, request: Request):
+        """Queue for decode memory (FIFO) until a decode replica reserves room for the
+        request; returns the reservation."""
+        ready = self.env.event()
+        self._queue.append((request, ready))
+        if len(self._queue) == 1:
+            self._place()
+        spot = yield ready
+        return spot
+
+    def _unreserve(self, spot) -> None:
+        """Give back a reservation that will not be used (the request ended at prefill)."""
+        dec, idx, blocks, _hold = spot
+        rep = dec.worker.replicas[idx]
+        rep.kv.unreserve(blocks)
+        self.reserved[(dec.name, idx)] -= blocks
+        self.reserved_requests[(dec.name, idx)] -= 1
+        self._place()
 
     # ---- decode memory ---------------------------------------------------
     def _on_free(self, _replica: Any) -> None:
@@ -304,7 +361,8 @@ class PDWorkflow:
         of its blocks free, counting as taken none of the cached prompt blocks that other
         requests hold there (they are shared); only the uncached blocks are reserved.
         """
-        tokens = request.computed + 1  # the prompt's KV and the first decode step's
+        # The prompt's KV and the first decode step's (before the prefill: the whole prompt).
+        tokens = max(request.computed, request.prompt_len) + 1
         best = None
         for d in self.decode:
             if request.prompt_len + request.output_len > d.max_tokens:
@@ -313,7 +371,7 @@ class PDWorkflow:
             need = reps[0].kv.blocks_for(tokens)
             # Cached prompt blocks other requests hold there are shared, not taken.
             fit = [r for r in reps if r.kv.free_blocks - need + r.kv.held_prefix_blocks(request)
-                   >= d.watermark_blocks]
+                   >= d.watermark_blocks and (not d.slots or self._slot_free(d, r))]
             if not fit:
                 continue
             load = sum(r.outstanding_tokens for r in reps) / len(reps)
@@ -339,7 +397,20 @@ class PDWorkflow:
         assert ok
         key = (d.name, rep.index)
         self.reserved[key] = self.reserved.get(key, 0) + need
+        self.reserved_requests[key] = self.reserved_requests.get(key, 0) + 1
         return d, rep.index, need, hold
+
+    def _slot_free(self, d: _Decode, rep: Any) -> bool:
+        """The engine admits a transferred request only within its batch limit (SGLang's
+        max_running_requests bounds the pre-allocation's request slots; TensorRT-LLM's
+        capacity scheduler counts generation requests waiting for their KV against
+        max_batch_size): running, waiting and reserved requests under ``max_num_seqs``."""
+        limit = getattr(rep.scheduler, "max_seqs", None)
+        if limit is None:
+            return True
+        # ``outstanding``: assigned there and not finished (a request that just finished
+        # is still in ``running`` while the replica tells us it freed room).
+        return rep.outstanding + self.reserved_requests.get((d.name, rep.index), 0) < limit
 
     def report(self, sim: Any, pids: dict[str, int]):
         from frontier_pd_disagg.report import pd_report
