@@ -268,6 +268,29 @@ def model_index(registry: Any) -> dict[str, Any]:
     return index
 
 
+def _stated_layout(row: Row, stage: str) -> dict[str, str] | str | None:
+    """A stage's layout as InferenceX states it in the annotations (``prefill_layout`` /
+    ``decode_layout``: ``tp=T/ep=E/dpattn=B/workers=W/gpus=G``), turned into the row's
+    layout columns; None when the row has none, a reason when it cannot be read. ``tp`` is
+    the GPUs of one worker; with DP attention they are attention-DP ranks of one GPU."""
+    text = row.get(f"{stage}_layout")
+    if not text:
+        return None
+    try:
+        kv = dict(part.split("=", 1) for part in text.split("/"))
+        tp, ep, workers = int(kv["tp"]), int(kv["ep"]), int(kv["workers"])
+        dpattn = kv["dpattn"].strip().lower() == "true"
+        gpus = int(kv.get("gpus", tp * workers))
+    except (KeyError, ValueError):
+        return f"{stage}_layout not readable: {text!r}"
+    if min(tp, ep, workers) < 1 or gpus != tp * workers or tp % ep:
+        return f"{stage}_layout inconsistent: {text!r}"
+    dp, attn_tp = (tp, 1) if dpattn else (1, tp)
+    return {f"{stage}_num_workers": str(workers), f"{stage}_tp_size": str(attn_tp),
+            f"{stage}_pp_size": "1", f"{stage}_attention_dp_size": str(dp),
+            f"{stage}_moe_ep_size": str(ep), f"{stage}_moe_tp_size": str(tp // ep)}
+
+
 def _worker(row: Row, prefix: str, model: Any, where: str) -> tuple[dict[str, Any] | None, str | None]:
     """One cluster's parallel layout from a row's layout columns: (cluster fields, reason)."""
     v = {k: _int(row, prefix + k) for k in LAYOUT}
@@ -374,6 +397,14 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
             return m
         clusters = []
         for stage in ("prefill", "decode"):
+            stated = _stated_layout(row, stage)
+            if isinstance(stated, str):
+                m.reason = stated
+                return m
+            if stated is not None:
+                # The data's documentation (SOURCE.md): where the row's layout or worker
+                # counts disagree or are empty, the annotation's is the deployment that ran.
+                row = Row(row.index, {**row.fields, **stated})
             workers = _int(row, f"{stage}_num_workers", None)
             if not workers:
                 m.reason = "disagg row without worker counts"

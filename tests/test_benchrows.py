@@ -164,3 +164,37 @@ def test_a_row_whose_config_is_refused_says_why(registry, monkeypatch) -> None:
     monkeypatch.setattr(br, "_length", lambda nominal, ratio: {"dist": "fixed", "value": 0})
     m = _map(registry)
     assert m.config is None and "invalid run config" in m.reason and "prompt_len" in m.reason
+
+
+DISAGG = {"mode": "disagg", "model_path": "deepseek-ai/DeepSeek-V3", "backend": "trtllm",
+          "tp_size": "", "attention_dp_size": "", "moe_tp_size": "", "moe_ep_size": "",
+          "pp_size": "", "prefill_tp_size": "8", "prefill_moe_ep_size": "8",
+          "prefill_moe_tp_size": "1", "prefill_attention_dp_size": "1", "prefill_pp_size": "1",
+          "decode_tp_size": "8", "decode_moe_ep_size": "8", "decode_moe_tp_size": "1",
+          "decode_attention_dp_size": "1", "decode_pp_size": "1"}
+
+
+def test_disagg_rows_without_worker_counts_take_the_stated_layout(registry) -> None:
+    import pytest
+
+    if "pd" not in registry.names("workflow") or "moe" not in registry.names("ffn_block"):
+        pytest.skip("needs frontier-pd-disagg and frontier-moe-ep")
+    m = _map(registry, **DISAGG)
+    assert m.config is None and m.reason == "disagg row without worker counts"
+    m = _map(registry, **DISAGG, prefill_layout="tp=4/ep=4/dpattn=True/workers=2/gpus=8",
+             decode_layout="tp=8/ep=8/dpattn=False/workers=3/gpus=24")
+    assert m.reason is None
+    pre, dec = m.config["deployment"]["clusters"]
+    assert (pre["dp"], pre["tp"], pre["moe"], pre["replicas"]) == (4, 1, {"ep": 4}, 2)
+    assert (dec["dp"], dec["tp"], dec["moe"], dec["replicas"]) == (1, 8, {"ep": 8}, 3)
+    # The stated layout wins over the row's own columns, which may be wrong there.
+    m = _map(registry, **{**DISAGG, "prefill_num_workers": "9"},
+             prefill_layout="tp=4/ep=4/dpattn=True/workers=2/gpus=8",
+             decode_layout="tp=8/ep=8/dpattn=False/workers=3/gpus=24")
+    assert m.config["deployment"]["clusters"][0]["replicas"] == 2
+    m = _map(registry, **DISAGG, prefill_layout="tp=4/ep=4/workers=2",
+             decode_layout="tp=8/ep=8/dpattn=False/workers=3/gpus=24")
+    assert m.reason == "prefill_layout not readable: 'tp=4/ep=4/workers=2'"
+    m = _map(registry, **DISAGG, prefill_layout="tp=4/ep=4/dpattn=True/workers=2/gpus=9",
+             decode_layout="tp=8/ep=8/dpattn=False/workers=3/gpus=24")
+    assert m.reason.startswith("prefill_layout inconsistent")
