@@ -268,6 +268,19 @@ def model_index(registry: Any) -> dict[str, Any]:
     return index
 
 
+def _batch_column(row: Row, stage: str, n: int, ranks: int) -> str | None:
+    """A disagg row's batch columns describe the load, as AIConfigurator's InferenceX
+    adapter writes them (src/aiconfigurator/sdk/config_adapter/inferencex.py):
+    ``prefill_batch_size`` is 1, ``decode_batch_size`` the concurrency over the decode
+    workers' attention ranks. They set no engine limit; a row whose decode batch says
+    otherwise is a different measurement than its concurrency, and is refused."""
+    b = _int(row, f"{stage}_batch_size", None)
+    if stage != "decode" or b is None or b in (n // ranks, -(-n // ranks)):
+        return None
+    return (f"decode_batch_size {b} disagrees with concurrency {n} over {ranks} decode "
+            "attention ranks")
+
+
 def _stated_layout(row: Row, stage: str) -> dict[str, str] | str | None:
     """A stage's layout as InferenceX states it in the annotations (``prefill_layout`` /
     ``decode_layout``: ``tp=T/ep=E/dpattn=B/workers=W/gpus=G``), turned into the row's
@@ -358,7 +371,10 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
         return m
     n = concurrency(row)
     if n is None:
-        m.reason = "no concurrency"
+        # Without a concurrency, the batch columns are the engine's batch limit, not the
+        # load (the data's SOURCE.md); the load the row ran is unknown.
+        m.reason = ("no concurrency (batch_size is then an engine limit, not the load)"
+                    if row.get("batch_size") else "no concurrency")
         return m
     m.concurrency = n
     try:
@@ -415,6 +431,10 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
                 return m
             layout["replicas"] = layout.get("replicas", 1) * workers
             clusters.append({"name": stage, "gpu": gpu, **layout, "engine": engine})
+            why = _batch_column(row, stage, n, workers * layout.get("dp", 1))
+            if why:
+                m.reason = why
+                return m
         workflow = {"name": "pd", "prefill": ["prefill"], "decode": ["decode"]}
     else:
         m.reason = f"mode not known: {mode or '(empty)'}"

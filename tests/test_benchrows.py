@@ -198,3 +198,18 @@ def test_disagg_rows_without_worker_counts_take_the_stated_layout(registry) -> N
     m = _map(registry, **DISAGG, prefill_layout="tp=4/ep=4/dpattn=True/workers=2/gpus=9",
              decode_layout="tp=8/ep=8/dpattn=False/workers=3/gpus=24")
     assert m.reason.startswith("prefill_layout inconsistent")
+
+
+def test_batch_columns_are_the_load_not_an_engine_limit(registry) -> None:
+    import pytest
+
+    if "pd" not in registry.names("workflow") or "moe" not in registry.names("ffn_block"):
+        pytest.skip("needs frontier-pd-disagg and frontier-moe-ep")
+    # Concurrency 16 over 2 decode workers of one attention rank: 8 each.
+    row = {**DISAGG, "prefill_num_workers": "1", "decode_num_workers": "2",
+           "prefill_batch_size": "1"}
+    assert _map(registry, **row, decode_batch_size="8").reason is None
+    assert _map(registry, **row, decode_batch_size="64").reason == (
+        "decode_batch_size 64 disagrees with concurrency 16 over 2 decode attention ranks")
+    m = _map(registry, silicon_data_source="db; x", batch_size="256")
+    assert m.reason == "no concurrency (batch_size is then an engine limit, not the load)"
