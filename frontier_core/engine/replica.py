@@ -63,6 +63,9 @@ class ReplicaWorker:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.outstanding = 0  # requests assigned and not finished here
+        # Requests that arrived with their KV and without a first-token time, whose
+        # first iteration here streams it (PD with the engines' path).
+        self._unstamped = 0
         self.outstanding_tokens = 0  # their prompt + output tokens
         self.busy_time = 0.0
         self.preemptions = 0
@@ -121,6 +124,8 @@ class ReplicaWorker:
             self._match_pending = True
         else:
             request.prefill_target = request.computed
+            if request.first_token != request.first_token:
+                self._unstamped += 1  # its first token is streamed from here
         if self.dp > 1:
             request.dp_rank = self._next_rank
             self._next_rank = (self._next_rank + 1) % self.dp
@@ -302,11 +307,14 @@ class ReplicaWorker:
                     continue
             out.append(r)
         append = out.append
+        if self._unstamped:
+            for r in batch.decode:
+                if r.first_token != r.first_token:
+                    r.first_token = start
+                    self._unstamped -= 1
         if batch.accepted:
             # Speculative step: the accepted drafts plus the target's own token.
             for r, a in zip(batch.decode, batch.accepted, strict=True):
-                if r.first_token != r.first_token:
-                    r.first_token = start
                 g = r.generated + a + 1
                 r.generated = g
                 r.computed += a + 1
@@ -317,8 +325,6 @@ class ReplicaWorker:
                     append(r)
         else:
             for r in batch.decode:
-                if r.first_token != r.first_token:
-                    r.first_token = start
                 g = r.generated + 1
                 r.generated = g
                 r.computed += 1
