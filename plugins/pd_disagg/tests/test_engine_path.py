@@ -149,3 +149,23 @@ def test_explicit_options_override_the_engine(registry):
     assert wf.first_token == "prefill" and wf.reserve_rule == "after_prefill"
     r = sim.controller.requests[0]
     assert r.first_token == r.stage_times["prefill_end"]
+
+
+def test_trtllm_pools_take_requests_in_turn(registry):
+    """TensorRT-LLM's disaggregated server routes each pool round robin by default
+    (tensorrt_llm/serve/router.py, RoundRobinRouter; disagg_utils.py: type
+    "round_robin"): with room everywhere, context and generation workers take requests
+    in turn."""
+    cfg = _config("trtllm", n=6, prompt=200, output=8,
+                  arrival={"process": "fixed", "rate": 20.0})
+    data = cfg.model_dump()
+    for c in data["deployment"]["clusters"]:
+        c["replicas"] = 2
+    from frontier_core.config import RunConfig
+
+    sim = assemble(RunConfig.model_validate(data), registry).run()
+    wf = sim.controller.workflow
+    reqs = sorted(sim.controller.requests, key=lambda r: r.id)
+    assert [t.dst_replica for t in sorted(wf.transfers, key=lambda t: t.request)] == [0, 1] * 3
+    assert [t.src_replica for t in sorted(wf.transfers, key=lambda t: t.request)] == [0, 1] * 3
+    assert all(r.generated == r.output_len for r in reqs)
