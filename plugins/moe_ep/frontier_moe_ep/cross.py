@@ -37,13 +37,12 @@ from frontier_core import (
     WorkflowReport,
     effective_link,
 )
-from frontier_moe_ep.block import ExpertGEMMs, QuietStats, slowest_rank
+from frontier_moe_ep.block import DTYPE_BYTES, ExpertGEMMs, QuietStats, slowest_rank
 from frontier_moe_ep.calendar import Calendar, fit_both
 from frontier_moe_ep.comm import AllToAll, copies
 from frontier_moe_ep.routing import ExpertRouting, parse_routing
 
 GiB = 1024**3
-DTYPE_BYTES = {"bf16": 2.0, "fp8": 1.0}
 
 
 class LinkOptions(BaseModel):

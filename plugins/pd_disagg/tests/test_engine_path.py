@@ -169,3 +169,16 @@ def test_trtllm_pools_take_requests_in_turn(registry):
     assert [t.dst_replica for t in sorted(wf.transfers, key=lambda t: t.request)] == [0, 1] * 3
     assert [t.src_replica for t in sorted(wf.transfers, key=lambda t: t.request)] == [0, 1] * 3
     assert all(r.generated == r.output_len for r in reqs)
+
+
+def test_a_reservation_made_before_the_prefill_is_given_back_when_the_request_ends_there(
+        registry):
+    """SGLang reserves decode room before the prefill; a one-token request finishes at
+    the prefill and must give the room and the slot back."""
+    sim = assemble(_config("sglang", n=3, prompt=200, output=1, decode_seqs=1), registry).run()
+    wf = sim.controller.workflow
+    assert all(r.generated == 1 and r.completion == r.completion
+               for r in sim.controller.requests)
+    assert set(wf.reserved.values()) == {0} and set(wf.reserved_requests.values()) == {0}
+    rep = sim.clusters["decode"].replicas[0]
+    assert rep.kv.free_blocks == rep.kv.num_blocks and not wf._queue
