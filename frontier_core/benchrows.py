@@ -13,10 +13,12 @@ A companion ``<name>_annotations.csv`` beside the file (or given explicitly) add
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,7 @@ class Mapped:
     concurrency: int | None = None
     duplicate_of: str | None = None
     client: str = ""  # the benchmark tool whose client the run reproduces
+    layout_from: str = ""  # where a disaggregated row's layout came from, when not its own
 
     @property
     def group(self) -> tuple[str, str, str, str]:
@@ -304,6 +307,73 @@ def _stated_layout(row: Row, stage: str) -> dict[str, str] | str | None:
             f"{stage}_moe_ep_size": str(ep), f"{stage}_moe_tp_size": str(tp // ep)}
 
 
+#: InferenceX's disaggregated config entries with the dates each was in force
+#: (tools/inferencex_disagg.py; origin and licence in frontier_core/data/SOURCE.md).
+INFERENCEX_DISAGG = Path(__file__).parent / "data" / "inferencex_disagg.csv"
+
+
+@functools.cache
+def _inferencex_entries() -> tuple[dict[str, str], ...]:
+    with open(INFERENCEX_DISAGG, newline="") as f:
+        return tuple(csv.DictReader(f))
+
+
+def _when(text: str) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _config_layout(e: dict[str, str], stage: str) -> str:
+    tp, w = int(e[f"{stage}_tp"]), int(e[f"{stage}_workers"])
+    return (f"tp={tp}/ep={e[f'{stage}_ep']}/dpattn={e[f'{stage}_dpattn'].lower()}"
+            f"/workers={w}/gpus={tp * w}")
+
+
+def inferencex_deployment(row: Row, n: int) -> dict[str, str] | str | None:
+    """The deployment InferenceX's config names for a disaggregated row of its nightly
+    runs that leaves it out: the entry in force when the row was measured
+    (``measured=`` in ``silicon_data_source``) for the same container image, GPU,
+    weight format, model, lengths and concurrency, and whose prefill agrees with the
+    row's prefill TP and EP. Returns the annotation fields it states (``prefill_layout``,
+    ``decode_layout``, ``speculative``), a reason when the configs name several
+    deployments, or None when the row is not from such a run."""
+    src = row.get("silicon_data_source")
+    image = re.search(r"(?:^|;)\s*image=([^;]+)", src)
+    when = re.search(r"(?:^|;)\s*measured=([^;]+)", src)
+    at = _when(when.group(1).strip()) if when else None
+    if image is None or at is None:
+        return None
+    image_name = image.group(1).strip().replace("nvcr.io#", "nvcr.io/")
+    gpu = row.get("system").lower().removesuffix("_sxm")
+    model = row.get("model_path").lower().rsplit("/", 1)[-1]
+    ptp = (_int(row, "prefill_tp_size") or 0) * (_int(row, "prefill_attention_dp_size") or 0)
+    pep = _int(row, "prefill_moe_ep_size")
+    found = {}
+    for e in _inferencex_entries():
+        if (e["image"] != image_name or e["runner"].split("-")[0] != gpu
+                or e["precision"] != row.get("precision").lower()
+                or not e["model"].lower().rsplit("/", 1)[-1].startswith(model)
+                or (e["isl"], e["osl"], e["conc"]) != (row.get("isl"), row.get("osl"), str(n))
+                or int(e["prefill_tp"]) != ptp or int(e["prefill_ep"]) != pep):
+            continue
+        start, end = _when(e["valid_from"]), _when(e["valid_until"])
+        if start is None or at < start or (end is not None and at >= end):
+            continue
+        d = {"prefill_layout": _config_layout(e, "prefill"),
+             "decode_layout": _config_layout(e, "decode"), "speculative": e["spec"]}
+        found[tuple(d.values())] = d
+    if len(found) > 1:
+        if len({(d["prefill_layout"], d["decode_layout"]) for d in found.values()}) == 1:
+            return ("InferenceX ran this point both with and without MTP; which one this "
+                    "row is, is not recorded (add a speculative column)")
+        return (f"InferenceX's config names {len(found)} deployments for this row "
+                "(add prefill_layout, decode_layout and speculative to its annotations)")
+    return next(iter(found.values()), None)
+
+
 def _worker(row: Row, prefix: str, model: Any, where: str) -> tuple[dict[str, Any] | None, str | None]:
     """One cluster's parallel layout from a row's layout columns: (cluster fields, reason)."""
     v = {k: _int(row, prefix + k) for k in LAYOUT}
@@ -392,6 +462,16 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
         m.reason = tool
         return m
     m.client = tool.tool
+    if (row.get("mode").lower() == "disagg" and not row.get("prefill_layout")
+            and not row.get("decode_layout") and not _int(row, "prefill_num_workers", None)):
+        ix = inferencex_deployment(row, n)
+        if isinstance(ix, str):
+            m.reason = ix
+            return m
+        if ix is not None:
+            m.layout_from = "InferenceX config"
+            row = Row(row.index, {**row.fields, **{k: v for k, v in ix.items()
+                                                   if not row.get(k)}})
     spec = speculative(row)
     if isinstance(spec, str):
         m.reason = spec
@@ -421,6 +501,7 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
                 # The data's documentation (SOURCE.md): where the row's layout or worker
                 # counts disagree or are empty, the annotation's is the deployment that ran.
                 row = Row(row.index, {**row.fields, **stated})
+                m.layout_from = m.layout_from or "annotations"
             workers = _int(row, f"{stage}_num_workers", None)
             if not workers:
                 m.reason = "disagg row without worker counts"

@@ -237,6 +237,7 @@ def validate_serving(
             "backend_version": r.get("backend_version"), "mode": r.get("mode"),
             "model": m.model or r.get("model_path"), "gpu": m.gpu, "isl": r.get("isl"),
             "osl": r.get("osl"), "concurrency": m.concurrency, "client": m.client,
+            "layout_from": m.layout_from,
         }
         if m.duplicate_of is not None:
             rec["status"] = f"duplicate of {m.duplicate_of}"

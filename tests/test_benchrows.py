@@ -200,6 +200,61 @@ def test_disagg_rows_without_worker_counts_take_the_stated_layout(registry) -> N
     assert m.reason.startswith("prefill_layout inconsistent")
 
 
+def _nightly(image: str, when: str, conc: int) -> str:
+    return (f"source_file=x.csv; model=DeepSeek-R1; silicon_concurrency={conc}; "
+            f"measured={when}; wip=False; image={image}")
+
+
+SGL = "lmsysorg/sglang:v0.5.8.post1-cu130-amd64"
+TRT = "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8.1.post1"
+
+
+def test_inferencex_rows_take_the_config_in_force_when_measured() -> None:
+    from frontier_core.benchrows import inferencex_deployment
+
+    row = {**DISAGG, "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm",
+           "backend": "sglang", "precision": "fp8", "osl": "1024"}
+    # InferenceX's nvidia-master.yaml at 2026-02-07 (dsr1-fp8-b200-dynamo-sglang):
+    # 1k/1k at concurrency 4 ran one TP8 prefill and one TP8 decode worker, EP8, no MTP.
+    got = inferencex_deployment(_row(**row, silicon_data_source=_nightly(
+        SGL, "2026-02-07T07:09:01Z", 4)), 4)
+    assert got == {"prefill_layout": "tp=8/ep=8/dpattn=false/workers=1/gpus=8",
+                   "decode_layout": "tp=8/ep=8/dpattn=false/workers=1/gpus=8",
+                   "speculative": "none"}
+    # Before the entry existed, or with a prefill TP the config never ran: no entry.
+    assert inferencex_deployment(_row(**row, silicon_data_source=_nightly(
+        SGL, "2025-06-01T00:00:00Z", 4)), 4) is None
+    assert inferencex_deployment(_row(**{**row, "prefill_tp_size": "4"}, silicon_data_source=
+                                      _nightly(SGL, "2026-02-07T07:09:01Z", 4)), 4) is None
+    # A row without the run's image and time is not matched at all.
+    assert inferencex_deployment(_row(**row), 4) is None
+
+
+def test_inferencex_rows_map_or_say_why(registry) -> None:
+    import pytest
+
+    if "pd" not in registry.names("workflow") or "moe" not in registry.names("ffn_block"):
+        pytest.skip("needs frontier-pd-disagg and frontier-moe-ep")
+    row = {**DISAGG, "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm",
+           "backend": "sglang", "precision": "fp8", "osl": "1024"}
+    m = _map(registry, **row, silicon_data_source=_nightly(SGL, "2026-02-07T07:09:01Z", 16))
+    assert m.reason is None and m.layout_from == "InferenceX config"
+    pre, dec = m.config["deployment"]["clusters"]
+    assert (pre["tp"], pre["moe"], pre["replicas"]) == (8, {"ep": 8}, 1)
+    assert (dec["tp"], dec["moe"], dec["replicas"]) == (8, {"ep": 8}, 3)
+    # H200 TensorRT-LLM 1k/1k at concurrency 4 on 2026-03-23 ran two deployments, with
+    # MTP (11 decode workers) and without (9): the row does not say which it is.
+    m = _map(registry, **{**row, "system": "h200_sxm", "backend": "trtllm"},
+             silicon_data_source=_nightly(TRT, "2026-03-23T13:00:07Z", 4))
+    assert m.config is None and m.reason.startswith("InferenceX's config names 2 deployments")
+    # An annotation's stated layout wins over the config.
+    m = _map(registry, **row, silicon_data_source=_nightly(SGL, "2026-02-07T07:09:01Z", 16),
+             prefill_layout="tp=8/ep=8/dpattn=True/workers=2/gpus=16",
+             decode_layout="tp=8/ep=8/dpattn=False/workers=1/gpus=8")
+    assert m.layout_from == "annotations"
+    assert m.config["deployment"]["clusters"][0]["replicas"] == 2
+
+
 def test_batch_columns_are_the_load_not_an_engine_limit(registry) -> None:
     import pytest
 
