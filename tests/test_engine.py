@@ -39,7 +39,8 @@ def check_invariants(sim) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     scheduler=st.sampled_from(["vllm", "sarathi", "orca"]),
-    router=st.sampled_from(["round_robin", "least_outstanding", "least_tokens", "least_kv"]),
+    router=st.sampled_from(["round_robin", "least_outstanding", "least_tokens", "least_kv",
+                           "cache_aware"]),
     replicas=st.integers(1, 3),
     tp=st.sampled_from([1, 2]),
     pp=st.sampled_from([1, 2]),

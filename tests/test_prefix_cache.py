@@ -375,3 +375,55 @@ def test_requests_queued_together_find_what_the_first_computed(registry, tmp_pat
     sim = _run(registry, path, True,
                scheduler={"name": "vllm", "max_num_batched_tokens": 2048})
     assert request_table(sim)["cached_tokens"].tolist() == [0] + [1024] * 9
+
+
+class _Rep:
+    def __init__(self, outstanding: int = 0) -> None:
+        self.outstanding = outstanding
+
+
+def test_cache_aware_follows_sglang_routers_rule():
+    from frontier_core.builtin.routers import CacheAware, CacheAwareOptions
+
+    reps = [_Rep(), _Rep()]
+    r = CacheAware(CacheAwareOptions())
+    # No shared prefix: the replica with the smallest record, ties to the first.
+    assert r.route(req(0, 1000, ()), reps) == 0
+    assert r.route(req(1, 300, ()), reps) == 1
+    assert r.route(req(2, 300, ()), reps) == 1  # 600 remembered < 1,000
+    assert r.route(req(3, 300, ()), reps) == 1
+    assert r.route(req(30, 300, ()), reps) == 1  # 900 remembered < 1,000
+    assert r.route(req(31, 300, ()), reps) == 0  # 1,200 > 1,000
+    # A prompt whose remembered prefix covers more than 30% goes where it was sent,
+    # though that replica's record is the larger; at 30% or less, the smaller record.
+    sys_prompt = (1, 2, 3)  # 192 tokens in 64-token blocks
+    assert r.route(req(4, 256, sys_prompt + (10,)), reps) == 1
+    assert r.route(req(5, 256, sys_prompt + (11,)), reps) == 1  # 75% remembered there
+    assert r.route(req(6, 640, (1,) + tuple(range(20, 29))), reps) == 0  # 10%: size wins
+    # Imbalanced (more than 64 apart and more than 1.5 times): the least loaded takes it.
+    reps[0].outstanding, reps[1].outstanding = 60, 80  # within 64: balanced
+    assert r.route(req(7, 256, sys_prompt + (12,)), reps) == 1
+    reps[0].outstanding, reps[1].outstanding = 10, 100
+    assert r.route(req(8, 256, sys_prompt + (13,)), reps) == 0
+
+
+def test_cache_aware_forgets_the_oldest_prompts_past_its_cap():
+    from frontier_core.builtin.routers import CacheAware, CacheAwareOptions
+
+    reps = [_Rep(), _Rep()]
+    r = CacheAware(CacheAwareOptions(max_tree_tokens=256))
+    assert r.route(req(0, 128, (1, 2)), reps) == 0
+    assert r.route(req(1, 128, (1, 2)), reps) == 0  # remembered
+    assert r.route(req(2, 192, (5, 6, 7)), reps) == 1
+    assert r.route(req(3, 256, (9, 10, 11, 12)), reps) == 0  # (1, 2) is forgotten ...
+    assert r.route(req(4, 128, (1, 2)), reps) == 1  # ... so it goes by record size
+
+
+def test_cache_aware_runs_a_cluster(registry, tmp_path):
+    path = _trace(tmp_path, 24, gap_ms=50)
+    sim = _run(registry, path, True, replicas=2, router={"name": "cache_aware"})
+    assert sim.controller.finished == 24
+    # The shared system prompt is half a prompt: past the threshold, so after the first
+    # request every one follows it to the same replica while load stays balanced.
+    served = [rep.kv.stats[0] for rep in sim.clusters["main"].replicas]
+    assert min(served) == 0

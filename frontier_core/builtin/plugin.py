@@ -56,6 +56,10 @@ def frontier_routers() -> list[ComponentSpec]:
         ComponentSpec("prefix_aware", lambda o, ctx: routers.PrefixAware(o),
                       routers.PrefixOptions,
                       "longest cached prompt prefix, within a load cap of the least loaded"),
+        ComponentSpec("cache_aware", lambda o, ctx: routers.CacheAware(o),
+                      routers.CacheAwareOptions,
+                      "SGLang router's default: longest remembered prefix or smallest record, "
+                      "least loaded when imbalanced"),
     ]
 
 

@@ -171,6 +171,25 @@ def test_trtllm_pools_take_requests_in_turn(registry):
     assert all(r.generated == r.output_len for r in reqs)
 
 
+def test_sglang_router_policy_takes_the_smallest_record_on_both_stages(registry):
+    """SGLang's router (``cache_aware``) on prompts that share nothing sends each to the
+    worker it has sent the fewest prompt tokens, on the prefill and the decode stage."""
+    cfg = _config("sglang", n=6, prompt=200, output=8,
+                  arrival={"process": "fixed", "rate": 20.0})
+    data = cfg.model_dump()
+    for c in data["deployment"]["clusters"]:
+        c["replicas"] = 2
+        c["router"] = {"name": "cache_aware"}
+    from frontier_core.config import RunConfig
+
+    sim = assemble(RunConfig.model_validate(data), registry).run()
+    wf = sim.controller.workflow
+    moves = sorted(wf.transfers, key=lambda t: t.request)
+    assert [t.src_replica for t in moves] == [0, 1] * 3
+    assert [t.dst_replica for t in moves] == [0, 1] * 3
+    assert all(r.generated == r.output_len for r in sim.controller.requests)
+
+
 def test_a_reservation_made_before_the_prefill_is_given_back_when_the_request_ends_there(
         registry):
     """SGLang reserves decode room before the prefill; a one-token request finishes at
