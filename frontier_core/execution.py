@@ -237,13 +237,16 @@ class ExecutionPredictor:
         m, d = self.model, self.dtype
         h = m.hidden_size
         vocab = math.ceil(m.vocab_size / self.tp)
-        ops = [
-            OpCall("elementwise", "embedding", "bf16", m=t, bytes=2 * t * h * self.act_bytes),
-            OpCall("elementwise", "final_norm", "bf16", m=seqs, bytes=2 * seqs * h * self.act_bytes),
-            OpCall("gemm", "lm_head", d, seqs, vocab, h),
-            OpCall("elementwise", "sampling", "fp32", m=seqs, bytes=3 * seqs * vocab * 4,
-                   flops=5.0 * seqs * vocab, num_seqs=seqs),
-        ]
+        ops = [OpCall("elementwise", "embedding", "bf16", m=t, bytes=2 * t * h * self.act_bytes)]
+        if seqs:
+            # No sequence ends its step here (only partial prefill chunks): no logits.
+            ops += [
+                OpCall("elementwise", "final_norm", "bf16", m=seqs,
+                       bytes=2 * seqs * h * self.act_bytes),
+                OpCall("gemm", "lm_head", d, seqs, vocab, h),
+                OpCall("elementwise", "sampling", "fp32", m=seqs, bytes=3 * seqs * vocab * 4,
+                       flops=5.0 * seqs * vocab, num_seqs=seqs),
+            ]
         if self.host_overhead:
             ops.append(OpCall("cpu_overhead", "host", m=t, num_seqs=seqs))
         if self.pp > 1:

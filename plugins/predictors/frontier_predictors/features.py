@@ -279,7 +279,7 @@ class Featurizer:
         rl = self._rl(c)
         tiles = math.ceil(m / GEMM_TILE) * math.ceil(n / GEMM_TILE)
         waves = tiles / self.sms
-        wave_eff = tiles / (math.ceil(waves) * self.sms)
+        wave_eff = tiles / (math.ceil(waves) * self.sms) if tiles else 1.0
         m_eff = m / (math.ceil(m / 16) * 16)
         flops = 2.0 * m * n * k
         byts = (m * k + n * k + m * n) * DTYPE_BYTES.get(c.dtype, 2)
@@ -330,7 +330,7 @@ class Featurizer:
         ks = _stats(kv)
         kv_bytes = ks[0] * hkv * hd * 2 * DTYPE_BYTES.get(c.dtype, 2)
         waves = tiles / self.sms
-        wave_eff = tiles / (math.ceil(waves) * self.sms) if tiles > 0 else 0.0
+        wave_eff = tiles / (math.ceil(waves) * self.sms) if tiles else 1.0 if tiles > 0 else 0.0
         f = [
             DTYPE_CLASS.get(c.dtype, 16), hq, hkv, hd, hq / max(1, hkv), _lg(n),
             _lg(qs[0]), _lg(qs[1]), _lg(qs[2]), _lg(qs[3]), qs[5],
