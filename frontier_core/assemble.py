@@ -257,10 +257,7 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         plan = _plan_memory(model, cc, device, where, moe, draft)
         plan.engine = engine
         plans[cc.name] = plan
-        chain = [
-            (ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
-            for i, ref in enumerate(cfg.predictor)
-        ]
+        chain = _build_chain(registry, cfg, ctx)
         ex = ExecutionPredictor(model, device, cc.tp, cc.pp, chain, dense, moe, dp=cc.dp,
                                 all_layers=cc.ffn is not None, engine=engine)
         if cc.speculative is not None:
@@ -413,6 +410,20 @@ def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec, where
     return blocks, block_bytes / device.pcie_bw, ex.recompute_s
 
 
+def _build_chain(registry: Registry, cfg: RunConfig, ctx: BuildContext) -> list[tuple[str, Any]]:
+    """The run's predictor chain for ``ctx``'s GPU. A predictor that ends the chain and
+    names a ``fallback`` (e.g. ``auto``: the roofline) gets it appended with its default
+    options, so that every operator has an answer."""
+    chain = [(ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", ctx))
+             for i, ref in enumerate(cfg.predictor)]
+    fallback = getattr(chain[-1][1], "fallback", None) if chain else None
+    if fallback and fallback in registry.names("predictor"):
+        chain.append((fallback, _build(registry, "predictor", ComponentRef(name=fallback),
+                                       f"predictor[{len(chain)}] (fallback of "
+                                       f"{chain[-1][0]!r})", ctx)))
+    return chain
+
+
 def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,
                    hw: dict[str, HardwareSpec], where: str):
     """``answer_for(gpu)``: the run's predictor chain built for another GPU kind."""
@@ -429,9 +440,7 @@ def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,
                                   + " Define your own under hardware: in the config.")
             other = BuildContext(config=cfg, model=ctx.model, rng=ctx.rng, hardware=hw,
                                  cluster=ctx.cluster, device=hw[gpu], transfer=ctx.transfer)
-            chain = [(ref.name, _build(registry, "predictor", ref, f"predictor[{i}]", other))
-                     for i, ref in enumerate(cfg.predictor)]
-            cache[gpu] = chain_answer(chain, gpu)
+            cache[gpu] = chain_answer(_build_chain(registry, cfg, other), gpu)
         return cache[gpu]
 
     return answer_for

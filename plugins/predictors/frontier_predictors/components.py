@@ -95,6 +95,8 @@ class ModelPredictor:
         self._memo: dict[Any, float | None] = {}
         # (dtype, n, k) of the GEMMs seen, for prefetching (``_gemm_miss``)
         self._gemm_shapes: dict[tuple[str, int, int], None] = {}
+        #: A predictor the chain appends when this one ends it (assemble._build_chain).
+        self.fallback: str | None = None
         for m in self.models.values():
             if isinstance(m, LearnedModel):
                 m.flat._layout()  # at assembly, not during the run
@@ -231,25 +233,46 @@ AIC_SYSTEMS = {
 SAMPLE_DIR = Path(__file__).parent / "data"
 
 
-def measured_data_for(device: str) -> tuple[list[Path], str]:
-    """Profile tables available for ``device`` without user input, and where they came from."""
+def _aic_version() -> str | None:
+    """The installed aiconfigurator-core's version, None without it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        import aiconfigurator_core  # noqa: F401
+
+        return version("aiconfigurator-core")
+    except (ImportError, PackageNotFoundError):
+        return None
+
+
+#: The engines AIConfigurator measures kernels under (its ``backend``).
+AIC_BACKENDS = ("vllm", "sglang", "trtllm")
+
+
+def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path], str]:
+    """Profile tables available for ``device`` without user input, and where they came
+    from: AIConfigurator's measurements under the cluster's ``engine`` (its kernels),
+    vLLM's when the cluster names none or AIConfigurator has none for that engine there;
+    else the sample tables shipped with this package."""
     system = AIC_SYSTEMS.get(device)
-    if system is not None:
-        try:
-            import aiconfigurator_core  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            from importlib.metadata import version
+    aic = _aic_version() if system is not None else None
+    if aic is not None:
+        from frontier_predictors import importers
+        from frontier_predictors.profiles import ProfileError
 
-            from frontier_predictors.importers import IMPORT_VERSION, import_aic
-
+        wanted = (engine or "vllm").lower()
+        for backend in dict.fromkeys((wanted, "vllm")):
+            if backend not in AIC_BACKENDS:
+                continue
             # a new importer or a new database imports afresh
-            aic = version("aiconfigurator-core")
-            out = cache_dir() / "profiles" / f"aic-{system}-vllm-{aic}-i{IMPORT_VERSION}"
+            out = (cache_dir() / "profiles"
+                   / f"aic-{system}-{backend}-{aic}-i{importers.IMPORT_VERSION}")
             if not any(out.glob("*.parquet")):
-                import_aic(system, "vllm", out_dir=out)
-            return sorted(out.glob("*.parquet")), f"AIConfigurator {system}/vllm"
+                try:
+                    importers.import_aic(system, backend, out_dir=out)
+                except ProfileError:
+                    continue  # nothing measured under this engine on this GPU
+            return sorted(out.glob("*.parquet")), f"AIConfigurator {system}/{backend}"
     sample = SAMPLE_DIR / device
     if sample.is_dir():
         files = sorted(f for f in sample.iterdir() if f.suffix in (".csv", ".parquet"))
@@ -265,19 +288,22 @@ def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:
         raise ConfigError(f"predictor 'auto': backend {options.backend!r} is not one of table, "
                           "forest, proxy.")
     device = ctx.device.name
-    paths, origin = measured_data_for(device)
+    engine = ctx.cluster.engine if ctx.cluster is not None else None
+    paths, origin = measured_data_for(device, engine.name if engine is not None else None)
     if not paths:
         warnings.warn(
-            f"predictor 'auto': no measured operator data for {device}; every operator uses "
-            "the next predictor (the roofline). Install frontier-predictors[aic] for "
-            "AIConfigurator's measurements (H100, H200, B200, A100), or profile this GPU with "
-            "`frontier profile` and use predictor: [{name: forest, data: [DIR]}, roofline].",
+            f"predictor 'auto': no measured operator data for {device}, so the roofline "
+            "prices every operator (auto falls back to it when it ends the chain). Install "
+            "frontier-predictors[aic] for AIConfigurator's measurements (H100, H200, B200, "
+            "A100), or profile this GPU with `frontier profile` and use predictor: "
+            "[{name: forest, data: [DIR]}, roofline].",
             FrontierWarning, stacklevel=2,
         )
         return _Nothing()
     trained = _train_cached(paths, options.backend, options.estimator, options.margin,
                             options.seed)
     pred = ModelPredictor(trained, device)
+    pred.fallback = "roofline"
     missing = [op for op in PROFILED_OPS if op not in pred.covered_ops()]
     if missing:
         warnings.warn(
@@ -290,6 +316,8 @@ def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:
 
 class _Nothing:
     """Covers nothing: every call goes to the next predictor."""
+
+    fallback = "roofline"  # appended when auto ends the chain (assemble._build_chain)
 
     def predict(self, call: OpCall) -> None:
         return None

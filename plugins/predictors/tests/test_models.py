@@ -8,6 +8,7 @@ import subprocess
 import sys
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -264,6 +265,90 @@ def test_auto_without_measured_data_warns(tmp_path, monkeypatch):
     })
     with pytest.warns(FrontierWarning, match="no measured operator data for h800"):
         assemble(cfg, load_registry())
+
+
+def test_auto_alone_runs_with_the_roofline_behind_it(tmp_path, monkeypatch):
+    """A chain that ends with auto never fails for want of data: the roofline is appended
+    (with its defaults) and answers what auto has no measurement of."""
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    from frontier_core.assemble import assemble
+    from frontier_core.config import RunConfig
+    from frontier_core.metrics import summarize
+
+    def cfg(predictor):
+        return RunConfig.model_validate({
+            "model": "llama-3.1-8b", "deployment": {"clusters": [{"name": "main", "gpu": "h800"}]},
+            "predictor": predictor,
+            "workload": {"arrival": {"process": "poisson", "rate": 4.0}, "num_requests": 5,
+                         "prompt_len": {"dist": "fixed", "value": 64},
+                         "output_len": {"dist": "fixed", "value": 4}},
+        })
+
+    with pytest.warns(FrontierWarning, match="the roofline prices every operator"):
+        sim = assemble(cfg(["auto"]), load_registry())
+    ex = sim.executors["main"]
+    assert [name for name, _ in ex.chain] == ["auto", "roofline"]
+    sim.run()
+    assert summarize(sim)["predictor_time_share"] == {"auto": 0.0, "roofline": 1.0}
+    # A chain that goes on after auto keeps its own predictors, options included.
+    with pytest.warns(FrontierWarning):
+        sim = assemble(cfg(["auto", {"name": "roofline", "launch_s": 1e-3}]), load_registry())
+    chain = sim.executors["main"].chain
+    assert [name for name, _ in chain] == ["auto", "roofline"]
+    assert chain[1][1].options.launch_s == 1e-3
+
+
+def test_auto_takes_the_tables_of_the_engine_the_cluster_names(tmp_path, monkeypatch):
+    """AIConfigurator measures each kernel under vLLM, SGLang and TensorRT-LLM; auto
+    imports the cluster's engine's, and vLLM's when that engine has none on the GPU."""
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    from frontier_predictors import components, importers
+    from frontier_predictors.profiles import ProfileError
+
+    imported = []
+
+    def fake_import(system, backend, version=None, *, out_dir, data_root=None):
+        imported.append((system, backend))
+        if backend == "trtllm":
+            raise ProfileError("none measured")
+        write_table(_gemm_rows(device="h200"), Path(out_dir) / "gemm.parquet")
+
+    monkeypatch.setattr(components, "_aic_version", lambda: "9.9")
+    monkeypatch.setattr(importers, "import_aic", fake_import)
+    assert components.measured_data_for("h200", "sglang")[1] == "AIConfigurator h200_sxm/sglang"
+    assert components.measured_data_for("h200", None)[1] == "AIConfigurator h200_sxm/vllm"
+    assert components.measured_data_for("h200", "trtllm")[1] == "AIConfigurator h200_sxm/vllm"
+    assert imported == [("h200_sxm", "sglang"), ("h200_sxm", "vllm"), ("h200_sxm", "trtllm")]
+    # imported once per engine, then read from the cache
+    components.measured_data_for("h200", "sglang")
+    assert len(imported) == 3
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_runs_with_auto_from_a_default_install(example, tmp_path, monkeypatch):
+    """Without aiconfigurator-core (a default install), ``predictor: [auto]`` runs every
+    shipped example: the roofline answers what no measured table covers."""
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    from frontier_predictors import components
+
+    from frontier_core.assemble import assemble
+    from frontier_core.configfile import load_config
+
+    text = example.read_text()
+    for needs, module in (("name: pd", "frontier_pd_disagg"), ("af-", "frontier_af_pingpong"),
+                          ("moe", "frontier_moe_ep")):
+        if needs in text or example.name.startswith(needs):
+            pytest.importorskip(module)
+    monkeypatch.setattr(components, "_aic_version", lambda: None)
+    cfg = load_config(example, ['predictor=["auto"]', "workload.num_requests=12"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FrontierWarning)
+        sim = assemble(cfg, load_registry())
+    sim.run()
+    assert sim.controller.finished == 12
 
 
 # ---- command line ---------------------------------------------------------------------
