@@ -16,7 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontier_core.errors import ConfigError
 
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8": 1,
+               "int4": 0.5}
+#: Scaled formats and the tensor-core type they compute in. ``fp8_block`` is fp8 with one
+#: scale per 128×128 block of weights (and per 1×128 of activations), the format of
+#: DeepSeek-V3's checkpoints (config.json quantization_config weight_block_size). Its
+#: scales (one fp32 per 16,384 weights) add 1/4,096 of the weight bytes, left out.
+#: Measured kernel tables keep it apart from per-tensor ``fp8``: other kernels run it
+#: (DeepGEMM, block-scaled CUTLASS).
+COMPUTE_DTYPE = {"fp8_block": "fp8"}
+#: Weight formats whose GEMMs run in that format (others compute in bf16).
+GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block")
+
+
+def gemm_dtype(weight_dtype: str) -> str:
+    """The dtype a model's GEMMs (and expert GEMMs) are priced in."""
+    return weight_dtype if weight_dtype in GEMM_DTYPES else "bf16"
 
 
 class ModelSpec(BaseModel):
@@ -187,6 +202,7 @@ class HardwareSpec(BaseModel):
     cost_per_hour: float = Field(0.0, ge=0, description="USD per GPU-hour, for planning")
 
     def peak_flops(self, dtype: str) -> float:
+        dtype = COMPUTE_DTYPE.get(dtype, dtype)
         if dtype in self.flops:
             return self.flops[dtype]
         if dtype in ("fp16", "bf16"):

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec, gemm_dtype
 from frontier_core.components import FFNBlock, LayerStep, MoELayers, Predictor
 from frontier_core.errors import ConfigError
 from frontier_core.records import Batch, OpCall
@@ -91,7 +91,7 @@ class ExecutionPredictor:
         # A cluster ``ffn`` block runs every layer's feed-forward part, dense layers too.
         self.block_layers = model.num_layers if all_layers else model.num_moe_layers
         self._answer = self.answer = chain_answer(self.chain, device.name)
-        self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.dtype = gemm_dtype(model.weight_dtype)
         self.act_bytes = 2  # activations stay in bf16
         self.scope = "intra" if tp * pp <= device.gpus_per_node else "inter"
         self.tp_scope = "intra" if tp <= device.gpus_per_node else "inter"
@@ -522,7 +522,7 @@ class DenseFFN:
         self.h = model.hidden_size
         self.inter = math.ceil(model.intermediate_size / tp)
         self.gated = model.gated_mlp
-        self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.dtype = gemm_dtype(model.weight_dtype)
 
     def ops(self, num_tokens: int) -> list[OpCall]:
         t = num_tokens

@@ -77,7 +77,8 @@ def test_dense_data_parallel_ranks_are_replicas(registry) -> None:
 
 
 def test_block_scaled_fp8_and_bf16_precision(registry) -> None:
-    assert _map(registry, gemm_quant_mode="fp8_block").config["model"]["weight_dtype"] == "fp8"
+    assert _map(registry, gemm_quant_mode="fp8_block").config["model"]["weight_dtype"] == "fp8_block"
+    assert _map(registry, gemm_quant_mode="fp8").config["model"]["weight_dtype"] == "fp8"
     m = _map(registry, gemm_quant_mode="", moe_quant_mode="", precision="bf16")
     assert m.config["model"]["weight_dtype"] == "bf16"
 
@@ -206,3 +207,18 @@ def test_cli_writes_rows_summary_and_reports_bad_files(tmp_path: Path) -> None:
     r = subprocess.run([*cli, str(SAMPLE), "--predictor", "nosuch"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nosuch" in r.stderr
+
+
+def test_a_checkpoints_fp8_format_wins_over_the_rows_label(registry) -> None:
+    """DeepSeek-R1's checkpoint is block-scaled; the collector labels its rows fp8/fp8
+    and fp8/fp8_block alike, and both run as the checkpoint's format."""
+    if "moe" not in registry.names("ffn_block"):
+        import pytest
+
+        pytest.skip("needs frontier-moe-ep")
+    ds = {"model_path": "deepseek-ai/DeepSeek-R1", "tp_size": "8", "moe_tp_size": "1",
+          "moe_ep_size": "8", "attention_dp_size": "1"}
+    for gemm, moe in (("fp8", "fp8"), ("fp8", "fp8_block"), ("fp8_block", "fp8_block")):
+        m = _map(registry, **ds, gemm_quant_mode=gemm, moe_quant_mode=moe)
+        assert m.config["model"]["weight_dtype"] == "fp8_block", (gemm, moe)
+

@@ -71,7 +71,9 @@ MODELS: list[ModelSpec] = [
         max_context=163840, attention="mla", q_lora_rank=1536, kv_lora_rank=512,
         qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, num_experts=256, top_k=8,
         moe_intermediate_size=2048, num_shared_experts=1, first_dense_layers=3,
-        router_bias=True, weight_dtype="fp8",
+        # Block-scaled fp8 (config.json quantization_config: e4m3, weight_block_size
+        # [128, 128]).
+        router_bias=True, weight_dtype="fp8_block",
     ),
     # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
     # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The

@@ -30,6 +30,7 @@ from frontier_core import (
     WorkflowReport,
     effective_link,
 )
+from frontier_core.catalog import gemm_dtype
 
 GiB = 1024**3
 
@@ -89,7 +90,7 @@ class AFBlock:
         self.dev_f = ctx.hardware[gpu_f]
         self.answer_f = ctx.answer_for(gpu_f)
         self.h = m.hidden_size
-        self.dtype = m.weight_dtype if m.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.dtype = gemm_dtype(m.weight_dtype)
         self.moe = None
         if m.is_moe:
             self.moe = self._expert_side(ctx, cc, gpu_f, where)

@@ -27,6 +27,7 @@ from frontier_core import (
     WorkflowReport,
     effective_link,
 )
+from frontier_core.catalog import gemm_dtype
 from frontier_moe_ep.comm import AllToAll, copies
 from frontier_moe_ep.overlap import sequential, two_batch
 from frontier_moe_ep.placement import build_placement
@@ -134,7 +135,7 @@ class MoEBlock:
         self.layers = layers
         self.h = m.hidden_size
         self.k = m.top_k
-        self.dtype = m.weight_dtype if m.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.dtype = gemm_dtype(m.weight_dtype)
         self.shared_inter = math.ceil(m.num_shared_experts * m.moe_intermediate_size / cc.tp)
         self.routed_shared = options.shared_experts == "routed" and m.num_shared_experts > 0
         self.k_comm = self.k + (m.num_shared_experts if self.routed_shared else 0)
@@ -282,7 +283,7 @@ class ExpertGEMMs:
         self.model = model
         self.ep, self.per_rank, self.tp = ep, per_rank, tp
         self.routing = routing
-        self.dtype = model.weight_dtype if model.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.dtype = gemm_dtype(model.weight_dtype)
         self.inter_local = math.ceil(model.moe_intermediate_size / tp)
         self._memo: dict[tuple[int, int], tuple[float, int]] = {}
 

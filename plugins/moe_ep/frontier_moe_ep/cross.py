@@ -37,6 +37,7 @@ from frontier_core import (
     WorkflowReport,
     effective_link,
 )
+from frontier_core.catalog import gemm_dtype
 from frontier_moe_ep.block import DTYPE_BYTES, ExpertGEMMs, QuietStats, slowest_rank
 from frontier_moe_ep.calendar import Calendar, fit_both
 from frontier_moe_ep.comm import AllToAll, copies
@@ -316,7 +317,7 @@ class CrossClusterBlock:
         self.L = m.num_moe_layers
         self.h = m.hidden_size
         self.k = m.top_k
-        self.dtype = m.weight_dtype if m.weight_dtype in ("bf16", "fp16", "fp8") else "bf16"
+        self.dtype = gemm_dtype(m.weight_dtype)
         self.disp_b = DTYPE_BYTES[options.dispatch_dtype] * self.h
         self.comb_b = DTYPE_BYTES["bf16"] * self.h
         self.shared_inter = math.ceil(m.num_shared_experts * m.moe_intermediate_size / cc.tp)

@@ -39,7 +39,9 @@ EXPERT_TILE = 64
 # CTA tiles (rows x columns) whose waves over the SMs are GEMM features.
 GEMM_TILES = ((64, 64), (128, 128), (128, 256), (256, 128), (64, 256))
 
-DTYPE_CLASS = {"bf16": 16, "fp16": 16, "fp8": 8}
+# A code per format for the trees to split on: bits, and 9 for block-scaled fp8 (other
+# kernels than per-tensor fp8).
+DTYPE_CLASS = {"bf16": 16, "fp16": 16, "fp8": 8, "fp8_block": 9}
 SCOPES = {"intra": 0, "inter": 1}
 COMM_OPS = ("all_reduce", "all_to_all", "send_recv")
 

@@ -42,15 +42,17 @@ AIC_DEVICES = {
 # Vidur copied the A100 file here: the same git blob as a100_pairwise_nvlink/send_recv.csv
 # (/work/shared/data/vidur/SOURCE.md), so it is no H100 measurement and is left out.
 VIDUR_NOT_MEASURED = (("h100_pairwise_nvlink", "send_recv.csv"),)
-_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8"}
-_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8",
+           "fp8_block": "fp8_block"}
+_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1}
 _VERSION = re.compile(
     r"^v?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|rc)(\d*))?(?:[-_.]?post(\d*))?(?:[-_.]?dev(\d*))?$"
 )
 
 # Bumped when imported tables change (columns, units, mappings): cached imports of
 # `predictor: auto` are keyed by it. 2: moe_experts rows say whether experts are gated.
-IMPORT_VERSION = 2
+# 3: block-scaled fp8 rows are imported as dtype fp8_block.
+IMPORT_VERSION = 3
 
 
 @dataclass
@@ -419,7 +421,7 @@ def _by_dtype(df: pd.DataFrame, col: str, what: str, notes: list[str]) -> pd.Dat
 def _aic_gemm(src: _AicSource, path: Path, version: str, notes: list[str]) -> pd.DataFrame:
     df = src.read(path, ("kernel_source", "gemm_dtype", "m", "n", "k", "latency"))
     what = path.name
-    df = _by_dtype(df, "gemm_dtype", what, notes)  # fp8 = per-tensor scaled; fp8_block is skipped
+    df = _by_dtype(df, "gemm_dtype", what, notes)  # fp8: per-tensor scales; fp8_block: blocks
     out = src.frame(df, "gemm", df["_dtype"], path, src.backend, version,
                     m=df["m"], n=df["n"], k=df["k"])
     return _prefer_dominant(out, ["dtype", "m", "n", "k"], what, notes)

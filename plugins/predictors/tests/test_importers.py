@@ -236,11 +236,12 @@ def aic(tmp_path: Path) -> Path:
 def test_aic_units_dtypes_and_devices(aic: Path) -> None:
     imp = convert_aic("h100_sxm", "vllm", data_root=aic)
     g = imp.tables["gemm"]
-    assert g["dtype"].tolist() == ["bf16", "fp8"] and g["m"].tolist() == [8, 8]  # newest: 0.24.0
-    assert g["latency_s"].tolist() == pytest.approx([2e-5, 1.5e-5])  # ms -> s
+    # per-tensor and block-scaled fp8 stay apart; newest version: 0.24.0
+    assert g["dtype"].tolist() == ["bf16", "fp8", "fp8_block"] and g["m"].tolist() == [8] * 3
+    assert g["latency_s"].tolist() == pytest.approx([2e-5, 1.5e-5, 1e-5])  # ms -> s
     assert set(g["device"]) == {"h100-sxm"} and set(g["framework_version"]) == {"0.24.0"}
     assert set(g["source_table"]) == {"h100_sxm/gemm/vllm/0.24.0/gemm_perf.parquet"}
-    assert any("1 rows of gemm_dtype fp8_block" in n for n in imp.skipped)
+    assert g["kernel_source"].tolist()[2] == "DeepGemmFp8BlockScaledMMKernel"
     ar = imp.tables["all_reduce"]
     # custom all-reduce: CUDA-graph rows, bf16 elements -> bytes; NCCL only beyond its sizes
     custom = ar[ar["framework"] == "vllm"]
@@ -271,8 +272,8 @@ def test_aic_attention_lengths(aic: Path) -> None:
 
 def test_aic_moe_routing_and_sizes(aic: Path) -> None:
     moe = convert_aic("h100_sxm", data_root=aic).tables["moe_experts"]
-    assert moe["routing"].tolist() == ["balanced", "power_law:1.01", "power_law:1.2"]
-    assert moe["dtype"].tolist() == ["bf16", "bf16", "fp8"]
+    assert moe["routing"].tolist() == ["balanced", "power_law:1.01", "power_law:1.2", "balanced"]
+    assert moe["dtype"].tolist() == ["bf16", "bf16", "fp8", "fp8_block"]
     row = moe.iloc[0]
     assert (row["inter_size"], row["tp_size"], row["ep_size"], row["top_k"]) == (1536, 2, 4, 8)
 
