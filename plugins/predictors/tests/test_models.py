@@ -125,6 +125,28 @@ def test_table_is_exact_at_measured_points_and_declines_outside():
     assert model.predict_one(OpCall("gemm", dtype="fp8", m=64, n=1024, k=1024)) is None
 
 
+@pytest.mark.parametrize("backend", ["table", "forest"])
+def test_block_scaled_and_per_tensor_fp8_take_their_own_measurements(backend):
+    """The same shapes measured with per-tensor fp8 kernels and (twice as fast, say) with
+    block-scaled ones: a call of either format is priced from its own rows."""
+    per_tensor = _gemm_rows().assign(dtype="fp8")
+    block = _gemm_rows().assign(dtype="fp8_block", latency_s=lambda d: d["latency_s"] / 2)
+    m = train(read_frame(pd.concat([per_tensor, block], ignore_index=True)), backend)
+    model = m.models[(H100, "gemm")]
+    rows = per_tensor.sample(8, random_state=0).to_dict("records")
+    calls = [row_to_call(r) for r in rows]
+    def predict(cs):
+        if hasattr(model, "predict_many"):
+            return model.predict_many(cs)
+        return np.array([model.predict_one(c) for c in cs])
+
+    fp8 = predict(calls)
+    blk = predict([replace(c, dtype="fp8_block") for c in calls])
+    truth = np.array([r["latency_s"] for r in rows])
+    assert fp8 == pytest.approx(truth, rel=0.1)
+    assert blk == pytest.approx(truth / 2, rel=0.1)
+
+
 def read_frame(df: pd.DataFrame) -> pd.DataFrame:
     from frontier_predictors.profiles import validate
 
