@@ -252,33 +252,72 @@ AIC_BACKENDS = ("vllm", "sglang", "trtllm")
 def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path], str]:
     """Profile tables available for ``device`` without user input, and where they came
     from: AIConfigurator's measurements under the cluster's ``engine`` (its kernels),
-    vLLM's when the cluster names none or AIConfigurator has none for that engine there;
-    else the sample tables shipped with this package."""
+    with vLLM's for the operators and formats that engine was not measured with (all of
+    them when the cluster names no engine); else the sample tables shipped with this
+    package."""
     system = AIC_SYSTEMS.get(device)
     aic = _aic_version() if system is not None else None
     if aic is not None:
         from frontier_predictors import importers
         from frontier_predictors.profiles import ProfileError
 
-        wanted = (engine or "vllm").lower()
-        for backend in dict.fromkeys((wanted, "vllm")):
-            if backend not in AIC_BACKENDS:
-                continue
-            # a new importer or a new database imports afresh
-            out = (cache_dir() / "profiles"
-                   / f"aic-{system}-{backend}-{aic}-i{importers.IMPORT_VERSION}")
+        tag = f"{aic}-i{importers.IMPORT_VERSION}"  # a new importer or database: afresh
+
+        def imported(backend: str) -> Path | None:
+            out = cache_dir() / "profiles" / f"aic-{system}-{backend}-{tag}"
             if not any(out.glob("*.parquet")):
                 try:
                     importers.import_aic(system, backend, out_dir=out)
                 except ProfileError:
-                    continue  # nothing measured under this engine on this GPU
-            return sorted(out.glob("*.parquet")), f"AIConfigurator {system}/{backend}"
+                    return None  # nothing measured under this engine on this GPU
+            return out
+
+        wanted = (engine or "vllm").lower()
+        own = imported(wanted) if wanted in AIC_BACKENDS and wanted != "vllm" else None
+        base = imported("vllm")
+        if own is not None and base is not None:
+            merged = cache_dir() / "profiles" / f"aic-{system}-{wanted}+vllm-{tag}"
+            if not any(merged.glob("*.parquet")):
+                _fill_in(own, base, merged)
+            return (sorted(merged.glob("*.parquet")),
+                    f"AIConfigurator {system}/{wanted} (vLLM's where {wanted} has none)")
+        if own is not None or base is not None:
+            pick, name = (own, wanted) if own is not None else (base, "vllm")
+            return sorted(pick.glob("*.parquet")), f"AIConfigurator {system}/{name}"
     sample = SAMPLE_DIR / device
     if sample.is_dir():
         files = sorted(f for f in sample.iterdir() if f.suffix in (".csv", ".parquet"))
         if files:
             return files, f"the sample tables shipped for {device} ({sample})"
     return [], ""
+
+
+def _fill_in(own: Path, base: Path, out: Path) -> None:
+    """``out``: per operator, ``own``'s rows, plus ``base``'s rows of the formats (dtypes)
+    ``own`` has none of. Written whole or not at all."""
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    from frontier_predictors.profiles import read_table, write_table
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    for stem in sorted({p.stem for p in (*own.glob("*.parquet"), *base.glob("*.parquet"))}):
+        parts = []
+        mine = own / f"{stem}.parquet"
+        have: set[str] = set()
+        if mine.is_file():
+            parts.append(read_table(mine))
+            have = set(parts[0]["dtype"])
+        theirs = base / f"{stem}.parquet"
+        if theirs.is_file():
+            other = read_table(theirs)
+            parts.append(other[~other["dtype"].isin(have)])
+        write_table(pd.concat(parts, ignore_index=True), tmp / f"{stem}.parquet")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
 
 
 def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:

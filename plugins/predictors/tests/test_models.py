@@ -321,11 +321,12 @@ def test_auto_alone_runs_with_the_roofline_behind_it(tmp_path, monkeypatch):
 
 
 def test_auto_takes_the_tables_of_the_engine_the_cluster_names(tmp_path, monkeypatch):
-    """AIConfigurator measures each kernel under vLLM, SGLang and TensorRT-LLM; auto
-    imports the cluster's engine's, and vLLM's when that engine has none on the GPU."""
+    """AIConfigurator measures kernels under vLLM, SGLang and TensorRT-LLM; auto takes
+    the cluster's engine's, with vLLM's rows for the formats that engine lacks, and
+    vLLM's alone when the engine has none on the GPU or the cluster names none."""
     monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
     from frontier_predictors import components, importers
-    from frontier_predictors.profiles import ProfileError
+    from frontier_predictors.profiles import ProfileError, load_tables
 
     imported = []
 
@@ -333,11 +334,18 @@ def test_auto_takes_the_tables_of_the_engine_the_cluster_names(tmp_path, monkeyp
         imported.append((system, backend))
         if backend == "trtllm":
             raise ProfileError("none measured")
-        write_table(_gemm_rows(device="h200"), Path(out_dir) / "gemm.parquet")
+        rows = _gemm_rows(device="h200").assign(framework=backend)
+        if backend == "vllm":  # vLLM measured bf16 and fp8, SGLang bf16 only
+            rows = pd.concat([rows, rows.assign(dtype="fp8")], ignore_index=True)
+        write_table(rows, Path(out_dir) / "gemm.parquet")
 
     monkeypatch.setattr(components, "_aic_version", lambda: "9.9")
     monkeypatch.setattr(importers, "import_aic", fake_import)
-    assert components.measured_data_for("h200", "sglang")[1] == "AIConfigurator h200_sxm/sglang"
+    paths, origin = components.measured_data_for("h200", "sglang")
+    assert origin == "AIConfigurator h200_sxm/sglang (vLLM's where sglang has none)"
+    got = load_tables(paths)
+    assert got.groupby("dtype")["framework"].agg(set).to_dict() == {
+        "bf16": {"sglang"}, "fp8": {"vllm"}}
     assert components.measured_data_for("h200", None)[1] == "AIConfigurator h200_sxm/vllm"
     assert components.measured_data_for("h200", "trtllm")[1] == "AIConfigurator h200_sxm/vllm"
     assert imported == [("h200_sxm", "sglang"), ("h200_sxm", "vllm"), ("h200_sxm", "trtllm")]
