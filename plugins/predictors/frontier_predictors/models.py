@@ -359,6 +359,12 @@ class FlatTrees:
         return self.base + out.reshape(n, nt).sum(axis=1) * self.scale
 
 
+def _family(call: OpCall) -> tuple:
+    """The kernel family a call belongs to: its format and, for experts, gated or not."""
+    gated = (call.extra or {}).get("gated", True) if call.op == "moe_experts" else None
+    return (DTYPE_CLASS.get(call.dtype, 16), gated)
+
+
 class LearnedModel:
     """A tree ensemble on featurized calls of one (device, op), predicting log(meas/roofline)."""
 
@@ -370,6 +376,8 @@ class LearnedModel:
         self.lo: np.ndarray | None = None
         self.hi: np.ndarray | None = None
         self.dtypes: set[int] = set()
+        # per kernel family (format, and gated or not for experts): its measured range
+        self.ranges: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         # collectives: the scopes (NVLink, scale-out) seen in training
         self.scopes: set[str] | None = None
 
@@ -386,6 +394,10 @@ class LearnedModel:
         sc = np.vstack([Featurizer.scale(c) for c in calls])
         self.lo, self.hi = sc.min(axis=0), sc.max(axis=0)
         self.dtypes = {DTYPE_CLASS.get(c.dtype, 16) for c in calls}
+        fams = [_family(c) for c in calls]
+        for key in set(fams):
+            rows = sc[[f == key for f in fams]]
+            self.ranges[key] = (rows.min(axis=0), rows.max(axis=0))
         if calls[0].op in COMM_OPS:
             self.scopes = {c.scope for c in calls}
         return self
@@ -407,17 +419,31 @@ class LearnedModel:
         if DTYPE_CLASS.get(call.dtype, 16) not in self.dtypes:
             return False
         # NOTE: perf — Python floats: numpy's reductions cost more than the check on 3-7 sizes
-        bounds = self.__dict__.get("_bounds")
+        ranges = self.__dict__.get("ranges")
+        if ranges:
+            # A call is answered only from the measurements of its own kernel family: a
+            # format, or experts with or without a gate, measured nowhere near its sizes
+            # is another kernel, and the next predictor answers.
+            key = _family(call)
+            if key not in ranges:
+                return False
+        else:
+            key = None  # a model saved before families were kept: one range
+        cache = self.__dict__.get("_bounds")
+        if cache is None:
+            cache = self._bounds = {}
+        bounds = cache.get(key)
         if bounds is None:
-            margin = np.full(len(self.lo), self.margin)
+            lo, hi = ranges[key] if key is not None else (self.lo, self.hi)
+            margin = np.full(len(lo), self.margin)
             scopes = self.__dict__.get("scopes")
             if scopes is not None:
                 # A collective's time changes its algorithm and links with the GPU count
                 # (AIC's H100 all-reduce: 8 GPUs faster than 4 above 64 MiB), so a count
                 # beyond the measured ones is not answered, nor a scope never measured.
                 margin[Featurizer.SCALE_GPUS] = 0.0
-            bounds = self._bounds = list(zip((self.lo - margin).tolist(),
-                                             (self.hi + margin).tolist(), strict=True))
+            bounds = cache[key] = list(zip((lo - margin).tolist(), (hi + margin).tolist(),
+                                           strict=True))
         scopes = self.__dict__.get("scopes")
         if scopes is not None and call.scope not in scopes:
             return False

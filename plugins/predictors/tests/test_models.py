@@ -147,6 +147,20 @@ def test_block_scaled_and_per_tensor_fp8_take_their_own_measurements(backend):
     assert blk == pytest.approx(truth / 2, rel=0.1)
 
 
+def test_a_learned_model_answers_a_call_only_from_its_own_kernel_family():
+    """Measured ranges are kept per format (and per gated or not for experts): a
+    block-scaled call far from every block-scaled measurement is declined, though
+    per-tensor fp8 was measured at its size, and the chain falls through."""
+    per_tensor = _gemm_rows().assign(dtype="fp8")
+    block = _gemm_rows(ns=(1024,), ks=(1024,), ms=(1, 8, 64)).assign(dtype="fp8_block")
+    m = train(read_frame(pd.concat([per_tensor, block], ignore_index=True)), "forest")
+    model = m.models[(H100, "gemm")]
+    big = OpCall("gemm", dtype="fp8", m=4096, n=4096, k=4096)
+    assert model.covers(big)
+    assert not model.covers(replace(big, dtype="fp8_block"))
+    assert model.covers(OpCall("gemm", dtype="fp8_block", m=32, n=1024, k=1024))
+
+
 def read_frame(df: pd.DataFrame) -> pd.DataFrame:
     from frontier_predictors.profiles import validate
 
