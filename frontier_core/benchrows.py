@@ -345,11 +345,11 @@ def inferencex_deployment(row: Row, n: int) -> dict[str, str] | str | None:
     image = re.search(r"(?:^|;)\s*image=([^;]+)", src)
     when = re.search(r"(?:^|;)\s*measured=([^;]+)", src)
     at = _when(when.group(1).strip()) if when else None
-    if image is None or at is None:
+    model = row.get("model_path").lower().rsplit("/", 1)[-1]
+    if image is None or at is None or not model:
         return None
     image_name = image.group(1).strip().replace("nvcr.io#", "nvcr.io/")
     gpu = row.get("system").lower().removesuffix("_sxm")
-    model = row.get("model_path").lower().rsplit("/", 1)[-1]
     ptp = (_int(row, "prefill_tp_size") or 0) * (_int(row, "prefill_attention_dp_size") or 0)
     pep = _int(row, "prefill_moe_ep_size")
     found = {}

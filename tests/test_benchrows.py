@@ -226,8 +226,10 @@ def test_inferencex_rows_take_the_config_in_force_when_measured() -> None:
         SGL, "2025-06-01T00:00:00Z", 4)), 4) is None
     assert inferencex_deployment(_row(**{**row, "prefill_tp_size": "4"}, silicon_data_source=
                                       _nightly(SGL, "2026-02-07T07:09:01Z", 4)), 4) is None
-    # A row without the run's image and time is not matched at all.
+    # A row without the run's image and time, or without a model, is not matched at all.
     assert inferencex_deployment(_row(**row), 4) is None
+    assert inferencex_deployment(_row(**{**row, "model_path": ""}, silicon_data_source=
+                                      _nightly(SGL, "2026-02-07T07:09:01Z", 4)), 4) is None
 
 
 def test_inferencex_rows_map_or_say_why(registry) -> None:
