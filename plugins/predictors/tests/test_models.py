@@ -499,3 +499,26 @@ def test_moe_features_count_two_matrices_for_experts_without_a_gate():
     assert rn < rg  # fewer weights to read
     assert fg[-1] == 3.0 and fn[-1] == 2.0
     assert Featurizer.memo_key(moe_call(**kw)) != Featurizer.memo_key(moe_call(gated=False, **kw))
+
+
+def test_experts_without_a_gate_do_not_answer_for_gated_ones():
+    """Trained only on experts without a gate projection (Nemotron-H's ReLU²), a model
+    declines gated experts of the same sizes: another kernel family."""
+    from frontier_predictors.features import moe_call
+
+    rp = Featurizer(device_spec(H100)).roofline
+    rows = []
+    for tokens in (1, 4, 16, 64, 256, 1024):
+        for experts in (64, 128):
+            kw = dict(dtype="bf16", num_tokens=tokens, hidden_size=2688, inter_size=1856,
+                      num_experts=experts, top_k=6)
+            t = rp.predict(moe_call(gated=False, **kw)) * 1.2
+            rows.append(dict(op="moe_experts", device=H100, latency_s=t, ep_size=1, tp_size=1,
+                             routing="balanced", gated=False, top_k=6,
+                             **{k: v for k, v in kw.items() if k != "top_k"}))
+    m = train(read_frame(pd.DataFrame(rows)), "forest")
+    model = m.models[(H100, "moe_experts")]
+    kw = dict(dtype="bf16", num_tokens=32, hidden_size=2688, inter_size=1856, num_experts=128,
+              top_k=6)
+    assert model.covers(moe_call(gated=False, **kw))
+    assert not model.covers(moe_call(**kw))
