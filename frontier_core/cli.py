@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,6 +209,24 @@ def _positive_ints(text: str, flag: str, example: str) -> tuple[int, ...]:
     return vals
 
 
+def _progress_lines(label: str, unit: str):
+    """Progress for a stderr that is not a terminal (a log file): one plain line at each
+    tenth of the work, ``label: done/total unit (pct%, elapsed)``."""
+    start = time.monotonic()
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        if total <= 0:
+            return
+        tenth = 10 * done // total
+        if tenth > shown[0]:
+            shown[0] = tenth
+            err.print(f"{label}: {done}/{total} {unit} ({100 * done // total}%, "
+                      f"{time.monotonic() - start:.0f} s)", highlight=False, soft_wrap=True)
+
+    return progress
+
+
 def _progress_bar(label: str, unit: str):
     """A transient progress bar on stderr: ``label``, bar, done/total, ``unit``, ETA."""
     from rich.progress import (
@@ -405,8 +424,10 @@ def validate_serving(
         raise ConfigError(f"--predictor {predictor!r} names no predictor; e.g. --predictor roofline.")
     kwargs = dict(sample=sample, jobs=jobs, predictor=chain, ray=ray, registry=_registry(),
                   warmup=warmup, annotations=annotations, client=client)
-    if quiet or as_json or not err.is_terminal:
+    if quiet or as_json:
         res = run_validation(csv_file, **kwargs)
+    elif not err.is_terminal:
+        res = run_validation(csv_file, **kwargs, progress=_progress_lines("validating", "rows"))
     else:
         with _progress_bar("validating", "rows") as bar:
             task = bar.add_task("rows", total=None)
@@ -480,8 +501,10 @@ def calibrate(
     chain = [p.strip() for p in (predictor or "roofline").split(",") if p.strip()]
     kwargs = dict(engine=engine, holdout=holdout, sample=sample, jobs=jobs, predictor=chain,
                   registry=_registry(), annotations=annotations, client=client)
-    if as_json or not err.is_terminal:
+    if as_json:
         cal = run_calibration(csv_file, **kwargs)
+    elif not err.is_terminal:
+        cal = run_calibration(csv_file, **kwargs, progress=_progress_lines("calibrating", "runs"))
     else:
         with _progress_bar("calibrating", "runs") as bar:
             task = bar.add_task("runs", total=None)

@@ -201,6 +201,12 @@ def test_cli_writes_rows_summary_and_reports_bad_files(tmp_path: Path) -> None:
     assert summary["coverage"]["simulated"] == 2
     assert (tmp_path / "v" / "rows.csv").read_text().count("\n") == 15
     assert json.loads((tmp_path / "v" / "summary.json").read_text()) == summary
+    # A stderr that is not a terminal (a log file) gets plain progress lines instead of
+    # the bar: from 0 to every row.
+    r = subprocess.run([*cli, str(SAMPLE), "--sample", "2", "-o", str(tmp_path / "v2")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "validating: 0/2 rows (0%" in r.stderr and "validating: 2/2 rows (100%" in r.stderr
     r = subprocess.run([*cli, str(tmp_path / "nope.csv")], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "does not exist" in r.stderr
