@@ -139,3 +139,22 @@ def test_tp_wider_than_a_node_all_reduces_hierarchically(registry):
     assert ops(8) == [("all_reduce", 8, "intra", b)] * 2
     assert ops(16) == [("reduce_scatter", 8, "intra", b), ("all_reduce", 2, "inter", b / 8),
                        ("all_gather", 8, "intra", b)] * 2
+
+
+def test_a_step_without_a_token_to_emit_runs_no_lm_head(registry):
+    """An iteration of partial prefill chunks only (no sequence ends its step) computes
+    no logits: no final norm, LM head or sampling, and so no GEMM with zero rows."""
+    ex = executor(registry, "llama-3.1-8b", "h100-sxm").executors["main"]
+    seen = []
+    answer = ex._answer
+
+    def record(call):
+        seen.append((call.name, call.m))
+        return answer(call)
+
+    ex._answer = record
+    ex._extras(512, 0)
+    assert [name for name, _ in seen if name != "host"] == ["embedding"]
+    seen.clear()
+    ex._extras(512, 3)
+    assert ("lm_head", 3) in seen and ("sampling", 3) in seen
