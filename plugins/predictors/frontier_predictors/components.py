@@ -23,6 +23,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,30 @@ if TYPE_CHECKING:
     from frontier_core import BuildContext
 
 _MISS = object()
+_ATTENTION = ("attention_prefill", "attention_decode")
+#: Bytes per KV-cache element -> the format a measured attention row is filed under.
+_KV_FORMAT = {1: "fp8", 2: "bf16"}
+
+
+def attention_table_view(call: OpCall) -> OpCall | None:
+    """``call`` as the measured attention tables file it (None: no table can hold it).
+
+    A measured row's dtype is its KV cache's format (AIConfigurator's
+    ``kv_cache_dtype``, ``frontier profile``'s cache dtype) with the math in bf16; the
+    execution model's calls say bf16 and give the cache's bytes per element in
+    ``extra["kv_bytes"]``. Absorbed MLA (one cached latent read as keys and values) is
+    told apart by its head dimension, which the learned models keep as a kernel family
+    of its own (``models._family``).
+    """
+    ex = call.extra
+    if not ex:
+        return call
+    kv = ex.get("kv_bytes")
+    fmt = call.dtype if kv is None else _KV_FORMAT.get(kv)
+    if fmt is None:
+        return None
+    return OpCall(call.op, call.name, fmt, call.m, call.n, call.k, call.num_heads,
+                  call.num_kv_heads, call.head_dim, call.q_lens, call.kv_lens)
 
 
 def cache_dir() -> Path:
@@ -108,6 +133,10 @@ class ModelPredictor:
         m = self.models.get(call.op)
         if m is None:
             return None
+        if call.extra is not None and call.op in _ATTENTION:
+            call = attention_table_view(call)
+            if call is None:
+                return None
         if isinstance(m, TableModel):
             return m.predict_one(call)
         # NOTE: perf — the ensemble runs once per coarse key (Featurizer.memo_key);
@@ -158,6 +187,45 @@ class ModelPredictor:
         return memo[key]
 
 
+#: Written last into a cache folder: the folder is whole.
+_COMPLETE = ".complete"
+
+
+def _published(folder: Path) -> bool:
+    return (folder / _COMPLETE).is_file()
+
+
+def _publish(folder: Path, build: Callable[[Path], object]) -> None:
+    """Create the cache folder ``folder`` whole: ``build`` fills a private temporary
+    folder next to it, which is then renamed into place. Parallel runs (``validate
+    serving -j``, ``sweep -j``) that miss the same entry each build it; the first to
+    finish publishes, the others' copies are dropped, and no run reads a half-written
+    folder. A folder left without the completion mark (an interrupted older run) is
+    replaced."""
+    import shutil
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    try:
+        build(tmp)
+        (tmp / _COMPLETE).touch()
+        if folder.exists() and not _published(folder):
+            trash = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".stale-"))
+            try:
+                folder.rename(trash / folder.name)
+            except OSError:
+                pass  # another run moved it first
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not _published(folder):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when renamed
+
+
 def _train_cached(paths: list[Path], backend: str, estimator: str, margin: float,
                   seed: int) -> TrainedModels:
     """Models trained on ``paths``, from the cache when the same data and code trained them."""
@@ -167,14 +235,14 @@ def _train_cached(paths: list[Path], backend: str, estimator: str, margin: float
         [fingerprint(paths), backend, estimator, margin, seed, __version__], sort_keys=True
     ).encode()).hexdigest()[:20]
     folder = cache_dir() / "models" / f"{backend}-{h}"
-    if (folder / "model.json").is_file():
+    if _published(folder):
         try:
             return TrainedModels.load(folder)
         except Exception:  # a cache written by other library versions: retrain
             pass
     trained = train(load_tables(paths), backend, seed=seed, estimator=estimator, margin=margin)
     try:
-        trained.save(folder)
+        _publish(folder, trained.save)
     except OSError as e:
         warnings.warn(f"could not cache the trained predictor in {folder}: {e}", FrontierWarning,
                       stacklevel=2)
@@ -265,9 +333,9 @@ def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path
 
         def imported(backend: str) -> Path | None:
             out = cache_dir() / "profiles" / f"aic-{system}-{backend}-{tag}"
-            if not any(out.glob("*.parquet")):
+            if not _published(out):
                 try:
-                    importers.import_aic(system, backend, out_dir=out)
+                    _publish(out, lambda d: importers.import_aic(system, backend, out_dir=d))
                 except ProfileError:
                     return None  # nothing measured under this engine on this GPU
             return out
@@ -277,8 +345,8 @@ def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path
         base = imported("vllm")
         if own is not None and base is not None:
             merged = cache_dir() / "profiles" / f"aic-{system}-{wanted}+vllm-{tag}"
-            if not any(merged.glob("*.parquet")):
-                _fill_in(own, base, merged)
+            if not _published(merged):
+                _publish(merged, lambda d: _fill_in(own, base, d))
             return (sorted(merged.glob("*.parquet")),
                     f"AIConfigurator {system}/{wanted} (vLLM's where {wanted} has none)")
         if own is not None or base is not None:
@@ -293,17 +361,12 @@ def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path
 
 
 def _fill_in(own: Path, base: Path, out: Path) -> None:
-    """``out``: per operator, ``own``'s rows, plus ``base``'s rows of the formats (dtypes)
-    ``own`` has none of. Written whole or not at all."""
-    import shutil
-    import tempfile
-
+    """Write into ``out``, per operator, ``own``'s rows plus ``base``'s rows of the
+    formats (dtypes) ``own`` has none of."""
     import pandas as pd
 
     from frontier_predictors.profiles import read_table, write_table
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     for stem in sorted({p.stem for p in (*own.glob("*.parquet"), *base.glob("*.parquet"))}):
         parts = []
         mine = own / f"{stem}.parquet"
@@ -315,9 +378,7 @@ def _fill_in(own: Path, base: Path, out: Path) -> None:
         if theirs.is_file():
             other = read_table(theirs)
             parts.append(other[~other["dtype"].isin(have)])
-        write_table(pd.concat(parts, ignore_index=True), tmp / f"{stem}.parquet")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+        write_table(pd.concat(parts, ignore_index=True), out / f"{stem}.parquet")
 
 
 def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:

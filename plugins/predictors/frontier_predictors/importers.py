@@ -51,8 +51,9 @@ _VERSION = re.compile(
 
 # Bumped when imported tables change (columns, units, mappings): cached imports of
 # `predictor: auto` are keyed by it. 2: moe_experts rows say whether experts are gated.
-# 3: block-scaled fp8 rows are imported as dtype fp8_block.
-IMPORT_VERSION = 3
+# 3: block-scaled fp8 rows are imported as dtype fp8_block. 4: per-tensor fp8 GEMMs with
+# static activation scales (the compute-scale step taken off). 5: MLA attention tables.
+IMPORT_VERSION = 5
 
 
 @dataclass
@@ -385,6 +386,20 @@ class _AicSource:
                         return src, str(entry["from_version"])
         return None
 
+    def gpu_spec(self) -> dict[str, float] | None:
+        """``mem_bw`` (B/s) and ``fp8_tc_flops`` of the system's GPU, from AIConfigurator's
+        ``systems/<system>.yaml`` (its datasheet figures); None when not found."""
+        import yaml
+
+        path = self.root.parent / f"{self.system}.yaml"
+        if not path.is_file():
+            return None
+        gpu = (yaml.safe_load(path.read_text()) or {}).get("gpu") or {}
+        try:
+            return {"mem_bw": float(gpu["mem_bw"]), "fp8_tc_flops": float(gpu["fp8_tc_flops"])}
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def read(self, path: Path, cols: tuple[str, ...]) -> pd.DataFrame:
         import pandas as pd
 
@@ -422,9 +437,55 @@ def _aic_gemm(src: _AicSource, path: Path, version: str, notes: list[str]) -> pd
     df = src.read(path, ("kernel_source", "gemm_dtype", "m", "n", "k", "latency"))
     what = path.name
     df = _by_dtype(df, "gemm_dtype", what, notes)  # fp8: per-tensor scales; fp8_block: blocks
+    df = _static_fp8(src, df, version, notes)
     out = src.frame(df, "gemm", df["_dtype"], path, src.backend, version,
                     m=df["m"], n=df["n"], k=df["k"])
     return _prefer_dominant(out, ["dtype", "m", "n", "k"], what, notes)
+
+
+def _static_fp8(src: _AicSource, df: pd.DataFrame, version: str,
+                notes: list[str]) -> pd.DataFrame:
+    """Per-tensor fp8 GEMM rows as a checkpoint with static activation scales runs them.
+
+    AIConfigurator's collectors time per-tensor fp8 with dynamic activation scales: the
+    weights carry no ``input_scale``, so TensorRT-LLM's FP8 linear computes one per call
+    (collector/trtllm/collect_gemm.py), and the vLLM collector sets
+    ``activation_scheme="dynamic"`` (collector/vllm/collect_gemm.py). Checkpoints in
+    per-tensor fp8 (ModelOpt's, llm-compressor's static schemes) ship calibrated input
+    scales, so engines skip that step. As AIConfigurator does for its ``fp8_static`` mode
+    (aic-core operators/gemm.rs), the measured cost of computing the scale at the same
+    (m, k) (``quantize/<backend>/<version>/computescale_perf``) is taken off, and the
+    result kept no faster than the datasheet roofline of the GEMM. Without that table
+    the fp8 rows are dropped, and the chain's next predictor prices fp8 GEMMs.
+    """
+    import pandas as pd
+
+    fp8 = df["_dtype"] == "fp8"
+    if not fp8.any():
+        return df
+    hit = src.find("quantize", "computescale_perf", version=version)
+    spec = src.gpu_spec()
+    if hit is None or spec is None:
+        notes.append(f"gemm_perf: {int(fp8.sum())} per-tensor fp8 rows dropped (no "
+                     "compute-scale table or GPU spec to derive static activation scales)")
+        return df[~fp8]
+    cs = src.read(hit[0], ("m", "k", "latency"))
+    if "quant_dtype" in cs:
+        cs = cs[cs["quant_dtype"].astype(str) == "fp8"]
+    cs = cs.groupby(["m", "k"], as_index=False)["latency"].median().rename(
+        columns={"latency": "_scale"})
+    rows = df[fp8].reset_index().merge(cs, on=["m", "k"], how="left").set_index("index")
+    miss = rows["_scale"].isna()
+    if miss.any():
+        notes.append(f"gemm_perf: {int(miss.sum())} per-tensor fp8 rows dropped (no "
+                     "compute-scale measurement at their m, k)")
+    rows = rows[~miss]
+    m, n, k = (rows[c].astype(float) for c in ("m", "n", "k"))
+    # ms: fp8 inputs and weights, bf16 output; fp8 tensor-core rate
+    sol = 1e3 * pd.concat([2 * m * n * k / spec["fp8_tc_flops"],
+                           (m * k + n * k + 2 * m * n) / spec["mem_bw"]], axis=1).max(axis=1)
+    rows["latency"] = (rows["latency"] - rows["_scale"]).where(lambda t: t > sol, sol)
+    return pd.concat([df[~fp8], rows.drop(columns="_scale")]).sort_index()
 
 
 def _aic_attention(src: _AicSource, path: Path, version: str, notes: list[str],
@@ -454,6 +515,49 @@ def _aic_attention(src: _AicSource, path: Path, version: str, notes: list[str],
                     src.backend, version, num_heads=df["num_heads"],
                     num_kv_heads=df["num_key_value_heads"], head_dim=df["head_dim"],
                     q_lens=_repeat(q, b), kv_lens=_repeat(kv, b), batch_size=df["batch_size"])
+    return _prefer_dominant(
+        out, ["dtype", "num_heads", "num_kv_heads", "head_dim", "q_lens", "kv_lens"], what, notes)
+
+
+#: DeepSeek-V3's attention geometry, the only one AIConfigurator's MLA tables hold (its
+#: TensorRT-LLM collector refuses others, collector/trtllm/collect_mla.py):
+#: qk_nope 128 + qk_rope 64 per query head; kv_lora_rank 512 + rope 64 cached per token.
+MLA_PREFILL_HEAD_DIM = 128 + 64
+MLA_DECODE_HEAD_DIM = 512 + 64
+
+
+def _aic_mla(src: _AicSource, path: Path, version: str, notes: list[str],
+             decode: bool) -> pd.DataFrame:
+    """MLA attention rows, filed as Frontier's execution model prices MLA.
+
+    ``num_heads`` is per GPU (the collectors log ``num_heads // tp_size``). Prefill
+    (``context_mla_perf``) decompresses per-head keys and values: ``num_heads`` query and
+    KV heads of head dim 192. Decode (``generation_mla_perf``) runs absorbed: every query
+    head attends over the one cached latent of 576 per token (FlashMLA, TRT-LLM's MLA
+    generation kernel), so one KV head of head dim 576 over ``step`` cached tokens. The
+    head dims differ from every GQA table's, so these rows train their own kernel family.
+    """
+    cols = ("batch_size", "isl", "num_heads", "mla_dtype", "kv_cache_dtype", "step", "latency")
+    df = src.read(path, cols)
+    what = path.name
+    df = _keep(df, df["mla_dtype"].isin(("bfloat16", "float16")),
+               f"{what}: MLA math in another format (mla_dtype)", notes)
+    if decode:
+        df = _keep(df, (df["isl"] == 1) & (df["step"] >= 1), f"{what}: isl other than 1", notes)
+    else:
+        df = _keep(df, df["step"] == 0, f"{what}: rows with a cached prefix (step > 0)", notes)
+    df = _by_dtype(df, "kv_cache_dtype", what, notes)  # dtype = the KV cache's
+    b = df["batch_size"].tolist()
+    if decode:
+        q, kv = [1] * len(df), df["step"].tolist()
+        kv_heads, hd = 1, MLA_DECODE_HEAD_DIM
+    else:
+        q = kv = df["isl"].tolist()
+        kv_heads, hd = df["num_heads"], MLA_PREFILL_HEAD_DIM
+    out = src.frame(df, "attention_decode" if decode else "attention_prefill", df["_dtype"], path,
+                    src.backend, version, num_heads=df["num_heads"], num_kv_heads=kv_heads,
+                    head_dim=hd, q_lens=_repeat(q, b), kv_lens=_repeat(kv, b),
+                    batch_size=df["batch_size"])
     return _prefer_dominant(
         out, ["dtype", "num_heads", "num_kv_heads", "head_dim", "q_lens", "kv_lens"], what, notes)
 
@@ -572,7 +676,9 @@ def convert_aic(system: str, backend: str = "vllm", version: str | None = None,
     src = _AicSource(root, system, backend, version)
     imp = Imported()
     plan = (("gemm", "gemm_perf", "gemm"), ("attention", "context_attention_perf", "prefill"),
-            ("attention", "generation_attention_perf", "decode"), ("moe", "moe_perf", "moe"))
+            ("attention", "generation_attention_perf", "decode"),
+            ("mla", "context_mla_perf", "mla_prefill"),
+            ("mla", "generation_mla_perf", "mla_decode"), ("moe", "moe_perf", "moe"))
     for family, table, kind in plan:
         hit = src.find(family, table, version=version)
         if hit is None:
@@ -583,6 +689,9 @@ def convert_aic(system: str, backend: str = "vllm", version: str | None = None,
             imp.add("gemm", _aic_gemm(src, path, v, imp.skipped))
         elif kind == "moe":
             imp.add("moe_experts", _aic_moe(src, path, v, imp.skipped))
+        elif kind.startswith("mla_"):
+            imp.add(f"attention_{kind[4:]}",
+                    _aic_mla(src, path, v, imp.skipped, decode=kind == "mla_decode"))
         else:
             imp.add(f"attention_{kind}",
                     _aic_attention(src, path, v, imp.skipped, decode=kind == "decode"))

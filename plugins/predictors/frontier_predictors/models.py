@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 BACKENDS = ("table", "forest", "proxy")
 # 2: GEMM, attention and MoE feature vectors grew (features.py) and FlatTrees keeps leaf
 # flags. 3: MoE features count the expert's weight matrices (gated or not). Folders of
-# older formats need retraining.
-FORMAT_VERSION = 3
+# older formats need retraining. 4: attention ranges kept per head dimension (_family).
+FORMAT_VERSION = 4
 # Estimators of the learned backends; chosen by measurement (docs/accuracy.md). ``auto``
 # picks one per op (``estimator_for``).
 ESTIMATORS = ("auto", "hgb", "rf", "extra")
@@ -360,9 +360,16 @@ class FlatTrees:
 
 
 def _family(call: OpCall) -> tuple:
-    """The kernel family a call belongs to: its format and, for experts, gated or not."""
-    gated = (call.extra or {}).get("gated", True) if call.op == "moe_experts" else None
-    return (DTYPE_CLASS.get(call.dtype, 16), gated)
+    """The kernel family a call belongs to: its format and, for experts, gated or not;
+    for attention, its head dimension (FlashAttention and the engines' attention kernels
+    are compiled per head dimension, and absorbed MLA's 576 is a kernel of its own)."""
+    if call.op == "moe_experts":
+        sub = (call.extra or {}).get("gated", True)
+    elif call.op.startswith("attention_"):
+        sub = call.head_dim
+    else:
+        sub = None
+    return (DTYPE_CLASS.get(call.dtype, 16), sub)
 
 
 class LearnedModel:

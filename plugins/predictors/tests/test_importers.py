@@ -200,6 +200,12 @@ def aic(tmp_path: Path) -> Path:
          "n": 4096, "k": 4096, "latency": 0.01},
     ]
     _write(root, "h100_sxm/gemm/vllm/0.24.0/gemm_perf.parquet", _aic("VLLM", "0.24.0", "gemm", gemm))
+    scale = [{"kernel_source": "dynamic_minus_static", "m": 8, "k": 4096, "quant_dtype": "fp8",
+              "latency": 0.004}]
+    _write(root, "h100_sxm/quantize/vllm/0.24.0/computescale_perf.parquet",
+           _aic("VLLM", "0.24.0", "compute_scale", scale))
+    (root.parent / "h100_sxm.yaml").write_text(
+        "gpu:\n  mem_bw: 3350000000000\n  fp8_tc_flops: 1979000000000000\n")
     old = [dict(gemm[0], m=1)]  # an older version: must lose to 0.24.0 (0.9 < 0.24 numerically)
     _write(root, "h100_sxm/gemm/vllm/0.9.0/gemm_perf.parquet", _aic("VLLM", "0.9.0", "gemm", old))
     ctx = [_attn_row("vllm_flash_attn_fa3", 2, 512, 0, ms=0.5),
@@ -213,6 +219,13 @@ def aic(tmp_path: Path) -> Path:
            _aic("VLLM", "0.24.0", "context_attention", ctx))
     _write(root, "h100_sxm/attention/vllm/0.24.0/generation_attention_perf.parquet",
            _aic("VLLM", "0.24.0", "generation_attention", gen))
+    mla = [{"kernel_source": "default", "mla_dtype": "bfloat16", "kv_cache_dtype": kv,
+            "num_heads": 16, "batch_size": 4, "isl": 1, "tp_size": 8, "step": 2047,
+            "latency": 0.03} for kv in ("bfloat16", "fp8")]
+    _write(root, "h100_sxm/mla/vllm/0.24.0/generation_mla_perf.parquet",
+           _aic("VLLM", "0.24.0", "mla_generation", mla))
+    _write(root, "h100_sxm/mla/vllm/0.24.0/context_mla_perf.parquet",
+           _aic("VLLM", "0.24.0", "mla_context", [dict(mla[0], isl=1024, step=0)]))
     moe = [_moe_row("bfloat16", "balanced"), _moe_row("bfloat16", "power_law_1.01"),
            _moe_row("fp8", "power_law_1.2"), _moe_row("fp8_block", "balanced"),
            _moe_row("int4_wo", "balanced")]
@@ -238,7 +251,8 @@ def test_aic_units_dtypes_and_devices(aic: Path) -> None:
     g = imp.tables["gemm"]
     # per-tensor and block-scaled fp8 stay apart; newest version: 0.24.0
     assert g["dtype"].tolist() == ["bf16", "fp8", "fp8_block"] and g["m"].tolist() == [8] * 3
-    assert g["latency_s"].tolist() == pytest.approx([2e-5, 1.5e-5, 1e-5])  # ms -> s
+    # ms -> s; per-tensor fp8 without the dynamic scale's 4 µs (static activation scales)
+    assert g["latency_s"].tolist() == pytest.approx([2e-5, 1.1e-5, 1e-5])
     assert set(g["device"]) == {"h100-sxm"} and set(g["framework_version"]) == {"0.24.0"}
     assert set(g["source_table"]) == {"h100_sxm/gemm/vllm/0.24.0/gemm_perf.parquet"}
     assert g["kernel_source"].tolist()[2] == "DeepGemmFp8BlockScaledMMKernel"
@@ -255,9 +269,33 @@ def test_aic_units_dtypes_and_devices(aic: Path) -> None:
     assert any("int8" in n for n in imp.skipped) and any("all_gather" in n for n in imp.skipped)
 
 
+def test_aic_per_tensor_fp8_is_priced_with_static_scales(aic: Path) -> None:
+    """The collectors time per-tensor fp8 with a scale computed per call; a checkpoint's
+    calibrated scales skip it. Never faster than the GEMM's roofline; without the
+    compute-scale table the rows are left to the next predictor."""
+    gemm_path = aic / "h100_sxm/gemm/vllm/0.24.0/gemm_perf.parquet"
+    df = pd.read_parquet(gemm_path)
+    big = dict(df.iloc[1], m=8, n=16384, k=4096, latency=0.025)  # 67 MB: >= 20 µs at 3.35 TB/s
+    pd.concat([df, pd.DataFrame([big])]).to_parquet(gemm_path, index=False)
+    scale_path = aic / "h100_sxm/quantize/vllm/0.24.0/computescale_perf.parquet"
+    sc = pd.read_parquet(scale_path)
+    sc.loc[0, "latency"] = 0.0125  # would leave 2.5 µs for the small GEMM, 12.5 for the big
+    sc.to_parquet(scale_path, index=False)
+    g = convert_aic("h100_sxm", "vllm", data_root=aic).tables["gemm"]
+    fp8 = g[g["dtype"] == "fp8"].set_index("n")["latency_s"]
+    small_sol = (8 * 4096 + 4096 * 4096 + 2 * 8 * 4096) / 3.35e12
+    big_sol = (8 * 4096 + 16384 * 4096 + 2 * 8 * 16384) / 3.35e12
+    assert fp8[4096] == pytest.approx(small_sol) and fp8[16384] == pytest.approx(big_sol)
+    scale_path.unlink()
+    imp = convert_aic("h100_sxm", "vllm", data_root=aic)
+    assert "fp8" not in set(imp.tables["gemm"]["dtype"])
+    assert any("per-tensor fp8 rows dropped" in n for n in imp.skipped)
+
+
 def test_aic_attention_lengths(aic: Path) -> None:
     imp = convert_aic("h100_sxm", data_root=aic)
-    pre = imp.tables["attention_prefill"].set_index(["dtype", "batch_size"])
+    pre = imp.tables["attention_prefill"]
+    pre = pre[pre["head_dim"] == 128].set_index(["dtype", "batch_size"])  # not MLA's
     assert pre.loc[("bf16", 2), "q_lens"] == "512 512" == pre.loc[("bf16", 2), "kv_lens"]
     assert pre.loc[("bf16", 2), "kernel_source"] == "vllm_flash_attn_fa3"
     assert pre.loc[("bf16", 2), "latency_s"] == pytest.approx(5e-4)
@@ -265,9 +303,25 @@ def test_aic_attention_lengths(aic: Path) -> None:
     assert pre.loc[("bf16", 1), "kernel_source"] == "vllm_flash_attn_fa4"  # gap filled
     assert len(pre) == 3
     dec = imp.tables["attention_decode"]
+    dec = dec[dec["head_dim"] == 128]
     assert dec["q_lens"].tolist() == ["1 1 1"] and dec["kv_lens"].tolist() == ["1023 1023 1023"]
     assert tuple(dec.iloc[0][["num_heads", "num_kv_heads", "head_dim"]]) == (32, 8, 128)
     assert any("sliding-window" in n for n in imp.skipped)
+
+
+def test_aic_mla_rows_are_filed_as_the_execution_model_prices_mla(aic: Path) -> None:
+    """Decode runs absorbed: one KV head of the 576-wide latent per token; prefill
+    decompresses per-head keys and values of head dim 192. Heads are per GPU."""
+    imp = convert_aic("h100_sxm", data_root=aic)
+    dec = imp.tables["attention_decode"]
+    mla = dec[dec["head_dim"] == 576]
+    assert sorted(mla["dtype"]) == ["bf16", "fp8"]
+    assert set(mla["num_heads"]) == {16} and set(mla["num_kv_heads"]) == {1}
+    assert set(mla["kv_lens"]) == {"2047 2047 2047 2047"} and set(mla["q_lens"]) == {"1 1 1 1"}
+    pre = imp.tables["attention_prefill"]
+    mla = pre[pre["head_dim"] == 192]
+    assert len(mla) == 1 and mla.iloc[0]["num_kv_heads"] == 16
+    assert mla.iloc[0]["q_lens"] == mla.iloc[0]["kv_lens"] == " ".join(["1024"] * 4)
 
 
 def test_aic_moe_routing_and_sizes(aic: Path) -> None:
