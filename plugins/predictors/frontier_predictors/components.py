@@ -11,9 +11,8 @@ Where models come from:
   run and cached in the user cache directory, keyed by the data's bytes, the
   backend options and the code version;
 - ``auto``: measured data found for the run's GPU kind (AIConfigurator's
-  database when ``frontier-predictors[aic]`` is installed, else the sample
-  tables shipped in this package), trained and cached the same way; the
-  roofline with a warning naming what is missing otherwise.
+  database when ``frontier-predictors[aic]`` is installed), trained and cached
+  the same way; the roofline with a warning naming what is missing otherwise.
 """
 
 from __future__ import annotations
@@ -298,7 +297,6 @@ build_proxy = _make("proxy")
 AIC_SYSTEMS = {
     "h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "a100-80g-sxm": "a100_sxm",
 }
-SAMPLE_DIR = Path(__file__).parent / "data"
 
 
 def _aic_version() -> str | None:
@@ -321,8 +319,8 @@ def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path
     """Profile tables available for ``device`` without user input, and where they came
     from: AIConfigurator's measurements under the cluster's ``engine`` (its kernels),
     with vLLM's for the operators and formats that engine was not measured with (all of
-    them when the cluster names no engine); else the sample tables shipped with this
-    package."""
+    them when the cluster names no engine); else nothing (no tables ship with this
+    package)."""
     system = AIC_SYSTEMS.get(device)
     aic = _aic_version() if system is not None else None
     if aic is not None:
@@ -352,11 +350,6 @@ def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path
         if own is not None or base is not None:
             pick, name = (own, wanted) if own is not None else (base, "vllm")
             return sorted(pick.glob("*.parquet")), f"AIConfigurator {system}/{name}"
-    sample = SAMPLE_DIR / device
-    if sample.is_dir():
-        files = sorted(f for f in sample.iterdir() if f.suffix in (".csv", ".parquet"))
-        if files:
-            return files, f"the sample tables shipped for {device} ({sample})"
     return [], ""
 
 
