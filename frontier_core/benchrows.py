@@ -16,12 +16,13 @@ import csv
 import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from frontier_core.catalog import gpu_names
 from frontier_core.engines import ENGINE_NAMES
 from frontier_core.errors import ConfigError
 
@@ -32,10 +33,6 @@ REQUIRED = ("backend", "model_path", "system", "mode", "isl", "osl",
 #: The layout columns of one worker, without the ``prefill_``/``decode_`` prefix.
 LAYOUT = ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size")
 
-#: AIConfigurator's system names → catalog GPUs. A system that is itself a catalog
-#: name (``h100-sxm``) is taken as it is.
-SYSTEMS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
-           "a100_sxm": "a100-80g-sxm", "h800_sxm": "h800", "a800_sxm": "a800"}
 
 #: Quantisation columns → the weight dtype. Block-scaled fp8 (``fp8_block``) computes on
 #: the fp8 tensor cores as per-tensor fp8 does (the roofline prices them alike), but
@@ -400,7 +397,8 @@ def _worker(row: Row, prefix: str, model: Any, where: str) -> tuple[dict[str, An
     return out, None
 
 
-def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[str],
+def row_config(row: Row, models: dict[str, Any], gpus: Mapping[str, str] | set[str],
+               workflows: set[str],
                blocks: set[str], predictor: Sequence[str] = ("roofline",),
                warmup: bool = True, client: str = "default",
                engines: Iterable[str] = ENGINE_NAMES) -> Mapped:
@@ -414,8 +412,11 @@ def row_config(row: Row, models: dict[str, Any], gpus: set[str], workflows: set[
         return m
     m.model = model.name
     system = row.get("system")
-    gpu = SYSTEMS.get(system, system)
-    if gpu not in gpus:
+    # ``gpus``: every GPU name and alias (AIConfigurator's system names, as benchmark files
+    # use them) -> the catalog name (``catalog.gpu_names``); a plain set takes names only
+    gpu = gpus.get(system.lower()) if isinstance(gpus, Mapping) else (
+        system if system in gpus else None)
+    if gpu is None:
         m.reason = f"GPU not in the catalog: {system or '(empty)'}"
         return m
     m.gpu = gpu
@@ -581,7 +582,7 @@ def map_rows(rows: Iterable[Row], registry: Any, predictor: Sequence[str] = ("ro
     concurrency and results) is kept once — the expressible copy on the fewest GPUs —
     and the others point to it."""
     models = model_index(registry)
-    gpus = set(registry.names("hardware"))
+    gpus = gpu_names(registry.get("hardware", n) for n in registry.names("hardware"))
     workflows = set(registry.names("workflow"))
     blocks = set(registry.names("ffn_block"))
     if client not in CLIENTS:

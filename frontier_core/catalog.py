@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -197,9 +198,23 @@ class HardwareSpec(BaseModel):
     scaleout_bw: float = Field(gt=0, description="IB/RoCE bandwidth per GPU per direction")
     scaleout_latency: float = Field(8e-6, ge=0)
     pcie_bw: float = Field(32e9, gt=0, description="host link per direction")
-    gpus_per_node: int = Field(8, gt=0)
+    gpus_per_node: int = Field(8, gt=0, description="GPUs per server (host)")
+    nvlink_domain: int | None = Field(
+        None, gt=0, description="GPUs that reach each other over NVLink: the server's "
+        "(None, HGX/DGX) or a rack's (72 in an NVL72 rack of 4-GPU trays)")
     num_sms: int = Field(108, gt=0)
     cost_per_hour: float = Field(0.0, ge=0, description="USD per GPU-hour, for planning")
+    aliases: tuple[str, ...] = Field(
+        (), description="other names of this GPU kind: AIConfigurator's system name, the "
+        "`system` of benchmark files")
+    efficiency: tuple[float, float] | None = Field(
+        None, description="(compute, HBM) fraction of the datasheet peaks that kernels "
+        "reach, for the roofline; None: its table by GPU family")
+
+    @property
+    def nvlink_gpus(self) -> int:
+        """GPUs in one NVLink domain: TP, EP and PD groups up to this size talk over NVLink."""
+        return self.nvlink_domain or self.gpus_per_node
 
     def peak_flops(self, dtype: str) -> float:
         dtype = COMPUTE_DTYPE.get(dtype, dtype)
@@ -208,6 +223,15 @@ class HardwareSpec(BaseModel):
         if dtype in ("fp16", "bf16"):
             return self.flops.get("bf16", self.flops.get("fp16", 0.0))
         return self.flops.get("bf16", 0.0)
+
+
+def gpu_names(specs: Iterable[HardwareSpec]) -> dict[str, str]:
+    """Every name and alias of ``specs`` (lower-cased) -> the catalog name."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        for n in (spec.name, *spec.aliases):
+            out.setdefault(n.lower(), spec.name)
+    return out
 
 
 # ---- Hugging Face config.json --------------------------------------------

@@ -352,13 +352,19 @@ def hardware(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     t = Table(title="GPUs (bandwidths per GPU per direction)", header_style="bold")
-    for c in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GB", "HBM TB/s", "NVLink GB/s", "scale-out GB/s"):
+    for c in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "fp4 TFLOP/s", "HBM GB", "HBM TB/s",
+              "NVLink GB/s", "NVLink GPUs", "scale-out GB/s"):
         t.add_column(c, justify="left" if c == "name" else "right")
+
+    def tflops(r: dict, dtype: str) -> str:
+        v = r["flops"].get(dtype)
+        return f"{v / 1e12:,.0f}" if v else "-"
+
     for r in rows:
-        fp8 = r["flops"].get("fp8")
-        t.add_row(r["name"], f"{r['flops'].get('bf16', 0) / 1e12:,.0f}", f"{fp8 / 1e12:,.0f}" if fp8 else "-",
+        t.add_row(r["name"], tflops(r, "bf16"), tflops(r, "fp8"), tflops(r, "fp4"),
                   f"{r['mem_bytes'] / 1e9:,.0f}", f"{r['mem_bw'] / 1e12:.2f}",
-                  f"{r['nvlink_bw'] / 1e9:,.0f}", f"{r['scaleout_bw'] / 1e9:,.0f}")
+                  f"{r['nvlink_bw'] / 1e9:,.0f}", str(r["nvlink_domain"] or r["gpus_per_node"]),
+                  f"{r['scaleout_bw'] / 1e9:,.0f}")
     out.print(t)
 
 

@@ -93,8 +93,8 @@ class ExecutionPredictor:
         self._answer = self.answer = chain_answer(self.chain, device.name)
         self.dtype = gemm_dtype(model.weight_dtype)
         self.act_bytes = 2  # activations stay in bf16
-        self.scope = "intra" if tp * pp <= device.gpus_per_node else "inter"
-        self.tp_scope = "intra" if tp <= device.gpus_per_node else "inter"
+        self.scope = "intra" if tp * pp <= device.nvlink_gpus else "inter"
+        self.tp_scope = "intra" if tp <= device.nvlink_gpus else "inter"
         self.layers_per_stage = math.ceil(model.num_layers / pp)
         self._layer_memo: dict[int, tuple[float, list[float]]] = {}
         self._part_memo: dict[tuple[str, int], tuple[float, list[float]]] = {}
@@ -194,7 +194,7 @@ class ExecutionPredictor:
         if self.tp_scope == "intra":
             return [OpCall("all_reduce", "tp_all_reduce", "bf16", m=t, bytes=nbytes,
                            num_gpus=self.tp, scope="intra")]
-        local = min(self.device.gpus_per_node, self.tp)
+        local = min(self.device.nvlink_gpus, self.tp)
         nodes = math.ceil(self.tp / local)
         return [
             OpCall("reduce_scatter", "tp_reduce_scatter", "bf16", m=t, bytes=nbytes,

@@ -118,7 +118,7 @@ class PlanResult:
 def shapes(model, hw, gpu: str, max_gpus: int, pps: tuple[int, ...] = (1,)) -> list[Stage]:
     """One replica of each TP x PP layout of ``gpu``: TP within a node and dividing the
     attention heads, PP at most the layer count."""
-    node = hw[gpu].gpus_per_node
+    node = hw[gpu].nvlink_gpus
     return [Stage(gpu, t, 1, pp) for pp in pps for t in (1, 2, 4, 8, 16)
             if t <= node and t * pp <= max_gpus and pp <= model.num_layers
             and (model.attention != "gqa" or model.num_heads % t == 0)]

@@ -26,7 +26,6 @@ from typing import Any
 from frontier_core.benchrows import (  # noqa: F401 - the adapter's public names, re-exported
     QUANT,
     REQUIRED,
-    SYSTEMS,
     Mapped,
     Row,
     concurrency,

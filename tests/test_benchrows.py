@@ -28,10 +28,16 @@ def _row(**kw: str) -> Row:
     return Row(0, {**BASE, **kw})
 
 
+def _gpus(registry) -> dict[str, str]:
+    from frontier_core.catalog import gpu_names
+
+    return gpu_names(registry.get("hardware", n) for n in registry.names("hardware"))
+
+
 def _map(registry, **kw: str):
     from frontier_core.benchrows import model_index
 
-    return row_config(_row(**kw), model_index(registry), set(registry.names("hardware")),
+    return row_config(_row(**kw), model_index(registry), _gpus(registry),
                       set(registry.names("workflow")), set(registry.names("ffn_block")))
 
 

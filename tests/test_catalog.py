@@ -100,3 +100,25 @@ def test_hardware_catalog_has_required_kinds():
     assert by["h800"].nvlink_bw < by["h100-sxm"].nvlink_bw  # export variant
     for h in HARDWARE:
         assert h.peak_flops("bf16") > 1e14
+
+
+def test_blackwell_ultra_and_nvl72_entries_carry_their_datasheet_figures():
+    by = {h.name: h for h in HARDWARE}
+    b300, gb200, gb300 = by["b300"], by["gb200"], by["gb300"]
+    assert b300.peak_flops("fp4") == pytest.approx(14e15)
+    assert b300.peak_flops("bf16") == pytest.approx(2.25e15)
+    assert gb300.peak_flops("fp4") == pytest.approx(15e15)
+    assert gb200.peak_flops("fp8") == pytest.approx(5e15)
+    assert b300.mem_bytes == pytest.approx(288.4e9) and gb300.mem_bw == pytest.approx(8e12)
+    assert (b300.nvlink_gpus, gb200.nvlink_gpus, gb300.nvlink_gpus) == (8, 72, 72)
+    assert by["h100-sxm"].nvlink_gpus == by["h100-sxm"].gpus_per_node == 8
+
+
+def test_gpu_names_find_a_gpu_by_any_of_its_names():
+    from frontier_core.catalog import HardwareSpec, gpu_names
+
+    mine = HardwareSpec(name="mi999x", flops={"bf16": 1e15}, mem_bytes=1e11, mem_bw=5e12,
+                        nvlink_bw=4e11, scaleout_bw=5e10, aliases=("MI999X_OAM",))
+    names = gpu_names([*HARDWARE, mine])
+    assert names["b300_sxm"] == "b300" and names["h200_sxm"] == "h200"
+    assert names["gb200"] == "gb200" and names["mi999x_oam"] == "mi999x"

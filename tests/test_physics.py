@@ -158,3 +158,16 @@ def test_a_step_without_a_token_to_emit_runs_no_lm_head(registry):
     seen.clear()
     ex._extras(512, 3)
     assert ("lm_head", 3) in seen and ("sampling", 3) in seen
+
+
+def test_an_nvl72_tp16_group_reduces_over_nvlink_where_hgx_crosses_nodes(registry):
+    """GB200 NVL72 joins 72 GPUs in one NVLink domain (trays of 4): a TP 16 all-reduce
+    stays on NVLink. On an 8-GPU HGX B200 server the same group reduces hierarchically,
+    its middle step over the scale-out network."""
+    nvl = bare_executor(registry, "llama-3.1-70b", "gb200", 16).executors["main"]
+    hgx = bare_executor(registry, "llama-3.1-70b", "b200", 16).executors["main"]
+    nbytes = 64 * 8192 * 2
+    assert [c.scope for c in nvl._tp_all_reduce(nbytes, 64)] == ["intra"]
+    assert [c.scope for c in hgx._tp_all_reduce(nbytes, 64)] == ["intra", "inter", "intra"]
+    assert nvl.tp_scope == "intra" and hgx.tp_scope == "inter"
+    assert registry.get("hardware", "gb200").gpus_per_node == 4  # the tray, not the domain

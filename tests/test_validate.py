@@ -27,8 +27,14 @@ def _row(**kw: str) -> Row:
     return Row(0, {**BASE, **kw})
 
 
+def _gpus(registry) -> dict[str, str]:
+    from frontier_core.catalog import gpu_names
+
+    return gpu_names(registry.get("hardware", n) for n in registry.names("hardware"))
+
+
 def _map(registry, **kw: str):
-    return row_config(_row(**kw), _models(registry), set(registry.names("hardware")),
+    return row_config(_row(**kw), _models(registry), _gpus(registry),
                       set(registry.names("workflow")), set(registry.names("ffn_block")))
 
 
@@ -85,7 +91,7 @@ def test_block_scaled_fp8_and_bf16_precision(registry) -> None:
 
 @pytest.mark.parametrize(("fields", "reason"), [
     ({"model_path": "acme/Unknown-7B"}, "model not in the catalog: acme/Unknown-7B"),
-    ({"system": "gb200"}, "GPU not in the catalog: gb200"),
+    ({"system": "mi999x"}, "GPU not in the catalog: mi999x"),
     ({"gemm_quant_mode": "nvfp4"}, "quantisation not priced: nvfp4"),
     ({"backend": "tgi"}, "engine not modelled: tgi"),
     ({"silicon_data_source": "none"}, "no concurrency"),
@@ -169,7 +175,10 @@ def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
     cov = res.coverage
     assert (cov["rows"], cov["unique"], cov["covered"]) == (14, 13, 8)
     assert cov["not_covered"] == {
-        "quantisation not priced: nvfp4": 1, "GPU not in the catalog: gb200": 1,
+        "quantisation not priced: nvfp4": 1,
+        # the GB200 row's GPU is known; InferenceX's config then names two deployments
+        "InferenceX's config names 2 deployments for this row (add prefill_layout, "
+        "decode_layout and speculative to its annotations)": 1,
         "model not in the catalog: MiniMaxAI/MiniMax-M2.5": 1,
         "disagg row without worker counts": 1,
         "MoE tensor and expert parallelism mixed (moe_tp > 1 and moe_ep > 1)": 1,
@@ -228,3 +237,23 @@ def test_a_checkpoints_fp8_format_wins_over_the_rows_label(registry) -> None:
         m = _map(registry, **ds, gemm_quant_mode=gemm, moe_quant_mode=moe)
         assert m.config["model"]["weight_dtype"] == "fp8_block", (gemm, moe)
 
+
+
+def test_a_gpu_is_found_by_its_aliases_as_benchmark_files_name_it(registry) -> None:
+    """A row's ``system`` is AIConfigurator's name for the GPU (b300_sxm, h200_sxm); a GPU
+    a plugin adds is found the same way by the aliases it declares."""
+    from frontier_core.catalog import HardwareSpec, gpu_names
+
+    mine = HardwareSpec(name="h200-custom", flops={"bf16": 9.9e14, "fp8": 1.98e15},
+                        mem_bytes=141e9, mem_bw=4.8e12, nvlink_bw=4.5e11, scaleout_bw=5e10,
+                        aliases=("h200_custom_system",))
+    specs = [registry.get("hardware", n) for n in registry.names("hardware")]
+    gpus = gpu_names([*specs, mine])
+    from frontier_core.benchrows import model_index
+
+    def gpu_of(system: str) -> str | None:
+        return row_config(_row(system=system), model_index(registry), gpus,
+                          set(registry.names("workflow")), set(registry.names("ffn_block"))).gpu
+
+    assert gpu_of("b300_sxm") == "b300" and gpu_of("h200_sxm") == "h200"
+    assert gpu_of("h200_custom_system") == "h200-custom"

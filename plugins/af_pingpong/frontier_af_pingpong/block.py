@@ -145,7 +145,7 @@ class AFBlock:
         kind = o.link
         if kind == "auto":
             one_node = (self.dev_f.name == dev.name
-                        and self.n_a * self.tp + self.n_f <= dev.gpus_per_node)
+                        and self.n_a * self.tp + self.n_f <= dev.nvlink_gpus)
             kind = "nvlink" if one_node else "scaleout"
         if kind == "nvlink":
             link = Link(min(dev.nvlink_bw, self.dev_f.nvlink_bw),

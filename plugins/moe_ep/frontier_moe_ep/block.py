@@ -146,7 +146,7 @@ class MoEBlock:
         inter = Link(dev.scaleout_bw, dev.scaleout_latency)
         if transfer is not None:
             intra, inter = effective_link(transfer, intra), effective_link(transfer, inter)
-        self.a2a = AllToAll(ep, dev.gpus_per_node, intra, inter)
+        self.a2a = AllToAll(ep, dev.nvlink_gpus, intra, inter)
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, cc.tp if ep == 1 else 1, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
         self.stats = _Stats(ep, e, options.trace_iterations)

@@ -36,9 +36,9 @@ class AllToAll:
     """Seconds per rank for a number of bytes each rank moves, NVLink inside a node and
     the scale-out network across nodes."""
 
-    def __init__(self, ep: int, gpus_per_node: int, intra: Link, inter: Link) -> None:
+    def __init__(self, ep: int, domain: int, intra: Link, inter: Link) -> None:
         self.ep = ep
-        self.off_node = 0.0 if ep <= gpus_per_node else (ep - gpus_per_node) / (ep - 1)
+        self.off_node = 0.0 if ep <= domain else (ep - domain) / (ep - 1)
         self.intra = intra
         self.inter = inter
 

@@ -334,7 +334,7 @@ class CrossClusterBlock:
             inter = Link(dev.scaleout_bw, dev.scaleout_latency)
             if ctx.transfer is not None:
                 intra, inter = effective_link(ctx.transfer, intra), effective_link(ctx.transfer, inter)
-            self.a2a = AllToAll(cc.dp * cc.tp, dev.gpus_per_node, intra, inter)
+            self.a2a = AllToAll(cc.dp * cc.tp, dev.nvlink_gpus, intra, inter)
         self._memo: dict[tuple[str, int], tuple[float, int]] = {}
         self.stats = _Stats(len(self.holders), options.trace_iterations)
 

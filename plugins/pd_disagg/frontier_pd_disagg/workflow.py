@@ -192,7 +192,7 @@ class PDWorkflow:
         kind = self.opts.link
         if kind == "auto":
             gpus = cp.replicas * cp.gpus_per_replica + cd.replicas * cd.gpus_per_replica
-            kind = "nvlink" if cp.gpu == cd.gpu and gpus <= hp.gpus_per_node else "scaleout"
+            kind = "nvlink" if cp.gpu == cd.gpu and gpus <= hp.nvlink_gpus else "scaleout"
         if kind == "nvlink":
             bw, lat = min(hp.nvlink_bw, hd.nvlink_bw), max(hp.nvlink_latency, hd.nvlink_latency)
         else:

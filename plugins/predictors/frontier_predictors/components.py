@@ -293,10 +293,6 @@ build_proxy = _make("proxy")
 
 # ---- auto -----------------------------------------------------------------------
 
-# Catalog name -> AIConfigurator system name.
-AIC_SYSTEMS = {
-    "h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "a100-80g-sxm": "a100_sxm",
-}
 
 
 def _aic_version() -> str | None:
@@ -315,13 +311,32 @@ def _aic_version() -> str | None:
 AIC_BACKENDS = ("vllm", "sglang", "trtllm")
 
 
-def measured_data_for(device: str, engine: str | None = None) -> tuple[list[Path], str]:
+def aic_system(device: str, aliases: tuple[str, ...] = ()) -> str | None:
+    """The AIConfigurator system holding measurements of the GPU called ``device`` (or
+    one of its ``aliases``), None without aiconfigurator-core or such a system."""
+    if _aic_version() is None:
+        return None
+    from frontier_predictors.importers import aic_data_root
+    from frontier_predictors.profiles import ProfileError
+
+    try:
+        root = aic_data_root()
+    except ProfileError:
+        return None
+    for name in (*aliases, device, device.replace("-", "_")):
+        if name and (root / name).is_dir():
+            return name
+    return None
+
+
+def measured_data_for(device: str, engine: str | None = None,
+                      aliases: tuple[str, ...] = ()) -> tuple[list[Path], str]:
     """Profile tables available for ``device`` without user input, and where they came
     from: AIConfigurator's measurements under the cluster's ``engine`` (its kernels),
     with vLLM's for the operators and formats that engine was not measured with (all of
     them when the cluster names no engine); else nothing (no tables ship with this
-    package)."""
-    system = AIC_SYSTEMS.get(device)
+    package). The AIConfigurator system is the one ``device`` or its ``aliases`` name."""
+    system = aic_system(device, aliases)
     aic = _aic_version() if system is not None else None
     if aic is not None:
         from frontier_predictors import importers
@@ -382,7 +397,8 @@ def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:
                           "forest, proxy.")
     device = ctx.device.name
     engine = ctx.cluster.engine if ctx.cluster is not None else None
-    paths, origin = measured_data_for(device, engine.name if engine is not None else None)
+    paths, origin = measured_data_for(device, engine.name if engine is not None else None,
+                                      ctx.device.aliases)
     if not paths:
         warnings.warn(
             f"predictor 'auto': no measured operator data for {device}, so the roofline "

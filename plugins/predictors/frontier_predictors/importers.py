@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 
 MS = 1e-3  # both sources time in milliseconds
 VIDUR_DEVICES = {"a100": "a100-80g-sxm", "h100": "h100-sxm", "a40": "a40"}
-AIC_DEVICES = {
-    "h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200", "a100_sxm": "a100-80g-sxm",
-}
 # Vidur copied the A100 file here: the same git blob as a100_pairwise_nvlink/send_recv.csv
 # (/work/shared/data/vidur/SOURCE.md), so it is no H100 measurement and is left out.
 VIDUR_NOT_MEASURED = (("h100_pairwise_nvlink", "send_recv.csv"),)
@@ -307,8 +304,24 @@ def import_vidur(root: str | Path, out_dir: str | Path) -> list[Path]:
 
 
 def aic_device(system: str) -> str:
-    """Frontier's hardware-catalog name for an AIConfigurator system."""
-    return AIC_DEVICES.get(system, system.replace("_", "-"))
+    """Frontier's hardware-catalog name for an AIConfigurator system: the GPU whose
+    ``aliases`` name it (the kernel's catalog and plugins'), else the system name with
+    dashes."""
+    return _gpu_names().get(system.lower(), system.replace("_", "-"))
+
+
+def _gpu_names() -> dict[str, str]:
+    global _GPU_NAMES
+    if _GPU_NAMES is None:
+        from frontier_core import load_registry
+        from frontier_core.catalog import gpu_names
+
+        reg = load_registry()
+        _GPU_NAMES = gpu_names(reg.get("hardware", n) for n in reg.names("hardware"))
+    return _GPU_NAMES
+
+
+_GPU_NAMES: dict[str, str] | None = None
 
 
 def aic_data_root() -> Path:

@@ -50,8 +50,9 @@ if TYPE_CHECKING:
 # - B200: no measurement here; 0.65 MFU assumes a younger software stack
 #   reaches a smaller fraction of a higher peak (early public reports of
 #   ~1.4-1.5 of 2.25 PFLOP/s dense bf16), HBM3e efficiency as Hopper's.
-# - Other names get DEFAULT_EFFICIENCY, between the generations above.
-# RooflineOptions.compute_eff / bw_eff override the table for a run.
+# - Other names get DEFAULT_EFFICIENCY, between the generations above, unless their
+#   HardwareSpec gives its own ``efficiency`` (as the B300 and NVL72 entries do).
+# RooflineOptions.compute_eff / bw_eff override both for a run.
 EFFICIENCY: dict[str, tuple[float, float]] = {
     "a100": (0.72, 0.78),
     "a800": (0.72, 0.78),
@@ -124,7 +125,7 @@ class RooflinePredictor:
         self.options = options
         self.device = device
         self.transfer = transfer
-        table_ce, table_be = efficiency_for(device.name)
+        table_ce, table_be = device.efficiency or efficiency_for(device.name)
         self.compute_eff = options.compute_eff if options.compute_eff is not None else table_ce
         self.bw_eff = options.bw_eff if options.bw_eff is not None else table_be
         self.launch_s = options.launch_s

@@ -386,16 +386,23 @@ def test_auto_takes_the_tables_of_the_engine_the_cluster_names(tmp_path, monkeyp
 
     monkeypatch.setattr(components, "_aic_version", lambda: "9.9")
     monkeypatch.setattr(importers, "import_aic", fake_import)
-    paths, origin = components.measured_data_for("h200", "sglang")
+    root = tmp_path / "systems" / "data"
+    (root / "h200_sxm").mkdir(parents=True)
+    monkeypatch.setattr(importers, "aic_data_root", lambda: root)
+    paths, origin = components.measured_data_for("h200", "sglang", ("h200_sxm",))
     assert origin == "AIConfigurator h200_sxm/sglang (vLLM's where sglang has none)"
     got = load_tables(paths)
     assert got.groupby("dtype")["framework"].agg(set).to_dict() == {
         "bf16": {"sglang"}, "fp8": {"vllm"}}
-    assert components.measured_data_for("h200", None)[1] == "AIConfigurator h200_sxm/vllm"
-    assert components.measured_data_for("h200", "trtllm")[1] == "AIConfigurator h200_sxm/vllm"
+    # the system is found by the GPU's alias (h200 -> h200_sxm), here and in a run
+    assert components.measured_data_for("h200", None, ("h200_sxm",))[1] == \
+        "AIConfigurator h200_sxm/vllm"
+    assert components.measured_data_for("h200", "trtllm", ("h200_sxm",))[1] == \
+        "AIConfigurator h200_sxm/vllm"
+    assert components.measured_data_for("h200", "trtllm") == ([], "")  # no such system
     assert imported == [("h200_sxm", "sglang"), ("h200_sxm", "vllm"), ("h200_sxm", "trtllm")]
     # imported once per engine, then read from the cache
-    components.measured_data_for("h200", "sglang")
+    components.measured_data_for("h200", "sglang", ("h200_sxm",))
     assert len(imported) == 3
 
 

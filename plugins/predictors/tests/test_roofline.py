@@ -337,6 +337,9 @@ def test_efficiency_table_lookup() -> None:
     assert all(0 < ce <= 1 and 0 < be <= 1 for ce, be in EFFICIENCY.values())
     pred = roofline("h200")
     assert (pred.compute_eff, pred.bw_eff) == EFFICIENCY["h200"]
+    # a GPU entry's own figures win over the family table (B300 and the NVL72 racks)
+    pred = roofline("gb300")
+    assert (pred.compute_eff, pred.bw_eff) == HW["gb300"].efficiency == (0.65, 0.85)
 
 
 def test_a_gpu_without_flops_is_a_config_error() -> None:
