@@ -18,16 +18,23 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from frontier_core.errors import ConfigError
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8": 1,
-               "int4": 0.5}
+               "int4": 0.5, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
 #: Scaled formats and the tensor-core type they compute in. ``fp8_block`` is fp8 with one
 #: scale per 128×128 block of weights (and per 1×128 of activations), the format of
 #: DeepSeek-V3's checkpoints (config.json quantization_config weight_block_size). Its
 #: scales (one fp32 per 16,384 weights) add 1/4,096 of the weight bytes, left out.
 #: Measured kernel tables keep it apart from per-tensor ``fp8``: other kernels run it
 #: (DeepGEMM, block-scaled CUTLASS).
-COMPUTE_DTYPE = {"fp8_block": "fp8"}
-#: Weight formats whose GEMMs run in that format (others compute in bf16).
-GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block")
+#:
+#: The 4-bit formats carry their scales in their bytes: ``nvfp4`` (NVIDIA's NVFP4: E2M1
+#: values with one FP8 E4M3 scale per 16, plus one fp32 scale per tensor, left out)
+#: and ``mxfp4`` (OCP Microscaling Formats v1.0: E2M1 with one E8M0 scale per 32; the
+#: experts of gpt-oss). Both compute on the fp4 tensor cores where a GPU has them
+#: (Blackwell: ``flops["fp4"]``); elsewhere the weights are dequantised and the GEMM runs
+#: at the bf16 rate (HardwareSpec.peak_flops), as Hopper's W4A16 kernels do.
+COMPUTE_DTYPE = {"fp8_block": "fp8", "nvfp4": "fp4", "mxfp4": "fp4"}
+#: Weight formats whose GEMMs are priced in that format (others compute in bf16).
+GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4")
 
 
 def gemm_dtype(weight_dtype: str) -> str:

@@ -122,3 +122,20 @@ def test_gpu_names_find_a_gpu_by_any_of_its_names():
     names = gpu_names([*HARDWARE, mine])
     assert names["b300_sxm"] == "b300" and names["h200_sxm"] == "h200"
     assert names["gb200"] == "gb200" and names["mi999x_oam"] == "mi999x"
+
+
+def test_four_bit_weights_count_their_block_scales():
+    """nvfp4: 4-bit values plus one 1-byte scale per 16 (0.5625 B per weight); mxfp4: one
+    per 32 (0.53125 B). Both compute on fp4 tensor cores where the GPU has them."""
+    from frontier_core.catalog import DTYPE_BYTES, gemm_dtype
+
+    ds = {m.name: m for m in MODELS}["deepseek-v3"]
+    n = ds.param_count()
+    assert ds.model_copy(update={"weight_dtype": "nvfp4"}).weight_bytes() == pytest.approx(
+        n * 0.5625)
+    assert DTYPE_BYTES["mxfp4"] == 0.53125
+    by = {h.name: h for h in HARDWARE}
+    assert by["b200"].peak_flops("nvfp4") == by["b200"].flops["fp4"]
+    assert by["gb300"].peak_flops("mxfp4") == pytest.approx(15e15)
+    assert by["h100-sxm"].peak_flops("mxfp4") == by["h100-sxm"].flops["bf16"]  # dequantised
+    assert gemm_dtype("nvfp4") == "nvfp4"

@@ -380,3 +380,20 @@ def test_plugin_provides_the_roofline_spec(pm: pluggy.PluginManager) -> None:
     no_device = BuildContext(config=None, model=MODEL["llama-2-7b"], rng=np.random.default_rng(0))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no device"):
         spec.factory(spec.options(), no_device)
+
+
+def test_nvfp4_gemms_stream_half_a_byte_and_a_scale_per_weight_and_use_fp4_tensor_cores() -> None:
+    """A decode GEMM in nvfp4 reads 0.5625 B per weight (fp8: 1 B); a large one runs at
+    the fp4 tensor-core rate on B200 and at the bf16 rate on H100 (no fp4 cores)."""
+    b200 = roofline("b200")
+    small = OpCall("gemm", dtype="nvfp4", m=1, n=8192, k=8192)
+    fp8 = OpCall("gemm", dtype="fp8", m=1, n=8192, k=8192)
+    ratio = (b200.predict(small) - b200.launch_s) / (b200.predict(fp8) - b200.launch_s)
+    assert ratio == pytest.approx(0.5625, rel=1e-3)
+    big = OpCall("gemm", dtype="nvfp4", m=16384, n=16384, k=16384)
+    flops = 2 * 16384**3
+    assert b200.predict(big) - b200.launch_s == pytest.approx(
+        flops / (HW["b200"].flops["fp4"] * b200.compute_eff))
+    h100 = roofline("h100-sxm")
+    assert h100.predict(big) - h100.launch_s == pytest.approx(
+        flops / (HW["h100-sxm"].flops["bf16"] * h100.compute_eff))
