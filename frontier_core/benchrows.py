@@ -38,7 +38,7 @@ LAYOUT = ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size
 #: the fp8 tensor cores as per-tensor fp8 does (the roofline prices them alike), but
 #: other kernels run it, and measured tables keep the two apart.
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "bf16": "bf16", "fp16": "fp16",
-         "nvfp4": "nvfp4", "": None}
+         "nvfp4": "nvfp4", "int4_wo": "int4", "": None}
 FP8 = {"fp8", "fp8_block"}
 
 #: Closed-loop benchmark length when the row does not say which tool measured it: every

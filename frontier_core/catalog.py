@@ -32,9 +32,12 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8"
 #: experts of gpt-oss). Both compute on the fp4 tensor cores where a GPU has them
 #: (Blackwell: ``flops["fp4"]``); elsewhere the weights are dequantised and the GEMM runs
 #: at the bf16 rate (HardwareSpec.peak_flops), as Hopper's W4A16 kernels do.
-COMPUTE_DTYPE = {"fp8_block": "fp8", "nvfp4": "fp4", "mxfp4": "fp4"}
+#: ``int4`` is weight-only (W4A16: AWQ, GPTQ, Kimi K2's int4 experts): 4-bit weights
+#: dequantised in the kernel, the math at the bf16 rate; its group scales (2 B per 32 to
+#: 128 weights) are left out.
+COMPUTE_DTYPE = {"fp8_block": "fp8", "nvfp4": "fp4", "mxfp4": "fp4", "int4": "bf16"}
 #: Weight formats whose GEMMs are priced in that format (others compute in bf16).
-GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4")
+GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4", "int4")
 
 
 def gemm_dtype(weight_dtype: str) -> str:

@@ -23,12 +23,17 @@ PUBLISHED = {
     "llama-3.2-1b": 1.24,  # meta-llama/Llama-3.2-1B: 1.23B (1,235,814,400)  # mistral.ai: 141B total, 39B active
     "qwen3-30b-a3b": 30.5,
     "deepseek-v3": 671.0,  # main model; the 14B MTP module is not part of serving
+    "qwen3-235b-a22b": 235.0,  # Qwen3 technical report: 235B total, 22B activated
+    "qwen3-235b-a22b-fp8": 235.0,
+    "minimax-m2.5": 230.0,  # model card: 230B total, 10B active (without embeddings)
+    "kimi-k2.5": 1030.0,  # Hugging Face: 1.03T parameters (Kimi K2's text model)
     # OPT: the checkpoints' exact counts (12,853,473,280 and 65,719,701,504 with the
     # learned positions and every bias); the OPT paper rounds them to 13B and 66B.
     "opt-13b": 12.85,
     "opt-66b": 65.72,
 }
-ACTIVE = {"mixtral-8x7b": 12.9, "mixtral-8x22b": 39.1, "qwen3-30b-a3b": 3.3, "deepseek-v3": 37.0}
+ACTIVE = {"mixtral-8x7b": 12.9, "mixtral-8x22b": 39.1, "qwen3-30b-a3b": 3.3, "deepseek-v3": 37.0,
+          "qwen3-235b-a22b": 22.0}
 
 
 @pytest.mark.parametrize("m", MODELS, ids=lambda m: m.name)

@@ -75,6 +75,54 @@ MODELS: list[ModelSpec] = [
         # [128, 128]).
         router_bias=True, weight_dtype="fp8_block",
     ),
+    # Qwen3's largest MoE (config.json of Qwen/Qwen3-235B-A22B): 94 layers, GQA 64/4 heads
+    # of 128 with QK norm, 128 experts (top 8) of width 1536 in every layer, no shared
+    # expert. The FP8 release quantises the same weights block-wise (quantization_config
+    # fmt e4m3, weight_block_size [128, 128]).
+    ModelSpec(
+        name="qwen3-235b-a22b", hf_id="Qwen/Qwen3-235B-A22B",
+        aliases=("Qwen/Qwen3-235B-A22B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507"),
+        num_layers=94, hidden_size=4096, num_heads=64, num_kv_heads=4, head_dim=128,
+        intermediate_size=12288, vocab_size=151936, max_context=40960, qk_norm=True,
+        num_experts=128, top_k=8, moe_intermediate_size=1536,
+    ),
+    ModelSpec(
+        name="qwen3-235b-a22b-fp8", hf_id="Qwen/Qwen3-235B-A22B-FP8",
+        aliases=("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+                 "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8"),
+        num_layers=94, hidden_size=4096, num_heads=64, num_kv_heads=4, head_dim=128,
+        intermediate_size=12288, vocab_size=151936, max_context=40960, qk_norm=True,
+        num_experts=128, top_k=8, moe_intermediate_size=1536, weight_dtype="fp8_block",
+    ),
+    # MiniMax-M2 (config.json of MiniMaxAI/MiniMax-M2; M2.1 and M2.5 keep it): 62 layers of
+    # full GQA attention, 48 query and 8 KV heads of 128 with QK norm (over the whole
+    # projection, 7k weights a layer, left out) and partial RoPE; 256 experts (top 8, sigmoid
+    # routing with a bias) of width 1536, no shared expert; block-scaled fp8 weights
+    # (weight_block_size [128, 128]). The 3 MTP modules are not part of serving.
+    ModelSpec(
+        name="minimax-m2.5", hf_id="MiniMaxAI/MiniMax-M2.5",
+        aliases=("MiniMaxAI/MiniMax-M2", "MiniMaxAI/MiniMax-M2.1"),
+        num_layers=62, hidden_size=3072, num_heads=48, num_kv_heads=8, head_dim=128,
+        intermediate_size=1536, vocab_size=200064, max_context=196608, qk_norm=True,
+        num_experts=256, top_k=8, moe_intermediate_size=1536, router_bias=True,
+        weight_dtype="fp8_block",
+    ),
+    # Kimi K2 / K2.5 (config.json of moonshotai/Kimi-K2-Instruct; K2.5's text_config has the
+    # same fields): DeepSeek-V3's MLA with 64 heads, 384 routed experts (top 8) and one
+    # shared expert of width 2048, one leading dense layer, a 163,840-token vocabulary.
+    # K2.5's release stores the experts in int4 (quantization-aware trained, W4A16 with
+    # group-32 scales) and the rest in bf16; here the whole model is int4, the format of
+    # 97% of its weights. K2.5's vision tower (MoonViT) is not modelled.
+    ModelSpec(
+        name="kimi-k2.5", hf_id="moonshotai/Kimi-K2.5",
+        aliases=("moonshotai/Kimi-K2-Instruct", "moonshotai/Kimi-K2-Thinking",
+                 "moonshotai/Kimi-K2-Instruct-0905"),
+        num_layers=61, hidden_size=7168, num_heads=64, num_kv_heads=64, intermediate_size=18432,
+        vocab_size=163840, max_context=262144, attention="mla", q_lora_rank=1536,
+        kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+        num_experts=384, top_k=8, moe_intermediate_size=2048, num_shared_experts=1,
+        first_dense_layers=1, router_bias=True, weight_dtype="int4",
+    ),
     # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
     # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The
     # spec leaves out the learned positional table (2050 x hidden) and the non-QKV

@@ -40,7 +40,7 @@ VIDUR_DEVICES = {"a100": "a100-80g-sxm", "h100": "h100-sxm", "a40": "a40"}
 # (/work/shared/data/vidur/SOURCE.md), so it is no H100 measurement and is left out.
 VIDUR_NOT_MEASURED = (("h100_pairwise_nvlink", "send_recv.csv"),)
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8",
-           "fp8_block": "fp8_block", "nvfp4": "nvfp4"}
+           "fp8_block": "fp8_block", "nvfp4": "nvfp4", "int4_wo": "int4"}
 _BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1}
 _VERSION = re.compile(
     r"^v?(\d+(?:\.\d+)*)(?:[-_.]?(a|b|rc)(\d*))?(?:[-_.]?post(\d*))?(?:[-_.]?dev(\d*))?$"
@@ -50,8 +50,8 @@ _VERSION = re.compile(
 # `predictor: auto` are keyed by it. 2: moe_experts rows say whether experts are gated.
 # 3: block-scaled fp8 rows are imported as dtype fp8_block. 4: per-tensor fp8 GEMMs with
 # static activation scales (the compute-scale step taken off). 5: MLA attention tables.
-# 6: nvfp4 GEMM and MoE rows.
-IMPORT_VERSION = 6
+# 6: nvfp4 GEMM and MoE rows. 7: int4 weight-only (int4_wo) rows.
+IMPORT_VERSION = 7
 
 
 @dataclass

@@ -326,8 +326,9 @@ def test_aic_mla_rows_are_filed_as_the_execution_model_prices_mla(aic: Path) -> 
 
 def test_aic_moe_routing_and_sizes(aic: Path) -> None:
     moe = convert_aic("h100_sxm", data_root=aic).tables["moe_experts"]
-    assert moe["routing"].tolist() == ["balanced", "power_law:1.01", "power_law:1.2", "balanced"]
-    assert moe["dtype"].tolist() == ["bf16", "bf16", "fp8", "fp8_block"]
+    assert moe["routing"].tolist() == ["balanced", "power_law:1.01", "power_law:1.2", "balanced",
+                                       "balanced"]
+    assert moe["dtype"].tolist() == ["bf16", "bf16", "fp8", "fp8_block", "int4"]  # int4_wo
     row = moe.iloc[0]
     assert (row["inter_size"], row["tp_size"], row["ep_size"], row["top_k"]) == (1536, 2, 4, 8)
 

@@ -87,7 +87,7 @@ def test_table_round_trip_csv_and_parquet(tmp_path):
     (lambda d: d.assign(kv_lens=[None, "5"]), 3, "kv_lens"),  # 2 q_lens, 1 kv_len
     (lambda d: d.assign(m=["8", "nine"]), 3, "m"),
     (lambda d: d.assign(latency_s=[0.0, 1e-5]), 2, "latency_s"),
-    (lambda d: d.assign(dtype=["int4", "bf16"]), 2, "dtype"),
+    (lambda d: d.assign(dtype=["int2", "bf16"]), 2, "dtype"),
     (lambda d: d.drop(columns=["k"]), 2, "k"),
     (lambda d: d.assign(gated=[None, "maybe"]), 3, "gated"),
 ])
