@@ -389,11 +389,7 @@ def _worker(row: Row, prefix: str, model: Any, where: str) -> tuple[dict[str, An
         return out, None
     if mtp * mep != tp * dp:
         return None, f"MoE layout moe_tp × moe_ep ≠ tp × attention_dp ({where})"
-    if mtp > 1 and mep > 1:
-        return None, "MoE tensor and expert parallelism mixed (moe_tp > 1 and moe_ep > 1)"
-    if dp > 1 and mep == 1:
-        return None, "DP attention with MoE tensor parallelism (moe_ep 1)"
-    out["dp"] = dp
+    out["dp"] = dp  # moe_tp follows: dp × tp / moe_ep
     out["moe"] = {"ep": mep}
     return out, None
 

@@ -127,12 +127,14 @@ def test_moe_layouts(registry) -> None:
     cl = _map(registry, **{**DSV3, "tp_size": "8", "attention_dp_size": "1", "moe_tp_size": "8",
                            "moe_ep_size": "1"}).config["deployment"]["clusters"][0]
     assert (cl["tp"], cl["dp"], cl["moe"]) == (8, 1, {"ep": 1})
-    for fields, reason in (
-        ({"moe_tp_size": "2", "moe_ep_size": "4"}, "MoE tensor and expert parallelism mixed"),
-        ({"moe_ep_size": "4"}, "MoE layout moe_tp × moe_ep ≠ tp × attention_dp"),
-        ({"moe_tp_size": "8", "moe_ep_size": "1"}, "DP attention with MoE tensor parallelism"),
-    ):
-        assert _map(registry, **{**DSV3, **fields}).reason.startswith(reason)
+    # experts sharded over moe_tp GPUs in each of moe_ep groups; DP attention with the
+    # experts sharded over all GPUs (moe_ep 1)
+    for fields, ep in (({"moe_tp_size": "2", "moe_ep_size": "4"}, 4),
+                       ({"moe_tp_size": "8", "moe_ep_size": "1"}, 1)):
+        cl = _map(registry, **{**DSV3, **fields}).config["deployment"]["clusters"][0]
+        assert (cl["tp"], cl["dp"], cl["moe"]) == (1, 8, {"ep": ep})
+    assert _map(registry, **{**DSV3, "moe_ep_size": "4"}).reason.startswith(
+        "MoE layout moe_tp × moe_ep ≠ tp × attention_dp")
 
 
 def test_moe_rows_name_the_plugin_when_missing(registry) -> None:
@@ -173,16 +175,15 @@ def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
 
     res = validate_serving(SAMPLE)
     cov = res.coverage
-    assert (cov["rows"], cov["unique"], cov["covered"]) == (14, 13, 10)
+    assert (cov["rows"], cov["unique"], cov["covered"]) == (14, 13, 11)
     assert cov["not_covered"] == {
         # the GB200 row's GPU is known; InferenceX's config then names two deployments
         "InferenceX's config names 2 deployments for this row (add prefill_layout, "
         "decode_layout and speculative to its annotations)": 1,
         "disagg row without worker counts": 1,
-        "MoE tensor and expert parallelism mixed (moe_tp > 1 and moe_ep > 1)": 1,
     }
     ok = res.simulated()
-    assert len(ok) == 10 and not cov["failed"]
+    assert len(ok) == 11 and not cov["failed"]
     overall = res.summary()["overall"]
     # Loose bounds that catch a regression of today's size; tighten as fidelity improves.
     assert overall["tpot_median_abs_err"] < 0.15

@@ -7,6 +7,15 @@ shared experts run on the attention ranks (``local``) or are routed like the
 others (``routed``). The layer waits for the slowest rank, in compute and in
 communication. With ``ep: 1`` every GPU holds every expert sharded over TP (no
 all-to-all; vLLM's default without expert parallelism).
+
+Between the two, ``ep`` may be any divisor of dp×tp: the experts are split into ``ep``
+groups, each expert sharded over the ``dp×tp / ep`` GPUs of its group (TensorRT-LLM's
+``moe_tp_size`` × ``moe_ep_size``). Under TP attention (dp 1) every GPU already holds
+every token, so no all-to-all runs: each GPU computes its experts' shard for the tokens
+routed to them and the layer's TP all-reduce sums the parts. Under DP attention the
+tokens of all DP ranks are first all-gathered to every GPU and the outputs
+reduce-scattered back (TensorRT-LLM's ``allgather``/``reducescatter`` around the fused
+MoE, SGLang's ``dp_gather``/``dp_scatter``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from frontier_core import (
     Link,
     OpCall,
     WorkflowReport,
+    collective_time,
     effective_link,
 )
 from frontier_core.catalog import gemm_dtype
@@ -44,7 +54,8 @@ class MoEOptions(BaseModel):
     ep: int | None = Field(
         None, ge=1,
         description="expert-parallel degree: dp×tp (the default: experts spread over every GPU "
-        "of a pipeline stage) or 1 (every GPU holds every expert, sharded over TP)",
+        "of a pipeline stage), 1 (every GPU holds every expert, sharded over TP) or a divisor "
+        "of dp×tp between (each expert sharded over dp×tp/ep GPUs)",
     )
     routing: str = Field(
         "balanced",
@@ -90,18 +101,19 @@ class MoEBlock:
         self.tp, self.dp = cc.tp, cc.dp
         group = cc.dp * cc.tp
         ep = options.ep if options.ep is not None else group
-        if ep not in (1, group):
+        if group % ep:
             raise ConfigError(
-                f"{where}.ep is {ep}, but the experts of cluster {cc.name!r} are spread over "
-                f"all dp×tp = {group} GPUs of a stage or sharded over TP on each (ep: 1); set "
-                f"ep to {group} or 1, or change dp/tp."
-            )
-        if ep == 1 and cc.dp > 1:
-            raise ConfigError(
-                f"{where}.ep is 1 with dp = {cc.dp}: DP attention ranks need the experts spread "
-                f"over them. Use ep: {group} (the default) or dp: 1."
+                f"{where}.ep is {ep}, which does not divide the dp×tp = {group} GPUs of a stage "
+                f"of cluster {cc.name!r}: each expert is sharded over dp×tp/ep GPUs. Set ep to "
+                f"a divisor of {group} ({group} spreads the experts, 1 shards them all)."
             )
         self.ep = ep
+        #: GPUs each expert is sharded over (TensorRT-LLM's moe_tp_size)
+        self.moe_tp = group // ep
+        #: tokens reach the experts by all-gather / reduce-scatter over the stage (DP
+        #: attention with experts sharded) instead of the all-to-all of pure EP
+        self.gathered = cc.dp > 1 and ep < group
+        self.group = group
         self.opts = options
         e, r = m.num_experts, options.redundant_experts
         if r and (options.placement != "eplb" or ep == 1):
@@ -147,7 +159,8 @@ class MoEBlock:
         if transfer is not None:
             intra, inter = effective_link(transfer, intra), effective_link(transfer, inter)
         self.a2a = AllToAll(ep, dev.nvlink_gpus, intra, inter)
-        self.gemms = ExpertGEMMs(m, ep, self.per_rank, cc.tp if ep == 1 else 1, str(self.spec))
+        self.gather_link = intra if group <= dev.nvlink_gpus else inter
+        self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
         self.stats = _Stats(ep, e, options.trace_iterations)
 
@@ -155,9 +168,8 @@ class MoEBlock:
     def weight_bytes_per_gpu(self) -> float:
         """Routed-expert bytes on one GPU, all MoE layers (before pipeline splitting)."""
         m = self.model
-        if self.ep == 1:
-            return m.routed_expert_bytes() / self.tp
-        return m.routed_expert_bytes() * self.per_rank / m.num_experts
+        # per_rank expert slots of the GPU's EP group, each sharded over moe_tp GPUs
+        return m.routed_expert_bytes() * self.per_rank / m.num_experts / self.moe_tp
 
     # ---- operator times ----------------------------------------------------------
     def _expert_times(self, rows: np.ndarray, tokens_in: int, answer
@@ -246,7 +258,14 @@ class MoEBlock:
             for x, i in sparts:
                 credit[i] += x * L
         experts, slot_tok, rank_tok = self.expert_phase(counts, T, answer, credit)
-        if self.ep > 1:
+        if self.gathered:
+            # every GPU gathers all T tokens (bf16 activations) and reduce-scatters the
+            # outputs of all T back to their DP ranks
+            nbytes = float(T) * self.comb_b
+            disp = np.full(L, collective_time("all_gather", nbytes, self.group, self.gather_link))
+            comb = np.full(L, collective_time("reduce_scatter", nbytes, self.group,
+                                              self.gather_link))
+        elif self.ep > 1 and self.moe_tp == 1:
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
             moved = copies(src, rank_tok + shared_load, T, self.k_comm)
             disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)

@@ -352,7 +352,7 @@ def test_prefill_and_mixed_batches_run():
 
 
 @pytest.mark.parametrize("moe,match", [
-    ({"ep": 4}, "ep is 4"),
+    ({"ep": 3}, "ep is 3"),
     ({"redundant_experts": 8}, "placement: eplb"),
     ({"placement": "eplb", "redundant_experts": 3}, "multiple of 8"),
     ({"routing": "pareto:1"}, "power_law:<alpha>"),
@@ -370,9 +370,31 @@ def test_dp_on_a_dense_model_is_refused():
         build(config(model="llama-2-7b", cluster={"tp": 1, "dp": 4}))
 
 
-def test_ep1_with_dp_is_refused():
-    with pytest.raises(ConfigError, match="ep is 1 with dp"):
-        build(config(cluster={"tp": 1, "dp": 8, "moe": {"ep": 1}}))
+def test_experts_sharded_within_expert_parallel_groups_need_no_all_to_all_under_tp():
+    """moe_tp × moe_ep: 8 GPUs of TP attention, ep 4: each expert sharded over 2 GPUs of
+    its group. Every GPU holds every token, so nothing is dispatched; the GPU holds its
+    group's experts' shard."""
+    sim = build(config(cluster={"moe": {"ep": 4}}))
+    b = block(sim)
+    assert (b.ep, b.moe_tp, b.per_rank, b.gemms.inter_local) == (4, 2, 2, 14336 // 2)
+    out = b.phases(np.array([64]), 0.0, sim.executors["main"].answer, [0.0], False)
+    assert not out[1].any() and not out[3].any()
+    m = sim.model
+    assert b.weight_bytes_per_gpu() == pytest.approx(m.routed_expert_bytes() / 8)
+
+
+def test_dp_attention_with_sharded_experts_gathers_and_scatters_the_tokens():
+    """DP attention with every expert sharded over all 8 GPUs (ep 1): the tokens of all DP
+    ranks are all-gathered before the experts and reduce-scattered after, a cost that
+    grows with the tokens."""
+    sim = build(config(cluster={"tp": 1, "dp": 8, "moe": {"ep": 1}}))
+    b = block(sim)
+    assert b.gathered and b.moe_tp == 8 and b.gemms.inter_local == 14336 // 8
+    answer = sim.executors["main"].answer
+    small = b.phases(np.full(8, 8), 0.0, answer, [0.0], False)
+    big = b.phases(np.full(8, 512), 0.0, answer, [0.0], False)
+    assert small[1].all() and small[3].all()
+    assert big[1][0] > small[1][0] and big[3][0] > small[3][0]
 
 
 # ---- runs, reports, determinism ----------------------------------------------------
