@@ -40,6 +40,8 @@ LAYOUT = ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "bf16": "bf16", "fp16": "fp16",
          "nvfp4": "nvfp4", "int4_wo": "int4", "": None}
 FP8 = {"fp8", "fp8_block"}
+#: 4-bit formats a row may label loosely (gpt-oss's mxfp4 checkpoint appears as nvfp4)
+FP4 = {"nvfp4", "mxfp4"}
 
 #: Closed-loop benchmark length when the row does not say which tool measured it: every
 #: client sends this many requests, and the first wave (one request per client, all sent
@@ -436,6 +438,8 @@ def row_config(row: Row, models: dict[str, Any], gpus: Mapping[str, str] | set[s
             dtypes = {model.weight_dtype}
         else:
             dtypes = {"fp8_block" if "fp8_block" in dtypes else "fp8"}
+    if dtypes and dtypes <= FP4 and model.weight_dtype in FP4:
+        dtypes = {model.weight_dtype}  # the checkpoint's own 4-bit format
     if len(dtypes) > 1:
         m.reason = "different GEMM and MoE weight formats"
         return m

@@ -84,6 +84,10 @@ class ModelSpec(BaseModel):
     router_bias: bool = False
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    # Sliding-window attention (gpt-oss): ``window_layers`` of the layers attend to the
+    # last ``sliding_window`` tokens only, the others to the whole context.
+    sliding_window: int = Field(0, ge=0, description="tokens a windowed layer attends to")
+    window_layers: int = Field(0, ge=0, description="layers with sliding-window attention")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -93,6 +97,10 @@ class ModelSpec(BaseModel):
             raise ValueError("MLA attention needs kv_lora_rank and qk_rope_head_dim")
         if self.num_experts and not (self.top_k and self.moe_intermediate_size):
             raise ValueError("a MoE model needs top_k and moe_intermediate_size")
+        if (self.window_layers > 0) != (self.sliding_window > 0) or \
+                self.window_layers >= self.num_layers:
+            raise ValueError("sliding-window attention needs both sliding_window and "
+                             "window_layers, and at least one layer of full attention")
         for d in (self.weight_dtype, self.kv_dtype):
             if d not in DTYPE_BYTES:
                 raise ValueError(f"unknown dtype {d!r}; choose one of {sorted(DTYPE_BYTES)}")
@@ -187,7 +195,11 @@ class ModelSpec(BaseModel):
         if self.attention == "mla":
             return self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim) * b
         heads = math.ceil(self.num_kv_heads / tp)
-        return 2 * self.num_layers * heads * self.hd * b
+        # A windowed layer keeps at most ``sliding_window`` tokens of each sequence (the
+        # engines' hybrid allocators free the rest); only the full layers grow with the
+        # context. That bounded part (gpt-oss: 4.7 MB per sequence at TP 1) is not
+        # reserved in the memory plan.
+        return 2 * (self.num_layers - self.window_layers) * heads * self.hd * b
 
 
 class HardwareSpec(BaseModel):

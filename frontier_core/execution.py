@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -147,6 +147,10 @@ class ExecutionPredictor:
             self.dec_kv_heads, self.dec_head_dim = self.kv_heads, self.attn_head_dim
             self.prefill_kv = self.decode_kv = {"kv_planes": 2,
                                                 "kv_bytes": DTYPE_BYTES[m.kv_dtype]}
+        # Sliding-window layers (their share of all layers, and their calls' layout)
+        self.window_share = m.window_layers / m.num_layers
+        self.window_prefill_kv = {**self.prefill_kv, "window": m.sliding_window}
+        self.window_decode_kv = {**self.decode_kv, "window": m.sliding_window}
 
     def _projection_ops(self, t: int) -> list[OpCall]:
         m, _tp, d = self.model, self.tp, self.dtype
@@ -364,7 +368,25 @@ class ExecutionPredictor:
     def _attention(self, q: np.ndarray | None, kvp: np.ndarray | None,
                    kvd: np.ndarray | None,
                    wd: np.ndarray | None = None) -> tuple[float, list[tuple[float, int]]]:
-        """Per-layer attention seconds of one rank's prefill (q, kv) and decode (kv) parts.
+        """Per-layer attention seconds of one rank's prefill (q, kv) and decode (kv) parts:
+        the mean over the model's layers when some attend to a sliding window (gpt-oss),
+        whose calls carry ``extra["window"]``."""
+        if not self.window_share:
+            return self._attention_layers(q, kvp, kvd, wd, self.prefill_kv, self.decode_kv)
+        full = 1.0 - self.window_share
+        a, parts = self._attention_layers(q, kvp, kvd, wd, self.prefill_kv, self.decode_kv)
+        b, wparts = self._attention_layers(q, kvp, kvd, wd, self.window_prefill_kv,
+                                           self.window_decode_kv)
+        return (a * full + b * self.window_share,
+                [(x * full, i) for x, i in parts] + [(x * self.window_share, i)
+                                                      for x, i in wparts])
+
+    def _attention_layers(self, q: np.ndarray | None, kvp: np.ndarray | None,
+                          kvd: np.ndarray | None, wd: np.ndarray | None,
+                          prefill_kv: dict[str, Any], decode_kv: dict[str, Any]
+                          ) -> tuple[float, list[tuple[float, int]]]:
+        """Per-layer attention seconds of one kind of layer (its cache layout and window
+        in ``prefill_kv`` / ``decode_kv``).
 
         Decodes that verify drafts (``wd`` > 1 tokens) run as a varlen prefill over
         their ``wd`` query tokens, as vLLM's FlashAttention path does; under MLA they
@@ -376,7 +398,7 @@ class ExecutionPredictor:
             parts.append(self._answer(OpCall(
                 "attention_prefill", "attention", "bf16", num_heads=self.heads,
                 num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp,
-                extra=self.prefill_kv)))
+                extra=prefill_kv)))
         if kvd is not None and len(kvd) and wd is not None and int(wd.max()) > 1:
             verify = wd > 1
             if self.model.attention == "mla":
@@ -387,12 +409,12 @@ class ExecutionPredictor:
                         "attention_decode", "attention_verify", "bf16",
                         num_heads=self.heads * w, num_kv_heads=self.dec_kv_heads,
                         head_dim=self.dec_head_dim, q_lens=np.ones(n, np.int64),
-                        kv_lens=kvd[sel], extra=self.decode_kv)))
+                        kv_lens=kvd[sel], extra=decode_kv)))
             else:
                 parts.append(self._answer(OpCall(
                     "attention_prefill", "attention_verify", "bf16", num_heads=self.heads,
                     num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim,
-                    q_lens=wd[verify], kv_lens=kvd[verify], extra=self.decode_kv)))
+                    q_lens=wd[verify], kv_lens=kvd[verify], extra=decode_kv)))
             kvd = kvd[~verify]
         if kvd is not None and len(kvd):
             n = len(kvd)
@@ -402,7 +424,7 @@ class ExecutionPredictor:
             parts.append(self._answer(OpCall(
                 "attention_decode", "attention", "bf16", num_heads=self.heads,
                 num_kv_heads=self.dec_kv_heads, head_dim=self.dec_head_dim,
-                q_lens=self._ones[:n], kv_lens=kvd, extra=self.decode_kv)))
+                q_lens=self._ones[:n], kv_lens=kvd, extra=decode_kv)))
         return sum(a for a, _ in parts), parts
 
     def _iteration_ranks(self, q: np.ndarray | None, kvp: np.ndarray | None,

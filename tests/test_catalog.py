@@ -27,6 +27,8 @@ PUBLISHED = {
     "qwen3-235b-a22b-fp8": 235.0,
     "minimax-m2.5": 230.0,  # model card: 230B total, 10B active (without embeddings)
     "kimi-k2.5": 1030.0,  # Hugging Face: 1.03T parameters (Kimi K2's text model)
+    "gpt-oss-120b": 116.83,  # gpt-oss model card: 116.83B total
+    "gpt-oss-20b": 20.91,  # 20.91B
     # OPT: the checkpoints' exact counts (12,853,473,280 and 65,719,701,504 with the
     # learned positions and every bias); the OPT paper rounds them to 13B and 66B.
     "opt-13b": 12.85,
@@ -144,3 +146,14 @@ def test_four_bit_weights_count_their_block_scales():
     assert by["gb300"].peak_flops("mxfp4") == pytest.approx(15e15)
     assert by["h100-sxm"].peak_flops("mxfp4") == by["h100-sxm"].flops["bf16"]  # dequantised
     assert gemm_dtype("nvfp4") == "nvfp4"
+
+
+def test_a_sliding_window_models_kv_grows_only_with_its_full_layers():
+    """gpt-oss: half the layers attend to the last 128 tokens; per token of context, only
+    the 18 full layers' keys and values accumulate."""
+    g = {m.name: m for m in MODELS}["gpt-oss-120b"]
+    assert g.kv_bytes_per_token() == 2 * 18 * 8 * 64 * 2
+    assert g.kv_bytes_per_token(tp=8) == 2 * 18 * 1 * 64 * 2
+    with pytest.raises(ValueError, match="sliding-window"):
+        g.model_copy(update={"window_layers": 36}).__class__(
+            **{**g.model_dump(), "window_layers": 36})

@@ -171,3 +171,20 @@ def test_an_nvl72_tp16_group_reduces_over_nvlink_where_hgx_crosses_nodes(registr
     assert [c.scope for c in hgx._tp_all_reduce(nbytes, 64)] == ["intra", "inter", "intra"]
     assert nvl.tp_scope == "intra" and hgx.tp_scope == "inter"
     assert registry.get("hardware", "gb200").gpus_per_node == 4  # the tray, not the domain
+
+
+def test_windowed_layers_attend_to_their_window_only(registry):
+    """gpt-oss: half the layers see the last 128 tokens. At a long context the mean
+    layer's decode attention is about half the all-full one; within the window the two
+    are equal."""
+    ex = bare_executor(registry, "gpt-oss-120b", "h200", 1).executors["main"]
+    m = ex.model
+    full = bare_executor(registry, "gpt-oss-120b", "h200", 1).executors["main"]
+    full.window_share = 0.0
+    long, short = np.full(32, 16384), np.full(32, 100)
+    a_win, parts = ex._attention(None, None, long)
+    a_full, _ = full._attention(None, None, long)
+    assert m.window_layers / m.num_layers == 0.5 and len(parts) == 2
+    assert 0.5 * a_full < a_win < 0.6 * a_full
+    assert ex._attention(None, None, short)[0] == pytest.approx(
+        full._attention(None, None, short)[0])

@@ -123,6 +123,26 @@ MODELS: list[ModelSpec] = [
         num_experts=384, top_k=8, moe_intermediate_size=2048, num_shared_experts=1,
         first_dense_layers=1, router_bias=True, weight_dtype="int4",
     ),
+    # gpt-oss (config.json of openai/gpt-oss-120b and -20b): GQA 64/8 heads of 64 with
+    # biases; layer_types alternate a 128-token sliding window and full attention (half
+    # the layers each); attention sinks (one learned logit per head, no KV) are left out,
+    # as are the experts' biases (0.03% of the weights). Experts (top 4, width 2880) in
+    # mxfp4, the format of 97% of the weights; the attention's bf16 weights (0.96B in the
+    # 120b) are counted at mxfp4 too.
+    ModelSpec(
+        name="gpt-oss-120b", hf_id="openai/gpt-oss-120b", num_layers=36, hidden_size=2880,
+        num_heads=64, num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
+        max_context=131072, qkv_bias=True, num_experts=128, top_k=4,
+        moe_intermediate_size=2880, router_bias=True, sliding_window=128, window_layers=18,
+        weight_dtype="mxfp4",
+    ),
+    ModelSpec(
+        name="gpt-oss-20b", hf_id="openai/gpt-oss-20b", num_layers=24, hidden_size=2880,
+        num_heads=64, num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
+        max_context=131072, qkv_bias=True, num_experts=32, top_k=4,
+        moe_intermediate_size=2880, router_bias=True, sliding_window=128, window_layers=12,
+        weight_dtype="mxfp4",
+    ),
     # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
     # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The
     # spec leaves out the learned positional table (2050 x hidden) and the non-QKV

@@ -63,6 +63,8 @@ def attention_table_view(call: OpCall) -> OpCall | None:
     ex = call.extra
     if not ex:
         return call
+    if ex.get("window"):
+        return None  # sliding-window attention: no table holds it (the import skips it)
     kv = ex.get("kv_bytes")
     fmt = call.dtype if kv is None else _KV_FORMAT.get(kv)
     if fmt is None:

@@ -197,8 +197,16 @@ class RooflinePredictor:
         if q is None or kv is None or len(q) == 0:
             return self.launch_s
         sum_q = float(q.sum())
-        sum_kv = float(kv.sum())
-        pairs = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q)) + 0.5 * sum_q
+        window = call.extra.get("window") if call.extra else None
+        if window:
+            # Sliding window of w keys (gpt-oss): query j of the chunk, at position
+            # p = kv - q + j, sees min(w, p + 1) keys; K and V are read for the last
+            # q + w positions at most.
+            pairs = float((_band(kv, window) - _band(kv - q, window)).sum())
+            sum_kv = float(np.minimum(kv, q + window).sum())
+        else:
+            sum_kv = float(kv.sum())
+            pairs = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q)) + 0.5 * sum_q
         hd = call.head_dim
         planes, kv_elem = self._kv_layout(call, s_elem)
         t_compute = 4.0 * call.num_heads * hd * pairs * s_flop
@@ -224,7 +232,8 @@ class RooflinePredictor:
         kv = call.kv_lens
         if kv is None or len(kv) == 0:
             return self.launch_s
-        sum_kv = float(kv.sum())
+        window = call.extra.get("window") if call.extra else None
+        sum_kv = float(np.minimum(kv, window).sum() if window else kv.sum())
         hd = call.head_dim
         planes, kv_elem = self._kv_layout(call, s_elem)
         t_compute = 4.0 * call.num_heads * hd * sum_kv * s_flop
@@ -282,6 +291,13 @@ class RooflinePredictor:
     def _cpu_overhead(self, call: OpCall) -> float:
         o = self.options
         return o.cpu_overhead_base_s + o.cpu_overhead_per_seq_s * call.num_seqs
+
+
+def _band(n: np.ndarray, w: int) -> np.ndarray:
+    """Sum over positions p < n of min(w, p + 1): the (query, key) pairs of the first n
+    positions under causal attention with a sliding window of w keys."""
+    n = n.astype(np.float64)
+    return np.where(n <= w, n * (n + 1) / 2, w * (w + 1) / 2 + (n - w) * w)
 
 
 def build_roofline(options: RooflineOptions, ctx: BuildContext) -> RooflinePredictor:

@@ -397,3 +397,23 @@ def test_nvfp4_gemms_stream_half_a_byte_and_a_scale_per_weight_and_use_fp4_tenso
     h100 = roofline("h100-sxm")
     assert h100.predict(big) - h100.launch_s == pytest.approx(
         flops / (HW["h100-sxm"].flops["bf16"] * h100.compute_eff))
+
+
+def test_sliding_window_attention_reads_and_scores_only_the_window() -> None:
+    """A windowed decode reads min(context, window) keys; a windowed prefill chunk scores
+    each query against at most the window, so a long chunk costs about q·w pairs, not
+    q²/2, and its first w queries the same as causal attention."""
+    rp = roofline("h100-sxm")
+    kw = dict(num_heads=64, num_kv_heads=8, head_dim=64)
+    win = {"kv_planes": 2, "kv_bytes": 2, "window": 128}
+    dec = OpCall("attention_decode", q_lens=np.ones(4, np.int64), kv_lens=np.full(4, 8192), **kw)
+    capped = replace(dec, kv_lens=np.full(4, 128))
+    assert rp.predict(replace(dec, extra=win)) == pytest.approx(rp.predict(capped))
+    short = OpCall("attention_prefill", q_lens=np.array([100]), kv_lens=np.array([100]), **kw)
+    assert rp.predict(replace(short, extra=win)) == pytest.approx(rp.predict(short))
+    long = OpCall("attention_prefill", q_lens=np.array([65536]), kv_lens=np.array([65536]),
+                  **kw)
+    full, windowed = rp.predict(long), rp.predict(replace(long, extra=win))
+    s_flop = 1 / (HW["h100-sxm"].flops["bf16"] * rp.compute_eff)
+    band = 4 * 64 * 64 * (128 * 65536 - 128 * 127 / 2) * s_flop  # the window's scores
+    assert band < windowed < full / 50
