@@ -86,14 +86,6 @@ MODELS: list[ModelSpec] = [
         intermediate_size=12288, vocab_size=151936, max_context=40960, qk_norm=True,
         num_experts=128, top_k=8, moe_intermediate_size=1536,
     ),
-    ModelSpec(
-        name="qwen3-235b-a22b-fp8", hf_id="Qwen/Qwen3-235B-A22B-FP8",
-        aliases=("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
-                 "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8"),
-        num_layers=94, hidden_size=4096, num_heads=64, num_kv_heads=4, head_dim=128,
-        intermediate_size=12288, vocab_size=151936, max_context=40960, qk_norm=True,
-        num_experts=128, top_k=8, moe_intermediate_size=1536, weight_dtype="fp8_block",
-    ),
     # MiniMax-M2 (config.json of MiniMaxAI/MiniMax-M2; M2.1 and M2.5 keep it): 62 layers of
     # full GQA attention, 48 query and 8 KV heads of 128 with QK norm (over the whole
     # projection, 7k weights a layer, left out) and partial RoPE; 256 experts (top 8, sigmoid
@@ -159,3 +151,14 @@ MODELS: list[ModelSpec] = [
         tie_embeddings=True, qkv_bias=True, gated_mlp=False,
     ),
 ]
+
+
+def _variant(of: str, **update: object) -> ModelSpec:
+    """A catalog entry with the architecture of the entry ``of`` (a re-quantised release)."""
+    return next(m for m in MODELS if m.name == of).model_copy(update=update)
+
+
+MODELS.append(_variant(
+    "qwen3-235b-a22b", name="qwen3-235b-a22b-fp8", hf_id="Qwen/Qwen3-235B-A22B-FP8",
+    aliases=("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8"),
+    weight_dtype="fp8_block"))
