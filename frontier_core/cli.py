@@ -326,7 +326,8 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         rows.append({
             "name": m.name, "hf_id": m.hf_id, "params_b": round(m.param_count() / 1e9, 2),
             "active_params_b": round(m.active_param_count() / 1e9, 2), "layers": m.num_layers,
-            "attention": m.attention, "experts": m.num_experts, "top_k": m.top_k,
+            "attention": m.attention, "window_layers": m.window_layers,
+            "sliding_window": m.sliding_window, "experts": m.num_experts, "top_k": m.top_k,
             "weight_dtype": m.weight_dtype, "kv_bytes_per_token": m.kv_bytes_per_token(),
             "max_context": m.max_context, "distribution": p.distribution,
         })
@@ -334,11 +335,15 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     t = Table(title="Models", header_style="bold")
-    for c in ("name", "params (B)", "active (B)", "layers", "attention", "experts", "KV B/token", "context"):
-        t.add_column(c, justify="left" if c in ("name", "attention") else "right")
+    for c in ("name", "params (B)", "active (B)", "layers", "attention", "experts", "weights",
+              "KV B/token", "context"):
+        t.add_column(c, justify="left" if c in ("name", "attention", "weights") else "right")
     for r in rows:
         t.add_row(r["name"], f"{r['params_b']:.2f}", f"{r['active_params_b']:.2f}", str(r["layers"]),
-                  r["attention"], f"{r['experts']}/top{r['top_k']}" if r["experts"] else "-",
+                  r["attention"] + (f" ({r['window_layers']}/{r['layers']} on a "
+                                    f"{r['sliding_window']}-token window)"
+                                    if r["window_layers"] else ""),
+                  f"{r['experts']}/top{r['top_k']}" if r["experts"] else "-", r["weight_dtype"],
                   f"{r['kv_bytes_per_token']:,.0f}", f"{r['max_context']:,}")
     out.print(t)
 
