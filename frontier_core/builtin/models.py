@@ -41,7 +41,8 @@ MODELS: list[ModelSpec] = [
         qkv_bias=True,
     ),
     ModelSpec(
-        name="qwen3-32b", hf_id="Qwen/Qwen3-32B", num_layers=64, hidden_size=5120, num_heads=64,
+        name="qwen3-32b", hf_id="Qwen/Qwen3-32B", aliases=("nvidia/Qwen3-32B-NVFP4",),
+        num_layers=64, hidden_size=5120, num_heads=64,
         num_kv_heads=8, head_dim=128, intermediate_size=25600, vocab_size=151936,
         max_context=40960, qk_norm=True,
     ),
@@ -64,8 +65,10 @@ MODELS: list[ModelSpec] = [
     ModelSpec(
         name="deepseek-v3", hf_id="deepseek-ai/DeepSeek-V3",
         # DeepSeek-R1 and the 0324/0528 updates ship DeepSeek-V3's config.json unchanged.
+        # NVIDIA's re-quantised releases keep the architecture; their rows name the format.
         aliases=("deepseek-ai/DeepSeek-V3-0324", "deepseek-ai/DeepSeek-R1",
-                 "deepseek-ai/DeepSeek-R1-0528"),
+                 "deepseek-ai/DeepSeek-R1-0528", "nvidia/DeepSeek-R1-FP4",
+                 "nvidia/DeepSeek-R1-NVFP4", "nvidia/DeepSeek-R1-0528-FP4"),
         num_layers=61, hidden_size=7168,
         num_heads=128, num_kv_heads=128, intermediate_size=18432, vocab_size=129280,
         max_context=163840, attention="mla", q_lora_rank=1536, kv_lora_rank=512,
