@@ -155,5 +155,4 @@ def test_a_sliding_window_models_kv_grows_only_with_its_full_layers():
     assert g.kv_bytes_per_token() == 2 * 18 * 8 * 64 * 2
     assert g.kv_bytes_per_token(tp=8) == 2 * 18 * 1 * 64 * 2
     with pytest.raises(ValueError, match="sliding-window"):
-        g.model_copy(update={"window_layers": 36}).__class__(
-            **{**g.model_dump(), "window_layers": 36})
+        type(g)(**{**g.model_dump(), "window_layers": 36})  # no full-attention layer left

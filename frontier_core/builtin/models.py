@@ -131,13 +131,6 @@ MODELS: list[ModelSpec] = [
         moe_intermediate_size=2880, router_bias=True, sliding_window=128, window_layers=18,
         weight_dtype="mxfp4",
     ),
-    ModelSpec(
-        name="gpt-oss-20b", hf_id="openai/gpt-oss-20b", num_layers=24, hidden_size=2880,
-        num_heads=64, num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
-        max_context=131072, qkv_bias=True, num_experts=32, top_k=4,
-        moe_intermediate_size=2880, router_bias=True, sliding_window=128, window_layers=12,
-        weight_dtype="mxfp4",
-    ),
     # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
     # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The
     # spec leaves out the learned positional table (2050 x hidden) and the non-QKV
@@ -157,11 +150,16 @@ MODELS: list[ModelSpec] = [
 
 
 def _variant(of: str, **update: object) -> ModelSpec:
-    """A catalog entry with the architecture of the entry ``of`` (a re-quantised release)."""
-    return next(m for m in MODELS if m.name == of).model_copy(update=update)
+    """A catalog entry made from the entry ``of`` with some fields changed (a re-quantised
+    release, a smaller sibling), validated as a new entry."""
+    base = next(m for m in MODELS if m.name == of)
+    return ModelSpec(**{**base.model_dump(), **update})
 
 
 MODELS.append(_variant(
     "qwen3-235b-a22b", name="qwen3-235b-a22b-fp8", hf_id="Qwen/Qwen3-235B-A22B-FP8",
     aliases=("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8"),
     weight_dtype="fp8_block"))
+MODELS.append(_variant(
+    "gpt-oss-120b", name="gpt-oss-20b", hf_id="openai/gpt-oss-20b", num_layers=24,
+    num_experts=32, window_layers=12))
