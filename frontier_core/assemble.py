@@ -111,6 +111,7 @@ class ClusterPlan:
     dp: int = 1
     external_gpus: int = 0  # per replica, used by its block outside the cluster (AF's FFN side)
     engine: EngineModel | None = None  # the engine model the cluster runs, if it names one
+    seq_blocks: int = 0  # blocks every sequence holds whatever its length (ModelSpec.seq_bytes)
 
     @property
     def gpus(self) -> int:
@@ -268,7 +269,7 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         for i in range(cc.replicas):
             sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
             kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache, host_blocks,
-                              load_s, recompute_s)
+                              load_s, recompute_s, plan.seq_blocks)
             replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
         clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context,
@@ -495,5 +496,16 @@ def _plan_memory(model: ModelSpec, cc: ClusterConfig, device: HardwareSpec, wher
             f"{device.mem_bytes / GiB:.1f} GiB) and no room is left for the KV cache. Raise tp or "
             "pp, use a larger GPU, or raise gpu_memory_fraction."
         )
+    # A sequence's fixed-size cache (linear-attention state, sliding-window KV) takes
+    # whole blocks of the same pool.
+    seq = model.seq_bytes(cc.tp) / cc.pp
+    seq_blocks = math.ceil(seq / (kv_tok * cc.block_size)) if seq else 0
+    if blocks <= seq_blocks:
+        raise ConfigError(
+            f"{model.name} leaves no room for one sequence on {cc.gpu} with tp={cc.tp}, "
+            f"pp={cc.pp} ({where}): its per-sequence state takes {seq / GiB:.2f} GiB per GPU "
+            f"and the KV pool holds {blocks * kv_tok * cc.block_size / GiB:.2f} GiB. Raise tp "
+            "or pp, use a larger GPU, or raise gpu_memory_fraction.")
     return ClusterPlan(cc.name, cc.gpu, cc.replicas, cc.tp, cc.pp, blocks, cc.block_size, weights,
-                       kv_tok, cc.dp, int(getattr(moe, "external_gpus", 0)))
+                       kv_tok, cc.dp, int(getattr(moe, "external_gpus", 0)),
+                       seq_blocks=seq_blocks)

@@ -383,6 +383,8 @@ def _worker(row: Row, prefix: str, model: Any, where: str) -> tuple[dict[str, An
         return None, f"bad layout value in {', '.join(bad)}"
     tp, pp, dp, mtp, mep = (v[k] for k in LAYOUT)
     out: dict[str, Any] = {"tp": tp, "pp": pp}
+    if model.attention == "gqa" and model.num_heads % tp:
+        return None, f"tp {tp} does not divide the model's {model.num_heads} attention heads"
     if not model.is_moe:
         if mep > 1:
             return None, "expert parallelism on a dense model"

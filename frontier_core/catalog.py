@@ -8,14 +8,17 @@ Units: bytes, FLOP/s, bytes/s, seconds.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontier_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from frontier_core.attention import Mixer
+    from frontier_core.components import Link
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8": 1,
                "int4": 0.5, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
@@ -88,6 +91,24 @@ class ModelSpec(BaseModel):
     # last ``sliding_window`` tokens only, the others to the whole context.
     sliding_window: int = Field(0, ge=0, description="tokens a windowed layer attends to")
     window_layers: int = Field(0, ge=0, description="layers with sliding-window attention")
+    # DeepSeek sparse attention (DeepSeek-V3.2, GLM-5): an MLA model whose queries attend
+    # to the ``index_topk`` tokens a lightning indexer selects.
+    index_topk: int = Field(0, ge=0, description="tokens each query attends to (0: all)")
+    index_n_heads: int = Field(0, ge=0, description="heads of the lightning indexer")
+    index_head_dim: int = Field(128, gt=0)
+    attn_output_gate: bool = Field(
+        False, description="the query projection also yields a sigmoid gate on the "
+        "attention output (Qwen3-Next, Qwen3.5)")
+    # Linear attention (Gated DeltaNet: Qwen3-Next, Qwen3.5): ``linear_layers`` of the
+    # layers keep a fixed-size recurrent state per sequence instead of a KV cache.
+    linear_layers: int = Field(0, ge=0, description="layers with Gated DeltaNet attention")
+    linear_num_key_heads: int = Field(0, ge=0)
+    linear_num_value_heads: int = Field(0, ge=0)
+    linear_key_head_dim: int = Field(128, gt=0)
+    linear_value_head_dim: int = Field(128, gt=0)
+    linear_conv_kernel: int = Field(4, gt=0, description="taps of the causal convolution")
+    linear_state_dtype: str = Field(
+        "fp32", description="recurrent state dtype (SGLang's --mamba-ssm-dtype default)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -98,10 +119,19 @@ class ModelSpec(BaseModel):
         if self.num_experts and not (self.top_k and self.moe_intermediate_size):
             raise ValueError("a MoE model needs top_k and moe_intermediate_size")
         if (self.window_layers > 0) != (self.sliding_window > 0) or \
-                self.window_layers >= self.num_layers:
+                self.window_layers + self.linear_layers >= self.num_layers:
             raise ValueError("sliding-window attention needs both sliding_window and "
                              "window_layers, and at least one layer of full attention")
-        for d in (self.weight_dtype, self.kv_dtype):
+        if self.linear_layers and not (self.linear_num_key_heads and self.linear_num_value_heads):
+            raise ValueError("linear attention layers need linear_num_key_heads and "
+                             "linear_num_value_heads")
+        if self.index_topk and not (self.attention == "mla" and self.index_n_heads
+                                    and self.q_lora_rank):
+            raise ValueError("sparse attention (index_topk) is modelled on MLA with a query "
+                             "latent (q_lora_rank) and needs index_n_heads")
+        if self.linear_layers and self.attention == "mla":
+            raise ValueError("linear attention layers are modelled next to GQA layers only")
+        for d in (self.weight_dtype, self.kv_dtype, self.linear_state_dtype):
             if d not in DTYPE_BYTES:
                 raise ValueError(f"unknown dtype {d!r}; choose one of {sorted(DTYPE_BYTES)}")
         return self
@@ -120,29 +150,20 @@ class ModelSpec(BaseModel):
     def num_moe_layers(self) -> int:
         return self.num_layers - self.first_dense_layers if self.is_moe else 0
 
+    def mixers(self, tp: int = 1) -> list[Mixer]:
+        """The model's layer groups by attention kind (``frontier_core.attention``)."""
+        from frontier_core.attention import mixers
+
+        return mixers(self, tp)
+
     def attention_params(self) -> int:
-        """Parameters of one attention block, its input norm included."""
-        h = self.hidden_size
-        if self.attention == "mla":
-            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
-            if self.q_lora_rank:
-                q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * self.num_heads * qk
-            else:
-                q = h * self.num_heads * qk
-            kv = (
-                h * (self.kv_lora_rank + self.qk_rope_head_dim)
-                + self.kv_lora_rank
-                + self.kv_lora_rank * self.num_heads * (self.qk_nope_head_dim + self.v_head_dim)
-            )
-            o = self.num_heads * self.v_head_dim * h
-            return q + kv + o + h
-        hd = self.hd
-        q = h * self.num_heads * hd
-        kv = 2 * h * self.num_kv_heads * hd
-        o = self.num_heads * hd * h
-        bias = (self.num_heads + 2 * self.num_kv_heads) * hd if self.qkv_bias else 0
-        norm = 2 * hd if self.qk_norm else 0
-        return q + kv + o + bias + norm + h
+        """Parameters of one attention block, its input norm included (the mean over the
+        layers when they are of several kinds)."""
+        groups = self.mixers()
+        return sum(g.params() * g.layers for g in groups) // self.num_layers
+
+    def _attention_params_total(self) -> int:
+        return sum(g.params() * g.layers for g in self.mixers())
 
     def mlp_params(self, width: int) -> int:
         return (3 if self.gated_mlp else 2) * self.hidden_size * width
@@ -161,8 +182,8 @@ class ModelSpec(BaseModel):
     def param_count(self) -> int:
         """All parameters (embeddings and LM head included; MTP modules excluded)."""
         emb = self.vocab_size * self.hidden_size * (1 if self.tie_embeddings else 2)
-        layers = sum(self.attention_params() + self.ffn_params(i) for i in range(self.num_layers))
-        return emb + layers + self.hidden_size
+        ffn = sum(self.ffn_params(i) for i in range(self.num_layers))
+        return emb + self._attention_params_total() + ffn + self.hidden_size
 
     def active_param_count(self) -> int:
         """Parameters touched per token (routed experts counted top_k times)."""
@@ -186,20 +207,19 @@ class ModelSpec(BaseModel):
         return per_layer * self.num_moe_layers * DTYPE_BYTES[self.weight_dtype]
 
     def kv_bytes_per_token(self, tp: int = 1) -> float:
-        """KV-cache bytes per token per GPU for all layers, with tensor parallelism ``tp``.
+        """KV-cache bytes per context token per GPU for all layers, with tensor
+        parallelism ``tp``: what grows with the sequence (``seq_bytes`` is the rest).
 
         GQA splits KV heads over TP ranks (replicating when there are fewer heads
         than ranks); MLA's compressed latent is replicated on every rank.
         """
-        b = DTYPE_BYTES[self.kv_dtype]
-        if self.attention == "mla":
-            return self.num_layers * (self.kv_lora_rank + self.qk_rope_head_dim) * b
-        heads = math.ceil(self.num_kv_heads / tp)
-        # A windowed layer keeps at most ``sliding_window`` tokens of each sequence (the
-        # engines' hybrid allocators free the rest); only the full layers grow with the
-        # context. That bounded part (gpt-oss: 4.7 MB per sequence at TP 1) is not
-        # reserved in the memory plan.
-        return 2 * (self.num_layers - self.window_layers) * heads * self.hd * b
+        return sum(g.kv_bytes_per_token() * g.layers for g in self.mixers(tp))
+
+    def seq_bytes(self, tp: int = 1) -> float:
+        """Cache bytes per sequence per GPU that do not grow with its length: the
+        recurrent state of linear-attention layers and the KV of sliding-window layers
+        (bounded by the window)."""
+        return sum(g.seq_bytes() * g.layers for g in self.mixers(tp))
 
 
 class HardwareSpec(BaseModel):
@@ -217,6 +237,9 @@ class HardwareSpec(BaseModel):
     nvlink_switched: bool = Field(
         True, description="the node's GPUs reach each other through NVSwitch, one hop each "
         "(HGX/DGX); false for a ring of point-to-point links or bridges")
+    mesh_links: int = Field(
+        0, ge=0, description="point-to-point links per GPU when the node's GPUs form a full "
+        "mesh (AMD Infinity Fabric: 7, nvlink_bw being their sum); 0: a switch or a ring")
     scaleout_bw: float = Field(gt=0, description="IB/RoCE bandwidth per GPU per direction")
     scaleout_latency: float = Field(8e-6, ge=0)
     pcie_bw: float = Field(32e9, gt=0, description="host link per direction")
@@ -237,6 +260,13 @@ class HardwareSpec(BaseModel):
     def nvlink_gpus(self) -> int:
         """GPUs in one NVLink domain: TP, EP and PD groups up to this size talk over NVLink."""
         return self.nvlink_domain or self.gpus_per_node
+
+    def intra_link(self) -> Link:
+        """The link between GPUs of one NVLink (or Infinity Fabric) domain."""
+        from frontier_core.components import Link
+
+        return Link(self.nvlink_bw, self.nvlink_latency, self.nvlink_switched,
+                    self.mesh_links)
 
     def peak_flops(self, dtype: str) -> float:
         dtype = COMPUTE_DTYPE.get(dtype, dtype)
@@ -259,11 +289,58 @@ def gpu_names(specs: Iterable[HardwareSpec]) -> dict[str, str]:
 # ---- Hugging Face config.json --------------------------------------------
 
 
+#: ``layer_types`` entries of Hugging Face configs -> the ModelSpec field that counts them
+#: (None: full attention, counted as the rest).
+_HF_LAYER_TYPES = {"full_attention": None, "sliding_attention": "window_layers",
+                   "linear_attention": "linear_layers"}
+#: Fields of attention kinds Frontier does not model: a config carrying one would be
+#: priced as something else, so it is refused.
+_HF_UNMODELLED = {
+    "hybrid_override_pattern": "Nemotron-H's Mamba-2 layers",
+    "mamba_num_heads": "Mamba-2 layers",
+    "attn_layer_period": "Jamba's Mamba layers",
+}
+
+
+def _hf_weight_format(qc: dict | None, where: str) -> str | None:
+    """The weight format a ``quantization_config`` names (None: unquantised)."""
+    if not qc:
+        return None
+    method = str(qc.get("quant_method", "")).lower()
+    if method == "fp8":
+        return "fp8_block" if qc.get("weight_block_size") else "fp8"
+    if method == "mxfp4":
+        return "mxfp4"
+    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin") and qc.get("bits", 4) == 4:
+        return "int4"
+    if method == "modelopt":
+        algo = str(qc.get("quant_algo", "")).upper()
+        if algo in ("NVFP4", "FP8"):
+            return algo.lower()
+    if method == "compressed-tensors":
+        groups = qc.get("config_groups") or {}
+        bits = {(g.get("weights") or {}).get("num_bits") for g in groups.values()}
+        types = {(g.get("weights") or {}).get("type") for g in groups.values()}
+        if bits == {4} and types <= {"int", None}:
+            return "int4"
+        if bits == {8} and types == {"float"}:
+            return "fp8"
+    raise ConfigError(
+        f"Hugging Face config {where!r} has a quantization_config Frontier cannot price "
+        f"(quant_method {method!r}). Frontier prices fp8 (per-tensor or block-scaled), nvfp4, "
+        "mxfp4 and int4 weight-only checkpoints; set model.weight_dtype in a model entry of "
+        "your own instead.")
+
+
 def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     """Read a Hugging Face ``config.json`` (a file or a folder holding one) from disk.
 
-    Understands the Llama/Qwen2/Qwen3/Mistral/Mixtral/Qwen3-MoE/DeepSeek-V3 field
-    names. No hub access: the file must already be local.
+    Understands the Llama/Qwen2/Qwen3/Mistral/Mixtral/Qwen3-MoE/DeepSeek-V3/Kimi-K2 field
+    names, gpt-oss's and Qwen3.5's ``layer_types`` (sliding-window and linear attention),
+    Qwen3-Next's ``full_attention_interval``, a multimodal checkpoint's ``text_config`` and
+    the weight format of its ``quantization_config``. A field of an attention kind
+    Frontier does not model (``_HF_UNMODELLED``, an unknown ``layer_types`` entry) is an
+    error, not a silent default. No hub access: the file must already be local.
     """
     p = Path(path)
     if p.is_dir():
@@ -279,6 +356,16 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
         raise ConfigError(
             f"Hugging Face config {str(p)!r} is not valid JSON (line {e.lineno}: {e.msg})."
         ) from None
+    where = str(p)
+    qc = cfg.get("quantization_config")
+    if "num_hidden_layers" not in cfg and isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg["text_config"], "quantization_config": qc}  # a multimodal checkpoint
+    for key, what in _HF_UNMODELLED.items():
+        if cfg.get(key) is not None:
+            raise ConfigError(
+                f"Hugging Face config {where!r} has {key!r}: {what}, which Frontier does not "
+                "model; it would be priced as plain attention. Describe the model with a "
+                "catalog entry of your own, or use a model Frontier knows (frontier models).")
     g = cfg.get
     try:
         heads = g("num_attention_heads")
@@ -289,7 +376,8 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
             num_heads=heads,
             num_kv_heads=g("num_key_value_heads") or heads,
             head_dim=g("head_dim") or 0,
-            intermediate_size=g("intermediate_size"),
+            # An all-MoE model's config may give only the experts' width.
+            intermediate_size=g("intermediate_size") or g("moe_intermediate_size"),
             vocab_size=g("vocab_size"),
             max_context=g("max_position_embeddings") or 4096,
             tie_embeddings=bool(g("tie_word_embeddings", False)),
@@ -297,11 +385,21 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
         mt = (g("model_type") or "").lower()
         if mt == "qwen2" or mt == "qwen2_moe":
             fields["qkv_bias"] = True
-        if mt in ("qwen3", "qwen3_moe"):
+        if mt in ("qwen3", "qwen3_moe", "qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen3_5_text",
+                  "qwen3_5_moe_text"):
             fields["qk_norm"] = True
+        if mt.startswith(("qwen3_next", "qwen3_5")):
+            fields["attn_output_gate"] = bool(g("attn_output_gate", True))
         if g("attention_bias"):
             fields["qkv_bias"] = True
+        fields.update(_hf_layer_kinds(cfg, fields["num_layers"], where))
+        fmt = _hf_weight_format(qc, where)
+        if fmt:
+            fields["weight_dtype"] = fmt
         if g("kv_lora_rank"):
+            if g("index_topk"):
+                fields.update(index_topk=g("index_topk"), index_n_heads=g("index_n_heads") or 0,
+                              index_head_dim=g("index_head_dim") or 128)
             fields.update(
                 attention="mla",
                 q_lora_rank=g("q_lora_rank") or 0,
@@ -313,15 +411,25 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
             )
         experts = g("n_routed_experts") or g("num_local_experts") or g("num_experts") or 0
         if experts:
+            width = g("moe_intermediate_size") or g("intermediate_size")
+            shared = g("n_shared_experts") or 0
+            if not shared and g("shared_expert_intermediate_size"):
+                # One wide shared expert (Qwen-MoE), counted in routed-expert widths.
+                shared = max(1, round(g("shared_expert_intermediate_size") / width))
             fields.update(
                 num_experts=experts,
-                top_k=g("num_experts_per_tok"),
-                moe_intermediate_size=g("moe_intermediate_size") or g("intermediate_size"),
-                num_shared_experts=g("n_shared_experts") or 0,
+                top_k=g("num_experts_per_tok") or g("experts_per_token"),
+                moe_intermediate_size=width,
+                num_shared_experts=shared,
                 first_dense_layers=g("first_k_dense_replace") or 0,
-                router_bias=mt.startswith("deepseek_v3"),
+                # A routing bias: DeepSeek-V3's aux-loss-free balancing (topk_method
+                # noaux_tc, its e_score_correction_bias), gpt-oss's router bias.
+                router_bias=(mt.startswith(("deepseek_v3", "gpt_oss"))
+                             or g("topk_method") == "noaux_tc"),
             )
         return ModelSpec(**fields)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as e:
         msg = str(e).splitlines()
         raise ConfigError(
@@ -329,3 +437,32 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
             f"{'; '.join(m.strip() for m in msg[:4])}. It needs num_hidden_layers, hidden_size, "
             "num_attention_heads, intermediate_size and vocab_size."
         ) from None
+
+
+def _hf_layer_kinds(cfg: dict, num_layers: int, where: str) -> dict:
+    """ModelSpec fields for a config's mix of attention kinds: ``layer_types`` (gpt-oss,
+    Qwen3.5) or Qwen3-Next's ``full_attention_interval``, with the linear layers' sizes."""
+    g = cfg.get
+    out: dict = {}
+    types = g("layer_types")
+    if types:
+        unknown = sorted({t for t in types if t not in _HF_LAYER_TYPES})
+        if unknown:
+            raise ConfigError(
+                f"Hugging Face config {where!r} has layer_types {unknown} that Frontier does "
+                f"not model (it knows {', '.join(_HF_LAYER_TYPES)}); they would be priced as "
+                "full attention. Describe the model with a catalog entry of your own.")
+        for t, field in _HF_LAYER_TYPES.items():
+            if field and types.count(t):
+                out[field] = types.count(t)
+    elif g("full_attention_interval") and g("linear_num_value_heads"):
+        out["linear_layers"] = num_layers - num_layers // g("full_attention_interval")
+    if out.get("window_layers"):
+        out["sliding_window"] = g("sliding_window")
+    if out.get("linear_layers"):
+        out.update(linear_num_key_heads=g("linear_num_key_heads"),
+                   linear_num_value_heads=g("linear_num_value_heads"),
+                   linear_key_head_dim=g("linear_key_head_dim") or 128,
+                   linear_value_head_dim=g("linear_value_head_dim") or 128,
+                   linear_conv_kernel=g("linear_conv_kernel_dim") or 4)
+    return out

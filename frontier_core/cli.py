@@ -327,8 +327,11 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             "name": m.name, "hf_id": m.hf_id, "params_b": round(m.param_count() / 1e9, 2),
             "active_params_b": round(m.active_param_count() / 1e9, 2), "layers": m.num_layers,
             "attention": m.attention, "window_layers": m.window_layers,
-            "sliding_window": m.sliding_window, "experts": m.num_experts, "top_k": m.top_k,
+            "sliding_window": m.sliding_window, "linear_layers": m.linear_layers,
+            "layers_by_kind": {g.kind: g.layers for g in m.mixers()},
+            "experts": m.num_experts, "top_k": m.top_k,
             "weight_dtype": m.weight_dtype, "kv_bytes_per_token": m.kv_bytes_per_token(),
+            "seq_bytes": m.seq_bytes(),
             "max_context": m.max_context, "distribution": p.distribution,
         })
     if as_json:
@@ -336,15 +339,17 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     t = Table(title="Models", header_style="bold")
     for c in ("name", "params (B)", "active (B)", "layers", "attention", "experts", "weights",
-              "KV B/token", "context"):
+              "KV B/token", "state MB/seq", "context"):
         t.add_column(c, justify="left" if c in ("name", "attention", "weights") else "right")
-    for r in rows:
+    for p, r in zip(reg.provided("model"), rows, strict=True):
+        groups = p.item.mixers()
+        kinds = (groups[0].kind if len(groups) == 1
+                 else ", ".join(g.describe() for g in groups))
         t.add_row(r["name"], f"{r['params_b']:.2f}", f"{r['active_params_b']:.2f}", str(r["layers"]),
-                  r["attention"] + (f" ({r['window_layers']}/{r['layers']} on a "
-                                    f"{r['sliding_window']}-token window)"
-                                    if r["window_layers"] else ""),
-                  f"{r['experts']}/top{r['top_k']}" if r["experts"] else "-", r["weight_dtype"],
-                  f"{r['kv_bytes_per_token']:,.0f}", f"{r['max_context']:,}")
+                  kinds, f"{r['experts']}/top{r['top_k']}" if r["experts"] else "-",
+                  r["weight_dtype"], f"{r['kv_bytes_per_token']:,.0f}",
+                  f"{r['seq_bytes'] / 1e6:,.1f}" if r["seq_bytes"] else "-",
+                  f"{r['max_context']:,}")
     out.print(t)
 
 
@@ -358,8 +363,14 @@ def hardware(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     t = Table(title="GPUs (bandwidths per GPU per direction)", header_style="bold")
     for c in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "fp4 TFLOP/s", "HBM GB", "HBM TB/s",
-              "NVLink GB/s", "NVLink GPUs", "scale-out GB/s"):
-        t.add_column(c, justify="left" if c == "name" else "right")
+              "NVLink GB/s", "NVLink GPUs", "fabric", "scale-out GB/s"):
+        t.add_column(c, justify="left" if c in ("name", "fabric") else "right")
+
+    def fabric(r: dict) -> str:
+        if r["mesh_links"]:
+            return f"full mesh, {r['mesh_links']} links"
+        return "switch" if r["nvlink_switched"] else "ring (PCIe)"
+
 
     def tflops(r: dict, dtype: str) -> str:
         v = r["flops"].get(dtype)
@@ -369,7 +380,7 @@ def hardware(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         t.add_row(r["name"], tflops(r, "bf16"), tflops(r, "fp8"), tflops(r, "fp4"),
                   f"{r['mem_bytes'] / 1e9:,.0f}", f"{r['mem_bw'] / 1e12:.2f}",
                   f"{r['nvlink_bw'] / 1e9:,.0f}", str(r["nvlink_domain"] or r["gpus_per_node"]),
-                  f"{r['scaleout_bw'] / 1e9:,.0f}")
+                  fabric(r), f"{r['scaleout_bw'] / 1e9:,.0f}")
     out.print(t)
 
 

@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -111,8 +111,6 @@ class ExecutionPredictor:
         # Set on a drafter: the target it drafts for (its passes stay out of the
         # statistics of a shared per-iteration block).
         self.spec_of: ExecutionPredictor | None = None
-        self._ones = np.ones(256, np.int64)  # shared, read-only q_lens of decodes
-        self._ones.flags.writeable = False
         self._attn_shape()
 
     # ---- the chain ------------------------------------------------------
@@ -127,58 +125,18 @@ class ExecutionPredictor:
 
     # ---- shapes ---------------------------------------------------------
     def _attn_shape(self) -> None:
-        m, tp = self.model, self.tp
-        self.heads = max(1, m.num_heads // tp)
-        if m.attention == "mla":
-            self.kv_heads = self.heads
-            self.attn_head_dim = m.qk_nope_head_dim + m.qk_rope_head_dim
-            # Decode runs absorbed (FlashMLA and the like): every query head attends to
-            # the one shared latent (kv_lora_rank + rope dims), read once per token,
-            # instead of decompressing per-head keys and values as prefill does.
-            self.dec_kv_heads = 1
-            self.dec_head_dim = m.kv_lora_rank + m.qk_rope_head_dim
-            # Prefill decompresses per-head keys and values in bf16; decode reads the
-            # cached latent once as both keys and values (FlashMLA), in the KV dtype.
-            self.prefill_kv = {"kv_planes": 2, "kv_bytes": float(self.act_bytes)}
-            self.decode_kv = {"kv_planes": 1, "kv_bytes": DTYPE_BYTES[m.kv_dtype]}
-        else:
-            self.kv_heads = max(1, math.ceil(m.num_kv_heads / tp))
-            self.attn_head_dim = m.hd
-            self.dec_kv_heads, self.dec_head_dim = self.kv_heads, self.attn_head_dim
-            self.prefill_kv = self.decode_kv = {"kv_planes": 2,
-                                                "kv_bytes": DTYPE_BYTES[m.kv_dtype]}
-        # Sliding-window layers (their share of all layers, and their calls' layout)
-        self.window_share = m.window_layers / m.num_layers
-        self.window_prefill_kv = {**self.prefill_kv, "window": m.sliding_window}
-        self.window_decode_kv = {**self.decode_kv, "window": m.sliding_window}
+        m = self.model
+        # The layer groups by attention kind (frontier_core.attention) and their share of
+        # the layers; layers of different kinds are priced as their mean.
+        self.mixers = m.mixers(self.tp)
+        self.mixer_share = [g.layers / m.num_layers for g in self.mixers]
+        first = self.mixers[0].projections(1, self.dtype)
+        self.uniform = all(g.projections(1, self.dtype) == first for g in self.mixers[1:])
 
-    def _projection_ops(self, t: int) -> list[OpCall]:
-        m, _tp, d = self.model, self.tp, self.dtype
-        h = m.hidden_size
-        if m.attention == "mla":
-            qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-            ops = []
-            if m.q_lora_rank:
-                ops.append(OpCall("gemm", "q_a_proj", d, t, m.q_lora_rank, h))
-                ops.append(OpCall("gemm", "q_b_proj", d, t, self.heads * qk, m.q_lora_rank))
-            else:
-                ops.append(OpCall("gemm", "q_proj", d, t, self.heads * qk, h))
-            ops.append(OpCall("gemm", "kv_a_proj", d, t, m.kv_lora_rank + m.qk_rope_head_dim, h))
-            ops.append(
-                OpCall("gemm", "kv_b_proj", d, t, self.heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)
-            )
-            ops.append(OpCall("gemm", "o_proj", d, t, h, self.heads * m.v_head_dim))
-            return ops
-        hd = m.hd
-        qkv_n = (self.heads + 2 * self.kv_heads) * hd
-        return [
-            OpCall("gemm", "qkv_proj", d, t, qkv_n, h),
-            OpCall("gemm", "o_proj", d, t, h, self.heads * hd),
-        ]
-
-    def _layer_common_ops(self, t: int) -> list[OpCall]:
+    def _layer_common_ops(self, t: int, group: int = 0) -> list[OpCall]:
+        """A layer's calls besides attention and the FFN, for a layer of group ``group``."""
         h = self.model.hidden_size
-        ops = self._projection_ops(t)
+        ops = self.mixers[group].projections(t, self.dtype)
         ops.append(
             OpCall(
                 "elementwise", "norms_rope_residual", "bf16",
@@ -216,7 +174,7 @@ class ExecutionPredictor:
         if hit is not None:
             return hit
         m = self.model
-        common, credit = self._sum(self._layer_common_ops(t))
+        common, credit = self._common(t)
         dense, dcredit = self._sum(self.dense_ffn.ops(t))
         n_moe = m.num_moe_layers
         n_dense = m.num_layers - n_moe
@@ -267,9 +225,21 @@ class ExecutionPredictor:
         key = (kind, t)
         hit = self._part_memo.get(key)
         if hit is None:
-            ops = self._layer_common_ops(t) if kind == "common" else self.dense_ffn.ops(t)
-            hit = self._part_memo[key] = self._sum(ops)
+            hit = self._part_memo[key] = (self._common(t) if kind == "common"
+                                          else self._sum(self.dense_ffn.ops(t)))
         return hit
+
+    def _common(self, t: int) -> tuple[float, list[float]]:
+        """Seconds of one layer's projections, norms and collectives at ``t`` tokens: the
+        mean over the layer groups when their projections differ."""
+        if self.uniform:
+            return self._sum(self._layer_common_ops(t))
+        total, credit = 0.0, [0.0] * len(self.chain)
+        for g, share in enumerate(self.mixer_share):
+            x, c = self._sum(self._layer_common_ops(t, g))
+            total += x * share
+            credit = [a + b * share for a, b in zip(credit, c, strict=True)]
+        return total, credit
 
     # ---- the hot method -------------------------------------------------
     def iteration(self, batch: Batch, replica: int = 0, now: float = 0.0) -> IterationTime:
@@ -368,64 +338,19 @@ class ExecutionPredictor:
     def _attention(self, q: np.ndarray | None, kvp: np.ndarray | None,
                    kvd: np.ndarray | None,
                    wd: np.ndarray | None = None) -> tuple[float, list[tuple[float, int]]]:
-        """Per-layer attention seconds of one rank's prefill (q, kv) and decode (kv) parts:
-        the mean over the model's layers when some attend to a sliding window (gpt-oss),
-        whose calls carry ``extra["window"]``."""
-        if not self.window_share:
-            return self._attention_layers(q, kvp, kvd, wd, self.prefill_kv, self.decode_kv)
-        full = 1.0 - self.window_share
-        a, parts = self._attention_layers(q, kvp, kvd, wd, self.prefill_kv, self.decode_kv)
-        b, wparts = self._attention_layers(q, kvp, kvd, wd, self.window_prefill_kv,
-                                           self.window_decode_kv)
-        return (a * full + b * self.window_share,
-                [(x * full, i) for x, i in parts] + [(x * self.window_share, i)
-                                                      for x, i in wparts])
-
-    def _attention_layers(self, q: np.ndarray | None, kvp: np.ndarray | None,
-                          kvd: np.ndarray | None, wd: np.ndarray | None,
-                          prefill_kv: dict[str, Any], decode_kv: dict[str, Any]
-                          ) -> tuple[float, list[tuple[float, int]]]:
-        """Per-layer attention seconds of one kind of layer (its cache layout and window
-        in ``prefill_kv`` / ``decode_kv``).
-
-        Decodes that verify drafts (``wd`` > 1 tokens) run as a varlen prefill over
-        their ``wd`` query tokens, as vLLM's FlashAttention path does; under MLA they
-        stay absorbed and the kernel folds the query tokens into the heads (FlashMLA's
-        ``s_q``), so they are priced as decodes with ``wd`` times the heads.
-        """
-        parts = []
-        if q is not None and len(q):
-            parts.append(self._answer(OpCall(
-                "attention_prefill", "attention", "bf16", num_heads=self.heads,
-                num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim, q_lens=q, kv_lens=kvp,
-                extra=prefill_kv)))
-        if kvd is not None and len(kvd) and wd is not None and int(wd.max()) > 1:
-            verify = wd > 1
-            if self.model.attention == "mla":
-                for w in np.unique(wd[verify]).tolist():
-                    sel = wd == w
-                    n = int(sel.sum())
-                    parts.append(self._answer(OpCall(
-                        "attention_decode", "attention_verify", "bf16",
-                        num_heads=self.heads * w, num_kv_heads=self.dec_kv_heads,
-                        head_dim=self.dec_head_dim, q_lens=np.ones(n, np.int64),
-                        kv_lens=kvd[sel], extra=decode_kv)))
-            else:
-                parts.append(self._answer(OpCall(
-                    "attention_prefill", "attention_verify", "bf16", num_heads=self.heads,
-                    num_kv_heads=self.kv_heads, head_dim=self.attn_head_dim,
-                    q_lens=wd[verify], kv_lens=kvd[verify], extra=decode_kv)))
-            kvd = kvd[~verify]
-        if kvd is not None and len(kvd):
-            n = len(kvd)
-            if len(self._ones) < n:
-                self._ones = np.ones(2 * n, np.int64)
-                self._ones.flags.writeable = False
-            parts.append(self._answer(OpCall(
-                "attention_decode", "attention", "bf16", num_heads=self.heads,
-                num_kv_heads=self.dec_kv_heads, head_dim=self.dec_head_dim,
-                q_lens=self._ones[:n], kv_lens=kvd, extra=decode_kv)))
-        return sum(a for a, _ in parts), parts
+        """Per-layer token-mixing seconds of one rank's prefill (q, kv) and decode (kv)
+        parts: the mean over the model's layers when they are of several kinds (windowed
+        and full attention in gpt-oss, linear and full in Qwen3.5)."""
+        answer = self._answer
+        if len(self.mixers) == 1:
+            parts = [answer(c) for c in self.mixers[0].calls(q, kvp, kvd, wd)]
+            return sum(a for a, _ in parts), parts
+        total, parts = 0.0, []
+        for g, share in zip(self.mixers, self.mixer_share, strict=True):
+            gp = [answer(c) for c in g.calls(q, kvp, kvd, wd)]
+            total += sum(a for a, _ in gp) * share
+            parts += [(x * share, i) for x, i in gp]
+        return total, parts
 
     def _iteration_ranks(self, q: np.ndarray | None, kvp: np.ndarray | None,
                          emits: np.ndarray | None, kvd: np.ndarray | None,

@@ -116,7 +116,7 @@ class Batch:
 
 
 # Operator names: the first seven are the profile-table vocabulary
-# (docs/profiles.md); the last two exist for the roofline's completeness.
+# (docs/profiles.md); the others exist for the roofline's completeness.
 OPS = (
     "gemm",
     "attention_prefill",
@@ -127,6 +127,8 @@ OPS = (
     "send_recv",
     "elementwise",
     "cpu_overhead",
+    "linear_attention",
+    "attention_index",
 )
 
 
@@ -147,6 +149,15 @@ class OpCall:
       embedding gather, sampling) moving ``bytes`` and doing ``flops``.
     - ``cpu_overhead``: host-side scheduling and input preparation for one
       iteration of ``num_seqs`` sequences and ``m`` tokens.
+    - ``linear_attention``: the recurrence of a linear-attention layer (Gated
+      DeltaNet) for the sequences of ``q_lens`` (tokens each this step; one for a
+      decode): ``num_heads`` value heads and ``num_kv_heads`` query/key heads per GPU,
+      ``head_dim`` the key width; ``extra`` gives ``v_head_dim`` and ``state_bytes``
+      (bytes per element of the recurrent state).
+    - ``attention_index``: the lightning indexer of DeepSeek sparse attention, which
+      scores all ``kv_lens`` context tokens for each of the ``q_lens`` query tokens of
+      each sequence: ``num_heads`` indexer heads of ``head_dim``; ``extra["kv_bytes"]``
+      is its cache's bytes per token.
     ``name`` says which part of the model it is (``qkv_proj``, ``mlp_down``...)
     for breakdowns; predictors must not depend on it for correctness.
     """

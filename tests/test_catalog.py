@@ -29,6 +29,15 @@ PUBLISHED = {
     "kimi-k2.5": 1030.0,  # Hugging Face: 1.03T parameters (Kimi K2's text model)
     "gpt-oss-120b": 116.83,  # gpt-oss model card: 116.83B total
     "gpt-oss-20b": 20.91,  # 20.91B
+    # Qwen3.5 model card: 397B total, 17B activated (its vision tower included, which
+    # the spec leaves out); Qwen3-Next model card: 80B total, 3B activated.
+    "qwen3.5-397b-a17b": 397.0,
+    "qwen3.5-397b-a17b-fp8": 397.0,
+    "qwen3-next-80b-a3b": 80.0,
+    # GLM-5 release: 744B parameters (40B active); DeepSeek-V3.2: 671B (685B with MTP).
+    "glm-5": 744.0,
+    "glm-5-fp8": 744.0,
+    "deepseek-v3.2": 671.0,
     # OPT: the checkpoints' exact counts (12,853,473,280 and 65,719,701,504 with the
     # learned positions and every bias); the OPT paper rounds them to 13B and 66B.
     "opt-13b": 12.85,
@@ -78,13 +87,85 @@ DEEPSEEK_V3_HF = {
 }
 
 
-@pytest.mark.parametrize("cfg,name", [(LLAMA31_8B_HF, "llama-3.1-8b"), (DEEPSEEK_V3_HF, "deepseek-v3")])
+# The public configs' fields (Qwen/Qwen3-Next-80B-A3B-Instruct, Qwen/Qwen3.5-397B-A17B-FP8
+# with its text_config, openai/gpt-oss-120b, moonshotai/Kimi-K2-Instruct), the fields
+# Frontier reads and the quantization_config that sets the weight format.
+QWEN3_NEXT_HF = {
+    "model_type": "qwen3_next", "hidden_size": 2048, "intermediate_size": 5120,
+    "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+    "num_hidden_layers": 48, "full_attention_interval": 4, "linear_conv_kernel_dim": 4,
+    "linear_key_head_dim": 128, "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+    "linear_value_head_dim": 128, "num_experts": 512, "num_experts_per_tok": 10,
+    "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512,
+    "vocab_size": 151936, "max_position_embeddings": 262144, "tie_word_embeddings": False,
+}
+QWEN35_HF = {
+    "model_type": "qwen3_5_moe",
+    "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
+    "text_config": {
+        "model_type": "qwen3_5_moe_text", "hidden_size": 4096, "num_attention_heads": 32,
+        "num_key_value_heads": 2, "head_dim": 256, "num_hidden_layers": 60,
+        "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 15,
+        "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_num_key_heads": 16,
+        "linear_num_value_heads": 64, "linear_value_head_dim": 128, "num_experts": 512,
+        "num_experts_per_tok": 10, "moe_intermediate_size": 1024,
+        "shared_expert_intermediate_size": 1024, "vocab_size": 248320,
+        "max_position_embeddings": 262144, "tie_word_embeddings": False,
+    },
+}
+GPT_OSS_HF = {
+    "model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880, "head_dim": 64,
+    "num_attention_heads": 64, "num_key_value_heads": 8, "num_hidden_layers": 36,
+    "layer_types": ["sliding_attention", "full_attention"] * 18, "sliding_window": 128,
+    "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True,
+    "vocab_size": 201088, "max_position_embeddings": 131072, "tie_word_embeddings": False,
+    "quantization_config": {"quant_method": "mxfp4"},
+}
+KIMI_K2_HF = {
+    **DEEPSEEK_V3_HF, "num_attention_heads": 64, "num_key_value_heads": 64,
+    "n_routed_experts": 384, "first_k_dense_replace": 1, "vocab_size": 163840,
+    "max_position_embeddings": 262144,
+    "quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
+        "group_0": {"weights": {"num_bits": 4, "type": "int", "group_size": 32}}}},
+}
+
+GLM5_HF = {
+    "model_type": "glm_moe_dsa", "hidden_size": 6144, "intermediate_size": 12288,
+    "moe_intermediate_size": 2048, "num_attention_heads": 64, "num_key_value_heads": 64,
+    "num_hidden_layers": 78, "n_routed_experts": 256, "n_shared_experts": 1,
+    "num_experts_per_tok": 8, "first_k_dense_replace": 3, "q_lora_rank": 2048,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "v_head_dim": 256,
+    "index_topk": 2048, "index_n_heads": 32, "index_head_dim": 128, "vocab_size": 154880,
+    "topk_method": "noaux_tc",
+    "max_position_embeddings": 202752, "tie_word_embeddings": False,
+}
+
+
+@pytest.mark.parametrize("cfg,name", [
+    (LLAMA31_8B_HF, "llama-3.1-8b"), (DEEPSEEK_V3_HF, "deepseek-v3"),
+    (QWEN3_NEXT_HF, "qwen3-next-80b-a3b"), (QWEN35_HF, "qwen3.5-397b-a17b-fp8"),
+    (GPT_OSS_HF, "gpt-oss-120b"), (KIMI_K2_HF, "kimi-k2.5"), (GLM5_HF, "glm-5")])
 def test_hf_config_matches_catalog(tmp_path, cfg, name):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = model_from_hf_config(tmp_path, name="x")
     ref = next(x for x in MODELS if x.name == name)
     assert m.param_count() == ref.param_count()
     assert m.kv_bytes_per_token() == ref.kv_bytes_per_token()
+    assert m.seq_bytes(4) == ref.seq_bytes(4)
+    assert [(g.kind, g.layers) for g in m.mixers()] == [(g.kind, g.layers) for g in ref.mixers()]
+    if "quantization_config" in cfg:
+        assert m.weight_dtype == ref.weight_dtype
+
+
+@pytest.mark.parametrize("extra,match", [
+    ({"layer_types": ["full_attention", "chunked_attention"] * 30}, "chunked_attention"),
+    ({"hybrid_override_pattern": "M-M*"}, "Mamba-2"),
+    ({"quantization_config": {"quant_method": "bitsandbytes"}}, "bitsandbytes"),
+])
+def test_hf_config_that_changes_the_cost_unknowingly_is_an_error(tmp_path, extra, match):
+    (tmp_path / "config.json").write_text(json.dumps({**QWEN3_NEXT_HF, **extra}))
+    with pytest.raises(ConfigError, match=match):
+        model_from_hf_config(tmp_path)
 
 
 def test_hf_config_errors(tmp_path):
@@ -156,3 +237,58 @@ def test_a_sliding_window_models_kv_grows_only_with_its_full_layers():
     assert g.kv_bytes_per_token(tp=8) == 2 * 18 * 1 * 64 * 2
     with pytest.raises(ValueError, match="sliding-window"):
         type(g)(**{**g.model_dump(), "window_layers": 36})  # no full-attention layer left
+
+
+def test_sliding_window_kv_per_sequence_is_bounded_by_the_window():
+    g = {m.name: m for m in MODELS}["gpt-oss-120b"]
+    # 18 windowed layers x 128 tokens x (K, V) x 8 KV heads x 64 x 2 bytes
+    assert g.seq_bytes() == 18 * 128 * 2 * 8 * 64 * 2
+    assert g.seq_bytes(tp=8) == g.seq_bytes() / 8
+
+
+def test_linear_attention_keeps_a_fixed_state_per_sequence():
+    """Qwen3.5: only the 15 full-attention layers' KV grows with the context; each of the
+    45 Gated DeltaNet layers keeps 64 value heads of 128 x 128 fp32 state and 3 steps of
+    its convolution's 12,288 channels, split over TP."""
+    q = {m.name: m for m in MODELS}["qwen3.5-397b-a17b"]
+    assert q.kv_bytes_per_token() == 2 * 15 * 2 * 256 * 2
+    state = 64 * 128 * 128 * 4
+    conv = 3 * (2 * 16 * 128 + 64 * 128) * 2
+    assert q.seq_bytes() == 45 * (state + conv)
+    assert q.seq_bytes(tp=4) == pytest.approx(q.seq_bytes() / 4)
+    assert [(g.kind, g.layers) for g in q.mixers()] == [("gqa", 15), ("gdn", 45)]
+    with pytest.raises(ValueError, match="linear_num_key_heads"):
+        type(q)(**{**q.model_dump(), "linear_num_key_heads": 0})
+
+
+def test_sparse_attention_caches_the_latent_and_the_indexer_keys():
+    """GLM-5: every token keeps its 576-wide MLA latent and a 128-wide fp8 indexer key with
+    one fp32 scale, on every TP rank; each query attends to at most 2048 tokens."""
+    g = {m.name: m for m in MODELS}["glm-5"]
+    assert g.kv_bytes_per_token(tp=8) == 78 * (576 * 2 + 128 + 4)
+    (mix,) = g.mixers(8)
+    assert (mix.kind, mix.topk, mix.heads) == ("dsa", 2048, 8)
+    with pytest.raises(ValueError, match="index_n_heads"):
+        type(g)(**{**g.model_dump(), "index_n_heads": 0})
+
+
+def test_amd_instinct_gpus_are_a_full_mesh_and_pcie_cards_a_ring():
+    """MI300X: 7 Infinity Fabric links per GPU, one to each peer; a group of n GPUs uses
+    n - 1 of them, so a 2-GPU all-reduce runs over one link while an 8-GPU one uses all
+    seven. L40S: no NVLink, a ring over PCIe."""
+    from frontier_core.builtin.transfer import collective_time
+
+    by = {h.name: h for h in HARDWARE}
+    mi = by["mi300x"]
+    assert mi.mesh_links == 7 and not mi.nvlink_switched and mi.nvlink_gpus == 8
+    link = mi.intra_link()
+    big = 1 << 30
+    t2, t8 = (collective_time("all_reduce", big, n, link) for n in (2, 8))
+    per_link = mi.nvlink_bw / 7
+    assert t2 == pytest.approx(big / per_link + 2 * mi.nvlink_latency)
+    assert t8 == pytest.approx(2 * 7 / 8 * big / mi.nvlink_bw + 2 * mi.nvlink_latency)
+    assert t8 < t2
+    assert by["mi355x"].peak_flops("mxfp4") == pytest.approx(10e15)
+    l40s = by["l40s"].intra_link()
+    assert not l40s.switched and l40s.mesh_links == 0
+    assert collective_time("all_reduce", 1024, 8, l40s) > 14 * by["l40s"].nvlink_latency

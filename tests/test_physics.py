@@ -180,7 +180,7 @@ def test_windowed_layers_attend_to_their_window_only(registry):
     ex = bare_executor(registry, "gpt-oss-120b", "h200", 1).executors["main"]
     m = ex.model
     full = bare_executor(registry, "gpt-oss-120b", "h200", 1).executors["main"]
-    full.window_share = 0.0
+    full.mixers = m.model_copy(update={"window_layers": 0, "sliding_window": 0}).mixers(1)
     long, short = np.full(32, 16384), np.full(32, 100)
     a_win, parts = ex._attention(None, None, long)
     a_full, _ = full._attention(None, None, long)
@@ -188,3 +188,44 @@ def test_windowed_layers_attend_to_their_window_only(registry):
     assert 0.5 * a_full < a_win < 0.6 * a_full
     assert ex._attention(None, None, short)[0] == pytest.approx(
         full._attention(None, None, short)[0])
+
+
+def test_linear_attention_layers_cost_per_sequence_not_per_context_token(registry):
+    """Qwen3-Next: a decode's Gated DeltaNet step reads and writes a fixed state, so
+    only the 12 full-attention layers' time grows with the context; a prefill's
+    recurrence grows linearly with its tokens."""
+    ex = bare_executor(registry, "qwen3-next-80b-a3b", "h200", 4).executors["main"]
+    full, gdn = ex.mixers
+    assert (full.kind, full.layers, gdn.kind, gdn.layers) == ("gqa", 12, "gdn", 36)
+    answer = ex._answer
+    short, long = np.full(16, 1024), np.full(16, 65536)
+    dec = [answer(c)[0] for c in gdn.calls(None, None, short, None)]
+    assert dec == [answer(c)[0] for c in gdn.calls(None, None, long, None)]
+    full_short = sum(answer(c)[0] for c in full.calls(None, None, short, None))
+    full_long = sum(answer(c)[0] for c in full.calls(None, None, long, None))
+    assert full_long > 10 * full_short
+    # Its state per sequence is what a decode step moves: 8 value heads per GPU.
+    assert dec[0] * ex.device.mem_bw > 2 * 16 * 8 * 128 * 128 * 4
+    one, two = (sum(answer(c)[0] for c in gdn.calls(np.array([n]), np.array([n]), None, None))
+                for n in (8192, 16384))
+    assert 1.8 * one < two < 2.2 * one
+    # The mean layer mixes both kinds by their share of the layers.
+    a, _ = ex._attention(None, None, long)
+    g = sum(answer(c)[0] for c in gdn.calls(None, None, long, None))
+    assert a == pytest.approx(full_long * 12 / 48 + g * 36 / 48)
+
+
+def test_a_hybrid_models_sequences_hold_their_state_in_the_kv_pool(registry):
+    """The fixed state of Qwen3-Next's linear layers takes whole blocks of each replica's
+    pool, so fewer long sequences fit than its KV bytes per token alone would allow."""
+    sim = executor(registry, "qwen3-next-80b-a3b", "h200", tp=2)
+    plan = sim.plans["main"]
+    m = sim.model
+    assert plan.seq_blocks == math.ceil(m.seq_bytes(2) / (plan.kv_bytes_per_token_per_gpu
+                                                          * plan.block_size))
+    kv = sim.clusters["main"].replicas[0].kv
+    assert kv.seq_blocks == plan.seq_blocks > 0
+    r = Request(0, 0.0, 100, 10)
+    assert kv.grow(r, 100) and r.blocks == kv.blocks_for(100) == 7 + plan.seq_blocks
+    kv.release(r)
+    assert kv.free_blocks == kv.num_blocks

@@ -198,7 +198,7 @@ def test_verification_is_priced_as_real_operator_calls(model: str) -> None:
     gemm_m = {c.m for c in rec.calls if c.op == "gemm" and c.name != "lm_head"}
     if model == "mla":
         # Absorbed MLA: query tokens folded into the heads, one call per width.
-        assert sorted(c.num_heads for c in verify) == [ex.heads * 3, ex.heads * 4]
+        assert sorted(c.num_heads for c in verify) == [ex.mixers[0].heads * 3, ex.mixers[0].heads * 4]
         assert all(c.op == "attention_decode" for c in verify)
     else:
         assert verify and all(c.op == "attention_prefill" for c in verify)

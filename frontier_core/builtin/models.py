@@ -68,7 +68,9 @@ MODELS: list[ModelSpec] = [
         # NVIDIA's re-quantised releases keep the architecture; their rows name the format.
         aliases=("deepseek-ai/DeepSeek-V3-0324", "deepseek-ai/DeepSeek-R1",
                  "deepseek-ai/DeepSeek-R1-0528", "nvidia/DeepSeek-R1-FP4",
-                 "nvidia/DeepSeek-R1-NVFP4", "nvidia/DeepSeek-R1-0528-FP4"),
+                 "nvidia/DeepSeek-R1-NVFP4", "nvidia/DeepSeek-R1-0528-FP4",
+                 "deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V3.1-Terminus",
+                 "nvidia/DeepSeek-V3.1-NVFP4"),
         num_layers=61, hidden_size=7168,
         num_heads=128, num_kv_heads=128, intermediate_size=18432, vocab_size=129280,
         max_context=163840, attention="mla", q_lora_rank=1536, kv_lora_rank=512,
@@ -131,6 +133,45 @@ MODELS: list[ModelSpec] = [
         moe_intermediate_size=2880, router_bias=True, sliding_window=128, window_layers=18,
         weight_dtype="mxfp4",
     ),
+    # Qwen3.5-397B-A17B (config.json of Qwen/Qwen3.5-397B-A17B, text_config): 60 layers,
+    # every fourth one gated full attention (full_attention_interval 4: GQA 32/2 heads of
+    # 256 with q/k norms and an output gate) and the other 45 Gated DeltaNet (16 query/key
+    # and 64 value heads of 128, a 4-tap convolution); 512 routed experts (top 10) and one
+    # shared expert, all of width 1024; a 248,320-token vocabulary. The vision tower and
+    # the MTP module are not modelled; neither are the shared expert's 1-wide gates.
+    ModelSpec(
+        name="qwen3.5-397b-a17b", hf_id="Qwen/Qwen3.5-397B-A17B", num_layers=60,
+        hidden_size=4096, num_heads=32, num_kv_heads=2, head_dim=256, intermediate_size=1024,
+        vocab_size=248320, max_context=262144, qk_norm=True, attn_output_gate=True,
+        num_experts=512, top_k=10, moe_intermediate_size=1024, num_shared_experts=1,
+        linear_layers=45, linear_num_key_heads=16, linear_num_value_heads=64,
+    ),
+    # Qwen3-Next-80B-A3B (config.json of Qwen/Qwen3-Next-80B-A3B-Instruct): Qwen3.5's
+    # layout at 48 layers (12 full attention, 36 Gated DeltaNet with 32 value heads), a
+    # 2048-wide residual, 512 experts (top 10) and a shared expert of width 512.
+    ModelSpec(
+        name="qwen3-next-80b-a3b", hf_id="Qwen/Qwen3-Next-80B-A3B-Instruct",
+        aliases=("Qwen/Qwen3-Next-80B-A3B-Thinking",), num_layers=48, hidden_size=2048,
+        num_heads=16, num_kv_heads=2, head_dim=256, intermediate_size=5120,
+        vocab_size=151936, max_context=262144, qk_norm=True, attn_output_gate=True,
+        num_experts=512, top_k=10, moe_intermediate_size=512, num_shared_experts=1,
+        linear_layers=36, linear_num_key_heads=16, linear_num_value_heads=32,
+    ),
+    # GLM-5 (config.json of zai-org/GLM-5, model_type glm_moe_dsa; GLM-5.1 keeps it): MLA
+    # with 64 heads (q latent 2048, nope/rope/v head dims 192/64/256) and DeepSeek sparse
+    # attention (a 32-head, 128-wide lightning indexer; every query attends to its top
+    # 2048 tokens); 256 routed experts (top 8) and one shared expert of width 2048 after 3
+    # dense layers of width 12288; a 154,880-token vocabulary; bf16 weights. The MTP
+    # layer is not part of serving.
+    ModelSpec(
+        name="glm-5", hf_id="zai-org/GLM-5", aliases=("zhipuai/GLM-5", "zai-org/GLM-5.1"),
+        num_layers=78, hidden_size=6144, num_heads=64, num_kv_heads=64,
+        intermediate_size=12288, vocab_size=154880, max_context=202752, attention="mla",
+        q_lora_rank=2048, kv_lora_rank=512, qk_nope_head_dim=192, qk_rope_head_dim=64,
+        v_head_dim=256, num_experts=256, top_k=8, moe_intermediate_size=2048,
+        num_shared_experts=1, first_dense_layers=3, router_bias=True, index_topk=2048,
+        index_n_heads=32, index_head_dim=128,
+    ),
     # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
     # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The
     # spec leaves out the learned positional table (2050 x hidden) and the non-QKV
@@ -159,6 +200,19 @@ def _variant(of: str, **update: object) -> ModelSpec:
 MODELS.append(_variant(
     "qwen3-235b-a22b", name="qwen3-235b-a22b-fp8", hf_id="Qwen/Qwen3-235B-A22B-FP8",
     aliases=("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8"),
+    weight_dtype="fp8_block"))
+# DeepSeek-V3.2 (config.json of deepseek-ai/DeepSeek-V3.2, model_type deepseek_v32):
+# DeepSeek-V3's architecture with DeepSeek sparse attention (a 64-head, 128-wide lightning
+# indexer selecting 2048 tokens per query).
+MODELS.append(_variant(
+    "deepseek-v3", name="deepseek-v3.2", hf_id="deepseek-ai/DeepSeek-V3.2",
+    aliases=("deepseek-ai/DeepSeek-V3.2-Exp", "deepseek-ai/DeepSeek-V3.2-Speciale"),
+    index_topk=2048, index_n_heads=64, index_head_dim=128))
+MODELS.append(_variant(
+    "glm-5", name="glm-5-fp8", hf_id="zai-org/GLM-5-FP8", aliases=("zai-org/GLM-5.1-FP8",),
+    weight_dtype="fp8_block"))
+MODELS.append(_variant(
+    "qwen3.5-397b-a17b", name="qwen3.5-397b-a17b-fp8", hf_id="Qwen/Qwen3.5-397B-A17B-FP8",
     weight_dtype="fp8_block"))
 MODELS.append(_variant(
     "gpt-oss-120b", name="gpt-oss-20b", hf_id="openai/gpt-oss-20b", num_layers=24,

@@ -9,6 +9,8 @@ per-GPU buffer; ``link`` the per-direction bandwidth and one-way latency.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontier_core.components import Link
@@ -38,13 +40,20 @@ def collective_time(kind: str, nbytes: float, num_gpus: int, link: Link) -> floa
     4.2/4.5/4.6 us on 2/4/8 GPUs: flat in the GPU count, as this form says, where
     the ring's 2(n-1) steps would take 6/18/42 us.
 
+    In a full mesh (``link.mesh_links`` links per GPU, AMD Infinity Fabric) every peer
+    is one hop away too, over a link of its own: a group of n GPUs moves its data over
+    its n - 1 links at once (RCCL's and vLLM's one-shot algorithms on MI300X), so it
+    reaches (n - 1) / mesh_links of the GPU's total bandwidth; two GPUs share one link.
+
     One GPU (``num_gpus <= 1``) moves nothing: 0.0.
     """
     n = num_gpus
     if n <= 1:
         return 0.0
     bw, lat = link.bandwidth, link.latency
-    steps = 1 if link.switched else n - 1
+    if link.mesh_links:
+        bw *= min(n - 1, link.mesh_links) / link.mesh_links
+    steps = 1 if link.switched or link.mesh_links else n - 1
     if kind == "all_reduce":
         return 2.0 * (n - 1) / n * nbytes / bw + 2 * steps * lat
     if kind in ("all_to_all", "all_gather", "reduce_scatter"):
@@ -72,4 +81,4 @@ class LinkTransfer:
 
     def transfer(self, kind: str, nbytes: float, num_gpus: int, link: Link) -> float:
         return collective_time(kind, nbytes, num_gpus,
-                               Link(link.bandwidth * self.eff, link.latency, link.switched))
+                               replace(link, bandwidth=link.bandwidth * self.eff))

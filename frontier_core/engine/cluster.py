@@ -37,7 +37,7 @@ class ClusterWorker:
         self.max_context = max_context
         self._reject = on_reject
         kv = replicas[0].kv
-        self.max_tokens = kv.num_blocks * kv.block_size
+        self.max_tokens = (kv.num_blocks - kv.seq_blocks) * kv.block_size
         # An engine's API server takes in requests one after another (tokenising each
         # prompt) before they reach a replica's scheduler; one server per replica.
         self.engine = engine

@@ -35,16 +35,23 @@ class PagedKVCache:
     a prefill spends computing ``tokens`` prompt tokens that follow ``context`` cached
     ones; with it, a run of host-tier blocks is copied back only when that is faster
     than recomputing it (None: always copied back).
+
+    ``seq_blocks`` more blocks are held by every sequence that holds any, whatever its
+    length: the fixed-size part of its cache (the recurrent state of linear-attention
+    layers, the KV of sliding-window layers), kept in the same pool as vLLM's hybrid
+    allocator keeps it.
     """
 
     __slots__ = ("block_size", "num_blocks", "free_blocks", "peak_used", "caching",
                  "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
-                 "host_blocks", "load_s_per_block", "recompute_s", "epoch")
+                 "host_blocks", "load_s_per_block", "recompute_s", "epoch", "seq_blocks")
 
     def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
                  host_blocks: int = 0, load_s_per_block: float = 0.0,
-                 recompute_s: Callable[[int, int], float] | None = None) -> None:
+                 recompute_s: Callable[[int, int], float] | None = None,
+                 seq_blocks: int = 0) -> None:
         self.block_size = block_size
+        self.seq_blocks = seq_blocks
         self.num_blocks = num_blocks
         self.free_blocks = num_blocks
         self.peak_used = 0
@@ -67,7 +74,8 @@ class PagedKVCache:
         self.epoch = 0  # cache entries created so far (see ``match``)
 
     def blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.block_size)
+        """Blocks a sequence of ``tokens`` tokens holds (its fixed part included)."""
+        return -(-tokens // self.block_size) + self.seq_blocks
 
     def _take(self, need: int) -> bool:
         """Take ``need`` free blocks, evicting idle cached ones if the rest is short."""
@@ -90,7 +98,8 @@ class PagedKVCache:
 
     def grow(self, request: Request, tokens: int) -> bool:
         """Let ``request`` hold blocks for ``tokens`` tokens; False (and no change) if short."""
-        need = -(-tokens // self.block_size) - request.blocks - request.shared_blocks
+        need = (-(-tokens // self.block_size) + self.seq_blocks - request.blocks
+                - request.shared_blocks)
         if need <= 0:
             return True
         if self.idle_blocks == 0:  # NOTE: perf — the common case stays a few comparisons

@@ -136,44 +136,35 @@ GRIDS: dict[str, Grid] = {
 
 
 def attention_shape(model: ModelSpec, tp: int, decode: bool = False) -> tuple[int, int, int]:
-    """(heads, kv_heads, head_dim) per GPU, as ``ExecutionPredictor._attn_shape``: MLA
-    prefill attends to decompressed per-head keys, MLA decode (absorbed) to the one
-    shared latent."""
-    heads = max(1, model.num_heads // tp)
-    if model.attention == "mla":
-        if decode:
-            return heads, 1, model.kv_lora_rank + model.qk_rope_head_dim
-        return heads, heads, model.qk_nope_head_dim + model.qk_rope_head_dim
-    return heads, max(1, math.ceil(model.num_kv_heads / tp)), model.hd
+    """(heads, kv_heads, head_dim) per GPU of the model's softmax-attention calls, as the
+    execution predictor asks (``frontier_core.attention``): MLA prefill attends to
+    decompressed per-head keys, MLA decode (absorbed) to the one shared latent."""
+    g = next(g for g in model.mixers(tp) if g.kind in ("gqa", "swa", "mla"))
+    if decode:
+        return g.heads, g.dec_kv_heads, g.dec_head_dim
+    return g.heads, g.kv_heads, g.head_dim
 
 
 def gemm_shapes(model: ModelSpec, tp: int) -> dict[tuple[int, int], list[str]]:
     """Weight shapes (n, k) per GPU with the names that use them.
 
-    Mirrors ``frontier_core.execution`` (``_projection_ops``, ``DenseFFN``, the
-    LM head) so the profiled shapes are the ones the simulator asks about; a MoE
-    model adds its router (n = num_experts) and shared experts (TP-sharded).
+    The projections of every attention kind of the model (``frontier_core.attention``),
+    ``DenseFFN`` and the LM head, so the profiled shapes are the ones the simulator
+    asks about; a MoE model adds its router (n = num_experts) and shared experts
+    (TP-sharded).
     """
     m, h = model, model.hidden_size
-    heads, kv_heads, _ = attention_shape(model, tp)
     out: dict[tuple[int, int], list[str]] = {}
 
     def add(name: str, n: int, k: int) -> None:
-        out.setdefault((n, k), []).append(name)
+        names = out.setdefault((n, k), [])
+        if name not in names:
+            names.append(name)
 
-    if m.attention == "mla":
-        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-        if m.q_lora_rank:
-            add("q_a_proj", m.q_lora_rank, h)
-            add("q_b_proj", heads * qk, m.q_lora_rank)
-        else:
-            add("q_proj", heads * qk, h)
-        add("kv_a_proj", m.kv_lora_rank + m.qk_rope_head_dim, h)
-        add("kv_b_proj", heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank)
-        add("o_proj", h, heads * m.v_head_dim)
-    else:
-        add("qkv_proj", (heads + 2 * kv_heads) * m.hd, h)
-        add("o_proj", h, heads * m.hd)
+    for g in model.mixers(tp):
+        for op in g.projections(1, "bf16"):
+            if op.op == "gemm":
+                add(op.name, op.n, op.k)
     gate = 2 if m.gated_mlp else 1
     inter = math.ceil(m.intermediate_size / tp)
     add("mlp_up", gate * inter, h)

@@ -146,7 +146,7 @@ class RooflinePredictor:
             # (seconds per FLOP, seconds per element of this dtype moved to/from HBM)
             self._rates[dtype] = (1.0 / (peak * self.compute_eff), size * self._s_per_byte)
         self._links = {
-            "intra": Link(device.nvlink_bw, device.nvlink_latency, device.nvlink_switched),
+            "intra": device.intra_link(),
             "inter": Link(device.scaleout_bw, device.scaleout_latency),
         }
         self._dispatch: dict[str, Callable[[OpCall], float]] = {
@@ -161,6 +161,8 @@ class RooflinePredictor:
             "reduce_scatter": self._collective,
             "elementwise": self._elementwise,
             "cpu_overhead": self._cpu_overhead,
+            "linear_attention": self._linear_attention,
+            "attention_index": self._attention_index,
         }
 
     def predict(self, call: OpCall) -> float | None:
@@ -241,6 +243,59 @@ class RooflinePredictor:
                     + 2.0 * len(kv) * call.num_heads * s_elem) * hd
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
 
+    def _linear_attention(self, call: OpCall) -> float:
+        # Gated DeltaNet over each sequence's q tokens, H value heads, key width dk, value
+        # width dv (Yang et al., ICLR 2025; the flash-linear-attention kernels engines
+        # run). A sequence keeps an H·dk·dv state: read once and written once per step.
+        # A single token is one recurrent step, about 7·dk·dv FLOPs per head (decay,
+        # read-out k·S, delta write k⊗δ, output q·S). More tokens run the chunked form,
+        # chunks of C = 64: per token and head 6·dk·dv FLOPs against the state (output,
+        # state update, WY correction) and 4·C·(dk + dv) inside its chunk (q·k, k·k, the
+        # attention-weighted values); each chunk's state is written and read back in
+        # bf16, and the WY terms w and u (dk + dv per head) go through memory once.
+        s_flop = self._rate(call.dtype)[0]
+        q = call.q_lens
+        if q is None or len(q) == 0:
+            return self.launch_s
+        ex = call.extra or {}
+        h, kh, dk = call.num_heads, call.num_kv_heads, call.head_dim
+        dv = ex.get("v_head_dim", dk)
+        state_b = ex.get("state_bytes", 4)
+        qf = q.astype(np.float64)
+        tokens = float(qf.sum())
+        span = np.minimum(qf, _GDN_CHUNK)
+        flops = h * (6.0 * dk * dv * tokens + 4.0 * (dk + dv) * float(np.dot(qf, span))
+                     + dk * dv * float((qf == 1).sum()))
+        multi = qf > 1
+        chunks = float(np.ceil(qf[multi] / _GDN_CHUNK).sum())
+        state = h * dk * dv
+        nbytes = (2.0 * len(q) * state * state_b  # state in and out
+                  + 2.0 * chunks * state * 2  # per-chunk states, written and read
+                  + tokens * (2 * kh * dk + 2 * h * dv + 2 * h) * 2  # q, k, v, g, beta, o
+                  + 2.0 * float(qf[multi].sum()) * h * (dk + dv) * 2)  # w and u
+        t_compute = flops * s_flop
+        t_memory = nbytes * self._s_per_byte
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
+    def _attention_index(self, call: OpCall) -> float:
+        # The lightning indexer of DeepSeek sparse attention (DeepGEMM's fp8_mqa_logits
+        # for prefill, fp8_paged_mqa_logits for decode): each query token scores every
+        # causal context token, 2 FLOPs per head-dim element, head and pair, in the call's
+        # dtype (fp8). Memory: each sequence's cached index keys (kv_bytes per token), the
+        # queries, and the fp32 logits written and read back by the top-k selection.
+        s_flop = self._rate(call.dtype)[0]
+        q, kv = call.q_lens, call.kv_lens
+        if q is None or kv is None or len(q) == 0:
+            return self.launch_s
+        sum_q = float(q.sum())
+        pairs = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q)) + 0.5 * sum_q
+        kv_bytes = (call.extra or {}).get("kv_bytes", call.head_dim)
+        t_compute = 2.0 * call.num_heads * call.head_dim * pairs * s_flop
+        nbytes = (float(kv.sum()) * kv_bytes + sum_q * call.num_heads * call.head_dim
+                  + 2.0 * pairs * 4)
+        t_memory = nbytes * self._s_per_byte
+        return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
+
     def _moe_experts(self, call: OpCall) -> float:
         # The local experts' MLPs as one grouped GEMM. From call.extra:
         #   hidden_size h, inter_size_local (else inter_size) i, num_local_experts E
@@ -291,6 +346,12 @@ class RooflinePredictor:
     def _cpu_overhead(self, call: OpCall) -> float:
         o = self.options
         return o.cpu_overhead_base_s + o.cpu_overhead_per_seq_s * call.num_seqs
+
+
+#: Chunk length of flash-linear-attention's chunked Gated DeltaNet kernels
+#: (``chunk_gated_delta_rule``, BT = 64), which vLLM and SGLang (a vendored copy in
+#: sglang/srt/layers/attention/fla) run for prefill.
+_GDN_CHUNK = 64.0
 
 
 def _band(n: np.ndarray, w: int) -> np.ndarray:

@@ -385,7 +385,8 @@ def test_version_key_orders_numerically() -> None:
 def test_aic_device_names() -> None:
     assert [aic_device(s) for s in ("h100_sxm", "h200_sxm", "b200_sxm", "a100_sxm")] == [
         "h100-sxm", "h200", "b200", "a100-80g-sxm"]
-    assert aic_device("rtx_pro_6000_server") == "rtx-pro-6000-server"
+    assert aic_device("rtx_pro_6000_server") == "rtx-pro-6000"  # found by its alias
+    assert aic_device("b60") == "b60"  # a system no catalog entry names
 
 
 def test_aic_errors(aic: Path, monkeypatch: pytest.MonkeyPatch) -> None:
