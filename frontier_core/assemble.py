@@ -47,13 +47,17 @@ def resolve_model(cfg: RunConfig, registry: Registry) -> ModelSpec:
         model = mc.spec
     else:
         model = registry.get("model", mc.name or "", where="model")
-    upd = {k: v for k, v in (("weight_dtype", mc.weight_dtype), ("kv_dtype", mc.kv_dtype)) if v}
+    upd = {k: v for k, v in (("weight_dtype", mc.weight_dtype), ("kv_dtype", mc.kv_dtype),
+                             ("expert_dtype", mc.expert_dtype)) if v}
+    if mc.weight_dtype and not mc.expert_dtype:
+        upd["expert_dtype"] = ""  # one format for every weight
     if upd:
         try:
             model = ModelSpec.model_validate({**model.model_dump(), **upd})
         except ValidationError as e:
             why = "; ".join(x["msg"].removeprefix("Value error, ") for x in e.errors())
-            raise ConfigError(f"Invalid model.weight_dtype / model.kv_dtype: {why}.") from None
+            raise ConfigError(f"Invalid model.weight_dtype / expert_dtype / kv_dtype: {why}. "
+                              f"Use one of {', '.join(sorted(DTYPE_BYTES))}.") from None
     return model
 
 

@@ -446,6 +446,12 @@ def row_config(row: Row, models: dict[str, Any], gpus: Mapping[str, str] | set[s
         m.reason = "different GEMM and MoE weight formats"
         return m
     weight = dtypes.pop() if dtypes else (QUANT.get(row.get("precision")) or "bf16")
+    formats: dict[str, str] = {"weight_dtype": weight}
+    if model.expert_dtype and (weight == model.expert_dtype
+                               or {weight, model.expert_dtype} <= FP4):
+        # A checkpoint with formats of its own per part (gpt-oss's mxfp4 experts and bf16
+        # attention, Kimi-K2.5's int4 experts): a row in its experts' format ran it.
+        formats = {}
     isl, osl = _int(row, "isl", None), _int(row, "osl", None)
     if not isl or not osl:
         m.reason = "no isl/osl"
@@ -537,7 +543,7 @@ def row_config(row: Row, models: dict[str, Any], gpus: Mapping[str, str] | set[s
     if spec is not None:
         clusters[-1]["speculative"] = spec  # the co-located cluster, or the decode one
     m.config = {
-        "model": {"name": model.name, "weight_dtype": weight},
+        "model": {"name": model.name, **formats},
         "deployment": {"workflow": workflow, "clusters": clusters},
         "predictor": list(predictor),
         "workload": {

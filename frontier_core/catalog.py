@@ -86,6 +86,9 @@ class ModelSpec(BaseModel):
     first_dense_layers: int = Field(0, description="leading layers with a dense MLP (DeepSeek)")
     router_bias: bool = False
     weight_dtype: str = "bf16"
+    expert_dtype: str = Field(
+        "", description="format of the routed experts' weights where a checkpoint keeps them "
+        "apart (gpt-oss: mxfp4 experts, bf16 elsewhere); empty: weight_dtype")
     kv_dtype: str = "bf16"
     # Sliding-window attention (gpt-oss): ``window_layers`` of the layers attend to the
     # last ``sliding_window`` tokens only, the others to the whole context.
@@ -131,7 +134,8 @@ class ModelSpec(BaseModel):
                              "latent (q_lora_rank) and needs index_n_heads")
         if self.linear_layers and self.attention == "mla":
             raise ValueError("linear attention layers are modelled next to GQA layers only")
-        for d in (self.weight_dtype, self.kv_dtype, self.linear_state_dtype):
+        for d in (self.weight_dtype, self.kv_dtype, self.linear_state_dtype,
+                  self.expert_dtype or "bf16"):
             if d not in DTYPE_BYTES:
                 raise ValueError(f"unknown dtype {d!r}; choose one of {sorted(DTYPE_BYTES)}")
         return self
@@ -141,6 +145,11 @@ class ModelSpec(BaseModel):
     def hd(self) -> int:
         """Head dimension of Q/K/V for GQA attention."""
         return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def experts_dtype(self) -> str:
+        """The routed experts' weight format."""
+        return self.expert_dtype or self.weight_dtype
 
     @property
     def is_moe(self) -> bool:
@@ -192,19 +201,27 @@ class ModelSpec(BaseModel):
         idle = (self.num_experts - self.top_k) * self.mlp_params(self.moe_intermediate_size)
         return self.param_count() - idle * self.num_moe_layers
 
+    def _routed_params(self) -> int:
+        return self.num_experts * self.mlp_params(self.moe_intermediate_size) * self.num_moe_layers
+
+    def _bytes(self, params: int) -> float:
+        """Bytes of ``params`` parameters that include every routed expert: those in the
+        experts' format, the rest in ``weight_dtype``."""
+        routed = self._routed_params()
+        return ((params - routed) * DTYPE_BYTES[self.weight_dtype]
+                + routed * DTYPE_BYTES[self.experts_dtype])
+
     def weight_bytes(self) -> float:
-        return self.param_count() * DTYPE_BYTES[self.weight_dtype]
+        return self._bytes(self.param_count())
 
     def ffn_bytes(self) -> float:
         """Bytes of every layer's feed-forward block (experts, gates and norms included)."""
-        params = sum(self.ffn_params(i) for i in range(self.num_layers))
-        return params * DTYPE_BYTES[self.weight_dtype]
+        return self._bytes(sum(self.ffn_params(i) for i in range(self.num_layers)))
 
     def routed_expert_bytes(self) -> float:
         """Bytes of the routed experts of all MoE layers (the part expert parallelism
         splits; shared experts, gates and everything else are excluded)."""
-        per_layer = self.num_experts * self.mlp_params(self.moe_intermediate_size)
-        return per_layer * self.num_moe_layers * DTYPE_BYTES[self.weight_dtype]
+        return self._routed_params() * DTYPE_BYTES[self.experts_dtype]
 
     def kv_bytes_per_token(self, tp: int = 1) -> float:
         """KV-cache bytes per context token per GPU for all layers, with tensor
@@ -393,9 +410,6 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
         if g("attention_bias"):
             fields["qkv_bias"] = True
         fields.update(_hf_layer_kinds(cfg, fields["num_layers"], where))
-        fmt = _hf_weight_format(qc, where)
-        if fmt:
-            fields["weight_dtype"] = fmt
         if g("kv_lora_rank"):
             if g("index_topk"):
                 fields.update(index_topk=g("index_topk"), index_n_heads=g("index_n_heads") or 0,
@@ -427,6 +441,17 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
                 router_bias=(mt.startswith(("deepseek_v3", "gpt_oss"))
                              or g("topk_method") == "noaux_tc"),
             )
+        fmt = _hf_weight_format(qc, where)
+        if fmt:
+            # A checkpoint that leaves attention unquantised (gpt-oss's
+            # modules_to_not_convert, Kimi's compressed-tensors ignore list) quantises
+            # the routed experts only.
+            skipped = " ".join(map(str, (qc or {}).get("modules_to_not_convert") or
+                                   (qc or {}).get("ignore") or []))
+            if experts and "attn" in skipped:
+                fields["expert_dtype"] = fmt
+            else:
+                fields["weight_dtype"] = fmt
         return ModelSpec(**fields)
     except ConfigError:
         raise

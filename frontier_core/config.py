@@ -48,6 +48,7 @@ class ModelConfig(_Strict):
     hf_config: str | None = None
     spec: ModelSpec | None = None
     weight_dtype: str | None = None
+    expert_dtype: str | None = None
     kv_dtype: str | None = None
 
     @model_validator(mode="before")

@@ -8,7 +8,7 @@ import pytest
 
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.builtin.models import MODELS
-from frontier_core.catalog import model_from_hf_config
+from frontier_core.catalog import DTYPE_BYTES, model_from_hf_config
 from frontier_core.errors import ConfigError
 
 # Published parameter counts (model cards / papers), in billions.
@@ -119,14 +119,18 @@ GPT_OSS_HF = {
     "layer_types": ["sliding_attention", "full_attention"] * 18, "sliding_window": 128,
     "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True,
     "vocab_size": 201088, "max_position_embeddings": 131072, "tie_word_embeddings": False,
-    "quantization_config": {"quant_method": "mxfp4"},
+    "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
+        "lm_head"]},
 }
 KIMI_K2_HF = {
     **DEEPSEEK_V3_HF, "num_attention_heads": 64, "num_key_value_heads": 64,
     "n_routed_experts": 384, "first_k_dense_replace": 1, "vocab_size": 163840,
     "max_position_embeddings": 262144,
     "quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
-        "group_0": {"weights": {"num_bits": 4, "type": "int", "group_size": 32}}}},
+        "group_0": {"weights": {"num_bits": 4, "type": "int", "group_size": 32}}},
+        "ignore": ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*",
+                   "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"]},
 }
 
 GLM5_HF = {
@@ -154,7 +158,8 @@ def test_hf_config_matches_catalog(tmp_path, cfg, name):
     assert m.seq_bytes(4) == ref.seq_bytes(4)
     assert [(g.kind, g.layers) for g in m.mixers()] == [(g.kind, g.layers) for g in ref.mixers()]
     if "quantization_config" in cfg:
-        assert m.weight_dtype == ref.weight_dtype
+        assert (m.weight_dtype, m.experts_dtype) == (ref.weight_dtype, ref.experts_dtype)
+        assert m.weight_bytes() == ref.weight_bytes()
 
 
 @pytest.mark.parametrize("extra,match", [
@@ -292,3 +297,13 @@ def test_amd_instinct_gpus_are_a_full_mesh_and_pcie_cards_a_ring():
     l40s = by["l40s"].intra_link()
     assert not l40s.switched and l40s.mesh_links == 0
     assert collective_time("all_reduce", 1024, 8, l40s) > 14 * by["l40s"].nvlink_latency
+
+
+def test_a_checkpoint_with_4_bit_experts_keeps_the_rest_in_bf16():
+    """gpt-oss-120b's release: mxfp4 experts (0.53125 B a weight with their scales), bf16
+    everything else: 65.2 GB on Hugging Face; all-mxfp4 would be 62.0 GB."""
+    g = {m.name: m for m in MODELS}["gpt-oss-120b"]
+    assert (g.weight_dtype, g.experts_dtype) == ("bf16", "mxfp4")
+    assert g.weight_bytes() / 1e9 == pytest.approx(65.2, rel=0.01)
+    routed = g.routed_expert_bytes() / DTYPE_BYTES["mxfp4"]
+    assert g.weight_bytes() == pytest.approx(routed * 0.53125 + (g.param_count() - routed) * 2)

@@ -107,9 +107,9 @@ MODELS: list[ModelSpec] = [
     # Kimi K2 / K2.5 (config.json of moonshotai/Kimi-K2-Instruct; K2.5's text_config has the
     # same fields): DeepSeek-V3's MLA with 64 heads, 384 routed experts (top 8) and one
     # shared expert of width 2048, one leading dense layer, a 163,840-token vocabulary.
-    # K2.5's release stores the experts in int4 (quantization-aware trained, W4A16 with
-    # group-32 scales) and the rest in bf16; here the whole model is int4, the format of
-    # 97% of its weights. K2.5's vision tower (MoonViT) is not modelled.
+    # K2.5's release stores the routed experts in int4 (quantization-aware trained, W4A16
+    # with group-32 scales, left out of the bytes) and the rest in bf16. K2.5's vision
+    # tower (MoonViT) is not modelled.
     ModelSpec(
         name="kimi-k2.5", hf_id="moonshotai/Kimi-K2.5",
         aliases=("moonshotai/Kimi-K2-Instruct", "moonshotai/Kimi-K2-Thinking",
@@ -118,20 +118,19 @@ MODELS: list[ModelSpec] = [
         vocab_size=163840, max_context=262144, attention="mla", q_lora_rank=1536,
         kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
         num_experts=384, top_k=8, moe_intermediate_size=2048, num_shared_experts=1,
-        first_dense_layers=1, router_bias=True, weight_dtype="int4",
+        first_dense_layers=1, router_bias=True, expert_dtype="int4",
     ),
     # gpt-oss (config.json of openai/gpt-oss-120b and -20b): GQA 64/8 heads of 64 with
     # biases; layer_types alternate a 128-token sliding window and full attention (half
     # the layers each); attention sinks (one learned logit per head, no KV) are left out,
     # as are the experts' biases (0.03% of the weights). Experts (top 4, width 2880) in
-    # mxfp4, the format of 97% of the weights; the attention's bf16 weights (0.96B in the
-    # 120b) are counted at mxfp4 too.
+    # mxfp4, everything else in bf16 (quantization_config modules_to_not_convert).
     ModelSpec(
         name="gpt-oss-120b", hf_id="openai/gpt-oss-120b", num_layers=36, hidden_size=2880,
         num_heads=64, num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
         max_context=131072, qkv_bias=True, num_experts=128, top_k=4,
         moe_intermediate_size=2880, router_bias=True, sliding_window=128, window_layers=18,
-        weight_dtype="mxfp4",
+        expert_dtype="mxfp4",
     ),
     # Qwen3.5-397B-A17B (config.json of Qwen/Qwen3.5-397B-A17B, text_config): 60 layers,
     # every fourth one gated full attention (full_attention_interval 4: GQA 32/2 heads of

@@ -302,7 +302,7 @@ class ExpertGEMMs:
         self.model = model
         self.ep, self.per_rank, self.tp = ep, per_rank, tp
         self.routing = routing
-        self.dtype = gemm_dtype(model.weight_dtype)
+        self.dtype = gemm_dtype(model.experts_dtype)
         self.inter_local = math.ceil(model.moe_intermediate_size / tp)
         self._memo: dict[tuple[int, int], tuple[float, int]] = {}
 
