@@ -229,3 +229,22 @@ def test_a_hybrid_models_sequences_hold_their_state_in_the_kv_pool(registry):
     assert kv.grow(r, 100) and r.blocks == kv.blocks_for(100) == 7 + plan.seq_blocks
     kv.release(r)
     assert kv.free_blocks == kv.num_blocks
+
+
+def test_sparse_attention_reads_its_top_k_while_the_indexer_scans_everything(registry):
+    """GLM-5: past 2048 tokens a decode's attention reads the same number of latents
+    whatever the context, while the lightning indexer's scan keeps growing with it; below
+    2048 the attention is MLA's over the whole context."""
+    ex = bare_executor(registry, "glm-5", "b200", 8).executors["main"]
+    (dsa,) = ex.mixers
+    answer = ex._answer
+
+    def parts(ctx):
+        calls = dsa.calls(None, None, np.full(8, ctx), None)
+        return {c.op: answer(c)[0] for c in calls}
+
+    at8k, at16k, at32k = parts(8192), parts(16384), parts(32768)
+    assert at8k["attention_decode"] == pytest.approx(at32k["attention_decode"])
+    idx = [p["attention_index"] for p in (at8k, at16k, at32k)]
+    assert idx[2] - idx[1] == pytest.approx(2 * (idx[1] - idx[0]), rel=0.05)  # linear
+    assert parts(1024)["attention_decode"] < at8k["attention_decode"]
