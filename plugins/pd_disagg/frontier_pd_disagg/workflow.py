@@ -126,6 +126,7 @@ class _Decode:
     name: str
     worker: Any  # ClusterWorker
     bytes_per_token: float
+    seq_bytes: float  # the fixed part of a sequence's cache (linear-attention state, window)
     gpus: int
     watermark_blocks: int
     max_tokens: int
@@ -217,7 +218,8 @@ class PDWorkflow:
             c = self.cfg[n]
             kv = cw.replicas[0].kv
             self.decode.append(_Decode(
-                n, cw, self.model.kv_bytes_per_token(c.tp) * c.tp, c.gpus_per_replica,
+                n, cw, self.model.kv_bytes_per_token(c.tp) * c.tp,
+                self.model.seq_bytes(c.tp) * c.tp, c.gpus_per_replica,
                 int(self.opts.decode_watermark * kv.num_blocks), cw.max_tokens, self.slots))
             for rep in cw.replicas:
                 rep.on_free = self._on_free
@@ -278,7 +280,10 @@ class PDWorkflow:
         kind, link = self._links[(pc.name, dec.name)]
         tokens = request.computed
         cached = 0 if hold is None else min(hold.cached_tokens, tokens)
-        nbytes = dec.bytes_per_token * (tokens - cached)
+        # The KV of the tokens not cached there, and the sequence's fixed-size state (a
+        # linear-attention layer's recurrent state, a sliding window's KV), which no cache
+        # holds.
+        nbytes = dec.bytes_per_token * (tokens - cached) + dec.seq_bytes
         send = nbytes
         if self.opts.layerwise and start == prefill_end:
             # Layer-wise streaming: the KV of each layer leaves as soon as it is computed,

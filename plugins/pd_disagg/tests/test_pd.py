@@ -318,3 +318,23 @@ def test_decode_cluster_decodes_with_every_builtin_scheduler(registry, scheduler
     reqs = sim.controller.requests
     assert len(reqs) == 3 and all(r.generated == 16 and r.rejected is None for r in reqs)
     assert summarize(sim)["clusters"]["decode"]["iterations"] == 3 * 15
+
+
+def test_a_hybrid_models_transfer_carries_its_recurrent_state(registry):
+    """A dense Gated DeltaNet hybrid (Qwen3.5-27B's layout): the KV of its 16 full layers
+    for every prompt token plus the fixed state of its 48 linear layers."""
+    spec = {"name": "hybrid-27b", "num_layers": 64, "hidden_size": 5120, "num_heads": 24,
+            "num_kv_heads": 4, "head_dim": 256, "intermediate_size": 17408,
+            "vocab_size": 248320, "max_context": 32768, "attn_output_gate": True,
+            "linear_layers": 48, "linear_num_key_heads": 16, "linear_num_value_heads": 48}
+    cfg = pd_config(prefill={"gpu": "h100-sxm", "tp": 4}, decode={"gpu": "h100-sxm", "tp": 4},
+                    model={"spec": spec},
+                    workload={"arrival": {"process": "fixed", "rate": 10.0},
+                              "prompt_len": {"dist": "fixed", "value": 1000},
+                              "output_len": {"dist": "fixed", "value": 4},
+                              "num_requests": 1})
+    sim = assemble(cfg, registry).run()
+    (t,) = _workflow(sim).transfers
+    m = sim.model
+    assert m.seq_bytes(4) * 4 > 40e6  # 48 layers x 48 heads x 128 x 128 fp32, and more
+    assert t.nbytes == pytest.approx(1000 * m.kv_bytes_per_token(4) * 4 + m.seq_bytes(4) * 4)
