@@ -38,7 +38,7 @@ LAYOUT = ("tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size
 #: the fp8 tensor cores as per-tensor fp8 does (the roofline prices them alike), but
 #: other kernels run it, and measured tables keep the two apart.
 QUANT = {"fp8": "fp8", "fp8_block": "fp8_block", "bf16": "bf16", "fp16": "fp16",
-         "nvfp4": "nvfp4", "int4_wo": "int4", "": None}
+         "nvfp4": "nvfp4", "int4_wo": "int4", "w4afp8": "w4afp8", "": None}
 FP8 = {"fp8", "fp8_block"}
 #: 4-bit formats a row may label loosely (gpt-oss's mxfp4 checkpoint appears as nvfp4)
 FP4 = {"nvfp4", "mxfp4"}

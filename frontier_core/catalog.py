@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from frontier_core.components import Link
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8": 1,
-               "int4": 0.5, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
+               "int4": 0.5, "w4afp8": 0.5, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
 #: Scaled formats and the tensor-core type they compute in. ``fp8_block`` is fp8 with one
 #: scale per 128×128 block of weights (and per 1×128 of activations), the format of
 #: DeepSeek-V3's checkpoints (config.json quantization_config weight_block_size). Its
@@ -37,10 +37,13 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8"
 #: at the bf16 rate (HardwareSpec.peak_flops), as Hopper's W4A16 kernels do.
 #: ``int4`` is weight-only (W4A16: AWQ, GPTQ, Kimi K2's int4 experts): 4-bit weights
 #: dequantised in the kernel, the math at the bf16 rate; its group scales (2 B per 32 to
-#: 128 weights) are left out.
-COMPUTE_DTYPE = {"fp8_block": "fp8", "nvfp4": "fp4", "mxfp4": "fp4", "int4": "bf16"}
+#: 128 weights) are left out. ``w4afp8`` is W4A8: int4 weights with fp8 activations, the
+#: math on the fp8 tensor cores (TensorRT-LLM's W4A8 AWQ and its DeepSeek MoE path,
+#: AIConfigurator's ``w4afp8`` mode); its scales are left out too.
+COMPUTE_DTYPE = {"fp8_block": "fp8", "nvfp4": "fp4", "mxfp4": "fp4", "int4": "bf16",
+                 "w4afp8": "fp8"}
 #: Weight formats whose GEMMs are priced in that format (others compute in bf16).
-GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4", "int4")
+GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4", "int4", "w4afp8")
 
 
 def gemm_dtype(weight_dtype: str) -> str:

@@ -232,6 +232,9 @@ def test_four_bit_weights_count_their_block_scales():
     assert by["gb300"].peak_flops("mxfp4") == pytest.approx(15e15)
     assert by["h100-sxm"].peak_flops("mxfp4") == by["h100-sxm"].flops["bf16"]  # dequantised
     assert gemm_dtype("nvfp4") == "nvfp4"
+    # W4A8: 4-bit weights, the math on the fp8 tensor cores
+    assert by["h200"].peak_flops("w4afp8") == by["h200"].flops["fp8"]
+    assert DTYPE_BYTES["w4afp8"] == 0.5 and gemm_dtype("w4afp8") == "w4afp8"
 
 
 def test_a_sliding_window_models_kv_grows_only_with_its_full_layers():

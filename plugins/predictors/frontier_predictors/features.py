@@ -41,7 +41,8 @@ GEMM_TILES = ((64, 64), (128, 128), (128, 256), (256, 128), (64, 256))
 
 # A code per format for the trees to split on: bits, and 9 for block-scaled fp8 (other
 # kernels than per-tensor fp8).
-DTYPE_CLASS = {"bf16": 16, "fp16": 16, "fp8": 8, "fp8_block": 9, "nvfp4": 4, "mxfp4": 5, "int4": 3}
+DTYPE_CLASS = {"bf16": 16, "fp16": 16, "fp8": 8, "fp8_block": 9, "nvfp4": 4, "mxfp4": 5, "int4": 3,
+               "w4afp8": 6}
 SCOPES = {"intra": 0, "inter": 1}
 COMM_OPS = ("all_reduce", "all_to_all", "send_recv")
 

@@ -33,7 +33,8 @@ PROFILED_OPS: tuple[str, ...] = (
     "send_recv",
 )
 COMMON: tuple[str, ...] = ("op", "device", "dtype", "latency_s")
-DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4", "int4")
+DTYPES: tuple[str, ...] = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4", "int4",
+                           "w4afp8")
 _ATTN = ("num_heads", "num_kv_heads", "head_dim", "q_lens", "kv_lens")
 _COMM = ("num_gpus", "bytes")
 REQUIRED: dict[str, tuple[str, ...]] = {
