@@ -319,6 +319,7 @@ _HF_UNMODELLED = {
     "hybrid_override_pattern": "Nemotron-H's Mamba-2 layers",
     "mamba_num_heads": "Mamba-2 layers",
     "attn_layer_period": "Jamba's Mamba layers",
+    "sparse_attention_config": "MiniMax's block-sparse attention",
 }
 
 
@@ -412,6 +413,8 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
             fields["attn_output_gate"] = bool(g("attn_output_gate", True))
         if g("attention_bias"):
             fields["qkv_bias"] = True
+        if g("use_qk_norm"):  # MiniMax-M2
+            fields["qk_norm"] = True
         fields.update(_hf_layer_kinds(cfg, fields["num_layers"], where))
         if g("kv_lora_rank"):
             if g("index_topk"):
@@ -442,7 +445,7 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
                 # A routing bias: DeepSeek-V3's aux-loss-free balancing (topk_method
                 # noaux_tc, its e_score_correction_bias), gpt-oss's router bias.
                 router_bias=(mt.startswith(("deepseek_v3", "gpt_oss"))
-                             or g("topk_method") == "noaux_tc"),
+                             or g("topk_method") == "noaux_tc" or bool(g("use_routing_bias"))),
             )
         fmt = _hf_weight_format(qc, where)
         if fmt:

@@ -144,11 +144,23 @@ GLM5_HF = {
     "max_position_embeddings": 202752, "tie_word_embeddings": False,
 }
 
+MINIMAX_M2_HF = {
+    "model_type": "minimax_m2", "hidden_size": 3072, "intermediate_size": 1536, "head_dim": 128,
+    "num_attention_heads": 48, "num_key_value_heads": 8, "num_hidden_layers": 62,
+    "num_local_experts": 256, "num_experts_per_tok": 8, "use_qk_norm": True,
+    "use_routing_bias": True, "vocab_size": 200064, "max_position_embeddings": 196608,
+    "tie_word_embeddings": False,
+    "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128],
+                            "modules_to_not_convert": ["gate", "e_score_correction_bias",
+                                                       "lm_head"]},
+}
+
 
 @pytest.mark.parametrize("cfg,name", [
     (LLAMA31_8B_HF, "llama-3.1-8b"), (DEEPSEEK_V3_HF, "deepseek-v3"),
     (QWEN3_NEXT_HF, "qwen3-next-80b-a3b"), (QWEN35_HF, "qwen3.5-397b-a17b-fp8"),
-    (GPT_OSS_HF, "gpt-oss-120b"), (KIMI_K2_HF, "kimi-k2.5"), (GLM5_HF, "glm-5")])
+    (GPT_OSS_HF, "gpt-oss-120b"), (KIMI_K2_HF, "kimi-k2.5"), (GLM5_HF, "glm-5"),
+    (MINIMAX_M2_HF, "minimax-m2.5")])
 def test_hf_config_matches_catalog(tmp_path, cfg, name):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = model_from_hf_config(tmp_path, name="x")
@@ -165,6 +177,7 @@ def test_hf_config_matches_catalog(tmp_path, cfg, name):
 @pytest.mark.parametrize("extra,match", [
     ({"layer_types": ["full_attention", "chunked_attention"] * 30}, "chunked_attention"),
     ({"hybrid_override_pattern": "M-M*"}, "Mamba-2"),
+    ({"sparse_attention_config": {"use_sparse_attention": True}}, "block-sparse"),
     ({"quantization_config": {"quant_method": "bitsandbytes"}}, "bitsandbytes"),
 ])
 def test_hf_config_that_changes_the_cost_unknowingly_is_an_error(tmp_path, extra, match):
