@@ -3,7 +3,7 @@
 A model is one or more groups of layers, each group of one kind (``ModelSpec.mixers``):
 GQA attention over the whole context, GQA over a sliding window (gpt-oss), multi-head
 latent attention (DeepSeek-V3 family), MLA with DeepSeek sparse attention (DeepSeek-V3.2,
-GLM-5) and Gated DeltaNet linear attention (Qwen3.5, Qwen3-Next). One class a kind says, for one layer of that kind under tensor parallelism
+GLM-5), Gated DeltaNet linear attention (Qwen3.5, Qwen3-Next) and Mamba-2 (Nemotron-H). One class a kind says, for one layer of that kind under tensor parallelism
 ``tp``:
 
 - its parameters (``params``);
@@ -317,6 +317,8 @@ class GatedDeltaNet(Mixer):
     """
 
     kind = "gdn"
+    #: flash-linear-attention's chunk length for Gated DeltaNet (BT = 64)
+    chunk = 64
 
     def __init__(self, model: ModelSpec, layers: int, tp: int = 1) -> None:
         from frontier_core.catalog import DTYPE_BYTES
@@ -328,7 +330,8 @@ class GatedDeltaNet(Mixer):
         self.dk, self.dv = m.linear_key_head_dim, m.linear_value_head_dim
         self.conv_dim = 2 * self.k_heads * self.dk + self.v_heads * self.dv
         self.state_elem = DTYPE_BYTES[m.linear_state_dtype]
-        self.extra = {"v_head_dim": self.dv, "state_bytes": self.state_elem}
+        self.extra = {"v_head_dim": self.dv, "state_bytes": self.state_elem,
+                      "chunk": m.linear_chunk or self.chunk}
 
     def params(self) -> int:
         m, h = self.model, self.model.hidden_size
@@ -376,7 +379,43 @@ class GatedDeltaNet(Mixer):
                       extra=self.extra)
 
     def describe(self) -> str:
-        return f"{self.layers} gdn"
+        return f"{self.layers} {self.kind}"
+
+
+class Mamba2(GatedDeltaNet):
+    """Mamba-2 (Dao and Gu, "Transformers are SSMs", ICML 2024), the SSM layers of
+    Nemotron-H. Its shapes are Gated DeltaNet's under other names: ``in_proj`` yields x
+    and the gate z (``linear_num_value_heads`` heads of ``linear_value_head_dim``), B and
+    C (``linear_num_key_heads`` groups of ``linear_key_head_dim``, the state size) and
+    one dt per head; a causal convolution runs over x, B and C; each head keeps a
+    head_dim × state-size state; a gated RMSNorm over the heads precedes ``out_proj``.
+    The chunked scan (SSD) is priced as Gated DeltaNet's, with the model's chunk length
+    (mamba_ssm's default 256 when the config gives none)."""
+
+    kind = "mamba2"
+    chunk = 256
+
+    def params(self) -> int:
+        m, h = self.model, self.model.hidden_size
+        inner = m.linear_num_value_heads * m.linear_value_head_dim
+        bc = 2 * m.linear_num_key_heads * m.linear_key_head_dim
+        in_proj = h * (2 * inner + bc + m.linear_num_value_heads)
+        conv = (inner + bc) * m.linear_conv_kernel
+        per_head = 3 * m.linear_num_value_heads  # dt_bias, A_log, D
+        return in_proj + conv + per_head + inner + inner * h + h
+
+    def projections(self, t: int, dtype: str) -> list[OpCall]:
+        h = self.model.hidden_size
+        inner = self.v_heads * self.dv
+        kernel = self.model.linear_conv_kernel
+        return [
+            OpCall("gemm", "in_proj", dtype, t,
+                   2 * inner + 2 * self.k_heads * self.dk + self.v_heads, h),
+            OpCall("elementwise", "conv1d_gated_norm", "bf16", m=t,
+                   bytes=(2 * self.conv_dim + 3 * inner) * t * _ACT,
+                   flops=(2.0 * kernel * self.conv_dim + 8.0 * inner) * t),
+            OpCall("gemm", "out_proj", dtype, t, h, inner),
+        ]
 
 
 def mixers(model: ModelSpec, tp: int = 1) -> list[Mixer]:
@@ -392,6 +431,7 @@ def mixers(model: ModelSpec, tp: int = 1) -> list[Mixer]:
     if m.window_layers:
         out.append(Attention(m, m.window_layers, tp, window=m.sliding_window))
     if m.linear_layers:
-        out.append(GatedDeltaNet(m, m.linear_layers, tp))
+        kind = Mamba2 if m.linear_kind == "mamba2" else GatedDeltaNet
+        out.append(kind(m, m.linear_layers, tp))
     return out
 

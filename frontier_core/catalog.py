@@ -115,6 +115,15 @@ class ModelSpec(BaseModel):
     linear_conv_kernel: int = Field(4, gt=0, description="taps of the causal convolution")
     linear_state_dtype: str = Field(
         "fp32", description="recurrent state dtype (SGLang's --mamba-ssm-dtype default)")
+    linear_kind: Literal["gdn", "mamba2"] = Field(
+        "gdn", description="the linear layers' kind: Gated DeltaNet, or Mamba-2 (Nemotron-H: "
+        "value heads are its heads of mamba_head_dim, key heads its groups, the key width "
+        "its state size)")
+    linear_chunk: int = Field(0, ge=0, description="chunk length of the chunked scan "
+                              "(0: the kind's kernel default)")
+    ffn_layers: int | None = Field(
+        None, ge=0, description="layers that have a feed-forward block (Nemotron-H's 54 MLP "
+        "blocks next to its 64 attention and Mamba blocks); None: every layer")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -135,6 +144,8 @@ class ModelSpec(BaseModel):
                                     and self.q_lora_rank):
             raise ValueError("sparse attention (index_topk) is modelled on MLA with a query "
                              "latent (q_lora_rank) and needs index_n_heads")
+        if self.ffn_layers is not None and (self.is_moe or self.ffn_layers > self.num_layers):
+            raise ValueError("ffn_layers is for dense models and at most num_layers")
         if self.linear_layers and self.attention == "mla":
             raise ValueError("linear attention layers are modelled next to GQA layers only")
         for d in (self.weight_dtype, self.kv_dtype, self.linear_state_dtype,
@@ -162,6 +173,13 @@ class ModelSpec(BaseModel):
     def num_moe_layers(self) -> int:
         return self.num_layers - self.first_dense_layers if self.is_moe else 0
 
+    @property
+    def num_dense_ffn_layers(self) -> int:
+        """Layers with a dense feed-forward block."""
+        if self.is_moe:
+            return self.first_dense_layers
+        return self.num_layers if self.ffn_layers is None else self.ffn_layers
+
     def mixers(self, tp: int = 1) -> list[Mixer]:
         """The model's layer groups by attention kind (``frontier_core.attention``)."""
         from frontier_core.attention import mixers
@@ -183,6 +201,8 @@ class ModelSpec(BaseModel):
     def ffn_params(self, layer: int) -> int:
         """Parameters of one feed-forward block (all experts), its norm included."""
         h = self.hidden_size
+        if self.ffn_layers is not None and layer >= self.ffn_layers:
+            return 0  # a layer without a feed-forward block
         if not self.is_moe or layer < self.first_dense_layers:
             return self.mlp_params(self.intermediate_size) + h
         gate = h * self.num_experts + (self.num_experts if self.router_bias else 0)
@@ -316,8 +336,7 @@ _HF_LAYER_TYPES = {"full_attention": None, "sliding_attention": "window_layers",
 #: Fields of attention kinds Frontier does not model: a config carrying one would be
 #: priced as something else, so it is refused.
 _HF_UNMODELLED = {
-    "hybrid_override_pattern": "Nemotron-H's Mamba-2 layers",
-    "mamba_num_heads": "Mamba-2 layers",
+    "mamba_num_heads": "Mamba layers outside a Nemotron-H block pattern",
     "attn_layer_period": "Jamba's Mamba layers",
     "sparse_attention_config": "MiniMax's block-sparse attention",
 }
@@ -381,6 +400,9 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
     qc = cfg.get("quantization_config")
     if "num_hidden_layers" not in cfg and isinstance(cfg.get("text_config"), dict):
         cfg = {**cfg["text_config"], "quantization_config": qc}  # a multimodal checkpoint
+    pattern = cfg.get("hybrid_override_pattern")
+    if isinstance(pattern, str):
+        cfg = {**cfg, **_nemotron_h(cfg, pattern, where)}
     for key, what in _HF_UNMODELLED.items():
         if cfg.get(key) is not None:
             raise ConfigError(
@@ -416,6 +438,9 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
         if g("use_qk_norm"):  # MiniMax-M2
             fields["qk_norm"] = True
         fields.update(_hf_layer_kinds(cfg, fields["num_layers"], where))
+        for key in ("linear_layers", "linear_kind", "ffn_layers", "gated_mlp", "linear_chunk"):
+            if key in cfg:  # set from a block pattern (Nemotron-H)
+                fields[key] = cfg[key]
         if g("kv_lora_rank"):
             if g("index_topk"):
                 fields.update(index_topk=g("index_topk"), index_n_heads=g("index_n_heads") or 0,
@@ -486,6 +511,8 @@ def _hf_layer_kinds(cfg: dict, num_layers: int, where: str) -> dict:
         for t, field in _HF_LAYER_TYPES.items():
             if field and types.count(t):
                 out[field] = types.count(t)
+    elif g("linear_kind") == "mamba2":
+        out["linear_layers"] = g("linear_layers")
     elif g("full_attention_interval") and g("linear_num_value_heads"):
         out["linear_layers"] = num_layers - num_layers // g("full_attention_interval")
     if out.get("window_layers"):
@@ -496,4 +523,29 @@ def _hf_layer_kinds(cfg: dict, num_layers: int, where: str) -> dict:
                    linear_key_head_dim=g("linear_key_head_dim") or 128,
                    linear_value_head_dim=g("linear_value_head_dim") or 128,
                    linear_conv_kernel=g("linear_conv_kernel_dim") or 4)
+    return out
+
+
+def _nemotron_h(cfg: dict, pattern: str, where: str) -> dict:
+    """Nemotron-H's blocks (``hybrid_override_pattern``: M Mamba-2, * attention, - MLP) as
+    Frontier's layers: one per mixer block, ``ffn_layers`` of them with an MLP."""
+    unknown = sorted(set(pattern) - set("M*-"))
+    if unknown:
+        raise ConfigError(
+            f"Hugging Face config {where!r} has hybrid_override_pattern blocks {unknown} that "
+            "Frontier does not model (it knows M: Mamba-2, *: attention, -: MLP; Nemotron-H's "
+            "MoE blocks E are not modelled). Describe the model with a catalog entry of "
+            "your own.")
+    g = cfg.get
+    out = {
+        "num_hidden_layers": pattern.count("M") + pattern.count("*"),
+        "linear_layers": pattern.count("M"), "ffn_layers": pattern.count("-"),
+        "linear_kind": "mamba2", "linear_num_value_heads": g("mamba_num_heads"),
+        "linear_value_head_dim": g("mamba_head_dim"), "linear_num_key_heads": g("n_groups"),
+        "linear_key_head_dim": g("ssm_state_size"),
+        "linear_conv_kernel_dim": g("conv_kernel") or 4, "linear_chunk": g("chunk_size") or 0,
+        "head_dim": g("head_dim") or g("attention_head_dim"),
+        "gated_mlp": g("mlp_hidden_act", "relu2") != "relu2",
+        "mamba_num_heads": None,
+    }
     return out

@@ -177,7 +177,7 @@ class ExecutionPredictor:
         common, credit = self._common(t)
         dense, dcredit = self._sum(self.dense_ffn.ops(t))
         n_moe = m.num_moe_layers
-        n_dense = m.num_layers - n_moe
+        n_dense = m.num_dense_ffn_layers
         total = common * m.num_layers + dense * n_dense
         credit = [c * m.num_layers + dc * n_dense for c, dc in zip(credit, dcredit, strict=True)]
         if n_moe:
@@ -406,12 +406,17 @@ class ExecutionPredictor:
             credit[j] += v * nl
         n_moe = self.block_layers
         n_dense = nl - n_moe
+        # Of the layers outside the block, those with a dense FFN (Nemotron-H has fewer).
+        n_ffn = n_dense if m.ffn_layers is None else min(n_dense, m.ffn_layers)
         total = 0.0
         if n_dense:
             d, dc = self._part("dense", worst_t)
-            total += (worst + d) * n_dense
+            if n_ffn == n_dense:
+                total += (worst + d) * n_dense
+            else:
+                total += worst * n_dense + d * n_ffn
             for j, v in enumerate(dc):
-                credit[j] += v * n_dense
+                credit[j] += v * n_ffn
         if n_moe:
             if self.moe_step is not None:
                 total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,

@@ -34,6 +34,7 @@ PUBLISHED = {
     "qwen3.5-397b-a17b": 397.0,
     "qwen3.5-397b-a17b-fp8": 397.0,
     "qwen3-next-80b-a3b": 80.0,
+    "nemotron-h-56b": 56.0,  # Nemotron-H paper (arXiv 2504.03624): 56B
     # GLM-5 release: 744B parameters (40B active); DeepSeek-V3.2: 671B (685B with MTP).
     "glm-5": 744.0,
     "glm-5-fp8": 744.0,
@@ -155,12 +156,23 @@ MINIMAX_M2_HF = {
                                                        "lm_head"]},
 }
 
+NEMOTRON_H_HF = {
+    "model_type": "nemotron_h", "hidden_size": 8192, "intermediate_size": 32768,
+    "num_attention_heads": 64, "num_key_value_heads": 8, "attention_head_dim": 128,
+    "num_hidden_layers": 118, "vocab_size": 131072, "max_position_embeddings": 8192,
+    "tie_word_embeddings": False, "mlp_hidden_act": "relu2",
+    # 54 Mamba-2 and 54 MLP blocks around 10 attention blocks
+    "hybrid_override_pattern": "M-" * 27 + "*" * 10 + "M-" * 27,
+    "mamba_num_heads": 256, "mamba_head_dim": 64, "ssm_state_size": 256, "n_groups": 8,
+    "conv_kernel": 4, "chunk_size": 128,
+}
+
 
 @pytest.mark.parametrize("cfg,name", [
     (LLAMA31_8B_HF, "llama-3.1-8b"), (DEEPSEEK_V3_HF, "deepseek-v3"),
     (QWEN3_NEXT_HF, "qwen3-next-80b-a3b"), (QWEN35_HF, "qwen3.5-397b-a17b-fp8"),
     (GPT_OSS_HF, "gpt-oss-120b"), (KIMI_K2_HF, "kimi-k2.5"), (GLM5_HF, "glm-5"),
-    (MINIMAX_M2_HF, "minimax-m2.5")])
+    (MINIMAX_M2_HF, "minimax-m2.5"), (NEMOTRON_H_HF, "nemotron-h-56b")])
 def test_hf_config_matches_catalog(tmp_path, cfg, name):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = model_from_hf_config(tmp_path, name="x")
@@ -176,7 +188,8 @@ def test_hf_config_matches_catalog(tmp_path, cfg, name):
 
 @pytest.mark.parametrize("extra,match", [
     ({"layer_types": ["full_attention", "chunked_attention"] * 30}, "chunked_attention"),
-    ({"hybrid_override_pattern": "M-M*"}, "Mamba-2"),
+    ({"hybrid_override_pattern": "MEM*E"}, "MoE blocks"),
+    ({"mamba_num_heads": 128}, "Mamba layers"),
     ({"sparse_attention_config": {"use_sparse_attention": True}}, "block-sparse"),
     ({"quantization_config": {"quant_method": "bitsandbytes"}}, "bitsandbytes"),
 ])
@@ -323,3 +336,16 @@ def test_a_checkpoint_with_4_bit_experts_keeps_the_rest_in_bf16():
     assert g.weight_bytes() / 1e9 == pytest.approx(65.2, rel=0.01)
     routed = g.routed_expert_bytes() / DTYPE_BYTES["mxfp4"]
     assert g.weight_bytes() == pytest.approx(routed * 0.53125 + (g.param_count() - routed) * 2)
+
+
+def test_mamba2_layers_keep_a_state_and_some_layers_have_no_mlp():
+    """Nemotron-H-56B: 54 Mamba-2 layers of 256 heads x 64 x 256 fp32 state (and 3 steps
+    of the convolution over x, B and C); only its 10 attention layers keep KV; 54 of its
+    64 mixer layers are followed by an MLP."""
+    n = {m.name: m for m in MODELS}["nemotron-h-56b"]
+    assert [(g.kind, g.layers) for g in n.mixers()] == [("gqa", 10), ("mamba2", 54)]
+    assert n.kv_bytes_per_token() == 2 * 10 * 8 * 128 * 2
+    conv = 3 * (256 * 64 + 2 * 8 * 256) * 2
+    assert n.seq_bytes() == 54 * (256 * 64 * 256 * 4 + conv)
+    assert n.num_dense_ffn_layers == 54
+    assert sum(n.ffn_params(i) > 0 for i in range(n.num_layers)) == 54

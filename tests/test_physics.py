@@ -248,3 +248,16 @@ def test_sparse_attention_reads_its_top_k_while_the_indexer_scans_everything(reg
     idx = [p["attention_index"] for p in (at8k, at16k, at32k)]
     assert idx[2] - idx[1] == pytest.approx(2 * (idx[1] - idx[0]), rel=0.05)  # linear
     assert parts(1024)["attention_decode"] < at8k["attention_decode"]
+
+
+def test_a_model_with_fewer_mlps_than_mixers_prices_each_once(registry):
+    """Nemotron-H-56B: 64 mixer layers (10 attention, 54 Mamba-2), 54 MLPs. A step's
+    layers cost 64 mixers' projections and 54 MLPs; a run completes."""
+    sim = executor(registry, "nemotron-h-56b", "h200", tp=4)
+    ex = sim.executors["main"]
+    common, _ = ex._common(256)
+    dense, _ = ex._sum(ex.dense_ffn.ops(256))
+    assert ex._layers(256)[0] == pytest.approx(common * 64 + dense * 54)
+    assert [g.kind for g in ex.mixers] == ["gqa", "mamba2"]
+    done = sim.run()
+    assert all(r.finished for r in done.controller.requests)

@@ -171,6 +171,20 @@ MODELS: list[ModelSpec] = [
         num_shared_experts=1, first_dense_layers=3, router_bias=True, index_topk=2048,
         index_n_heads=32, index_head_dim=128,
     ),
+    # Nemotron-H-56B (config.json of nvidia/Nemotron-H-56B-Base-8K, model_type nemotron_h):
+    # 118 blocks, each one mixer or one MLP (hybrid_override_pattern): 54 Mamba-2 (256 heads
+    # of 64, 8 groups, state size 256, a 4-tap convolution, chunks of 128), 10 GQA
+    # attention (64/8 heads of 128) and 54 non-gated squared-ReLU MLPs of width 32768.
+    # Frontier's layers pair a mixer with an FFN, so it is 64 layers of which 54 have
+    # an MLP (ffn_layers); a 131,072-token vocabulary.
+    ModelSpec(
+        name="nemotron-h-56b", hf_id="nvidia/Nemotron-H-56B-Base-8K", num_layers=64,
+        hidden_size=8192, num_heads=64, num_kv_heads=8, head_dim=128, intermediate_size=32768,
+        vocab_size=131072, max_context=8192, gated_mlp=False, ffn_layers=54,
+        linear_layers=54, linear_kind="mamba2", linear_num_key_heads=8,
+        linear_key_head_dim=256, linear_num_value_heads=256, linear_value_head_dim=64,
+        linear_chunk=128,
+    ),
     # OPT (the models of the DistServe paper, OSDI '24): multi-head attention with biases,
     # a plain fc1/ReLU/fc2 MLP, LayerNorm, learned positions, tied embeddings. The
     # spec leaves out the learned positional table (2050 x hidden) and the non-QKV

@@ -249,7 +249,8 @@ class RooflinePredictor:
         # run). A sequence keeps an H·dk·dv state: read once and written once per step.
         # A single token is one recurrent step, about 7·dk·dv FLOPs per head (decay,
         # read-out k·S, delta write k⊗δ, output q·S). More tokens run the chunked form,
-        # chunks of C = 64: per token and head 6·dk·dv FLOPs against the state (output,
+        # chunks of C (extra["chunk"], 64 for Gated DeltaNet; Mamba-2's SSD scan has the
+        # same terms: its state is head_dim × state size): per token and head 6·dk·dv FLOPs against the state (output,
         # state update, WY correction) and 4·C·(dk + dv) inside its chunk (q·k, k·k, the
         # attention-weighted values); each chunk's state is written and read back in
         # bf16, and the WY terms w and u (dk + dv per head) go through memory once.
@@ -261,13 +262,14 @@ class RooflinePredictor:
         h, kh, dk = call.num_heads, call.num_kv_heads, call.head_dim
         dv = ex.get("v_head_dim", dk)
         state_b = ex.get("state_bytes", 4)
+        chunk = float(ex.get("chunk", _GDN_CHUNK))
         qf = q.astype(np.float64)
         tokens = float(qf.sum())
-        span = np.minimum(qf, _GDN_CHUNK)
+        span = np.minimum(qf, chunk)
         flops = h * (6.0 * dk * dv * tokens + 4.0 * (dk + dv) * float(np.dot(qf, span))
                      + dk * dv * float((qf == 1).sum()))
         multi = qf > 1
-        chunks = float(np.ceil(qf[multi] / _GDN_CHUNK).sum())
+        chunks = float(np.ceil(qf[multi] / chunk).sum())
         state = h * dk * dv
         nbytes = (2.0 * len(q) * state * state_b  # state in and out
                   + 2.0 * chunks * state * 2  # per-chunk states, written and read
