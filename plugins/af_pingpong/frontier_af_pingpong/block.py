@@ -223,7 +223,7 @@ class AFBlock:
         if total == 0:
             return s.other_s * s.layers
         mb = max(1, min(self.m, total))
-        n_dense = m.num_layers - m.num_moe_layers if m.is_moe else m.num_layers
+        n_dense = m.num_dense_ffn_layers
         L = m.num_layers
         a = np.zeros((L, mb))
         a2f = np.zeros((L, mb))
