@@ -172,7 +172,9 @@ NEMOTRON_H_HF = {
     (LLAMA31_8B_HF, "llama-3.1-8b"), (DEEPSEEK_V3_HF, "deepseek-v3"),
     (QWEN3_NEXT_HF, "qwen3-next-80b-a3b"), (QWEN35_HF, "qwen3.5-397b-a17b-fp8"),
     (GPT_OSS_HF, "gpt-oss-120b"), (KIMI_K2_HF, "kimi-k2.5"), (GLM5_HF, "glm-5"),
-    (MINIMAX_M2_HF, "minimax-m2.5"), (NEMOTRON_H_HF, "nemotron-h-56b")])
+    (MINIMAX_M2_HF, "minimax-m2.5"), (NEMOTRON_H_HF, "nemotron-h-56b"),
+    ({**DEEPSEEK_V3_HF, "model_type": "deepseek_v32", "index_topk": 2048, "index_n_heads": 64,
+      "index_head_dim": 128}, "deepseek-v3.2")])
 def test_hf_config_matches_catalog(tmp_path, cfg, name):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = model_from_hf_config(tmp_path, name="x")
