@@ -21,10 +21,11 @@ and one branch in ``mixers``. Units: bytes, tokens.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from frontier_core.errors import ConfigError
 from frontier_core.records import OpCall
 
 if TYPE_CHECKING:
@@ -83,6 +84,11 @@ class Mixer:
 
     def describe(self) -> str:
         return f"{self.layers} {self.kind}"
+
+    @staticmethod
+    def hf_fields(cfg: dict[str, Any]) -> dict[str, Any]:
+        """ModelSpec fields of this kind read from a Hugging Face config."""
+        return {}
 
 
 class Attention(Mixer):
@@ -163,6 +169,21 @@ class Attention(Mixer):
                        num_kv_heads=self.kv_heads, head_dim=self.head_dim,
                        q_lens=wd[verify], kv_lens=kvd[verify], extra=self.decode_kv)]
 
+    @staticmethod
+    def hf_fields(cfg: dict[str, Any]) -> dict[str, Any]:
+        g = cfg.get
+        mt = (g("model_type") or "").lower()
+        out: dict[str, Any] = {}
+        if mt in ("qwen2", "qwen2_moe") or g("attention_bias"):
+            out["qkv_bias"] = True
+        if mt.startswith(("qwen3", "qwen3_next", "qwen3_5")) or g("use_qk_norm"):
+            out["qk_norm"] = True  # Qwen3's per-head norms; MiniMax-M2's use_qk_norm
+        if mt.startswith(("qwen3_next", "qwen3_5")):
+            out["attn_output_gate"] = bool(g("attn_output_gate", True))
+        if g("sliding_window") and "sliding_attention" in (g("layer_types") or ()):
+            out["sliding_window"] = g("sliding_window")
+        return out
+
     def describe(self) -> str:
         if self.window:
             return f"{self.layers} on a {self.window}-token window"
@@ -236,6 +257,16 @@ class LatentAttention(Attention):
     def describe(self) -> str:
         return f"{self.layers} mla"
 
+    @staticmethod
+    def hf_fields(cfg: dict[str, Any]) -> dict[str, Any]:
+        g = cfg.get
+        if not g("kv_lora_rank"):
+            return {}
+        return {"attention": "mla", "q_lora_rank": g("q_lora_rank") or 0,
+                "kv_lora_rank": g("kv_lora_rank"), "qk_nope_head_dim": g("qk_nope_head_dim"),
+                "qk_rope_head_dim": g("qk_rope_head_dim"), "v_head_dim": g("v_head_dim"),
+                "num_kv_heads": g("num_attention_heads")}
+
 
 class SparseLatentAttention(LatentAttention):
     """DeepSeek sparse attention (DeepSeek-V3.2, GLM-5): MLA whose every query attends to
@@ -297,6 +328,14 @@ class SparseLatentAttention(LatentAttention):
 
     def describe(self) -> str:
         return f"{self.layers} dsa (top {self.topk})"
+
+    @staticmethod
+    def hf_fields(cfg: dict[str, Any]) -> dict[str, Any]:
+        g = cfg.get
+        if not (g("kv_lora_rank") and g("index_topk")):
+            return {}
+        return {"index_topk": g("index_topk"), "index_n_heads": g("index_n_heads") or 0,
+                "index_head_dim": g("index_head_dim") or 128}
 
 
 class GatedDeltaNet(Mixer):
@@ -381,6 +420,17 @@ class GatedDeltaNet(Mixer):
     def describe(self) -> str:
         return f"{self.layers} {self.kind}"
 
+    @staticmethod
+    def hf_fields(cfg: dict[str, Any]) -> dict[str, Any]:
+        g = cfg.get
+        if not g("linear_num_value_heads"):
+            return {}
+        return {"linear_num_key_heads": g("linear_num_key_heads"),
+                "linear_num_value_heads": g("linear_num_value_heads"),
+                "linear_key_head_dim": g("linear_key_head_dim") or 128,
+                "linear_value_head_dim": g("linear_value_head_dim") or 128,
+                "linear_conv_kernel": g("linear_conv_kernel_dim") or 4}
+
 
 class Mamba2(GatedDeltaNet):
     """Mamba-2 (Dao and Gu, "Transformers are SSMs", ICML 2024), the SSM layers of
@@ -417,6 +467,32 @@ class Mamba2(GatedDeltaNet):
             OpCall("gemm", "out_proj", dtype, t, h, inner),
         ]
 
+    @staticmethod
+    def from_pattern(cfg: dict[str, Any], pattern: str, where: str) -> dict[str, Any]:
+        """Nemotron-H's blocks (``hybrid_override_pattern``: M Mamba-2, * attention, - MLP)
+        as Frontier's layers, one per mixer block, ``ffn_layers`` of them with an MLP; the
+        Mamba fields under the linear layers' names."""
+        unknown = sorted(set(pattern) - set("M*-"))
+        if unknown:
+            raise ConfigError(
+                f"Hugging Face config {where!r} has hybrid_override_pattern blocks {unknown} "
+                "that Frontier does not model (it knows M: Mamba-2, *: attention, -: MLP; "
+                "Nemotron-H's MoE blocks E are not modelled). Describe the model with a "
+                "catalog entry of your own.")
+        g = cfg.get
+        return {
+            "num_hidden_layers": pattern.count("M") + pattern.count("*"),
+            "linear_layers": pattern.count("M"), "ffn_layers": pattern.count("-"),
+            "linear_kind": "mamba2", "linear_num_value_heads": g("mamba_num_heads"),
+            "linear_value_head_dim": g("mamba_head_dim"), "linear_num_key_heads": g("n_groups"),
+            "linear_key_head_dim": g("ssm_state_size"),
+            "linear_conv_kernel_dim": g("conv_kernel") or 4,
+            "linear_chunk": g("chunk_size") or 0,
+            "head_dim": g("head_dim") or g("attention_head_dim"),
+            "gated_mlp": g("mlp_hidden_act", "relu2") != "relu2",
+            "mamba_num_heads": None,  # read: not an unmodelled Mamba field any more
+        }
+
 
 def mixers(model: ModelSpec, tp: int = 1) -> list[Mixer]:
     """The model's layer groups, largest kinds first as the model lists them: full
@@ -435,3 +511,63 @@ def mixers(model: ModelSpec, tp: int = 1) -> list[Mixer]:
         out.append(kind(m, m.linear_layers, tp))
     return out
 
+
+
+# ---- Hugging Face config.json ------------------------------------------------------
+
+#: ``layer_types`` entries -> the ModelSpec field that counts them (None: full attention,
+#: the rest of the layers).
+HF_LAYER_TYPES = {"full_attention": None, "sliding_attention": "window_layers",
+                  "linear_attention": "linear_layers"}
+#: Fields of attention kinds Frontier does not model: a config carrying one would be
+#: priced as something else, so it is refused.
+HF_UNMODELLED = {
+    "mamba_num_heads": "Mamba layers outside a Nemotron-H block pattern",
+    "attn_layer_period": "Jamba's Mamba layers",
+    "sparse_attention_config": "MiniMax's block-sparse attention",
+}
+_KINDS = (Attention, LatentAttention, SparseLatentAttention, GatedDeltaNet)
+
+
+def hf_layout(cfg: dict[str, Any], where: str) -> dict[str, Any]:
+    """A config with a block layout (Nemotron-H's pattern) rewritten as Frontier's layers;
+    an error for a field of a kind Frontier does not model."""
+    pattern = cfg.get("hybrid_override_pattern")
+    if isinstance(pattern, str):
+        cfg = {**cfg, **Mamba2.from_pattern(cfg, pattern, where)}
+    for key, what in HF_UNMODELLED.items():
+        if cfg.get(key) is not None:
+            raise ConfigError(
+                f"Hugging Face config {where!r} has {key!r}: {what}, which Frontier does not "
+                "model; it would be priced as plain attention. Describe the model with a "
+                "catalog entry of your own, or use a model Frontier knows (frontier models).")
+    return cfg
+
+
+def hf_fields(cfg: dict[str, Any], num_layers: int, where: str) -> dict[str, Any]:
+    """ModelSpec fields for a config's attention kinds and how many layers each has:
+    ``layer_types`` (gpt-oss, Qwen3.5), Qwen3-Next's ``full_attention_interval``, a block
+    layout's counts (``hf_layout``), then each kind's own fields."""
+    g = cfg.get
+    out: dict[str, Any] = {}
+    types = g("layer_types")
+    if types:
+        unknown = sorted({t for t in types if t not in HF_LAYER_TYPES})
+        if unknown:
+            raise ConfigError(
+                f"Hugging Face config {where!r} has layer_types {unknown} that Frontier does "
+                f"not model (it knows {', '.join(HF_LAYER_TYPES)}); they would be priced as "
+                "full attention. Describe the model with a catalog entry of your own.")
+        for t, field in HF_LAYER_TYPES.items():
+            if field and types.count(t):
+                out[field] = types.count(t)
+    elif g("linear_kind") == "mamba2":
+        out.update({k: g(k) for k in ("linear_layers", "linear_kind", "ffn_layers",
+                                      "linear_chunk")})
+    elif g("full_attention_interval") and g("linear_num_value_heads"):
+        out["linear_layers"] = num_layers - num_layers // g("full_attention_interval")
+    for kind in _KINDS:
+        out.update(kind.hf_fields(cfg))
+    if not out.get("linear_layers"):
+        out = {k: v for k, v in out.items() if not k.startswith("linear_")}
+    return out

@@ -329,19 +329,6 @@ def gpu_names(specs: Iterable[HardwareSpec]) -> dict[str, str]:
 # ---- Hugging Face config.json --------------------------------------------
 
 
-#: ``layer_types`` entries of Hugging Face configs -> the ModelSpec field that counts them
-#: (None: full attention, counted as the rest).
-_HF_LAYER_TYPES = {"full_attention": None, "sliding_attention": "window_layers",
-                   "linear_attention": "linear_layers"}
-#: Fields of attention kinds Frontier does not model: a config carrying one would be
-#: priced as something else, so it is refused.
-_HF_UNMODELLED = {
-    "mamba_num_heads": "Mamba layers outside a Nemotron-H block pattern",
-    "attn_layer_period": "Jamba's Mamba layers",
-    "sparse_attention_config": "MiniMax's block-sparse attention",
-}
-
-
 def _hf_weight_format(qc: dict | None, where: str) -> str | None:
     """The weight format a ``quantization_config`` names (None: unquantised)."""
     if not qc:
@@ -378,9 +365,10 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
     Understands the Llama/Qwen2/Qwen3/Mistral/Mixtral/Qwen3-MoE/DeepSeek-V3/Kimi-K2 field
     names, gpt-oss's and Qwen3.5's ``layer_types`` (sliding-window and linear attention),
     Qwen3-Next's ``full_attention_interval``, a multimodal checkpoint's ``text_config`` and
-    the weight format of its ``quantization_config``. A field of an attention kind
-    Frontier does not model (``_HF_UNMODELLED``, an unknown ``layer_types`` entry) is an
-    error, not a silent default. No hub access: the file must already be local.
+    the weight format of its ``quantization_config``. The attention kinds read their own
+    fields (``frontier_core.attention.hf_fields``); a field of a kind Frontier does not
+    model (``attention.HF_UNMODELLED``, an unknown ``layer_types`` entry) is an error, not
+    a silent default. No hub access: the file must already be local.
     """
     p = Path(path)
     if p.is_dir():
@@ -400,15 +388,9 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
     qc = cfg.get("quantization_config")
     if "num_hidden_layers" not in cfg and isinstance(cfg.get("text_config"), dict):
         cfg = {**cfg["text_config"], "quantization_config": qc}  # a multimodal checkpoint
-    pattern = cfg.get("hybrid_override_pattern")
-    if isinstance(pattern, str):
-        cfg = {**cfg, **_nemotron_h(cfg, pattern, where)}
-    for key, what in _HF_UNMODELLED.items():
-        if cfg.get(key) is not None:
-            raise ConfigError(
-                f"Hugging Face config {where!r} has {key!r}: {what}, which Frontier does not "
-                "model; it would be priced as plain attention. Describe the model with a "
-                "catalog entry of your own, or use a model Frontier knows (frontier models).")
+    from frontier_core.attention import hf_fields, hf_layout
+
+    cfg = hf_layout(cfg, where)
     g = cfg.get
     try:
         heads = g("num_attention_heads")
@@ -426,34 +408,9 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
             tie_embeddings=bool(g("tie_word_embeddings", False)),
         )
         mt = (g("model_type") or "").lower()
-        if mt == "qwen2" or mt == "qwen2_moe":
-            fields["qkv_bias"] = True
-        if mt in ("qwen3", "qwen3_moe", "qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen3_5_text",
-                  "qwen3_5_moe_text"):
-            fields["qk_norm"] = True
-        if mt.startswith(("qwen3_next", "qwen3_5")):
-            fields["attn_output_gate"] = bool(g("attn_output_gate", True))
-        if g("attention_bias"):
-            fields["qkv_bias"] = True
-        if g("use_qk_norm"):  # MiniMax-M2
-            fields["qk_norm"] = True
-        fields.update(_hf_layer_kinds(cfg, fields["num_layers"], where))
-        for key in ("linear_layers", "linear_kind", "ffn_layers", "gated_mlp", "linear_chunk"):
-            if key in cfg:  # set from a block pattern (Nemotron-H)
-                fields[key] = cfg[key]
-        if g("kv_lora_rank"):
-            if g("index_topk"):
-                fields.update(index_topk=g("index_topk"), index_n_heads=g("index_n_heads") or 0,
-                              index_head_dim=g("index_head_dim") or 128)
-            fields.update(
-                attention="mla",
-                q_lora_rank=g("q_lora_rank") or 0,
-                kv_lora_rank=g("kv_lora_rank"),
-                qk_nope_head_dim=g("qk_nope_head_dim"),
-                qk_rope_head_dim=g("qk_rope_head_dim"),
-                v_head_dim=g("v_head_dim"),
-                num_kv_heads=heads,
-            )
+        if "gated_mlp" in cfg:  # a block layout's MLP (Nemotron-H: squared ReLU)
+            fields["gated_mlp"] = cfg["gated_mlp"]
+        fields.update(hf_fields(cfg, fields["num_layers"], where))
         experts = g("n_routed_experts") or g("num_local_experts") or g("num_experts") or 0
         if experts:
             width = g("moe_intermediate_size") or g("intermediate_size")
@@ -494,58 +451,3 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
             "num_attention_heads, intermediate_size and vocab_size."
         ) from None
 
-
-def _hf_layer_kinds(cfg: dict, num_layers: int, where: str) -> dict:
-    """ModelSpec fields for a config's mix of attention kinds: ``layer_types`` (gpt-oss,
-    Qwen3.5) or Qwen3-Next's ``full_attention_interval``, with the linear layers' sizes."""
-    g = cfg.get
-    out: dict = {}
-    types = g("layer_types")
-    if types:
-        unknown = sorted({t for t in types if t not in _HF_LAYER_TYPES})
-        if unknown:
-            raise ConfigError(
-                f"Hugging Face config {where!r} has layer_types {unknown} that Frontier does "
-                f"not model (it knows {', '.join(_HF_LAYER_TYPES)}); they would be priced as "
-                "full attention. Describe the model with a catalog entry of your own.")
-        for t, field in _HF_LAYER_TYPES.items():
-            if field and types.count(t):
-                out[field] = types.count(t)
-    elif g("linear_kind") == "mamba2":
-        out["linear_layers"] = g("linear_layers")
-    elif g("full_attention_interval") and g("linear_num_value_heads"):
-        out["linear_layers"] = num_layers - num_layers // g("full_attention_interval")
-    if out.get("window_layers"):
-        out["sliding_window"] = g("sliding_window")
-    if out.get("linear_layers"):
-        out.update(linear_num_key_heads=g("linear_num_key_heads"),
-                   linear_num_value_heads=g("linear_num_value_heads"),
-                   linear_key_head_dim=g("linear_key_head_dim") or 128,
-                   linear_value_head_dim=g("linear_value_head_dim") or 128,
-                   linear_conv_kernel=g("linear_conv_kernel_dim") or 4)
-    return out
-
-
-def _nemotron_h(cfg: dict, pattern: str, where: str) -> dict:
-    """Nemotron-H's blocks (``hybrid_override_pattern``: M Mamba-2, * attention, - MLP) as
-    Frontier's layers: one per mixer block, ``ffn_layers`` of them with an MLP."""
-    unknown = sorted(set(pattern) - set("M*-"))
-    if unknown:
-        raise ConfigError(
-            f"Hugging Face config {where!r} has hybrid_override_pattern blocks {unknown} that "
-            "Frontier does not model (it knows M: Mamba-2, *: attention, -: MLP; Nemotron-H's "
-            "MoE blocks E are not modelled). Describe the model with a catalog entry of "
-            "your own.")
-    g = cfg.get
-    out = {
-        "num_hidden_layers": pattern.count("M") + pattern.count("*"),
-        "linear_layers": pattern.count("M"), "ffn_layers": pattern.count("-"),
-        "linear_kind": "mamba2", "linear_num_value_heads": g("mamba_num_heads"),
-        "linear_value_head_dim": g("mamba_head_dim"), "linear_num_key_heads": g("n_groups"),
-        "linear_key_head_dim": g("ssm_state_size"),
-        "linear_conv_kernel_dim": g("conv_kernel") or 4, "linear_chunk": g("chunk_size") or 0,
-        "head_dim": g("head_dim") or g("attention_head_dim"),
-        "gated_mlp": g("mlp_hidden_act", "relu2") != "relu2",
-        "mamba_num_heads": None,
-    }
-    return out
