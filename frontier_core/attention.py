@@ -3,19 +3,21 @@
 A model is one or more groups of layers, each group of one kind (``ModelSpec.mixers``):
 GQA attention over the whole context, GQA over a sliding window (gpt-oss), multi-head
 latent attention (DeepSeek-V3 family), MLA with DeepSeek sparse attention (DeepSeek-V3.2,
-GLM-5), Gated DeltaNet linear attention (Qwen3.5, Qwen3-Next) and Mamba-2 (Nemotron-H). One class a kind says, for one layer of that kind under tensor parallelism
-``tp``:
+GLM-5), Gated DeltaNet linear attention (Qwen3.5, Qwen3-Next) and Mamba-2 (Nemotron-H).
+One class a kind says, for one layer of that kind under tensor parallelism ``tp``:
 
 - its parameters (``params``);
 - the cache it keeps per GPU: bytes per context token that grow with the sequence
   (``kv_bytes_per_token``) and bytes per sequence that do not (``seq_bytes``: a
   recurrent state, or the KV of a bounded window);
 - its weight GEMMs and elementwise work at ``t`` tokens (``projections``);
-- the operator calls that mix tokens for a batch (``calls``).
+- the operator calls that mix tokens for a batch (``calls``);
+- the ModelSpec fields it reads from a Hugging Face config (``hf_fields``).
 
-The model spec (sizes), the execution predictor (calls), the memory plan (cache bytes)
-and the profiler (GEMM shapes) all ask these classes, so a new kind is one class here
-and one branch in ``mixers``. Units: bytes, tokens.
+The model spec (sizes), the execution predictor (calls), the memory plan and the pd
+transfer (cache bytes), the profiler (GEMM shapes) and ``model_from_hf_config`` all ask
+these classes, so a new kind is one class here and one branch in ``mixers``. Units:
+bytes, tokens.
 """
 
 from __future__ import annotations
