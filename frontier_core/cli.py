@@ -330,7 +330,8 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             "sliding_window": m.sliding_window, "linear_layers": m.linear_layers,
             "layers_by_kind": {g.kind: g.layers for g in m.mixers()},
             "experts": m.num_experts, "top_k": m.top_k,
-            "weight_dtype": m.weight_dtype, "kv_bytes_per_token": m.kv_bytes_per_token(),
+            "weight_dtype": m.weight_dtype, "expert_dtype": m.experts_dtype if m.is_moe else None,
+            "kv_bytes_per_token": m.kv_bytes_per_token(),
             "seq_bytes": m.seq_bytes(),
             "max_context": m.max_context, "distribution": p.distribution,
         })
@@ -347,7 +348,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                  else ", ".join(g.describe() for g in groups))
         t.add_row(r["name"], f"{r['params_b']:.2f}", f"{r['active_params_b']:.2f}", str(r["layers"]),
                   kinds, f"{r['experts']}/top{r['top_k']}" if r["experts"] else "-",
-                  r["weight_dtype"], f"{r['kv_bytes_per_token']:,.0f}",
+                  r["weight_dtype"] if r["expert_dtype"] in (None, r["weight_dtype"])
+                  else f"{r['weight_dtype']}, experts {r['expert_dtype']}",
+                  f"{r['kv_bytes_per_token']:,.0f}",
                   f"{r['seq_bytes'] / 1e6:,.1f}" if r["seq_bytes"] else "-",
                   f"{r['max_context']:,}")
     out.print(t)
