@@ -56,8 +56,7 @@ def resolve_model(cfg: RunConfig, registry: Registry) -> ModelSpec:
             model = ModelSpec.model_validate({**model.model_dump(), **upd})
         except ValidationError as e:
             why = "; ".join(x["msg"].removeprefix("Value error, ") for x in e.errors())
-            raise ConfigError(f"Invalid model.weight_dtype / expert_dtype / kv_dtype: {why}. "
-                              f"Use one of {', '.join(sorted(DTYPE_BYTES))}.") from None
+            raise ConfigError(f"Invalid model.weight_dtype / expert_dtype / kv_dtype: {why}.") from None
     return model
 
 

@@ -351,3 +351,18 @@ def test_mamba2_layers_keep_a_state_and_some_layers_have_no_mlp():
     assert n.seq_bytes() == 54 * (256 * 64 * 256 * 4 + conv)
     assert n.num_dense_ffn_layers == 54
     assert sum(n.ffn_params(i) > 0 for i in range(n.num_layers)) == 54
+
+
+def test_a_runs_weight_format_override_covers_the_experts_unless_they_are_named(registry):
+    from simhelpers import small_config
+
+    from frontier_core.assemble import resolve_model
+
+    def model(**m):
+        return resolve_model(small_config(model={"name": "gpt-oss-120b", **m}), registry)
+
+    assert model(weight_dtype="fp8").experts_dtype == "fp8"
+    both = model(weight_dtype="fp8", expert_dtype="nvfp4")
+    assert (both.weight_dtype, both.experts_dtype) == ("fp8", "nvfp4")
+    with pytest.raises(ConfigError, match="unknown dtype 'fp5'"):
+        model(expert_dtype="fp5")
