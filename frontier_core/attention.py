@@ -289,6 +289,8 @@ class SparseLatentAttention(LatentAttention):
         super().__init__(model, layers, tp)
         m = model
         self.topk = m.index_topk
+        # Prefill runs absorbed too: its calls have decode's shape.
+        self.kv_heads, self.head_dim = self.dec_kv_heads, self.dec_head_dim
         self.prefill_kv = self.decode_kv = {"kv_planes": 1, "kv_bytes": self.kv_elem,
                                             "window": self.topk}
         self.index_bytes = m.index_head_dim + 4 * math.ceil(m.index_head_dim / 128)
@@ -318,7 +320,7 @@ class SparseLatentAttention(LatentAttention):
                               num_kv_heads=1, head_dim=d, q_lens=q, kv_lens=kvp,
                               extra=self.index_extra))
             out.append(OpCall("attention_prefill", "attention", "bf16", num_heads=self.heads,
-                              num_kv_heads=1, head_dim=self.dec_head_dim, q_lens=q,
+                              num_kv_heads=self.kv_heads, head_dim=self.head_dim, q_lens=q,
                               kv_lens=kvp, extra=self.prefill_kv))
         if kvd is not None and len(kvd):
             tokens = _ones(len(kvd)) if wd is None else wd

@@ -139,7 +139,11 @@ def attention_shape(model: ModelSpec, tp: int, decode: bool = False) -> tuple[in
     """(heads, kv_heads, head_dim) per GPU of the model's softmax-attention calls, as the
     execution predictor asks (``frontier_core.attention``): MLA prefill attends to
     decompressed per-head keys, MLA decode (absorbed) to the one shared latent."""
-    g = next(g for g in model.mixers(tp) if g.kind in ("gqa", "swa", "mla"))
+    from frontier_core.attention import Attention
+
+    g = next((g for g in model.mixers(tp) if isinstance(g, Attention)), None)
+    if g is None:
+        raise ProfileError(f"{model.name} has no softmax attention layer to profile.")
     if decode:
         return g.heads, g.dec_kv_heads, g.dec_head_dim
     return g.heads, g.kv_heads, g.head_dim

@@ -366,3 +366,18 @@ def test_command_unknown_model_lists_the_catalog(tmp_path: Path) -> None:
     r = _cli("--model", "llama-9", "-o", str(tmp_path))
     assert isinstance(r.exception, PluginError)
     assert "llama-3.1-8b" in str(r.exception) and "--model" in str(r.exception)
+
+
+def test_shapes_of_models_with_several_attention_kinds() -> None:
+    """The profiler asks the attention module: a hybrid model's softmax layers (Qwen3.5's
+    gated GQA, whose query projection carries the gate), sparse MLA's absorbed prefill,
+    and the linear layers' projections among the GEMMs."""
+    from frontier_core.builtin.models import MODELS
+
+    by = {m.name: m for m in MODELS}
+    assert profiler.attention_shape(by["qwen3.5-397b-a17b"], 8) == (4, 1, 256)
+    assert profiler.attention_shape(by["glm-5"], 8) == (8, 1, 576)
+    names = {n for ns in gemm_shapes(by["qwen3.5-397b-a17b"], 8).values() for n in ns}
+    assert {"qkv_proj", "in_proj_qkvz", "in_proj_ba", "out_proj"} <= names
+    # gated queries: 2 x 4 heads, plus K and V of one head, 256 wide
+    assert "qkv_proj" in gemm_shapes(by["qwen3.5-397b-a17b"], 8)[((2 * 4 + 2) * 256, 4096)]
