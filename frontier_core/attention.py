@@ -314,21 +314,22 @@ class SparseLatentAttention(LatentAttention):
     def calls(self, q: np.ndarray | None, kvp: np.ndarray | None, kvd: np.ndarray | None,
               wd: np.ndarray | None) -> list[OpCall]:
         out = []
-        heads, d = self.model.index_n_heads, self.model.index_head_dim
         if q is not None and len(q):
-            out.append(OpCall("attention_index", "indexer", "fp8", num_heads=heads,
-                              num_kv_heads=1, head_dim=d, q_lens=q, kv_lens=kvp,
-                              extra=self.index_extra))
+            out.append(self._indexer(q, kvp))
             out.append(OpCall("attention_prefill", "attention", "bf16", num_heads=self.heads,
                               num_kv_heads=self.kv_heads, head_dim=self.head_dim, q_lens=q,
                               kv_lens=kvp, extra=self.prefill_kv))
         if kvd is not None and len(kvd):
-            tokens = _ones(len(kvd)) if wd is None else wd
-            out.append(OpCall("attention_index", "indexer", "fp8", num_heads=heads,
-                              num_kv_heads=1, head_dim=d, q_lens=tokens, kv_lens=kvd,
-                              extra=self.index_extra))
+            out.append(self._indexer(_ones(len(kvd)) if wd is None else wd, kvd))
             out.extend(super().calls(None, None, kvd, wd))
         return out
+
+    def _indexer(self, q: np.ndarray, kv: np.ndarray) -> OpCall:
+        """The lightning indexer's scoring of all ``kv`` context tokens for ``q`` queries."""
+        m = self.model
+        return OpCall("attention_index", "indexer", "fp8", num_heads=m.index_n_heads,
+                      num_kv_heads=1, head_dim=m.index_head_dim, q_lens=q, kv_lens=kv,
+                      extra=self.index_extra)
 
     def describe(self) -> str:
         return f"{self.layers} dsa (top {self.topk})"
