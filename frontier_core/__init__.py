@@ -1,13 +1,17 @@
 """Frontier: a stage-centric, event-driven simulator of LLM inference serving systems.
 
-The names in ``__all__`` are the public API that plugins may import.
+The names in ``__all__`` are the public API: the Python API (``simulate``, ``sweep``,
+``load``; docs/api.md) and what plugins may import.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+# The Python API. ``frontier_core.sweep`` is also a module: it is imported first, so that
+# its import never rebinds the name ``sweep`` here to the module.
+import frontier_core.sweep  # noqa: F401
 from frontier_core import outdir
+from frontier_core._version import __version__
+from frontier_core.api import Result, load, simulate, sweep
 from frontier_core.builtin.transfer import collective_time
 from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
 from frontier_core.components import (
@@ -29,6 +33,7 @@ from frontier_core.components import (
     Workflow,
     WorkflowReport,
 )
+from frontier_core.config import RunConfig
 from frontier_core.engine.network import Channel, Network, effective_link
 from frontier_core.engine.replica import ITER_FIELDS
 from frontier_core.errors import (
@@ -41,8 +46,17 @@ from frontier_core.errors import (
 from frontier_core.markers import hookimpl, hookspec
 from frontier_core.plugins import load_registry
 from frontier_core.records import OPS, Batch, OpCall, Request
+from frontier_core.summary import Summary
 
 __all__ = [
+    # the Python API (docs/api.md)
+    "Result",
+    "RunConfig",
+    "Summary",
+    "load",
+    "simulate",
+    "sweep",
+    # for plugins
     "DTYPE_BYTES",
     "ITER_FIELDS",
     "OPS",

@@ -25,6 +25,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from frontier_core._version import __version__
+
+        sys.stdout.write(f"frontier {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print Frontier's version and exit.")] = False,
+) -> None:
+    """Frontier: simulate LLM inference serving (co-located, disaggregated, MoE) and predict
+    TTFT, TPOT, throughput and goodput."""
+
+
 config_app = typer.Typer(help="Check run configs and print their schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -58,37 +77,28 @@ def run(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (a sweep's, a report's); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
-    from frontier_core import outdir
-    from frontier_core.assemble import assemble
-    from frontier_core.configfile import load_config
-    from frontier_core.metrics import report_lines, simulator_stats, write_outputs
+    from frontier_core import api, outdir
+    from frontier_core.metrics import report_lines
 
-    cfg = load_config(config, set_ or [])
+    cfg = api.load(config, set_ or [])
     out_dir = output or Path(cfg.output.dir)
     # Checked before the run, not after it: a long run must not end in a refusal.
     outdir.check(out_dir, "run", overwrite, option="-o/--output (or output.dir)")
-    sim = assemble(cfg, _registry())
     if quiet or as_json or not err.is_terminal:
-        sim.run()
+        result = api.simulate(cfg, registry=_registry())
     else:
         with _progress_bar("simulating", "requests · t={task.fields[t]:.1f}s simulated") as bar:
-            task = bar.add_task("run", total=sim.controller.total, t=0.0)
+            task = bar.add_task("run", total=None, t=0.0)
 
             def progress(t: float, done: int, total: int) -> None:
-                bar.update(task, completed=done, t=t)
+                bar.update(task, completed=done, total=total, t=t)
 
-            sim.run(progress)
-    try:
-        summary = write_outputs(sim, out_dir, overwrite)
-    except OSError as e:
-        raise ConfigError(
-            f"Cannot write the results to {str(out_dir)!r}: {e.strerror or e} "
-            f"({e.filename or out_dir}); choose a writable -o/--output directory."
-        ) from None
+            result = api.simulate(cfg, progress=progress, registry=_registry())
+    result.save(out_dir, overwrite)
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result.summary_data, indent=2) + "\n")
     elif not quiet:
-        _print_summary(summary, simulator_stats(sim), out_dir, report_lines(sim))
+        _print_summary(result.summary_data, result.perf, out_dir, report_lines(result.simulation))
 
 
 @app.command()
@@ -98,28 +108,32 @@ def sweep(
     output: Annotated[Path, typer.Option("--output", "-o", help="Sweep directory (re-running it resumes).")] = Path("frontier-sweep"),
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel in a local process pool.")] = 1,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core[ray]').")] = None,  # noqa: UP045
+    set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results table as JSON on stdout (a list of rows).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (a run's, a report's); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Run configs over a grid of overrides in parallel; one results table (CSV, and Parquet with pyarrow)."""
-    from frontier_core import outdir
-    from frontier_core.sweep import sweep as run_sweep
+    from frontier_core import api, outdir
 
     outdir.check(output, "sweep", overwrite)  # a sweep folder is fine: re-running resumes
     for c in configs or []:
         if not c.is_file():
             raise ConfigError(f"Config file {str(c)!r} does not exist; give YAML run configs "
                               "(examples/ has some), or none for the embedded default.")
+    # --set applies to every run; a config it cannot apply to is an error before any run.
     kwargs = dict(configs=list(configs or [None]), grid=grid or [], out_dir=output, jobs=jobs,
-                  ray=ray, registry=_registry(), overwrite=overwrite)
-    if quiet or not err.is_terminal:
-        result = run_sweep(**kwargs)
+                  ray=ray, registry=_registry(), overwrite=overwrite, overrides=set_ or [])
+    if quiet or as_json or not err.is_terminal:
+        result = api.sweep(**kwargs)
     else:
         with _progress_bar("sweep", "runs") as bar:
             task = bar.add_task("sweep", total=None)
-            result = run_sweep(**kwargs, progress=lambda d, t: bar.update(task, completed=d, total=t))
+            result = api.sweep(**kwargs, progress=lambda d, t: bar.update(task, completed=d, total=t))
     failed = result.failed()
-    if not quiet:
+    if as_json:
+        sys.stdout.write(json.dumps(result.rows, indent=2) + "\n")
+    elif not quiet:
         out.print(f"{len(result.rows) - len(failed)}/{len(result.rows)} runs ok → "
                   f"{output}/results.csv", markup=False)
     for r in failed[:5]:
@@ -144,6 +158,8 @@ def plan(
     price: Annotated[Optional[list[str]], typer.Option("--price", help="KIND=USD_PER_GPU_HOUR (repeatable).")] = None,  # noqa: UP045
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the chosen deployment as a runnable YAML config here.")] = None,  # noqa: UP045
     set_: SetOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List every candidate considered, each rejected one with why, not only the Pareto frontier.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout: the chosen deployment and its config, the Pareto frontier, every candidate with its verdict.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing an existing -o file that `frontier plan` did not write.")] = False,
 ) -> None:
     """Find the cheapest deployment meeting the SLOs at a rate; print the Pareto frontier."""
@@ -170,31 +186,57 @@ def plan(
     kinds = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     res = run_plan(cfg, _registry(), rate, slo_ttft, slo_tpot, kinds, max_gpus, attainment,
                    objective, prices, progress=None, pps=pps, batch_limits=limits)
-    t = Table(title=f"Pareto frontier at {rate:g} req/s (simulated candidates)", header_style="bold")
-    for c in ("deployment", "GPUs", "attainment", "p90 TTFT ms", "p90 TPOT ms", "out tok/s/GPU"):
-        t.add_column(c, justify="left" if c == "deployment" else "right")
-    for o in res.pareto():
-        t.add_row(escape(o.candidate.label()), str(o.candidate.gpus), f"{o.attainment:.1%}",
-                  _ms(o.ttft_p90), _ms(o.tpot_p90), f"{o.tokens_per_s_per_gpu:,.0f}")
-    out.print(t)
-    pruned = ", ".join(f"{n} by {why}" for why, n in res.pruned.items()) or "none"
-    out.print(f"simulated {len(res.tried)} candidates; pruned {pruned}", markup=False)
+    data = None
+    if res.best is not None:
+        data = res.best_config.model_dump(mode="json", exclude={"base_dir"})
+        trace = data["workload"].get("trace")
+        if trace and not trace["path"].startswith("frontier:"):
+            trace["path"] = str(res.best_config.resolve(trace["path"]).resolve())
+    verdicts = res.verdicts(attainment)
+    if as_json:
+        sys.stdout.write(json.dumps({
+            "rate": rate, "slo": {"ttft_s": slo_ttft, "tpot_s": slo_tpot},
+            "attainment_target": attainment, "objective": objective,
+            "chosen": None if res.best is None else {
+                "deployment": res.best.label(), "gpus": res.best.gpus, "config": data},
+            "pareto": [o.candidate.label() for o in res.pareto()],
+            "candidates": [{"deployment": c.label(), "gpus": c.gpus, "verdict": v,
+                            **({} if o is None else {
+                                "attainment": o.attainment, "ttft_p90_s": o.ttft_p90,
+                                "tpot_p90_s": o.tpot_p90,
+                                "output_tokens_per_s_per_gpu": o.tokens_per_s_per_gpu})}
+                           for c, o, v in verdicts],
+        }, indent=2) + "\n")
+    else:
+        title = (f"Candidates at {rate:g} req/s, in the order considered" if show_all
+                 else f"Pareto frontier at {rate:g} req/s (simulated candidates)")
+        t = Table(title=title, header_style="bold")
+        cols = ["deployment", "GPUs", "attainment", "p90 TTFT ms", "p90 TPOT ms", "out tok/s/GPU"]
+        for c in cols + (["verdict"] if show_all else []):
+            t.add_column(c, justify="left" if c in ("deployment", "verdict") else "right")
+        rows = verdicts if show_all else [(o.candidate, o, None) for o in res.pareto()]
+        for c, o, v in rows:
+            nums = (["", "", "", ""] if o is None else
+                    [f"{o.attainment:.1%}", _ms(o.ttft_p90), _ms(o.tpot_p90),
+                     f"{o.tokens_per_s_per_gpu:,.0f}"])
+            t.add_row(escape(c.label()), str(c.gpus), *nums, *([escape(v)] if v else []))
+        out.print(t)
+        pruned = ", ".join(f"{n} by {why}" for why, n in res.pruned.items()) or "none"
+        out.print(f"simulated {len(res.tried)} candidates; pruned {pruned}", markup=False)
     if res.best is None:
         raise ConfigError(
             f"No deployment of up to {max_gpus} GPUs ({', '.join(kinds or [cfg.deployment.clusters[0].gpu])}) "
             f"meets the SLOs for {attainment:.0%} of requests at {rate:g} req/s. Raise --max-gpus, "
             "add GPU kinds with --gpus, lower the rate or relax the SLOs."
         )
-    out.print(f"chosen: {res.best.label()} ({res.best.gpus} GPUs)", markup=False)
-    data = res.best_config.model_dump(mode="json", exclude={"base_dir"})
-    trace = data["workload"].get("trace")
-    if trace and not trace["path"].startswith("frontier:"):
-        trace["path"] = str(res.best_config.resolve(trace["path"]).resolve())
     text = yaml.safe_dump(data, sort_keys=False)
+    if not as_json:
+        out.print(f"chosen: {res.best.label()} ({res.best.gpus} GPUs)", markup=False)
     if output is not None:
         outdir.write_file(output, "plan", text, overwrite)
-        out.print(f"wrote {output}", markup=False)
-    else:
+        if not as_json:
+            out.print(f"wrote {output}", markup=False)
+    elif not as_json:
         sys.stdout.write(text)
 
 

@@ -6,6 +6,8 @@ was wrong and what is allowed, in one paragraph.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,32 +107,37 @@ def apply_override(data: dict, assignment: str) -> None:
             "(e.g. --set deployment.clusters.0.tp=2)."
         )
     path, value = assignment.split("=", 1)
+    set_field(data, path, _parse_value(value), f"--set {assignment!r}")
+
+
+def set_field(data: dict, path: str, value: Any, what: str | None = None) -> None:
+    """Set ``path.to.field`` (list items by index: ``clusters.0.tp``) of a config's data
+    to ``value``; ``what`` names the override in errors (default: the path)."""
+    what = what or f"override {path!r}"
     keys = [k for k in path.strip().split(".") if k]
     if not keys:
-        raise ConfigError(f"--set {assignment!r} names no field.")
+        raise ConfigError(f"{what} names no field.")
     node: Any = data
     for i, k in enumerate(keys):
         last = i == len(keys) - 1
         if isinstance(node, list):
             if not k.isdigit() or int(k) >= len(node):
                 raise ConfigError(
-                    f"--set {assignment!r}: {'.'.join(keys[:i]) or 'the config'} is a list of "
+                    f"{what}: {'.'.join(keys[:i]) or 'the config'} is a list of "
                     f"{len(node)} items; use an index from 0 to {len(node) - 1}."
                 )
             if last:
-                node[int(k)] = _parse_value(value)
+                node[int(k)] = value
             else:
                 node = node[int(k)]
             continue
         if not isinstance(node, dict):
-            raise ConfigError(
-                f"--set {assignment!r}: {'.'.join(keys[:i])} is a value, not a section."
-            )
+            raise ConfigError(f"{what}: {'.'.join(keys[:i])} is a value, not a section.")
         if last:
-            node[k] = _parse_value(value)
+            node[k] = value
         else:
             nxt = node.get(k)
-            if isinstance(nxt, str) and not last:
+            if isinstance(nxt, str):
                 nxt = {"name": nxt}  # a component or model given by name gains options
                 node[k] = nxt
             if nxt is None:
@@ -138,8 +145,9 @@ def apply_override(data: dict, assignment: str) -> None:
             node = nxt
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read, override and validate a run config; ``None`` means the embedded default."""
+def load_config(path: str | Path | None, overrides: Sequence[Override] = ()) -> RunConfig:
+    """Read, override (``from_data``) and validate a run config; ``None`` means the
+    embedded default."""
     if path is None:
         text, source, base = DEFAULT_CONFIG_YAML, "<default config>", Path.cwd()
     else:
@@ -172,13 +180,29 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             f"not a {type(data).__name__}."
         )
     lines = _node_lines(node) if node is not None else {}
+    return from_data(data, overrides, source=source, base=base, lines=lines)
+
+
+Override = str | tuple[str, Any]
+
+
+def from_data(data: dict, overrides: Sequence[Override] = (), *, source: str = "<config>",
+              base: str | Path | None = None, lines: dict[tuple, int] | None = None) -> RunConfig:
+    """Validate a config's data (a mapping, as YAML gives it) after applying overrides:
+    ``path=value`` strings as ``--set`` parses them, or ``(path, value)`` pairs whose
+    value is used as it is. ``data`` is not modified. Relative paths resolve against
+    ``base`` (default: the data's ``base_dir``, else the working directory)."""
+    data = copy.deepcopy(data)
     for o in overrides:
-        apply_override(data, o)
-    data.setdefault("base_dir", str(base))
+        if isinstance(o, str):
+            apply_override(data, o)
+        else:
+            set_field(data, str(o[0]), o[1])
+    data.setdefault("base_dir", str(base if base is not None else Path.cwd()))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, source, lines)) from None
+        raise ConfigError(format_validation_error(e, source, lines or {})) from None
 
 
 def validate_options(model: type[BaseModel], options: dict, where: str, provider: str) -> BaseModel:

@@ -261,7 +261,7 @@ def simulator_stats(sim: Simulation) -> dict[str, Any]:
     """How fast the simulator ran (varies run to run; kept out of summary.json)."""
     import resource
 
-    from frontier_core import __version__
+    from frontier_core._version import __version__
 
     n = len(sim.controller.requests)
     wall = max(sim.wall_s, 1e-9)
@@ -282,11 +282,16 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def request_columns(col: dict[str, np.ndarray]) -> list[str]:
+    """The columns of requests.csv, in order: the kernel's, then any others present."""
+    return list(REQUEST_COLUMNS) + [c for c in col if c not in REQUEST_COLUMNS
+                                    and c not in _INTERNAL_COLUMNS]
+
+
 def requests_csv(col: dict[str, np.ndarray]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    names = list(REQUEST_COLUMNS) + [c for c in col if c not in REQUEST_COLUMNS
-                                     and c not in _INTERNAL_COLUMNS]
+    names = request_columns(col)
     w.writerow(names)
     cols = [col[c] for c in names]
     for row in zip(*cols, strict=True):
@@ -329,7 +334,8 @@ def perfetto_trace(sim: Simulation) -> dict[str, Any]:
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
-def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False,
+                  col: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Write the run's results folder through ``frontier_core.outdir``: the files go to a
     temporary folder first, so a failed run leaves nothing behind; an existing results
     folder keeps the files Frontier did not write. ``overwrite`` allows replacing the
@@ -337,7 +343,7 @@ def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False)
     summary."""
     from frontier_core import outdir
 
-    col = request_table(sim)
+    col = request_table(sim) if col is None else col
     summary = summarize(sim, col)
     files: dict[str, str] = {
         "summary.json": json.dumps(summary, indent=2, sort_keys=False) + "\n",

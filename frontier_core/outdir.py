@@ -81,7 +81,7 @@ def read_marker(path: str | Path) -> Marker | None:
 
 
 def _write_marker(path: Path, kind: str, entries: Iterable[str]) -> None:
-    from frontier_core import __version__
+    from frontier_core._version import __version__
 
     doc = {"frontier_version": __version__, "kind": kind, "entries": sorted(set(entries))}
     tmp = path / (MARKER + ".tmp")

@@ -104,6 +104,25 @@ class PlanResult:
     tried: list[Outcome] = field(default_factory=list)
     pruned: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[Candidate, str]] = field(default_factory=list)
+    considered: list[Candidate] = field(default_factory=list)
+
+    def verdicts(self, attainment: float) -> list[tuple[Candidate, Outcome | None, str]]:
+        """Every candidate considered, in the order considered, with its outcome (None
+        when pruned without a simulation) and why it was or was not chosen."""
+        order = {id(o.candidate): i for i, o in enumerate(self.tried)}
+        rows: list[tuple[Candidate, Outcome | None, str]] = []
+        for o in self.tried:
+            if self.best is not None and o.candidate == self.best:
+                v = "chosen"
+            elif o.feasible:
+                v = "meets the SLOs; a cheaper or better one was chosen"
+            else:
+                v = f"misses the SLOs: attainment {o.attainment:.1%} < {attainment:.0%}"
+            rows.append((o.candidate, o, v))
+        rows += [(c, None, f"pruned: {why}") for c, why in self.skipped
+                 if id(c) not in order]
+        seq = {id(c): i for i, c in enumerate(self.considered)}
+        return sorted(rows, key=lambda r: seq.get(id(r[0]), len(seq)))
 
     def pareto(self) -> list[Outcome]:
         """Simulated candidates not beaten on both throughput per GPU and p90 TPOT."""
@@ -227,6 +246,7 @@ def plan(
     for c in pool:
         if bound is not None and key(c)[0] > bound:
             break  # everything left costs more than a feasible deployment
+        result.considered.append(c)
         why = probe.prune(c, rate, ttft, tpot, attainment)
         if why:
             skip(c, why)

@@ -140,7 +140,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 
     A name provided twice for one kind is a PluginError naming both distributions.
     """
-    from frontier_core import __version__
+    from frontier_core._version import __version__
 
     dists = _dist_of(pm)
     reg = Registry(pm)

@@ -27,8 +27,9 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
+from frontier_core.config import RunConfig
 from frontier_core.configfile import _parse_value
 from frontier_core.errors import ConfigError, FrontierError
 from frontier_core.runner import ray_start, run_all, simulate
@@ -40,20 +41,32 @@ SWEEP_ENTRIES = ("runs", "sweep.json", "results.csv", "results.parquet")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a sweep: a config file (None: the embedded default) and its overrides.
-    ``digest`` identifies the config's content, so an edited config is a new run."""
+    """One run of a sweep: a config (a file's path, None for the embedded default, or a
+    ``RunConfig`` given from Python) and its overrides (``--grid`` strings, parsed as
+    ``--set`` parses them, or values given from Python). ``digest`` identifies the
+    config's content, so an edited config is a new run; ``label`` names it in the table."""
 
-    config: str | None
-    overrides: tuple[tuple[str, str], ...]
+    config: str | RunConfig | None
+    overrides: tuple[tuple[str, Any], ...]
     digest: str = ""
+    label: str = ""
 
     @property
     def run_id(self) -> str:
-        key = json.dumps([self.digest, list(self.overrides)])
+        key = json.dumps([self.digest, list(self.overrides)], default=str)
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
-    def assignments(self) -> list[str]:
-        return [f"{k}={v}" for k, v in self.overrides]
+    def assignments(self) -> list[Any]:
+        """The overrides as ``configfile.from_data`` takes them."""
+        return [f"{k}={v}" if isinstance(v, str) else (k, v) for k, v in self.overrides]
+
+    def values(self) -> dict[str, Any]:
+        """The varied values, as the results table shows them."""
+        return {k: _parse_value(v) if isinstance(v, str) else v for k, v in self.overrides}
+
+    def row(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "config": self.label, "status": "ok", "error": "",
+                **self.values()}
 
 
 @dataclass
@@ -116,19 +129,33 @@ def parse_grid(items: Iterable[str]) -> list[tuple[str, list[str]]]:
     return axes
 
 
-def expand(configs: Sequence[str | None], axes: Sequence[tuple[str, list[str]]]) -> list[RunSpec]:
-    """Every config crossed with every combination of the axes' values."""
+ConfigItem = Union[str, Path, RunConfig, None, tuple[Union[str, None], Any]]  # noqa: UP007
+
+
+def expand(configs: Sequence[ConfigItem], axes: Sequence[tuple[str, Sequence[Any]]]) -> list[RunSpec]:
+    """Every config crossed with every combination of the axes' values. A config is a
+    path, None (the embedded default), a ``RunConfig``, or a (label, config) pair."""
     combos = list(itertools.product(*(vals for _, vals in axes))) if axes else [()]
-    digests = {cfg: _digest(cfg) for cfg in configs}
-    return [
-        RunSpec(cfg, tuple(zip((a for a, _ in axes), combo, strict=True)), digests[cfg])
-        for cfg in configs for combo in combos
-    ]
+    out = []
+    for i, item in enumerate(configs):
+        label, cfg = item if isinstance(item, tuple) else (None, item)
+        if isinstance(cfg, Path):
+            cfg = str(cfg)
+        if label is None:
+            label = (cfg if isinstance(cfg, str) else "<default>" if cfg is None
+                     else f"<config {i}>")
+        # Two configs given from Python are two runs even when equal: their labels differ.
+        digest = _digest(cfg) + (label if isinstance(cfg, RunConfig) else "")
+        out.extend(RunSpec(cfg, tuple(zip((a for a, _ in axes), combo, strict=True)), digest,
+                           label) for combo in combos)
+    return out
 
 
-def _digest(config: str | None) -> str:
-    from frontier_core import __version__
+def _digest(config: str | RunConfig | None) -> str:
+    from frontier_core._version import __version__
 
+    if isinstance(config, RunConfig):
+        return hashlib.sha256(config.model_dump_json().encode() + __version__.encode()).hexdigest()
     if config is None:
         from frontier_core.configfile import DEFAULT_CONFIG_YAML
 
@@ -156,19 +183,25 @@ def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def execute(spec: RunSpec, runs_dir: str, registry: Any = None) -> dict[str, Any]:
-    """Run one configuration and write its outputs; returns its results row. Errors
-    become a failed row (user errors by their message, bugs with their traceback)."""
-    from frontier_core.configfile import load_config
-    from frontier_core.metrics import write_outputs
+def execute(spec: RunSpec, runs_dir: str | None, registry: Any = None) -> dict[str, Any]:
+    """Run one configuration and write its outputs under ``runs_dir`` (None: nothing
+    written); returns its results row. Errors become a failed row (user errors by their
+    message, bugs with their traceback)."""
+    from frontier_core.configfile import from_data, load_config
+    from frontier_core.metrics import summarize, write_outputs
 
-    out = Path(runs_dir) / spec.run_id
-    row: dict[str, Any] = {"run_id": spec.run_id, "config": spec.config or "<default>",
-                           "status": "ok", "error": ""}
-    row.update({k: _parse_value(v) for k, v in spec.overrides})
+    row = spec.row()
     try:
-        cfg = load_config(spec.config, spec.assignments())
-        summary = write_outputs(simulate(cfg, registry), out)
+        if isinstance(spec.config, RunConfig):
+            cfg = spec.config
+            if spec.overrides:
+                cfg = from_data(cfg.model_dump(mode="python"), spec.assignments(),
+                                source=spec.label)
+        else:
+            cfg = load_config(spec.config, spec.assignments())
+        sim = simulate(cfg, registry)
+        summary = (summarize(sim) if runs_dir is None
+                   else write_outputs(sim, Path(runs_dir) / spec.run_id))
     except FrontierError as e:
         return {**row, "status": "failed", "error": str(e)}
     except Exception:  # a bug: keep the traceback in the table, keep the sweep going
@@ -182,17 +215,15 @@ def _finished(spec: RunSpec, runs_dir: Path) -> dict[str, Any] | None:
     path = runs_dir / spec.run_id / "summary.json"
     if not path.is_file():
         return None
-    row: dict[str, Any] = {"run_id": spec.run_id, "config": spec.config or "<default>",
-                           "status": "ok", "error": ""}
-    row.update({k: _parse_value(v) for k, v in spec.overrides})
+    row = spec.row()
     row.update(flatten(json.loads(path.read_text())))
     return row
 
 
 def sweep(
-    configs: Sequence[str | Path | None],
-    grid: Iterable[str] = (),
-    out_dir: str | Path = "frontier-sweep",
+    configs: Sequence[ConfigItem],
+    grid: Iterable[str] | Sequence[tuple[str, Sequence[Any]]] = (),
+    out_dir: str | Path | None = "frontier-sweep",
     jobs: int = 1,
     ray: str | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -200,13 +231,20 @@ def sweep(
     overwrite: bool = False,
 ) -> SweepResult:
     """Run every configuration of the sweep that has not finished yet and write the
-    results table. ``progress(done, total)`` is called after each run. ``out_dir`` must
-    be new, empty or a sweep folder (``frontier_core.outdir``); ``overwrite`` allows the
-    results of another command there (never a folder Frontier did not write)."""
+    results table. ``configs`` as ``expand`` takes them; ``grid``: ``--grid`` strings or
+    (path, values) axes. ``progress(done, total)`` is called after each run. ``out_dir``
+    must be new, empty or a sweep folder (``frontier_core.outdir``); ``overwrite`` allows
+    the results of another command there (never a folder Frontier did not write). With
+    ``out_dir=None`` nothing is written (and nothing resumes)."""
     from frontier_core import outdir
 
-    cfgs = [None if c is None else str(c) for c in configs] or [None]
-    specs = expand(cfgs, parse_grid(grid))
+    grid = list(grid)
+    axes = (parse_grid(grid) if all(isinstance(g, str) for g in grid)
+            else [(str(p), list(v)) for p, v in grid])
+    specs = expand(list(configs) or [None], axes)
+    if out_dir is None:
+        return _run(specs, None, {}, jobs, ray_start(ray) if ray is not None else None,
+                    progress, registry)
     outdir.check(out_dir, "sweep", overwrite)  # before Ray starts and before any run
     ray_mod = ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
@@ -217,17 +255,24 @@ def sweep(
     # sibling that replaces its folder only when complete (outdir.write).
     outdir.clear_partial(runs_dir, {s.run_id for s in specs})
     (out / "sweep.json").write_text(json.dumps(
-        {"configs": cfgs, "grid": list(grid),
-         "runs": [{"run_id": s.run_id, "config": s.config, "overrides": dict(s.overrides)}
-                  for s in specs]}, indent=2) + "\n")
+        {"configs": list(dict.fromkeys(s.label for s in specs)), "grid": grid,
+         "runs": [{"run_id": s.run_id, "config": s.label, "overrides": dict(s.overrides)}
+                  for s in specs]}, indent=2, default=str) + "\n")
     rows: dict[str, dict[str, Any]] = {}
-    todo = []
     for s in specs:
         done = _finished(s, runs_dir)
-        if done is None:
-            todo.append(s)
-        else:
+        if done is not None:
             rows[s.run_id] = done
+    result = _run(specs, runs_dir, rows, jobs, ray_mod, progress, registry)
+    write_table(result, out)
+    return result
+
+
+def _run(specs: list[RunSpec], runs_dir: Path | None, rows: dict[str, dict[str, Any]],
+         jobs: int, ray_mod: Any, progress: Callable[[int, int], None] | None,
+         registry: Any) -> SweepResult:
+    """Run the specs without a row in ``rows``; the table in spec order."""
+    todo = [s for s in specs if s.run_id not in rows]
     total, count = len(specs), len(rows)
     if progress is not None:
         progress(count, total)
@@ -239,11 +284,9 @@ def sweep(
         if progress is not None:
             progress(count, total)
 
-    run_all(functools.partial(execute, runs_dir=str(runs_dir)), todo,
-            lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
-    result = SweepResult([rows[s.run_id] for s in specs])
-    write_table(result, out)
-    return result
+    run_all(functools.partial(execute, runs_dir=None if runs_dir is None else str(runs_dir)),
+            todo, lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
+    return SweepResult([rows[s.run_id] for s in specs])
 
 
 def table_csv(result: SweepResult) -> str:

@@ -150,3 +150,41 @@ def test_cli_plan_will_not_replace_a_user_file(tmp_path, monkeypatch):
     # with --overwrite the check passes, so the (forbidden) search is reached
     r = _plan_cli(monkeypatch, "-o", str(mine), "--overwrite")
     assert isinstance(r.exception, AssertionError)
+
+
+def test_verdicts_list_every_candidate_considered_with_why(registry):
+    # TP1 decode steps alone exceed the TPOT SLO: some candidates are pruned, some simulated.
+    res = plan(_base(), registry, 5.0, 1.0, 0.006, ["a100-80g-sxm"], 4)
+    verdicts = res.verdicts(0.9)
+    assert [c for c, _, _ in verdicts] == res.considered
+    assert {c for c, o, _ in verdicts if o is not None} == {o.candidate for o in res.tried}
+    pruned = [v for _, o, v in verdicts if o is None]
+    assert len(pruned) == len(res.skipped) and all(v.startswith("pruned: ") for v in pruned)
+    chosen = [c for c, _, v in verdicts if v == "chosen"]
+    assert chosen == ([res.best] if res.best is not None else [])
+    for _, o, v in verdicts:
+        if o is not None and not o.feasible:
+            assert v.startswith("misses the SLOs: attainment ")
+
+
+def test_cli_plan_json_and_all(tmp_path, registry, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    import frontier_core.cli as cli
+
+    monkeypatch.setattr(cli, "_REGISTRY", [registry])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(_base().model_dump_json(exclude={"base_dir"}))
+    args = ["plan", str(cfg), "--rate", "5", "--slo-ttft", "1", "--slo-tpot", "0.006",
+            "--max-gpus", "4", "--gpus", "a100-80g-sxm"]
+    r = CliRunner().invoke(cli.app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["chosen"]["config"]["workload"]["num_requests"] == 120
+    verdicts = [c["verdict"] for c in data["candidates"]]
+    assert "chosen" in verdicts and any(v.startswith("pruned: ") for v in verdicts)
+    shown = CliRunner().invoke(cli.app, [*args, "--all"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert "in the order considered" in shown.output and "pruned: " in shown.output
