@@ -144,6 +144,18 @@ class KVAllocator(Protocol):
     def release(self, request: Request) -> None: ...
 
 
+class ReplicaView(Protocol):
+    """What a router sees of each replica of a cluster (the engine's ReplicaWorker)."""
+
+    index: int
+    waiting: deque[Request]
+    running: list[Request]
+    kv: KVAllocator  # also ``used_blocks``, and ``cached_prefix(request)``: the tokens of
+    # the request's prompt this replica's prefix cache holds now (0 without a cache)
+    outstanding: int  # requests routed here and not finished
+    outstanding_tokens: int  # their prompt + output tokens
+
+
 class Scheduler(Protocol):
     """Forms the next batch of a replica, allocating KV (and preempting) as it goes."""
 
@@ -151,9 +163,10 @@ class Scheduler(Protocol):
 
 
 class Router(Protocol):
-    """Chooses a replica (an index into ``replicas``) for a request."""
+    """Chooses a replica (an index into ``replicas``, each a ``ReplicaView``) for a
+    request."""
 
-    def route(self, request: Request, replicas: Sequence[Any]) -> int: ...
+    def route(self, request: Request, replicas: Sequence[ReplicaView]) -> int: ...
 
 
 class TransferModel(Protocol):

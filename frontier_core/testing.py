@@ -4,11 +4,13 @@
 registry with the built-ins and the given plugin objects; ``frontier_config``
 builds a small, fast run config to modify; ``linear_test_plugin()`` registers
 ``linear-test``, a transparent predictor, so tests run without a predictor
-distribution.
+distribution; ``FakeReplica`` is a replica as a scheduler sees it, with the engine's own
+KV cache, for testing a scheduler without a simulation.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import pytest
@@ -36,6 +38,49 @@ class LinearPredictor:
             active = int((tpe > 0).sum()) if tpe is not None else ex.get("num_local_experts", 1)
             return 1e-6 + 6 * assigned * h * i / 200e12 + active * 3 * h * i * 2 / 1.5e12
         return 1e-6 + call.bytes / 1e12
+
+
+class FakeReplica:
+    """A replica as a scheduler sees it (a ``frontier_core.sdk.SchedulerView``) with the
+    engine's paged KV cache of ``num_blocks`` blocks of ``block_size`` tokens, and one
+    waiting request per prompt length (ids 0, 1, ...; ``output_len`` tokens each).
+    ``finish_iteration(batch)`` does what the engine does after an iteration."""
+
+    def __init__(self, prompts: list[int], num_blocks: int = 1000, block_size: int = 16,
+                 output_len: int = 8, decode_width: int = 1) -> None:
+        from frontier_core.engine.kv import PagedKVCache
+        from frontier_core.records import Request
+
+        self.kv = PagedKVCache(num_blocks=num_blocks, block_size=block_size)
+        self.now = 0.0
+        self.decode_width = decode_width
+        self.running: list[Any] = []
+        self.waiting: deque[Any] = deque(
+            Request(i, 0.0, p, output_len, prefill_target=p) for i, p in enumerate(prompts))
+        self.preemptions = 0
+
+    def preempt(self, request: Any) -> None:
+        """Recompute preemption, as the engine does it."""
+        self.kv.release(request)
+        request.computed = 0
+        request.prefill_target = request.prompt_len + request.generated
+        self.running.remove(request)
+        self.waiting.appendleft(request)
+        self.preemptions += 1
+
+    def finish_iteration(self, batch: Any) -> None:
+        """Prefill chunks computed (a finished prompt yields its first token), one token
+        per decode; finished requests leave ``running`` and give their KV back."""
+        for r, c in zip(batch.prefill, batch.chunks, strict=True):
+            r.computed += c
+            if r.computed >= r.prefill_target:
+                r.generated += 1
+        for r in batch.decode:
+            r.computed += 1
+            r.generated += 1
+        for r in [r for r in self.running if r.generated >= r.output_len]:
+            self.running.remove(r)
+            self.kv.release(r)
 
 
 def linear_test_plugin() -> Any:

@@ -141,6 +141,41 @@ def test_kernel_imports_no_plugin():
     assert not bad, "the kernel must not import plugins: " + "; ".join(bad)
 
 
+def _kernel_imports(tree: ast.AST) -> list[tuple[int, str, str]]:
+    """(line, module, name) of every name imported from frontier_core (name '' for a
+    plain ``import frontier_core...``)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, "") for a in node.names
+                      if a.name.split(".")[0] == "frontier_core"]
+        elif isinstance(node, ast.ImportFrom) and node.module and \
+                node.module.split(".")[0] == "frontier_core":
+            found += [(node.lineno, node.module, a.name) for a in node.names]
+    return found
+
+
+def test_example_plugin_and_builtin_policies_use_only_the_public_sdk():
+    import frontier_core
+    import frontier_core.sdk as sdk
+
+    public = {"frontier_core": set(frontier_core.__all__), "frontier_core.sdk": set(sdk.__all__)}
+    files = sorted(SJF_DIR.rglob("*.py"))
+    assert files
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name or module} from {module}"
+           for path in files
+           for line, module, name in _kernel_imports(ast.parse(path.read_text()))
+           if module not in public or name not in public[module]]
+    assert not bad, "the example plugin must import only public names: " + "; ".join(bad)
+    # The built-in schedulers and routers are written with the same blocks.
+    for name in ("schedulers.py", "routers.py"):
+        path = KERNEL / "builtin" / name
+        used = {m for _, m, _ in _kernel_imports(ast.parse(path.read_text()))}
+        assert used == {"frontier_core.sdk"}, f"{name} imports {used}"
+    # Every name the sdk lists exists.
+    assert all(hasattr(sdk, n) for n in sdk.__all__)
+
+
 # ---- errors a plugin author meets ----------------------------------------------------
 
 

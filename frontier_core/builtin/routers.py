@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from frontier_core.records import Request
+from frontier_core.sdk import Request, argmin
 
 
 class RoundRobin:
@@ -23,35 +23,25 @@ class RoundRobin:
         return i
 
 
-def _argmin(replicas: Sequence[Any], key) -> int:
-    """Index of the replica with the smallest ``key`` (ties: the lowest index)."""
-    best, load = 0, None
-    for i, r in enumerate(replicas):
-        k = key(r)
-        if load is None or k < load:
-            best, load = i, k
-    return best
-
-
 class LeastOutstanding:
     """The replica with the fewest unfinished requests (ties: lowest index)."""
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
-        return _argmin(replicas, lambda r: r.outstanding)
+        return argmin(replicas, lambda r: r.outstanding)
 
 
 class LeastTokens:
     """The replica with the fewest outstanding prompt + output tokens."""
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
-        return _argmin(replicas, lambda r: r.outstanding_tokens)
+        return argmin(replicas, lambda r: r.outstanding_tokens)
 
 
 class LeastKV:
     """The replica with the lowest KV-cache usage, then the shortest queue."""
 
     def route(self, request: Request, replicas: Sequence[Any]) -> int:
-        return _argmin(replicas, lambda r: (r.kv.used_blocks / r.kv.num_blocks, len(r.waiting)))
+        return argmin(replicas, lambda r: (r.kv.used_blocks / r.kv.num_blocks, len(r.waiting)))
 
 
 class PrefixOptions(BaseModel):

@@ -7,26 +7,25 @@ run out. Requests admitted from ``waiting`` move to ``running``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from frontier_core.components import SchedulerView
-from frontier_core.records import Batch, Request
+from frontier_core.sdk import (
+    Batch,
+    BatchLimits,
+    Request,
+    SchedulerView,
+    WatermarkLimits,
+    admit_chunks,
+    admit_whole,
+    continue_chunks,
+    decode_running,
+)
 
 
-class BatchLimits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_num_seqs: int = Field(256, ge=1, description="sequences in a batch")
-    max_num_batched_tokens: int = Field(8192, ge=1, description="tokens in one iteration")
-
-
-class VLLMOptions(BatchLimits):
-    watermark: float = Field(
-        0.01, ge=0, lt=1, description="fraction of KV blocks kept free when admitting prompts"
-    )
+class VLLMOptions(WatermarkLimits):
+    """Options of the ``vllm`` scheduler."""
 
 
 def per_replica(opts: BaseModel, dp: int) -> BaseModel:
@@ -37,107 +36,6 @@ def per_replica(opts: BaseModel, dp: int) -> BaseModel:
         return opts
     names = ("max_num_seqs", "max_num_batched_tokens", "token_budget")
     return opts.model_copy(update={k: getattr(opts, k) * dp for k in names if hasattr(opts, k)})
-
-
-def _decode_running(view: SchedulerView, batch: Batch, budget: int | None = None) -> int:
-    """Add every running request that is past its prefill to ``batch.decode``, growing its
-    KV by the tokens a decode computes (one, or k + 1 under speculative decoding, never
-    past its last output token) and preempting from the tail (newest first) when blocks
-    run out. ``budget`` bounds the decode tokens. Returns the decode tokens added."""
-    kv = view.kv
-    bs = kv.block_size
-    grow = kv.grow
-    running = view.running
-    decode = batch.decode
-    append = decode.append
-    w = getattr(view, "decode_width", 1)
-    cap = budget // w if budget is not None else None
-    i = 0
-    # NOTE: perf — the per-request hot loop of every decode iteration: the block
-    # check is inlined so that grow() is called only when a new block is needed.
-    while i < len(running):
-        r = running[i]
-        c = r.computed
-        if c < r.prefill_target:
-            i += 1
-            continue
-        if cap is not None and len(decode) >= cap:
-            break
-        if w == 1:
-            if c < r.blocks * bs or grow(r, c + 1):
-                append(r)
-                i += 1
-                continue
-        else:
-            end = min(c + w, r.prompt_len + r.output_len - 1)
-            if end <= r.blocks * bs or grow(r, end):
-                append(r)
-                i += 1
-                continue
-        victim = running[-1]
-        view.preempt(victim)
-        if victim is r:
-            break
-    return len(decode) * w
-
-
-def _admit_decode_ready(view: SchedulerView, r) -> bool:
-    """A waiting request that already holds its KV (e.g. after a remote prefill) joins
-    ``running`` without a prefill step."""
-    if not view.kv.grow(r, r.computed + 1):
-        return False
-    view.waiting.popleft()
-    view.running.append(r)
-    return True
-
-
-def _start_prefill(view: SchedulerView, batch: Batch, r, chunk: int) -> None:
-    """Move the head of ``waiting`` (whose KV was just grown) into ``running`` and the
-    batch, prefilling ``chunk`` tokens."""
-    view.waiting.popleft()
-    view.running.append(r)
-    batch.prefill.append(r)
-    batch.chunks.append(chunk)
-
-
-def _continue_chunks(view: SchedulerView, batch: Batch, budget: int) -> int:
-    """Add the next chunk of every running request still prefilling (a prompt cut by an
-    earlier token budget), in order, within ``budget``; returns the budget left."""
-    kv = view.kv
-    for r in view.running:
-        if budget <= 0:
-            break
-        if r.computed < r.prefill_target:
-            chunk = min(r.prefill_target - r.computed, budget)
-            if not kv.grow(r, r.computed + chunk):
-                break
-            batch.prefill.append(r)
-            batch.chunks.append(chunk)
-            budget -= chunk
-    return budget
-
-
-def _admit_chunks(view: SchedulerView, batch: Batch, budget: int, max_seqs: int,
-                  admit: Callable[[Request], bool] | None = None) -> int:
-    """Start waiting prompts in arrival order within ``budget`` tokens, the last one cut
-    to fit (chunked prefill), while fewer than ``max_seqs`` run and ``admit`` (if given)
-    accepts the head; returns the budget left."""
-    waiting, running, kv = view.waiting, view.running, view.kv
-    while waiting and budget > 0 and len(running) < max_seqs:
-        r = waiting[0]
-        remaining = r.prefill_target - r.computed
-        if remaining <= 0:
-            if not _admit_decode_ready(view, r):
-                break
-            continue
-        if admit is not None and not admit(r):
-            break
-        chunk = min(remaining, budget)
-        if not kv.grow(r, r.computed + chunk):
-            break
-        _start_prefill(view, batch, r, chunk)
-        budget -= chunk
-    return budget
 
 
 class VLLMScheduler:
@@ -152,29 +50,11 @@ class VLLMScheduler:
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
-        waiting, running, kv = view.waiting, view.running, view.kv
-        if waiting:
-            reserve = int(self.watermark * kv.num_blocks)
-            tokens = 0
-            while waiting and len(running) < self.max_seqs:
-                r = waiting[0]
-                chunk = r.prefill_target - r.computed
-                if chunk <= 0:
-                    if not _admit_decode_ready(view, r):
-                        break
-                    continue
-                if tokens and tokens + chunk > self.max_tokens:
-                    break
-                need = kv.blocks_for(r.computed + chunk) - r.blocks
-                if kv.free_blocks - need < reserve and running:
-                    break
-                if not kv.grow(r, r.computed + chunk):
-                    break
-                _start_prefill(view, batch, r, chunk)
-                tokens += chunk
+        if view.waiting:
+            admit_whole(view, batch, self.max_tokens, self.max_seqs, self.watermark)
             if batch.prefill:
                 return batch
-        _decode_running(view, batch)
+        decode_running(view, batch)
         return batch
 
 
@@ -196,9 +76,9 @@ class SarathiScheduler:
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
-        budget = self.budget - _decode_running(view, batch, self.budget)
-        budget = _continue_chunks(view, batch, budget)
-        _admit_chunks(view, batch, budget, self.max_seqs)
+        budget = self.budget - decode_running(view, batch, self.budget)
+        budget = continue_chunks(view, batch, budget)
+        admit_chunks(view, batch, budget, self.max_seqs)
         return batch
 
 
@@ -227,7 +107,7 @@ class OrcaScheduler:
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
         waiting, running, kv = view.waiting, view.running, view.kv
-        tokens = _decode_running(view, batch)
+        tokens = decode_running(view, batch)
         while waiting and len(running) < self.max_seqs:
             r = waiting[0]
             chunk = r.prefill_target - r.computed
@@ -303,7 +183,7 @@ class SGLangScheduler:
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
-        budget = _continue_chunks(view, batch, self.budget)
+        budget = continue_chunks(view, batch, self.budget)
         if view.waiting and budget > 0:
             kv = view.kv
             ratio = self.ratio
@@ -317,10 +197,10 @@ class SGLangScheduler:
                 room[0] -= need
                 return True
 
-            _admit_chunks(view, batch, budget, self.max_seqs, admit)
+            admit_chunks(view, batch, budget, self.max_seqs, admit)
         if not batch.prefill:
             n = len(view.running)
-            _decode_running(view, batch)
+            decode_running(view, batch)
             if len(view.running) < n:  # retracted: KV ran out mid-decode
                 self.retractions += 1
                 self.ratio = self.init_ratio

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from frontier_core import BuildContext, ComponentSpec, hookimpl
+from frontier_core.sdk import BuildContext, ComponentSpec, hookimpl
 from frontier_sjf.scheduler import SJFOptions, SJFScheduler
 
 __all__ = ["SJFOptions", "SJFScheduler", "frontier_schedulers"]

@@ -14,25 +14,24 @@ step finds no free KV block.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from frontier_core.sdk import (
+    Batch,
+    SchedulerView,
+    WatermarkLimits,
+    admit_whole,
+    decode_running,
+)
 
-from frontier_core import Batch, SchedulerView
 
-
-class SJFOptions(BaseModel):
-    """Options of the ``sjf`` scheduler, given next to its name in a run config."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_num_seqs: int = Field(256, ge=1, description="requests running on a replica at once")
-    max_num_batched_tokens: int = Field(8192, ge=1, description="prompt tokens in one iteration")
-    watermark: float = Field(
-        0.01, ge=0, lt=1, description="fraction of KV blocks kept free when admitting prompts"
-    )
+class SJFOptions(WatermarkLimits):
+    """Options of the ``sjf`` scheduler, given next to its name in a run config:
+    ``max_num_seqs`` (requests running on a replica at once), ``max_num_batched_tokens``
+    (prompt tokens in one iteration) and ``watermark`` (the share of KV blocks kept free
+    when admitting prompts), with vLLM's defaults."""
 
 
 class SJFScheduler:
-    """A ``frontier_core.Scheduler``: each ``schedule(view)`` call forms one iteration."""
+    """A ``frontier_core.sdk.Scheduler``: each ``schedule(view)`` call forms one iteration."""
 
     def __init__(self, opts: SJFOptions) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -41,7 +40,7 @@ class SJFScheduler:
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
-        waiting, running, kv = view.waiting, view.running, view.kv
+        waiting = view.waiting
         if waiting:
             # Reorder the replica's own queue in place: the engine appends arrivals to
             # it and preemption puts requests back at its head. sorted() is stable, so
@@ -49,37 +48,12 @@ class SJFScheduler:
             order = sorted(waiting, key=lambda r: r.prompt_len)
             waiting.clear()
             waiting.extend(order)
-            reserve = int(self.watermark * kv.num_blocks)
-            tokens = 0
-            while waiting and len(running) < self.max_seqs:
-                r = waiting[0]
-                chunk = r.prefill_target - r.computed  # 0: it arrived with its KV (remote prefill)
-                if tokens and tokens + chunk > self.max_tokens:
-                    break
-                need = kv.blocks_for(r.computed + chunk) - r.blocks
-                if chunk and running and kv.free_blocks - need < reserve:
-                    break
-                if not kv.grow(r, r.computed + max(chunk, 1)):
-                    break
-                waiting.popleft()
-                running.append(r)
-                if chunk:
-                    batch.prefill.append(r)
-                    batch.chunks.append(chunk)
-                    tokens += chunk
+            # Then vLLM's admission: whole prompts within the token budget, a watermark
+            # of KV blocks kept free.
+            admit_whole(view, batch, self.max_tokens, self.max_seqs, self.watermark)
             if batch.prefill:
                 return batch
         # No prompt admitted: every running request decodes one token. When the KV
         # cache is full, the newest running request gives its blocks back (recompute).
-        i = 0
-        while i < len(running):
-            r = running[i]
-            if kv.grow(r, r.computed + 1):
-                batch.decode.append(r)
-                i += 1
-                continue
-            victim = running[-1]
-            view.preempt(victim)  # frees its KV and puts it back in `waiting`
-            if victim is r:
-                break
+        decode_running(view, batch)
         return batch

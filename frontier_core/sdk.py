@@ -1,0 +1,225 @@
+"""The building blocks of a scheduler or router plugin: the public, stable names a
+policy needs, so that a plugin never imports ``frontier_core.builtin`` or another private
+module. The kernel's own schedulers and routers are written with these and nothing else.
+
+A scheduler's ``schedule(view)`` forms one iteration: it moves requests from
+``view.waiting`` to ``view.running``, grows their KV (``view.kv.grow``), preempts when
+blocks run out (``view.preempt``), and returns a ``Batch`` of prefill chunks and decodes.
+The blocks below do each of those steps as the built-in policies do:
+
+- ``decode_running``: every running request past its prefill decodes; when the KV cache
+  is full the newest running request is preempted (recompute), as vLLM, SGLang and
+  TensorRT-LLM's MAX_UTILIZATION do.
+- ``admit_whole``: start waiting prompts whole, in queue order, within a token budget and
+  a sequence cap, keeping a watermark of blocks free (vLLM's default admission).
+- ``admit_chunks`` / ``continue_chunks``: chunked prefill: start prompts within a token
+  budget, cutting the last one to fit, and continue partly prefilled ones.
+- ``start_prefill`` / ``admit_decode_ready``: the single moves the above are made of.
+
+A router's ``route(request, replicas)`` picks an index into ``replicas``, each a
+``ReplicaView``; ``argmin`` picks the least loaded by any key.
+
+``BatchLimits`` and ``WatermarkLimits`` are ready-made options models a scheduler can
+extend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from frontier_core.components import (
+    BuildContext,
+    ComponentSpec,
+    KVAllocator,
+    NoOptions,
+    ReplicaView,
+    Router,
+    Scheduler,
+    SchedulerView,
+)
+from frontier_core.markers import hookimpl
+from frontier_core.records import Batch, Request
+
+__all__ = [
+    "Batch",
+    "BatchLimits",
+    "BuildContext",
+    "ComponentSpec",
+    "KVAllocator",
+    "NoOptions",
+    "ReplicaView",
+    "Request",
+    "Router",
+    "Scheduler",
+    "SchedulerView",
+    "WatermarkLimits",
+    "admit_chunks",
+    "admit_decode_ready",
+    "admit_whole",
+    "argmin",
+    "continue_chunks",
+    "decode_running",
+    "hookimpl",
+    "start_prefill",
+]
+
+
+class BatchLimits(BaseModel):
+    """A batch's limits, as engines name them (vLLM's ``--max-num-seqs`` and
+    ``--max-num-batched-tokens``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_num_seqs: int = Field(256, ge=1, description="sequences in a batch")
+    max_num_batched_tokens: int = Field(8192, ge=1, description="tokens in one iteration")
+
+
+class WatermarkLimits(BatchLimits):
+    """``BatchLimits`` and vLLM's admission watermark."""
+
+    watermark: float = Field(
+        0.01, ge=0, lt=1, description="fraction of KV blocks kept free when admitting prompts"
+    )
+
+
+def decode_running(view: SchedulerView, batch: Batch, budget: int | None = None) -> int:
+    """Add every running request that is past its prefill to ``batch.decode``, growing its
+    KV by the tokens a decode computes (one, or k + 1 under speculative decoding, never
+    past its last output token) and preempting from the tail (newest first) when blocks
+    run out. ``budget`` bounds the decode tokens. Returns the decode tokens added."""
+    kv = view.kv
+    bs = kv.block_size
+    grow = kv.grow
+    running = view.running
+    decode = batch.decode
+    append = decode.append
+    w = getattr(view, "decode_width", 1)
+    cap = budget // w if budget is not None else None
+    i = 0
+    # NOTE: perf — the per-request hot loop of every decode iteration: the block
+    # check is inlined so that grow() is called only when a new block is needed.
+    while i < len(running):
+        r = running[i]
+        c = r.computed
+        if c < r.prefill_target:
+            i += 1
+            continue
+        if cap is not None and len(decode) >= cap:
+            break
+        if w == 1:
+            if c < r.blocks * bs or grow(r, c + 1):
+                append(r)
+                i += 1
+                continue
+        else:
+            end = min(c + w, r.prompt_len + r.output_len - 1)
+            if end <= r.blocks * bs or grow(r, end):
+                append(r)
+                i += 1
+                continue
+        victim = running[-1]
+        view.preempt(victim)
+        if victim is r:
+            break
+    return len(decode) * w
+
+
+def admit_decode_ready(view: SchedulerView, r) -> bool:
+    """A waiting request that already holds its KV (e.g. after a remote prefill) joins
+    ``running`` without a prefill step."""
+    if not view.kv.grow(r, r.computed + 1):
+        return False
+    view.waiting.popleft()
+    view.running.append(r)
+    return True
+
+
+def start_prefill(view: SchedulerView, batch: Batch, r, chunk: int) -> None:
+    """Move the head of ``waiting`` (whose KV was just grown) into ``running`` and the
+    batch, prefilling ``chunk`` tokens."""
+    view.waiting.popleft()
+    view.running.append(r)
+    batch.prefill.append(r)
+    batch.chunks.append(chunk)
+
+
+def continue_chunks(view: SchedulerView, batch: Batch, budget: int) -> int:
+    """Add the next chunk of every running request still prefilling (a prompt cut by an
+    earlier token budget), in order, within ``budget``; returns the budget left."""
+    kv = view.kv
+    for r in view.running:
+        if budget <= 0:
+            break
+        if r.computed < r.prefill_target:
+            chunk = min(r.prefill_target - r.computed, budget)
+            if not kv.grow(r, r.computed + chunk):
+                break
+            batch.prefill.append(r)
+            batch.chunks.append(chunk)
+            budget -= chunk
+    return budget
+
+
+def admit_chunks(view: SchedulerView, batch: Batch, budget: int, max_seqs: int,
+                  admit: Callable[[Request], bool] | None = None) -> int:
+    """Start waiting prompts in arrival order within ``budget`` tokens, the last one cut
+    to fit (chunked prefill), while fewer than ``max_seqs`` run and ``admit`` (if given)
+    accepts the head; returns the budget left."""
+    waiting, running, kv = view.waiting, view.running, view.kv
+    while waiting and budget > 0 and len(running) < max_seqs:
+        r = waiting[0]
+        remaining = r.prefill_target - r.computed
+        if remaining <= 0:
+            if not admit_decode_ready(view, r):
+                break
+            continue
+        if admit is not None and not admit(r):
+            break
+        chunk = min(remaining, budget)
+        if not kv.grow(r, r.computed + chunk):
+            break
+        start_prefill(view, batch, r, chunk)
+        budget -= chunk
+    return budget
+
+
+def admit_whole(view: SchedulerView, batch: Batch, max_tokens: int, max_seqs: int,
+                watermark: float = 0.0) -> int:
+    """Start waiting prompts whole, in queue order, while fewer than ``max_seqs`` run, the
+    prompts fit in ``max_tokens`` (the first always does) and admitting keeps a
+    ``watermark`` share of the KV blocks free (unless nothing runs yet). A waiting request
+    that already holds its KV (after a remote prefill) joins ``running`` directly.
+    Returns the prompt tokens added to ``batch``."""
+    waiting, running, kv = view.waiting, view.running, view.kv
+    reserve = int(watermark * kv.num_blocks)
+    tokens = 0
+    while waiting and len(running) < max_seqs:
+        r = waiting[0]
+        chunk = r.prefill_target - r.computed
+        if chunk <= 0:
+            if not admit_decode_ready(view, r):
+                break
+            continue
+        if tokens and tokens + chunk > max_tokens:
+            break
+        need = kv.blocks_for(r.computed + chunk) - r.blocks
+        if kv.free_blocks - need < reserve and running:
+            break
+        if not kv.grow(r, r.computed + chunk):
+            break
+        start_prefill(view, batch, r, chunk)
+        tokens += chunk
+    return tokens
+
+
+def argmin(replicas: Sequence[Any], key: Callable[[Any], Any]) -> int:
+    """Index of the replica with the smallest ``key`` (ties: the lowest index)."""
+    best, load = 0, None
+    for i, r in enumerate(replicas):
+        k = key(r)
+        if load is None or k < load:
+            best, load = i, k
+    return best
