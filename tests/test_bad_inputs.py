@@ -1,0 +1,177 @@
+"""Every bad input a user can give is one clear paragraph: a table of configs, traces,
+flags and benchmark files, each run through the ``frontier`` command in-process. Each
+case asserts the exit status, that no traceback is printed, that the message names the
+field, file or line at fault, and that nothing is left behind (no results folder).
+
+A second table holds inputs that are allowed but deserve a word (``warning:``): the run
+goes on, and the warning says how many requests are affected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+# Runs need an operator predictor; the kernel-only tox env has none installed.
+pytest.importorskip("frontier_predictors")
+
+from frontier_core import cli  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SERVING = Path("/work/shared/data/serving/silicon_sample_dev.csv")
+
+WORKLOAD = (
+    "workload:\n"
+    "  arrival: {process: poisson, rate: 2}\n"
+    "  prompt_len: {dist: fixed, value: 100}\n"
+    "  output_len: {dist: fixed, value: 10}\n"
+    "  num_requests: 5\n"
+)
+CLUSTER = "deployment:\n  clusters:\n    - name: main\n"
+SYN = WORKLOAD + CLUSTER
+AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+TRACE = "workload:\n  trace: {format: azure, path: t.csv}\n"
+# "Billion laughs": each line repeats the one before nine times (9^9 leaves in all).
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{a}: &{a} [{', '.join([f'*{p}'] * 9)}]\n" for p, a in zip("abcdefgh", "bcdefghi", strict=True)
+)
+GPU = "{name: g, mem_bytes: 80e9, mem_bw: 3e12, nvlink_bw: 4e11, scaleout_bw: 5e10, "
+
+
+@dataclass
+class Case:
+    """``args`` after ``frontier``; ``files`` written into an empty folder first (a value
+    of None makes a FIFO); ``expect``: parts the message must contain."""
+
+    args: list[str]
+    expect: list[str]
+    files: dict[str, str | None] = field(default_factory=dict)
+    code: int = 2
+
+
+def validate(*sets: str, text: str = SYN) -> tuple[list[str], dict[str, str | None]]:
+    args = ["config", "validate", "c.yaml"]
+    for s in sets:
+        args += ["--set", s]
+    return args, {"c.yaml": text}
+
+
+def case(sets: tuple[str, ...] | str, expect: list[str], text: str = SYN,
+         extra: dict[str, str | None] | None = None) -> Case:
+    args, files = validate(*((sets,) if isinstance(sets, str) else sets), text=text)
+    return Case(args, expect, {**files, **(extra or {})})
+
+
+BAD: dict[str, Case] = {
+    # ---- YAML and the config's fields --------------------------------------------------
+    "malformed-yaml": Case(["run", "c.yaml", "-o", "out"], ["c.yaml:4", "Malformed YAML"],
+                           {"c.yaml": "model: llama-3.1-8b\nslo:\n  ttft_s: 0.5\n   tpot_s: 1\n"}),
+    "unknown-field": case((), ["deployment.clusters[0].gpus", "c.yaml:9", "unknown field"],
+                          SYN + "      gpus: 4\n"),
+    "negative-rate": case("workload.arrival.rate=-2", ["workload.arrival.rate", "greater than 0"]),
+    "missing-config": Case(["run", "nothere.yaml", "-o", "out"], ["nothere.yaml", "does not exist"]),
+    "bad-set": Case(["run", "--set", "seed", "-o", "out"], ["--set 'seed'", "path.to.field=value"]),
+    "unknown-plugin": case("deployment.clusters.0.scheduler=vlm",
+                           ["'vlm'", "deployment.clusters[0].scheduler", "Did you mean 'vllm'"]),
+    "unknown-gpu": case("deployment.clusters.0.gpu=h1000", ["'h1000'", "deployment.clusters[0].gpu"]),
+    "model-does-not-fit": case(("model=llama-3.1-70b", "deployment.clusters.0.gpu=a100-80g-sxm"),
+                               ["llama-3.1-70b does not fit", "deployment.clusters[0]"]),
+    "duplicate-key": case((), ["c.yaml:3", "'seed'", "twice", "line 1"],
+                          "seed: 1\nmodel: llama-3.1-8b\nseed: 2\n" + SYN),
+    "duplicate-nested-key": case((), ["c.yaml:3", "'rate'", "twice"],
+                                 SYN.replace("rate: 2}", "rate: 2,\n    rate: 3}")),
+    "recursive-alias": case((), ["c.yaml:9", "alias", "contains it"], SYN + "foo: &a [*a]\n"),
+    "alias-bomb": case((), ["c.yaml:", "aliases", "100,000 nodes"], SYN + BOMB),
+    "negative-seed-yaml": case((), ["seed", "c.yaml:1", "greater than or equal to 0"],
+                               "seed: -1\n" + SYN),
+    "negative-seed-set": case("seed=-1", ["seed", "greater than or equal to 0", "-1"]),
+    "infinite-rate": case("workload.arrival.rate=.inf", ["workload.arrival.rate", "finite"]),
+    "nan-rate": case("workload.arrival.rate=.nan", ["workload.arrival.rate", "finite"]),
+    "infinite-duration": case("workload.duration_s=.inf", ["workload.duration_s", "finite"]),
+    "huge-fixed-length": case("workload.prompt_len.value=100000000000000000000",
+                              ["workload.prompt_len", "value", "less than or equal to 100000000"]),
+    "huge-num-requests": case("workload.num_requests=1000000000000",
+                              ["workload.num_requests", "less than or equal to 10000000"]),
+    "rate-times-duration": case(("workload.num_requests=null", "workload.duration_s=1e8",
+                                 "workload.arrival.rate=1000"),
+                                ["workload.arrival.rate × workload.duration_s", "10,000,000"]),
+    "lognormal-median-inf": case("workload.prompt_len={dist: lognormal, median: .inf, sigma: 1}",
+                                 ["workload.prompt_len", "median", "finite"]),
+    "lognormal-median-above-max": case(
+        "workload.prompt_len={dist: lognormal, median: 1e6, sigma: 1}",
+        ["workload.prompt_len", "median 1e+06", "[1, 32768]"]),
+    "gamma-cv-inf": case("workload.arrival={process: gamma, rate: 1, cv: .inf}",
+                         ["workload.arrival.cv", "finite"]),
+    "gpu-flops-nan": case(("hardware=[" + GPU + "flops: {bf16: .nan}}]",
+                           "deployment.clusters.0.gpu=g"), ["hardware[0].flops.bf16", "finite"]),
+    "gpu-flops-negative": case(("hardware=[" + GPU + "flops: {bf16: -1}}]",
+                                "deployment.clusters.0.gpu=g"),
+                               ["hardware[0].flops.bf16", "greater than 0"]),
+    "gpu-bandwidth-inf": case(("hardware=[" + GPU.replace("3e12", ".inf") + "flops: {bf16: 1e15}}]",
+                               "deployment.clusters.0.gpu=g"), ["hardware[0].mem_bw", "finite"]),
+    # ---- traces ------------------------------------------------------------------------
+    "trace-bad-row": case((), ["t.csv:3", "ContextTokens", "'abc'"], TRACE,
+                          {"t.csv": AZURE + "2023-11-16 18:15:47.0000000,abc,12\n"}),
+    "trace-huge-length": case((), ["t.csv:3", "ContextTokens", "1e30", "100,000,000"], TRACE,
+                              {"t.csv": AZURE + "2023-11-16 18:15:47.0000000,1e30,12\n"}),
+    "trace-missing": case((), ["t.csv", "not found", "workload.trace.path"], TRACE),
+    "trace-is-a-fifo": case((), ["t.csv", "not a regular file", "workload.trace.path"], TRACE,
+                            {"t.csv": None}),
+}
+
+
+def _frontier(args: list[str], capsys: pytest.CaptureFixture[str],
+              monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """``frontier ARGS`` in this process through the console entry point: (exit status,
+    stdout, stderr). Every warning is shown (not once per place), as a fresh process
+    would."""
+    monkeypatch.setattr(sys, "argv", ["frontier", *args])
+    monkeypatch.setenv("COLUMNS", "200")
+    # The plugins' commands are added once per process, as the entry point does.
+    if not _ADDED:
+        cli._add_plugin_commands()
+        _ADDED.append(True)
+    monkeypatch.setattr(cli, "_add_plugin_commands", lambda: None)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    got = capsys.readouterr()
+    return code, got.out, got.err
+
+
+_ADDED: list[bool] = []
+
+
+def _write(tmp_path: Path, files: dict[str, str | None]) -> None:
+    for name, text in files.items():
+        if text is None:
+            os.mkfifo(tmp_path / name)
+        else:
+            (tmp_path / name).write_text(text)
+
+
+@pytest.mark.parametrize("name", BAD, ids=str)
+def test_bad_input(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    c = BAD[name]
+    _write(tmp_path, c.files)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _frontier(c.args, capsys, monkeypatch)
+    text = out + err
+    assert code == c.code, f"exit {code}\n{text}"
+    assert "Traceback" not in text, text
+    assert err.startswith("error:"), text
+    msg = " ".join(err.split())
+    for part in c.expect:
+        assert part in msg, f"{part!r} not in: {msg}"
+    assert sorted(os.listdir(tmp_path)) == sorted(c.files), "left something behind"
