@@ -59,7 +59,7 @@ def run(
 ) -> None:
     """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
     from frontier_core import outdir
-    from frontier_core.assemble import assemble
+    from frontier_core.assemble import assemble, warn_unservable
     from frontier_core.configfile import load_config
     from frontier_core.metrics import report_lines, simulator_stats, write_outputs
 
@@ -68,6 +68,7 @@ def run(
     # Checked before the run, not after it: a long run must not end in a refusal.
     outdir.check(out_dir, "run", overwrite, option="-o/--output (or output.dir)")
     sim = assemble(cfg, _registry())
+    warn_unservable(sim)
     if quiet or as_json or not err.is_terminal:
         sim.run()
     else:
@@ -393,11 +394,12 @@ def config_validate(
     set_: SetOpt = None,
 ) -> None:
     """Check a config completely (plugins, options, memory fit, trace) without running it."""
-    from frontier_core.assemble import assemble
+    from frontier_core.assemble import assemble, warn_unservable
     from frontier_core.configfile import load_config
 
     cfg = load_config(config, set_ or [])
     sim = assemble(cfg, _registry())
+    warn_unservable(sim)
     for name, plan in sim.plans.items():
         out.print(
             f"cluster {name}: {plan.replicas}× {plan.gpu} tp{plan.tp} pp{plan.pp}, "

@@ -114,6 +114,8 @@ BAD: dict[str, Case] = {
                                ["hardware[0].flops.bf16", "greater than 0"]),
     "gpu-bandwidth-inf": case(("hardware=[" + GPU.replace("3e12", ".inf") + "flops: {bf16: 1e15}}]",
                                "deployment.clusters.0.gpu=g"), ["hardware[0].mem_bw", "finite"]),
+    "moe-on-dense-model": case("deployment.clusters.0.moe={ep: 2}",
+                               ["deployment.clusters[0].moe", "llama-3.1-8b", "dense"]),
     # ---- traces ------------------------------------------------------------------------
     "trace-bad-row": case((), ["t.csv:3", "ContextTokens", "'abc'"], TRACE,
                           {"t.csv": AZURE + "2023-11-16 18:15:47.0000000,abc,12\n"}),
@@ -175,3 +177,60 @@ def test_bad_input(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     for part in c.expect:
         assert part in msg, f"{part!r} not in: {msg}"
     assert sorted(os.listdir(tmp_path)) == sorted(c.files), "left something behind"
+
+
+# ---- allowed, with a warning --------------------------------------------------------
+
+LONG = ("workload.prompt_len={dist: uniform, low: 100, high: 200000}",
+        "workload.num_requests=40")
+
+WARNED: dict[str, tuple[list[str], list[str]]] = {
+    "block-size-7": (["deployment.clusters.0.block_size=7"],
+                     ["deployment.clusters[0].block_size is 7", "power of two"]),
+    "prompt-beyond-context": (list(LONG), ["13 of 40 requests", "context of 131,072"]),
+    "kv-smaller-than-request": (
+        [*LONG, "deployment.clusters.0.gpu_memory_fraction=0.25"],
+        ["37 of 40 requests have prompts longer than the KV cache", "cluster 'main'",
+         "deployment.clusters[0].tp"]),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize("name", WARNED, ids=str)
+def test_warned_input(name: str, command: str, tmp_path: Path,
+                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    sets, expect = WARNED[name]
+    (tmp_path / "c.yaml").write_text(SYN)
+    monkeypatch.chdir(tmp_path)
+    args = ["config", "validate", "c.yaml"] if command == "validate" else [
+        "run", "c.yaml", "-o", "out", "-q", "--set", "output.trace=false"]
+    for s in sets:
+        args += ["--set", s]
+    code, out, err = _frontier(args, capsys, monkeypatch)
+    assert code == 0, out + err
+    assert "Traceback" not in out + err
+    msg = " ".join(err.split())
+    assert msg.startswith("warning:"), msg
+    for part in expect:
+        assert part in msg, f"{part!r} not in: {msg}"
+
+
+def test_rejections_are_counted_by_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """summary.json counts rejected requests under one entry per cause, not one per
+    request length."""
+    import json
+
+    (tmp_path / "c.yaml").write_text(SYN)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "c.yaml", "-o", "out", "-q", "--set", "output.trace=false"]
+    for s in (*LONG, "deployment.clusters.0.gpu_memory_fraction=0.25"):
+        args += ["--set", s]
+    code, out, err = _frontier(args, capsys, monkeypatch)
+    assert code == 0, out + err
+    reasons = json.loads((tmp_path / "out" / "summary.json").read_text())["requests"][
+        "rejected_reasons"]
+    assert reasons == {
+        "prompt+output exceed the model's context of 131072 tokens": 13,
+        "needs more KV cache than a replica of cluster 'main' holds (15472 tokens)": 24,
+    }
