@@ -20,10 +20,9 @@ import pytest
 # Runs need an operator predictor; the kernel-only tox env has none installed.
 pytest.importorskip("frontier_predictors")
 
-from frontier_core import cli  # noqa: E402
+from simhelpers import SERVING_ROW  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SERVING = Path("/work/shared/data/serving/silicon_sample_dev.csv")
+from frontier_core import cli  # noqa: E402
 
 WORKLOAD = (
     "workload:\n"
@@ -41,6 +40,23 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{a}: &{a} [{', '.join([f'*{p}'] * 9)}]\n" for p, a in zip("abcdefgh", "bcdefghi", strict=True)
 )
 GPU = "{name: g, mem_bytes: 80e9, mem_bw: 3e12, nvlink_bw: 4e11, scaleout_bw: 5e10, "
+
+
+def serving(*changes: dict[str, str], bom: bool = False) -> str:
+    """A benchmark CSV (``validate serving``): one row per ``changes``, each the sample row
+    with those cells replaced; ``backend`` first, so that a byte-order mark would hide a
+    required column."""
+    cols = ["backend", *(c for c in SERVING_ROW if c != "backend"), "concurrency", "speculative", "spec_k",
+            "spec_acceptance"]
+    lines = [",".join(cols)]
+    for i, ch in enumerate(changes):
+        row = {**SERVING_ROW, "id": f"r{i}", **ch}
+        lines.append(",".join(row.get(c, "") for c in cols))
+    return ("\ufeff" if bom else "") + "\n".join(lines) + "\n"
+
+
+def serve(text: str, expect: list[str]) -> Case:
+    return Case(["validate", "serving", "b.csv", "-o", "out"], ["b.csv", *expect], {"b.csv": text})
 
 
 @dataclass
@@ -124,6 +140,27 @@ BAD: dict[str, Case] = {
     "trace-missing": case((), ["t.csv", "not found", "workload.trace.path"], TRACE),
     "trace-is-a-fifo": case((), ["t.csv", "not a regular file", "workload.trace.path"], TRACE,
                             {"t.csv": None}),
+    # ---- validate serving --------------------------------------------------------------
+    "serving-isl-inf": serve(serving({"isl": "inf"}), ["none of its 1 rows", "1 no isl/osl"]),
+    "serving-isl-nan": serve(serving({"isl": "nan"}), ["none of its 1 rows", "1 no isl/osl"]),
+    "serving-concurrency-inf": serve(
+        serving({"silicon_data_source": "", "concurrency": "inf"}), ["1 no concurrency"]),
+    "serving-concurrency-huge": serve(
+        serving({"silicon_data_source": "", "concurrency": "100000000"}),
+        ["concurrency beyond the 100,000 clients"]),
+    "serving-ttft-inf": serve(serving({"silicon_ttft_ms": "inf"}),
+                              ["measured TTFT/TPOT not a finite number"]),
+    "serving-bad-mapping": serve(
+        serving({"speculative": "mtp", "spec_k": "99", "spec_acceptance": "0.7"}),
+        ["invalid run config", "speculative.k", "less than or equal to 16"]),
+    "serving-header-only": serve(serving(), ["header but no data rows"]),
+    "serving-empty": serve("", ["empty"]),
+    "serving-missing-column": serve("id,backend\nx,vllm\n", ["missing column(s)", "model_path"]),
+    "serving-missing-file": Case(["validate", "serving", "b.csv"], ["'b.csv'", "does not exist"]),
+    "serving-directory": Case(["validate", "serving", "d"], ["'d'", "is a folder"],
+                              {"d": ""}),
+    "serving-fifo": Case(["validate", "serving", "b.csv"], ["'b.csv'", "not a regular file"],
+                         {"b.csv": None}),
 }
 
 
@@ -156,7 +193,9 @@ _ADDED: list[bool] = []
 
 def _write(tmp_path: Path, files: dict[str, str | None]) -> None:
     for name, text in files.items():
-        if text is None:
+        if name == "d":
+            (tmp_path / name).mkdir()
+        elif text is None:
             os.mkfifo(tmp_path / name)
         else:
             (tmp_path / name).write_text(text)
@@ -233,4 +272,27 @@ def test_rejections_are_counted_by_kind(tmp_path: Path, capsys: pytest.CaptureFi
     assert reasons == {
         "prompt+output exceed the model's context of 131072 tokens": 13,
         "needs more KV cache than a replica of cluster 'main' holds (15472 tokens)": 24,
+    }
+
+
+def test_bad_serving_rows_are_counted_and_the_rest_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One bad cell costs its row, under a reason, not the file; a byte-order mark does not
+    hide the first column."""
+    import json
+
+    (tmp_path / "b.csv").write_text(serving(
+        {}, {"isl": "inf"}, {"isl": "nan", "osl": "7"}, {"silicon_data_source": "",
+                                                         "concurrency": "inf"},
+        {"silicon_data_source": "", "concurrency": "1e8"}, {"silicon_ttft_ms": "inf"},
+        {"silicon_tpot_ms": "nan"}, bom=True), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _frontier(["validate", "serving", "b.csv", "--json"], capsys, monkeypatch)
+    assert code == 0, out + err
+    cov = json.loads(out)["coverage"]
+    assert cov["simulated"] == 1 and cov["rows"] == 7
+    assert cov["not_covered"] == {
+        "no isl/osl": 2, "no concurrency": 1,
+        "concurrency beyond the 100,000 clients Frontier simulates": 1,
+        "measured TTFT/TPOT not a finite number": 1, "no measured TTFT/TPOT": 1,
     }
