@@ -130,6 +130,13 @@ BAD: dict[str, Case] = {
                                ["hardware[0].flops.bf16", "greater than 0"]),
     "gpu-bandwidth-inf": case(("hardware=[" + GPU.replace("3e12", ".inf") + "flops: {bf16: 1e15}}]",
                                "deployment.clusters.0.gpu=g"), ["hardware[0].mem_bw", "finite"]),
+    "speculative-unknown-draft": case(
+        "deployment.clusters.0.speculative={method: draft, k: 3, acceptance: 0.7, "
+        "draft_model: llama-3.2-1bb}",
+        ["'llama-3.2-1bb'", "deployment.clusters[0].speculative.draft_model"]),
+    "output-is-a-file": Case(["run", "c.yaml", "-o", "out"], ["'out'", "not a directory"],
+                             {"c.yaml": SYN, "out": "a file\n"}),
+    "validate-missing-config": Case(["config", "validate", "missing.yaml"], ["missing.yaml"]),
     "moe-on-dense-model": case("deployment.clusters.0.moe={ep: 2}",
                                ["deployment.clusters[0].moe", "llama-3.1-8b", "dense"]),
     # ---- traces ------------------------------------------------------------------------
@@ -156,6 +163,12 @@ BAD: dict[str, Case] = {
     "serving-header-only": serve(serving(), ["header but no data rows"]),
     "serving-empty": serve("", ["empty"]),
     "serving-missing-column": serve("id,backend\nx,vllm\n", ["missing column(s)", "model_path"]),
+    "serving-unknown-predictor": Case(
+        ["validate", "serving", "b.csv", "--predictor", "nosuch"], ["'nosuch'"],
+        {"b.csv": serving({})}),
+    "serving-unknown-client": Case(
+        ["validate", "serving", "b.csv", "--client", "nosuch"], ["--client 'nosuch'"],
+        {"b.csv": serving({})}),
     "serving-missing-file": Case(["validate", "serving", "b.csv"], ["'b.csv'", "does not exist"]),
     "serving-directory": Case(["validate", "serving", "d"], ["'d'", "is a folder"],
                               {"d": ""}),
