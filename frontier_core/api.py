@@ -166,12 +166,14 @@ def simulate(config: ConfigLike = None, overrides: Overrides = None, *,
     """Simulate one deployment (``frontier run`` without writing anything); ``config``
     and the overrides as ``load`` takes them. ``progress(sim_time, finished, total)`` is
     called once per slice of simulated time. ``registry`` is a plugin registry
-    (``load_registry()``; default: the installed plugins, discovered once)."""
-    from frontier_core.assemble import assemble
+    (``load_registry()``; default: the installed plugins, discovered once). Requests
+    that cannot be served whatever happens are announced first as ``FrontierWarning``s."""
+    from frontier_core.assemble import assemble, warn_unservable
     from frontier_core.runner import worker_registry
 
     cfg = load(config, overrides, **fields)
     sim = assemble(cfg, worker_registry() if registry is None else registry)
+    warn_unservable(sim)
     sim.run(progress)
     return Result(sim)
 

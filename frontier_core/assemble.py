@@ -239,6 +239,26 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
                 f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
                 "distribution: pip install frontier-moe-ep."
             )
+        # Not model_fields_set: a config dumped and re-read (plan, sweep) sets the default.
+        if not model.is_moe and (cc.moe.name != "moe" or cc.moe.options):
+            raise ConfigError(
+                f"{where}.moe configures a mixture-of-experts block, but {model.name} is a "
+                "dense model with no experts, so it would be ignored; remove moe: from the "
+                "cluster, or choose a MoE model (frontier models lists them)."
+            )
+        # What the engines accept: vLLM's CacheConfig.block_size is one of 1, 8, ..., 256
+        # (BlockSize in vllm/config/cache.py); TensorRT-LLM's KvCacheConfig.tokens_per_block
+        # a power of two (its KV cache docs); SGLang's --page-size any positive integer.
+        if cc.block_size & (cc.block_size - 1) and (
+                cc.engine is None or cc.engine.name.lower() != "sglang"):
+            _warn(
+                f"{where}.block_size is {cc.block_size} tokens, which no serving engine's "
+                "paged KV cache uses: vLLM accepts 1, 8, 16, 32, 64, 128 or 256 (--block-size) "
+                "and "
+                "TensorRT-LLM a power of two (tokens_per_block); only SGLang's --page-size "
+                "takes any size. Use a power of two such as 16 (vLLM's default) unless you "
+                "model SGLang (engine: sglang).", 3,
+            )
         if cc.dp > 1 and not model.is_moe and cc.ffn is None:
             raise ConfigError(
                 f"{where}.dp is {cc.dp}, but DP attention only applies to mixture-of-experts "
@@ -318,6 +338,53 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
     holder["ctl"] = ctl
     return Simulation(cfg, model, env, ctl, clusters, executors, plans, workload,
                       expert_clusters=dict(pools))
+
+
+def _warn(message: str, stacklevel: int = 2) -> None:
+    import warnings
+
+    from frontier_core.errors import FrontierWarning
+
+    warnings.warn(message, FrontierWarning, stacklevel=stacklevel + 1)
+
+
+def warn_unservable(sim: Simulation) -> None:
+    """Warn, before a run, about requests that will be rejected whatever happens: those
+    longer (prompt + output) than the model's context, and those that need more KV cache
+    than one replica of a cluster holds. Each warning gives the count, so that a config
+    whose requests cannot be served is not mistaken for a valid one."""
+    wl = sim.workload
+    n = len(wl)
+    if not n:
+        return
+    total = wl.prompt_len + wl.output_len
+    ctx = sim.model.max_context
+    over = int((total > ctx).sum())
+    if over:
+        _warn(
+            f"{over:,} of {n:,} requests ask for more tokens (prompt + output, up to "
+            f"{int(total.max()):,}) than {sim.model.name}'s context of {ctx:,} and will be "
+            "rejected; shorten them (workload.prompt_len / output_len, or the trace) or "
+            "choose a model with a longer context.", 2,
+        )
+    for ci, (name, cluster) in enumerate(sim.clusters.items()):
+        cap = cluster.max_tokens
+        # The prompt and one token must fit wherever a request goes; the whole request
+        # wherever it is decoded (every cluster of a co-located deployment).
+        prompt_only = int((wl.prompt_len + 1 > cap).sum())
+        whole = int((total > cap).sum())
+        if not whole:
+            continue
+        where = f"deployment.clusters[{ci}]"
+        what = (f"{prompt_only:,} of {n:,} requests have prompts longer than"
+                if prompt_only else
+                f"{whole:,} of {n:,} requests need more tokens (prompt + output) than")
+        when = "" if prompt_only else " wherever this cluster decodes them"
+        _warn(
+            f"{what} the KV cache of one replica of cluster {name!r} holds ({cap:,} tokens) "
+            f"and will be rejected{when}; raise {where}.tp or gpu_memory_fraction, choose "
+            "a GPU with more memory, or shorten the requests.", 2,
+        )
 
 
 def _draft_model(cfg: RunConfig, registry: Registry, model: ModelSpec, cc: ClusterConfig,

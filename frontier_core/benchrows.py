@@ -43,6 +43,10 @@ FP8 = {"fp8", "fp8_block"}
 #: 4-bit formats a row may label loosely (gpt-oss's mxfp4 checkpoint appears as nvfp4)
 FP4 = {"nvfp4", "mxfp4"}
 
+#: The most closed-loop clients a row may ask for. Published serving benchmarks reach a
+#: few thousand; each client is a request in flight that the simulation keeps.
+MAX_CONCURRENCY = 100_000
+
 #: Closed-loop benchmark length when the row does not say which tool measured it: every
 #: client sends this many requests, and the first wave (one request per client, all sent
 #: at once) is warm-up, left out of the means, as load generators with a warm-up phase
@@ -91,6 +95,9 @@ def read_rows(path: str | Path, annotations: str | Path | None = None) -> list[R
     when there is one) fills, by ``id``, the columns a row leaves empty or lacks."""
     p = Path(path)
     rows, cols = _read_csv(p, "benchmark file")
+    if not cols:
+        raise ConfigError(f"{p}: the file is empty; give a CSV in silicon_sample.csv's columns "
+                          "(docs/validation.md lists them) with one row per measurement.")
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
         raise ConfigError(
@@ -98,6 +105,9 @@ def read_rows(path: str | Path, annotations: str | Path | None = None) -> list[R
             f"{', '.join(REQUIRED)} and a concurrency (a 'concurrency' column, or "
             "'silicon_concurrency=N' in silicon_data_source); docs/validation.md lists them."
         )
+    if not rows:
+        raise ConfigError(f"{p}: has a header but no data rows; add one row per benchmark "
+                          "measurement.")
     if annotations is None:
         guess = p.with_name(f"{p.stem}_annotations.csv")
         annotations = guess if guess.is_file() else None
@@ -118,7 +128,9 @@ def read_rows(path: str | Path, annotations: str | Path | None = None) -> list[R
 
 def _read_csv(p: Path, what: str) -> tuple[list[Row], list[str]]:
     try:
-        with open(p, newline="") as f:
+        # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the
+        # first column's name.
+        with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             cols = list(reader.fieldnames or [])
             return [Row(i, dict(r)) for i, r in enumerate(reader)], cols
@@ -245,7 +257,7 @@ def concurrency(row: Row) -> int | None:
         text = m.group(1) if m else ""
     try:
         n = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or inf
         return None
     return n if n >= 1 else None
 
@@ -257,6 +269,8 @@ def _int(row: Row, key: str, default: int | None = 1) -> int | None:
     try:
         v = float(text)
     except ValueError:
+        return None
+    if not math.isfinite(v):
         return None
     return int(v) if v == int(v) and v >= 0 else None
 
@@ -467,12 +481,18 @@ def row_config(row: Row, models: dict[str, Any], gpus: Mapping[str, str] | set[s
                     if row.get("batch_size") else "no concurrency")
         return m
     m.concurrency = n
+    if n > MAX_CONCURRENCY:
+        m.reason = f"concurrency beyond the {MAX_CONCURRENCY:,} clients Frontier simulates"
+        return m
     try:
         ttft, tpot = float(row.get("silicon_ttft_ms")), float(row.get("silicon_tpot_ms"))
     except ValueError:
         ttft = tpot = math.nan
     if not (ttft > 0 and tpot > 0):
         m.reason = "no measured TTFT/TPOT"
+        return m
+    if not (math.isfinite(ttft) and math.isfinite(tpot)):
+        m.reason = "measured TTFT/TPOT not a finite number"
         return m
     if model.is_moe and "moe" not in blocks:
         m.reason = "needs frontier-moe-ep (MoE model)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -265,11 +265,14 @@ class ModelSpec(BaseModel):
 class HardwareSpec(BaseModel):
     """One GPU kind, from its datasheet. Bandwidths are per GPU and per direction."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: a user's GPU with .nan or .inf figures would run and print
+    # plausible-looking latencies.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     description: str = ""
-    flops: dict[str, float] = Field(description="dense FLOP/s by dtype (bf16, fp16, fp8)")
+    flops: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        description="dense FLOP/s by dtype (bf16, fp16, fp8)")
     mem_bytes: float = Field(gt=0, description="HBM capacity")
     mem_bw: float = Field(gt=0, description="HBM bandwidth")
     nvlink_bw: float = Field(gt=0, description="NVLink bandwidth per GPU per direction")

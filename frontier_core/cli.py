@@ -435,11 +435,12 @@ def config_validate(
     set_: SetOpt = None,
 ) -> None:
     """Check a config completely (plugins, options, memory fit, trace) without running it."""
-    from frontier_core.assemble import assemble
+    from frontier_core.assemble import assemble, warn_unservable
     from frontier_core.configfile import load_config
 
     cfg = load_config(config, set_ or [])
     sim = assemble(cfg, _registry())
+    warn_unservable(sim)
     for name, plan in sim.plans.items():
         out.print(
             f"cluster {name}: {plan.replicas}× {plan.gpu} tp{plan.tp} pp{plan.pp}, "
@@ -479,9 +480,7 @@ def validate_serving(
     """Simulate real serving benchmarks (TTFT, TPOT) and report the errors and coverage."""
     from frontier_core.validate import validate_serving as run_validation
 
-    if not csv_file.is_file():
-        raise ConfigError(f"Benchmark file {str(csv_file)!r} does not exist; give a CSV in "
-                          "silicon_sample.csv's columns (docs/validation.md lists them).")
+    _benchmark_file(csv_file)
     if output is not None:  # before the simulations, which can take many minutes
         from frontier_core import outdir
 
@@ -500,6 +499,8 @@ def validate_serving(
             task = bar.add_task("rows", total=None)
             res = run_validation(csv_file, **kwargs,
                                  progress=lambda d, t: bar.update(task, completed=d, total=t))
+    if (why := res.nothing_simulated()) is not None:
+        raise ConfigError(why)
     written = res.write(output, overwrite) if output is not None else []
     summary = res.summary()
     if as_json:
@@ -510,6 +511,18 @@ def validate_serving(
     _print_validation(summary)
     if written:
         out.print(f"wrote {', '.join(written)} → {output}/", markup=False)
+
+
+def _benchmark_file(path: Path) -> None:
+    if path.is_dir():
+        raise ConfigError(f"Benchmark file {str(path)!r} is a folder; give the CSV file inside "
+                          "it (in silicon_sample.csv's columns, docs/validation.md).")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"Benchmark file {str(path)!r} is not a regular file (a pipe or "
+                          "device); save the rows to a CSV file and give its path.")
+    if not path.is_file():
+        raise ConfigError(f"Benchmark file {str(path)!r} does not exist; give a CSV in "
+                          "silicon_sample.csv's columns (docs/validation.md lists them).")
 
 
 def _pct(v: float | None) -> str:
@@ -553,9 +566,7 @@ def calibrate(
     squares, with held-out rows) and write a profile a config can name."""
     from frontier_core.calibrate import calibrate as run_calibration
 
-    if not csv_file.is_file():
-        raise ConfigError(f"Benchmark file {str(csv_file)!r} does not exist; give a CSV in "
-                          "silicon_sample.csv's columns (docs/validation.md lists them).")
+    _benchmark_file(csv_file)
     if output.is_dir():
         raise ConfigError(f"-o {str(output)!r} is a folder; give the path of the profile file "
                           "to write, e.g. -o vllm-profile.json.")

@@ -14,9 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from frontier_core.catalog import HardwareSpec, ModelSpec
 
+#: The largest token count a length may have (prompt, output, a distribution's bound):
+#: ten times the longest context of any model served today (10M tokens), so that no
+#: real workload meets it and arrays of lengths stay within int64 arithmetic.
+MAX_TOKENS = 100_000_000
+
+#: The most requests one run may have (given, or expected from rate × duration): a run
+#: keeps a record per request, and ten million already take hours to simulate.
+MAX_REQUESTS = 10_000_000
+
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: an infinite or NaN number (YAML's .inf, .nan) is never a
+    # meaningful rate, length, time or size, and would run with nonsense results.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComponentRef(BaseModel):
@@ -295,13 +308,13 @@ class DeploymentConfig(_Strict):
 
 class FixedLength(_Strict):
     dist: Literal["fixed"]
-    value: int = Field(ge=1)
+    value: Tokens
 
 
 class UniformLength(_Strict):
     dist: Literal["uniform"]
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    low: Tokens
+    high: Tokens
 
     @model_validator(mode="after")
     def _order(self) -> UniformLength:
@@ -314,10 +327,21 @@ class LognormalLength(_Strict):
     """Lognormal with the given ``median`` and log-space ``sigma``, clipped to [min, max]."""
 
     dist: Literal["lognormal"]
-    median: float = Field(gt=0)
-    sigma: float = Field(gt=0)
-    min: int = Field(1, ge=1)
-    max: int = Field(32768, ge=1)
+    median: float = Field(gt=0, le=MAX_TOKENS)
+    sigma: float = Field(gt=0, le=10, description="log-space spread (1 already spans ~50x)")
+    min: Tokens = 1
+    max: Tokens = 32768
+
+    @model_validator(mode="after")
+    def _median_within(self) -> LognormalLength:
+        # min > max is reported where the lengths are drawn (workload.py).
+        if self.min <= self.max and not self.min <= self.median <= self.max:
+            raise ValueError(
+                f"median {self.median:g} lies outside [min, max] = [{self.min}, {self.max}], "
+                "so most draws would be clipped to one bound; move the median inside or "
+                "widen min/max"
+            )
+        return self
 
 
 class ZipfLength(_Strict):
@@ -325,9 +349,9 @@ class ZipfLength(_Strict):
 
     dist: Literal["zipf"]
     alpha: float = Field(gt=1)
-    scale: int = Field(1, ge=1)
-    min: int = Field(1, ge=1)
-    max: int = Field(32768, ge=1)
+    scale: Tokens = 1
+    min: Tokens = 1
+    max: Tokens = 32768
 
 
 class EmpiricalLength(_Strict):
@@ -350,7 +374,8 @@ class ArrivalConfig(_Strict):
 
     process: Literal["poisson", "gamma", "fixed"] = "poisson"
     rate: float = Field(gt=0, description="requests per second")
-    cv: float = Field(1.0, gt=0)
+    cv: float = Field(1.0, gt=0, le=100, description="coefficient of variation of the gaps "
+                      "(gamma); beyond 100 nearly every request arrives in one burst")
 
 
 class TraceConfig(_Strict):
@@ -405,7 +430,7 @@ class ConversationConfig(_Strict):
         0.0, ge=0, description="mean seconds between a response and the next turn "
         "(exponential; 0 sends the next turn at once)",
     )
-    system_prompt: int = Field(0, ge=0, description="tokens of the system prompt")
+    system_prompt: int = Field(0, ge=0, le=MAX_TOKENS, description="tokens of the system prompt")
     system_prompts: int = Field(
         1, ge=1, description="distinct system prompts; each conversation picks one uniformly",
     )
@@ -422,8 +447,10 @@ class WorkloadConfig(_Strict):
     prompt_len: LengthDist | None = None
     output_len: LengthDist | None = None
     closed_loop: ClosedLoopConfig | None = None
-    num_requests: int | None = Field(None, ge=1)
-    duration_s: float | None = Field(None, gt=0, description="drop arrivals after this time")
+    num_requests: int | None = Field(None, ge=1, le=MAX_REQUESTS)
+    duration_s: float | None = Field(
+        None, gt=0, le=1e9, description="drop arrivals after this time (seconds)"
+    )
     warmup_requests: int = Field(
         0, ge=0, description="the first N requests (in sending order) are warm-up: they "
         "run, requests.csv marks them (warmup = 1), and the summary's latency, throughput "
@@ -485,7 +512,8 @@ class RunConfig(_Strict):
     transfer: ComponentRef = ComponentRef(name="links")
     workload: WorkloadConfig
     slo: SLOConfig = Field(default_factory=SLOConfig)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seeds every random draw of the run (numpy "
+                      "SeedSequence: a non-negative integer)")
     output: OutputConfig = Field(default_factory=OutputConfig)
     base_dir: str = Field(".", description="relative paths resolve against this (set by loader)")
 

@@ -49,6 +49,62 @@ def _node_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
     return out
 
 
+#: The most nodes a config may expand to through YAML aliases (``*name``). A real config
+#: has a few hundred; a few aliases nested in each other ("billion laughs") can expand to
+#: billions, which pydantic and the line map would walk one by one.
+MAX_YAML_NODES = 100_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def check_yaml_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse what YAML allows but a config must not hold: a key given twice in one
+    mapping (YAML keeps the last silently), an alias that contains itself, and aliases that
+    expand to more than ``MAX_YAML_NODES`` nodes. Each is a ConfigError naming file:line."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ConfigError(
+                f"{source}:{node.start_mark.line + 1}: a YAML alias refers to a node that "
+                "contains it, so the value would be infinitely deep; replace the alias "
+                "(*name) with a copy of the value."
+            )
+        open_.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE_TAG:
+                    line = k.start_mark.line + 1
+                    if k.value in seen:
+                        raise ConfigError(
+                            f"{source}:{line}: key {k.value!r} appears twice in the same "
+                            f"mapping (first at line {seen[k.value]}); YAML would keep only "
+                            "the last value silently. Remove one of them."
+                        )
+                    seen[k.value] = line
+                total += size(k) + size(v)
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                total += size(v)
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{source}:{node.start_mark.line + 1}: YAML aliases expand this value to "
+                f"more than {MAX_YAML_NODES:,} nodes, far more than any run config holds; "
+                "write the value out instead of nesting aliases."
+            )
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
 def dotted(loc: tuple) -> str:
     s = ""
     for part in loc:
@@ -163,14 +219,25 @@ def load_config(path: str | Path | None, overrides: Sequence[Override] = ()) -> 
             raise ConfigError(f"Config file {str(p)!r} cannot be read: {e}.") from None
         source, base = str(p), p.resolve().parent
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                check_yaml_nodes(node, source)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(
             f"Malformed YAML at {at}: {problem}. Check indentation and quoting on that line."
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source}: the YAML nests its values too deeply to read (thousands of levels); "
+            "a run config needs a few levels."
         ) from None
     if data is None:
         data = {}

@@ -42,6 +42,8 @@ class Request:
     completion: float = NAN
     first_scheduled: float = NAN
     preemptions: int = 0
+    # Why it was rejected: "kind; particulars" (summary.json counts by the kind, the text
+    # before the first ";", so keep the request's own numbers after it).
     rejected: str | None = None
     cluster: str = ""
     replica: int = -1

@@ -105,6 +105,19 @@ class ValidationResult:
                 "overall": _errors(self.simulated()), "by_backend_mode": self.by("backend", "mode"),
                 "groups": self.groups()}
 
+    def nothing_simulated(self) -> str | None:
+        """When no row was simulated successfully: a message saying why, with the most
+        frequent reasons; else None."""
+        if self.simulated():
+            return None
+        cov = self.coverage
+        why = [*(f"{n} {r}" for r, n in cov.get("not_covered", {}).items()),
+               *(f"{n} failed: {r}" for r, n in cov.get("failed", {}).items())]
+        shown = "; ".join(why[:5]) + (f"; and {len(why) - 5} more reasons" if len(why) > 5 else "")
+        return (f"{self.source}: none of its {cov.get('rows', 0)} rows could be simulated "
+                f"({shown or 'no rows'}). docs/validation.md lists the columns a row needs "
+                "and what Frontier can simulate.")
+
     def to_pandas(self):
         """The per-row table as a pandas DataFrame (needs pandas)."""
         import pandas as pd

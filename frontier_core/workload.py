@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from frontier_core.config import (
+    MAX_REQUESTS,
+    MAX_TOKENS,
     ArrivalConfig,
     ClosedLoopConfig,
     EmpiricalLength,
@@ -134,6 +136,15 @@ def build_workload(
             "gives no request count without arrival times); set num_requests"
         )
     if cfg.arrival is not None:
+        if n is None and cfg.duration_s is not None:
+            expected = cfg.arrival.rate * cfg.duration_s
+            if expected > MAX_REQUESTS:
+                raise ConfigError(
+                    f"workload.arrival.rate × workload.duration_s = {cfg.arrival.rate:g} × "
+                    f"{cfg.duration_s:g} s ≈ {expected:.3g} requests, more than the "
+                    f"{MAX_REQUESTS:,} one run may have; lower the rate or the duration, or "
+                    "set workload.num_requests."
+                )
         # The first arrival is at 0 <= duration_s, so this is never empty.
         arrival = _synthetic_arrivals(cfg.arrival, n, cfg.duration_s, rng)
     if arrival is not None:
@@ -444,6 +455,11 @@ def _read_text(path: Path, where: str) -> str:
             f"{path}: is a directory, not a file (from {where}); give the path of the trace "
             "CSV/JSONL file itself"
         )
+    if path.exists() and not path.is_file():
+        raise TraceError(
+            f"{path}: is not a regular file (a pipe, socket or device; from {where}); give "
+            "the path of a trace CSV/JSONL file on disk, e.g. save the stream to a file first"
+        )
     if not path.is_file():
         raise TraceError(
             f"{path}: file not found (from {where}); check the path: relative paths resolve "
@@ -499,13 +515,18 @@ def _float(value: object) -> float:
 
 def _length(value: object, path: Path, line: int, name: str, zero_ok: bool) -> int:
     """A length in tokens: an integer (``12.0`` accepted), >= 0 for outputs and >= 1 for
-    prompts."""
+    prompts, at most ``MAX_TOKENS``."""
     f, low = _float(value), 0 if zero_ok else 1
     if not f.is_integer() or f < low:
         why = "" if zero_ok else " (a request needs at least one prompt token)"
         raise TraceError(
             f"{path}:{line}: {name}={value!r} is not a valid token count; lengths must be "
             f"whole numbers >= {low}{why}"
+        )
+    if f > MAX_TOKENS:
+        raise TraceError(
+            f"{path}:{line}: {name}={value!r} tokens is more than any model's context (at "
+            f"most {MAX_TOKENS:,} tokens are accepted); fix or drop this row"
         )
     return int(f)
 

@@ -52,15 +52,15 @@ class ClusterWorker:
         if request.prompt_len + request.output_len > self.max_context:
             self._reject(
                 request,
-                f"prompt+output {request.prompt_len + request.output_len} tokens exceed the "
-                f"model's context of {self.max_context}",
+                f"prompt+output exceed the model's context of {self.max_context} tokens; "
+                f"this request has {request.prompt_len + request.output_len}",
             )
             return ev
         if tokens > self.max_tokens:
             self._reject(
                 request,
-                f"needs {tokens} tokens of KV cache; a replica of cluster {self.name!r} holds "
-                f"{self.max_tokens}",
+                f"needs more KV cache than a replica of cluster {self.name!r} holds "
+                f"({self.max_tokens} tokens); this request needs {tokens}",
             )
             return ev
         i = self.router.route(request, self.replicas) if replica is None else replica

@@ -44,7 +44,9 @@ class GlobalController:
         return self.clusters[name]
 
     def reject(self, request: Request, reason: str) -> None:
-        """Mark a request rejected; its stage event fires at once."""
+        """Mark a request rejected; its stage event fires at once. ``reason`` is
+        ``"kind; particulars"``: the kind, the same for every request rejected for the same
+        cause, then this request's numbers (summary.json counts by kind)."""
         request.rejected = reason
         request.completion = self.env.now
         if request.done is not None and not request.done.triggered:

@@ -246,8 +246,8 @@ class PDWorkflow:
         if need > self._max_decode:
             controller.reject(
                 request,
-                f"needs {need} tokens of KV cache to decode; the largest decode replica "
-                f"can take {self._max_decode}",
+                f"needs more KV cache to decode than the largest decode replica holds "
+                f"({self._max_decode} tokens); this request needs {need}",
             )
             return
         pc = min(self.prefill, key=lambda c: sum(r.outstanding_tokens for r in c.replicas)
