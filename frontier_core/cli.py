@@ -598,5 +598,7 @@ def main() -> None:
         sys.exit(e.exit_code)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m frontier_core.cli: as the console script does
+    from _frontier_main import main as entry
+
+    entry()

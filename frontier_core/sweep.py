@@ -210,6 +210,7 @@ def sweep(
     outdir.check(out_dir, "sweep", overwrite)  # before Ray starts and before any run
     ray_mod = ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
+    new = not out.exists()
     outdir.claim(out, "sweep", SWEEP_ENTRIES, overwrite)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +230,7 @@ def sweep(
         else:
             rows[s.run_id] = done
     total, count = len(specs), len(rows)
+    earlier = count
     if progress is not None:
         progress(count, total)
 
@@ -239,11 +241,39 @@ def sweep(
         if progress is not None:
             progress(count, total)
 
-    run_all(functools.partial(execute, runs_dir=str(runs_dir)), todo,
-            lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
+    try:
+        run_all(functools.partial(execute, runs_dir=str(runs_dir)), todo,
+                lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
+    except BaseException as e:  # Ctrl-C above all: keep what finished, nothing half-written
+        _stopped(e, out, runs_dir, [s.run_id for s in specs], count - earlier, new)
+        raise
     result = SweepResult([rows[s.run_id] for s in specs])
     write_table(result, out)
     return result
+
+
+def _stopped(e: BaseException, out: Path, runs_dir: Path, run_ids: list[str], finished: int,
+             new: bool) -> None:
+    """A sweep stopped before its end: remove the half-written runs; a folder this sweep
+    created in which no run finished goes entirely. Each finished run is complete in its
+    folder, so an interrupted sweep says so (a note on ``e``): running it again resumes."""
+    import contextlib
+
+    from frontier_core import outdir
+
+    outdir.clear_partial(runs_dir, run_ids)
+    if new and finished == 0:
+        with contextlib.suppress(OSError):
+            runs_dir.rmdir()
+            for name in (*SWEEP_ENTRIES, outdir.MARKER):
+                if not (out / name).is_dir():
+                    (out / name).unlink(missing_ok=True)
+            out.rmdir()
+        return
+    if finished and not isinstance(e, Exception):
+        e.add_note(f"the {finished} run{'s' if finished > 1 else ''} that finished "
+                   f"{'are' if finished > 1 else 'is'} kept in {runs_dir}/, and running the same "
+                   "command again resumes the sweep (results.csv is written when it completes)")
 
 
 def table_csv(result: SweepResult) -> str:
