@@ -216,7 +216,7 @@ def sweep(
     runs_dir.mkdir(parents=True, exist_ok=True)
     # What a killed sweep left half-written: a run's outputs go to a hidden temporary
     # sibling that replaces its folder only when complete (outdir.write).
-    outdir.clear_partial(runs_dir, {s.run_id for s in specs})
+    outdir.clear_partial(runs_dir)
     (out / "sweep.json").write_text(json.dumps(
         {"configs": cfgs, "grid": list(grid),
          "runs": [{"run_id": s.run_id, "config": s.config, "overrides": dict(s.overrides)}
@@ -245,15 +245,14 @@ def sweep(
         run_all(functools.partial(execute, runs_dir=str(runs_dir)), todo,
                 lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
     except BaseException as e:  # Ctrl-C above all: keep what finished, nothing half-written
-        _stopped(e, out, runs_dir, [s.run_id for s in specs], count - earlier, new)
+        _stopped(e, out, runs_dir, count - earlier, new)
         raise
     result = SweepResult([rows[s.run_id] for s in specs])
     write_table(result, out)
     return result
 
 
-def _stopped(e: BaseException, out: Path, runs_dir: Path, run_ids: list[str], finished: int,
-             new: bool) -> None:
+def _stopped(e: BaseException, out: Path, runs_dir: Path, finished: int, new: bool) -> None:
     """A sweep stopped before its end: remove the half-written runs; a folder this sweep
     created in which no run finished goes entirely. Each finished run is complete in its
     folder, so an interrupted sweep says so (a note on ``e``): running it again resumes."""
@@ -261,7 +260,7 @@ def _stopped(e: BaseException, out: Path, runs_dir: Path, run_ids: list[str], fi
 
     from frontier_core import outdir
 
-    outdir.clear_partial(runs_dir, run_ids)
+    outdir.clear_partial(runs_dir)
     if new and finished == 0:
         with contextlib.suppress(OSError):
             runs_dir.rmdir()

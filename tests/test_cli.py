@@ -371,3 +371,18 @@ def test_error_text_with_brackets_is_printed_literally(tmp_path):
     assert r.returncode == 2
     assert "[bold]x" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("args", [
+    ["run", "-o", "/proc/frontier-out"],
+    ["sweep", "-o", "/proc/frontier-out"],
+    ["validate", "serving", REPO / "tests" / "data" / "serving_sample.csv", "-o", "/proc/frontier-out"],
+    ["plan", "-o", "/proc/frontier-plan.yaml"],
+    ["predictors", "train", "no-such-tables", "--backend", "table", "-o", "/proc/frontier-out"],
+], ids=["run", "sweep", "validate", "plan", "predictors-train"])
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path: Path, args: list) -> None:
+    # /proc refuses new entries even to root (a read-only folder does not stop root).
+    msg = user_error(frontier(*args, cwd=tmp_path))
+    assert "Cannot write to -o/--output" in msg and "'/proc'" in msg
+    assert os.listdir(tmp_path) == []
