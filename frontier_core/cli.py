@@ -122,11 +122,12 @@ def sweep(
     if not quiet:
         out.print(f"{len(result.rows) - len(failed)}/{len(result.rows)} runs ok → "
                   f"{output}/results.csv", markup=False)
-    for r in failed[:5]:
-        first = r["error"].strip().splitlines()[-1] if r["error"].strip() else "?"
-        err.print(f"warning: run {r['run_id']} ({r['config']}) failed: {first}", markup=False)
-    if len(failed) > 5:
-        err.print(f"warning: {len(failed) - 5} more runs failed; see results.csv", markup=False)
+    if failed:  # exit 1: the sweep ran, some runs did not (2 is for bad input)
+        err.print(f"error: {len(failed)} of {len(result.rows)} runs failed ({output}/results.csv "
+                  "has each run's error):", markup=False, highlight=False, soft_wrap=True)
+        for message, n in result.failures():
+            err.print(f"  {n:4d} × {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

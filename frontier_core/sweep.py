@@ -72,6 +72,18 @@ class SweepResult:
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] != "ok"]
 
+    def failures(self) -> list[tuple[str, int]]:
+        """The failed runs' errors, grouped: (message, count), most frequent first. A
+        traceback (a bug) counts by its last line, the exception."""
+        counts: dict[str, int] = {}
+        for r in self.failed():
+            text = r["error"].strip()
+            if text.startswith("Traceback"):
+                text = text.splitlines()[-1]
+            text = " ".join(text.split()) or "?"
+            counts[text] = counts.get(text, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
     def to_pandas(self):
         """The table as a pandas DataFrame (needs pandas)."""
         import pandas as pd
