@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from frontier_core.errors import ConfigError, FrontierError, FrontierWarning
+from frontier_core.errors import ConfigError, FrontierError, FrontierWarning, PluginError
 
 app = typer.Typer(
     name="frontier",
@@ -578,6 +578,25 @@ def _add_plugin_commands() -> None:
             app.command(name=spec.name, help=spec.summary)(spec.command)
 
 
+def _missing_command(argv: Sequence[str]) -> None:
+    """A PluginError when the command asked for is one a plugin of the project provides
+    and that plugin is not installed (the command-line library would only say "No such
+    command")."""
+    from frontier_core.plugins import KNOWN_PROVIDERS
+
+    name = next((a for a in argv if not a.startswith("-")), None)
+    dist = KNOWN_PROVIDERS.get(("command", name or ""))
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    if dist is None or name in taken:
+        return
+    folder = dist.removeprefix("frontier-").replace("-", "_")
+    raise PluginError(
+        f"`frontier {name}` is provided by the plugin distribution {dist}, which is not "
+        f"installed. Install it from a Frontier checkout: pip install ./plugins/{folder} "
+        "(`frontier plugins` then lists it)."
+    )
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     if issubclass(category, FrontierWarning):
         err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
@@ -593,6 +612,7 @@ def main() -> None:
     warnings.showwarning = _show_warning
     try:
         _add_plugin_commands()
+        _missing_command(sys.argv[1:])
         app()
     except FrontierError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -386,3 +386,24 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path: Path, args: l
     msg = user_error(frontier(*args, cwd=tmp_path))
     assert "Cannot write to -o/--output" in msg and "'/proc'" in msg
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("command, folder", [
+    ("report", "report"), ("profile", "predictors"), ("predictors", "predictors")])
+def test_a_plugin_command_without_its_plugin_names_the_install(monkeypatch, capsys, command,
+                                                               folder) -> None:
+    from frontier_core import cli
+    from frontier_core.plugins import load_registry
+
+    kernel_only = load_registry(entry_points=False)
+    monkeypatch.setattr(cli, "_registry", lambda: kernel_only)
+    # as in a process where the plugin was never installed (another test may have added it)
+    for attr in ("registered_commands", "registered_groups"):
+        monkeypatch.setattr(cli.app, attr, [c for c in getattr(cli.app, attr) if c.name != command])
+    monkeypatch.setattr(sys, "argv", ["frontier", command, "some-dir"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 2
+    msg = " ".join(capsys.readouterr().err.split())
+    assert msg.startswith(f"error: `frontier {command}` is provided by the plugin distribution")
+    assert f"pip install ./plugins/{folder}" in msg
