@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -28,7 +29,16 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check run configs and print their schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console()
+
+def _stdout() -> Console:
+    """A terminal's width on a terminal; elsewhere (a pipe, a file) whole lines, which rich
+    would otherwise cut at 80 columns (``COLUMNS`` still sets a width)."""
+    if sys.stdout is None or sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=500, soft_wrap=True)
+
+
+out = _stdout()
 err = Console(stderr=True)
 
 SetOpt = Annotated[
@@ -79,7 +89,9 @@ def run(
 
             sim.run(progress)
     try:
-        summary = write_outputs(sim, out_dir, overwrite)
+        # Frontier's own default folder keeps itself out of git, as pytest's cache does.
+        default = output is None and cfg.output.dir == type(cfg.output).model_fields["dir"].default
+        summary = write_outputs(sim, out_dir, overwrite, gitignore=default)
     except OSError as e:
         raise ConfigError(
             f"Cannot write the results to {str(out_dir)!r}: {e.strerror or e} "
@@ -248,7 +260,9 @@ def _ms(v: float | None) -> str:
 
 def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()) -> None:
     req = s["requests"]
-    t = Table(title=f"{s['model']} · {s['workload']}", show_header=True, header_style="bold")
+    title = f"{s['model']} · {s['workload']}"
+    # At least as wide as its title, which would otherwise wrap to the table's width.
+    t = Table(title=title, show_header=True, header_style="bold", min_width=len(title))
     t.add_column("latency (ms)")
     for c in ("mean", "p50", "p90", "p99"):
         t.add_column(c, justify="right")

@@ -47,6 +47,8 @@ PARTIAL = ".frontier-partial"  # inside every temporary folder until it is moved
 _TMP = ".frontier-tmp."  # temporary folders inside an existing results folder
 _OLD = ".frontier-old."  # the previous entries, moved aside during a swap
 _SHOWN = 6  # entries named in an error message
+GITIGNORE = ".gitignore"  # in a folder Frontier names itself (pytest's cache folder has one too)
+_IGNORE_ALL = "# written by frontier: results, not sources\n*\n"
 
 
 @dataclass(frozen=True)
@@ -220,13 +222,23 @@ def _entries(tmp: Path) -> list[str]:
 
 
 def write(path: str | Path, kind: str, writer: Callable[[Path], object],
-          overwrite: bool = False, *, option: str = "-o/--output") -> Path:
+          overwrite: bool = False, *, option: str = "-o/--output",
+          gitignore: bool = False) -> Path:
     """Write results of ``kind`` at ``path``: ``writer(folder)`` writes every file into a
     temporary folder, which then becomes ``path``. Nothing is left behind when ``writer``
     fails. An existing folder (empty, or results: ``check`` decides) is updated in place:
-    the entries its marker lists are replaced, every other entry is kept. Returns the
-    resolved path."""
+    the entries its marker lists are replaced, every other entry is kept. ``gitignore``
+    (for a folder the user did not name): a new folder gets a ``.gitignore`` of ``*``,
+    listed with the rest and kept by later writes. Returns the resolved path."""
     p = check(path, kind, overwrite, option=option)
+    old = read_marker(p) if p.is_dir() else None
+    if (gitignore and not p.exists()) or (old is not None and GITIGNORE in old.entries):
+        inner = writer
+
+        def writer(tmp: Path) -> None:
+            inner(tmp)
+            (tmp / GITIGNORE).write_text(_IGNORE_ALL)
+
     if not p.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
         clear_partial(p.parent)  # what an earlier write killed here left beside it

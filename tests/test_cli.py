@@ -407,3 +407,21 @@ def test_a_plugin_command_without_its_plugin_names_the_install(monkeypatch, caps
     msg = " ".join(capsys.readouterr().err.split())
     assert msg.startswith(f"error: `frontier {command}` is provided by the plugin distribution")
     assert f"pip install ./plugins/{folder}" in msg
+
+
+def test_the_default_folder_is_git_ignored_and_a_piped_table_is_whole(tmp_path: Path) -> None:
+    env = {k: v for k, v in ENV.items() if k != "COLUMNS"}  # a pipe, no width given
+    r = subprocess.run([*CLI, "run", *SMALL], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    ok(r)
+    title = r.stdout.splitlines()[0]
+    assert title.startswith("llama-3.1-8b · ") and title.endswith("rows)"), r.stdout
+    assert all(len(line) < 200 for line in r.stdout.splitlines())
+    assert any(len(line) > 80 for line in r.stdout.splitlines())  # not cut at 80 columns
+    out = tmp_path / "frontier-results"
+    assert (out / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert ".gitignore" in json.loads((out / ".frontier-results.json").read_text())["entries"]
+    ok(frontier("run", *SMALL, cwd=tmp_path))  # a re-run keeps it
+    assert (out / ".gitignore").is_file()
+    ok(frontier("run", "-o", "mine", *SMALL, cwd=tmp_path))  # a folder the user names: none
+    assert not (tmp_path / "mine" / ".gitignore").exists()
