@@ -425,3 +425,17 @@ def test_the_default_folder_is_git_ignored_and_a_piped_table_is_whole(tmp_path: 
     assert (out / ".gitignore").is_file()
     ok(frontier("run", "-o", "mine", *SMALL, cwd=tmp_path))  # a folder the user names: none
     assert not (tmp_path / "mine" / ".gitignore").exists()
+
+
+@pytest.mark.parametrize("command", [["sweep"], ["validate", "serving"]])
+def test_ray_help_names_the_extra(command: list[str]) -> None:
+    r = ok(frontier(*command, "--help"))
+    assert "pip install 'frontier-core[ray]'" in r.stdout
+
+
+def test_ops_lists_every_collective_the_execution_model_emits() -> None:
+    from frontier_core.builtin.transfer import KINDS
+    from frontier_core.records import OPS
+
+    assert set(KINDS) <= set(OPS)
+    assert len(set(OPS)) == len(OPS)
