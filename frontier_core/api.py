@@ -144,14 +144,16 @@ class Result:
 
         return simulator_stats(self.simulation)
 
-    def save(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(self, out_dir: str | os.PathLike, overwrite: bool = False, *,
+             gitignore: bool = False) -> Path:
         """Write the results folder ``frontier run -o out_dir`` writes, under the same
-        rules (``frontier_core.outdir``: never into a folder Frontier did not write)."""
+        rules (``frontier_core.outdir``: never into a folder Frontier did not write);
+        ``gitignore`` puts a ``.gitignore`` of ``*`` in a new folder."""
         from frontier_core.metrics import write_outputs
 
         out = Path(out_dir)
         try:
-            write_outputs(self.simulation, out, overwrite, col=self._col)
+            write_outputs(self.simulation, out, overwrite, gitignore=gitignore, col=self._col)
         except OSError as e:
             raise ConfigError(
                 f"Cannot write the results to {str(out)!r}: {e.strerror or e} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from frontier_core.errors import ConfigError, FrontierError, FrontierWarning
+from frontier_core.errors import ConfigError, FrontierError, FrontierWarning, PluginError
 
 app = typer.Typer(
     name="frontier",
@@ -47,7 +48,16 @@ def _options(
 config_app = typer.Typer(help="Check run configs and print their schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console()
+
+def _stdout() -> Console:
+    """A terminal's width on a terminal; elsewhere (a pipe, a file) whole lines, which rich
+    would otherwise cut at 80 columns (``COLUMNS`` still sets a width)."""
+    if sys.stdout is None or sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=500, soft_wrap=True)
+
+
+out = _stdout()
 err = Console(stderr=True)
 
 SetOpt = Annotated[
@@ -94,7 +104,9 @@ def run(
                 bar.update(task, completed=done, total=total, t=t)
 
             result = api.simulate(cfg, progress=progress, registry=_registry())
-    result.save(out_dir, overwrite)
+    # Frontier's own default folder keeps itself out of git, as pytest's cache does.
+    default = output is None and cfg.output.dir == type(cfg.output).model_fields["dir"].default
+    result.save(out_dir, overwrite, gitignore=default)
     if as_json:
         sys.stdout.write(json.dumps(result.summary_data, indent=2) + "\n")
     elif not quiet:
@@ -107,7 +119,7 @@ def sweep(
     grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="path.to.field=v1,v2,... (repeatable; the runs are the Cartesian product).")] = None,  # noqa: UP045
     output: Annotated[Path, typer.Option("--output", "-o", help="Sweep directory (re-running it resumes).")] = Path("frontier-sweep"),
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel in a local process pool.")] = 1,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core[ray]').")] = None,  # noqa: UP045
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core\\[ray]').")] = None,  # noqa: UP045
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results table as JSON on stdout (a list of rows).")] = False,
@@ -136,11 +148,12 @@ def sweep(
     elif not quiet:
         out.print(f"{len(result.rows) - len(failed)}/{len(result.rows)} runs ok → "
                   f"{output}/results.csv", markup=False)
-    for r in failed[:5]:
-        first = r["error"].strip().splitlines()[-1] if r["error"].strip() else "?"
-        err.print(f"warning: run {r['run_id']} ({r['config']}) failed: {first}", markup=False)
-    if len(failed) > 5:
-        err.print(f"warning: {len(failed) - 5} more runs failed; see results.csv", markup=False)
+    if failed:  # exit 1: the sweep ran, some runs did not (2 is for bad input)
+        err.print(f"error: {len(failed)} of {len(result.rows)} runs failed ({output}/results.csv "
+                  "has each run's error):", markup=False, highlight=False, soft_wrap=True)
+        for message, n in result.failures():
+            err.print(f"  {n:4d} × {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -289,7 +302,9 @@ def _ms(v: float | None) -> str:
 
 def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()) -> None:
     req = s["requests"]
-    t = Table(title=f"{s['model']} · {s['workload']}", show_header=True, header_style="bold")
+    title = f"{s['model']} · {s['workload']}"
+    # At least as wide as its title, which would otherwise wrap to the table's width.
+    t = Table(title=title, show_header=True, header_style="bold", min_width=len(title))
     t.add_column("latency (ms)")
     for c in ("mean", "p50", "p90", "p99"):
         t.add_column(c, justify="right")
@@ -468,7 +483,7 @@ def validate_serving(
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Simulate a deterministic spread of N rows over the groups.")] = None,  # noqa: UP045
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Rows simulated in parallel in a local process pool.")] = 1,
     predictor: Annotated[Optional[str], typer.Option("--predictor", help="Predictor chain, comma-separated (default: roofline).")] = None,  # noqa: UP045
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core[ray]').")] = None,  # noqa: UP045
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core\\[ray]').")] = None,  # noqa: UP045
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows.csv, summary.json and plots here.")] = None,  # noqa: UP045
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
@@ -630,6 +645,25 @@ def _add_plugin_commands() -> None:
             app.command(name=spec.name, help=spec.summary)(spec.command)
 
 
+def _missing_command(argv: Sequence[str]) -> None:
+    """A PluginError when the command asked for is one a plugin of the project provides
+    and that plugin is not installed (the command-line library would only say "No such
+    command")."""
+    from frontier_core.plugins import KNOWN_PROVIDERS
+
+    name = next((a for a in argv if not a.startswith("-")), None)
+    dist = KNOWN_PROVIDERS.get(("command", name or ""))
+    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    if dist is None or name in taken:
+        return
+    folder = dist.removeprefix("frontier-").replace("-", "_")
+    raise PluginError(
+        f"`frontier {name}` is provided by the plugin distribution {dist}, which is not "
+        f"installed. Install it from a Frontier checkout: pip install ./plugins/{folder} "
+        "(`frontier plugins` then lists it)."
+    )
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     if issubclass(category, FrontierWarning):
         err.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
@@ -645,11 +679,14 @@ def main() -> None:
     warnings.showwarning = _show_warning
     try:
         _add_plugin_commands()
+        _missing_command(sys.argv[1:])
         app()
     except FrontierError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m frontier_core.cli: as the console script does
+    from _frontier_main import main as entry
+
+    entry()

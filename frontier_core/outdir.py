@@ -21,8 +21,11 @@ deletes a file it did not write:
   its first line says which command wrote it, and only such a file is replaced
   without ``overwrite``.
 
-Temporary folders carry a ``PARTIAL`` file from the moment they are made, so that
-``clear_partial`` removes only what an interrupted write of Frontier's left behind.
+Temporary folders carry a ``PARTIAL`` file from the moment they are made, naming the
+process that writes them (pid and host), so that ``clear_partial`` removes only what an
+interrupted write of Frontier's left behind, and only once its writer has gone: the next
+``write`` or ``claim`` near it clears what a hard kill left (never a folder another
+Frontier process is writing right now).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +47,8 @@ PARTIAL = ".frontier-partial"  # inside every temporary folder until it is moved
 _TMP = ".frontier-tmp."  # temporary folders inside an existing results folder
 _OLD = ".frontier-old."  # the previous entries, moved aside during a swap
 _SHOWN = 6  # entries named in an error message
+GITIGNORE = ".gitignore"  # in a folder Frontier names itself (pytest's cache folder has one too)
+_IGNORE_ALL = "# written by frontier: results, not sources\n*\n"
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,25 @@ def _is_partial(p: Path) -> bool:
     return p.is_dir() and not p.is_symlink() and (p / PARTIAL).is_file()
 
 
+def _writer_gone(p: Path) -> bool:
+    """Whether the process that made the temporary folder ``p`` has ended (a folder
+    whose ``PARTIAL`` names no writer predates the record: its writer is gone too)."""
+    try:
+        doc = json.loads((p / PARTIAL).read_text() or "{}")
+        pid, host = int(doc["pid"]), doc["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    if host != socket.gethostname() or pid == os.getpid():
+        return False  # another machine's (shared folder): cannot tell; or this process's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: alive
+        return False
+    return False
+
+
 def _leftover(p: Path) -> bool:
     """A temporary folder an interrupted write left inside a results folder."""
     return p.name.startswith((_TMP, _OLD, MARKER + ".tmp")) and (
@@ -131,6 +156,7 @@ def check(path: str | Path, kind: str, overwrite: bool = False, *,
                 f"Output folder {shown!r} cannot be created: {str(up)!r} is a file, not a "
                 f"folder. Choose another {option}."
             )
+        _writable(up, shown, option)
         return p
     if not p.is_dir():
         raise ConfigError(
@@ -138,6 +164,7 @@ def check(path: str | Path, kind: str, overwrite: bool = False, *,
             f"results there and will not replace a file. Choose another {option}: a new or "
             "empty folder."
         )
+    _writable(p, shown, option)
     marker = read_marker(p)
     if marker is None:
         foreign = _foreign(p, None)
@@ -160,6 +187,19 @@ def check(path: str | Path, kind: str, overwrite: bool = False, *,
     return p
 
 
+def _writable(folder: Path, shown: str, option: str) -> None:
+    """A ``ConfigError`` unless a new entry can be made in ``folder`` (tried, not
+    guessed from permissions: a read-only mount or /proc refuses even root)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".frontier-probe.", dir=folder))
+    except OSError as e:
+        raise ConfigError(
+            f"Cannot write to {option} {shown!r}: the folder {str(folder)!r} does not accept "
+            f"new files ({e.strerror or e}). Choose another {option}, a folder you can "
+            "write to."
+        ) from None
+
+
 def _command(kind: str) -> str:
     return kind.replace("-", " ")
 
@@ -169,7 +209,7 @@ def _mkdtemp(parent: Path, prefix: str) -> Path:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary files
-    (tmp / PARTIAL).touch()
+    (tmp / PARTIAL).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     return tmp
 
 
@@ -182,15 +222,26 @@ def _entries(tmp: Path) -> list[str]:
 
 
 def write(path: str | Path, kind: str, writer: Callable[[Path], object],
-          overwrite: bool = False, *, option: str = "-o/--output") -> Path:
+          overwrite: bool = False, *, option: str = "-o/--output",
+          gitignore: bool = False) -> Path:
     """Write results of ``kind`` at ``path``: ``writer(folder)`` writes every file into a
     temporary folder, which then becomes ``path``. Nothing is left behind when ``writer``
     fails. An existing folder (empty, or results: ``check`` decides) is updated in place:
-    the entries its marker lists are replaced, every other entry is kept. Returns the
-    resolved path."""
+    the entries its marker lists are replaced, every other entry is kept. ``gitignore``
+    (for a folder the user did not name): a new folder gets a ``.gitignore`` of ``*``,
+    listed with the rest and kept by later writes. Returns the resolved path."""
     p = check(path, kind, overwrite, option=option)
+    old = read_marker(p) if p.is_dir() else None
+    if (gitignore and not p.exists()) or (old is not None and GITIGNORE in old.entries):
+        inner = writer
+
+        def writer(tmp: Path) -> None:
+            inner(tmp)
+            (tmp / GITIGNORE).write_text(_IGNORE_ALL)
+
     if not p.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
+        clear_partial(p.parent)  # what an earlier write killed here left beside it
         # A sibling with a hidden name derived from the resolved one (never ``..old``).
         tmp = _mkdtemp(p.parent, f".{p.name}{_TMP}")
         try:
@@ -290,16 +341,17 @@ def claim(path: str | Path, kind: str, entries: Iterable[str], overwrite: bool =
     return p
 
 
-def clear_partial(folder: str | Path, names: Iterable[str] | None = None) -> None:
+def clear_partial(folder: str | Path) -> None:
     """Delete the temporary folders an interrupted write left in ``folder``: its own
-    (inside a results folder) and, for each of ``names``, the hidden sibling that was
-    to become ``folder/name``. Only folders holding ``PARTIAL`` are touched."""
+    (inside a results folder) and the hidden siblings that were to become
+    ``folder/<name>``. Only folders holding ``PARTIAL`` whose writer has gone are
+    touched."""
     folder = Path(folder)
     if not folder.is_dir():
         return
-    prefixes = [_TMP, _OLD, *(f".{n}{_TMP}" for n in names or ())]
     for e in folder.iterdir():
-        if e.name.startswith(tuple(prefixes)) and _is_partial(e):
+        ours = e.name.startswith((_TMP, _OLD)) or (e.name.startswith(".") and _TMP in e.name)
+        if ours and _is_partial(e) and _writer_gone(e):
             shutil.rmtree(e, ignore_errors=True)
 
 
@@ -329,6 +381,7 @@ def check_file(path: str | Path, command: str, overwrite: bool = False, *,
             f"Cannot write {option} {shown!r}: its folder {str(p.parent)!r} {what}. Create the "
             f"folder first, or choose another {option}."
         )
+    _writable(p.parent, shown, option)
     if p.exists() and not overwrite:
         try:
             with open(p, encoding="utf-8", errors="replace") as f:

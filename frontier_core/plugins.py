@@ -45,6 +45,7 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
     ("ffn_block", "moe"): "frontier-moe-ep",
     ("command", "profile"): "frontier-predictors",
     ("command", "predictors"): "frontier-predictors",
+    ("command", "report"): "frontier-report",
 }
 
 BUILTIN_DIST = "frontier-core"

@@ -117,8 +117,10 @@ class Batch:
         return sum(self.chunks) + len(self.decode) + sum(self.spec)
 
 
-# Operator names: the first seven are the profile-table vocabulary
-# (docs/profiles.md); the others exist for the roofline's completeness.
+# Operator names: every op the execution model emits. The first seven are the
+# profile-table vocabulary (docs/profiles.md); the others exist for the roofline's
+# completeness (reduce_scatter and all_gather: a TP group wider than a node,
+# execution.py).
 OPS = (
     "gemm",
     "attention_prefill",
@@ -131,6 +133,8 @@ OPS = (
     "cpu_overhead",
     "linear_attention",
     "attention_index",
+    "reduce_scatter",
+    "all_gather",
 )
 
 

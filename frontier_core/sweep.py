@@ -85,6 +85,18 @@ class SweepResult:
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] != "ok"]
 
+    def failures(self) -> list[tuple[str, int]]:
+        """The failed runs' errors, grouped: (message, count), most frequent first. A
+        traceback (a bug) counts by its last line, the exception."""
+        counts: dict[str, int] = {}
+        for r in self.failed():
+            text = r["error"].strip()
+            if text.startswith("Traceback"):
+                text = text.splitlines()[-1]
+            text = " ".join(text.split()) or "?"
+            counts[text] = counts.get(text, 0) + 1
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
     def to_pandas(self):
         """The table as a pandas DataFrame (needs pandas)."""
         import pandas as pd
@@ -248,12 +260,13 @@ def sweep(
     outdir.check(out_dir, "sweep", overwrite)  # before Ray starts and before any run
     ray_mod = ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
+    new = not out.exists()
     outdir.claim(out, "sweep", SWEEP_ENTRIES, overwrite)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     # What a killed sweep left half-written: a run's outputs go to a hidden temporary
     # sibling that replaces its folder only when complete (outdir.write).
-    outdir.clear_partial(runs_dir, {s.run_id for s in specs})
+    outdir.clear_partial(runs_dir)
     (out / "sweep.json").write_text(json.dumps(
         {"configs": list(dict.fromkeys(s.label for s in specs)), "grid": grid,
          "runs": [{"run_id": s.run_id, "config": s.label, "overrides": dict(s.overrides)}
@@ -263,7 +276,12 @@ def sweep(
         done = _finished(s, runs_dir)
         if done is not None:
             rows[s.run_id] = done
-    result = _run(specs, runs_dir, rows, jobs, ray_mod, progress, registry)
+    earlier = len(rows)
+    try:
+        result = _run(specs, runs_dir, rows, jobs, ray_mod, progress, registry)
+    except BaseException as e:  # Ctrl-C above all: keep what finished, nothing half-written
+        _stopped(e, out, runs_dir, len(rows) - earlier, new)
+        raise
     write_table(result, out)
     return result
 
@@ -287,6 +305,29 @@ def _run(specs: list[RunSpec], runs_dir: Path | None, rows: dict[str, dict[str, 
     run_all(functools.partial(execute, runs_dir=None if runs_dir is None else str(runs_dir)),
             todo, lambda _i, row: record(row), jobs=jobs, ray=ray_mod, registry=registry)
     return SweepResult([rows[s.run_id] for s in specs])
+
+
+def _stopped(e: BaseException, out: Path, runs_dir: Path, finished: int, new: bool) -> None:
+    """A sweep stopped before its end: remove the half-written runs; a folder this sweep
+    created in which no run finished goes entirely. Each finished run is complete in its
+    folder, so an interrupted sweep says so (a note on ``e``): running it again resumes."""
+    import contextlib
+
+    from frontier_core import outdir
+
+    outdir.clear_partial(runs_dir)
+    if new and finished == 0:
+        with contextlib.suppress(OSError):
+            runs_dir.rmdir()
+            for name in (*SWEEP_ENTRIES, outdir.MARKER):
+                if not (out / name).is_dir():
+                    (out / name).unlink(missing_ok=True)
+            out.rmdir()
+        return
+    if finished and not isinstance(e, Exception):
+        e.add_note(f"the {finished} run{'s' if finished > 1 else ''} that finished "
+                   f"{'are' if finished > 1 else 'is'} kept in {runs_dir}/, and running the same "
+                   "command again resumes the sweep (results.csv is written when it completes)")
 
 
 def table_csv(result: SweepResult) -> str:

@@ -371,3 +371,71 @@ def test_error_text_with_brackets_is_printed_literally(tmp_path):
     assert r.returncode == 2
     assert "[bold]x" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("args", [
+    ["run", "-o", "/proc/frontier-out"],
+    ["sweep", "-o", "/proc/frontier-out"],
+    ["validate", "serving", REPO / "tests" / "data" / "serving_sample.csv", "-o", "/proc/frontier-out"],
+    ["plan", "-o", "/proc/frontier-plan.yaml"],
+    ["predictors", "train", "no-such-tables", "--backend", "table", "-o", "/proc/frontier-out"],
+], ids=["run", "sweep", "validate", "plan", "predictors-train"])
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path: Path, args: list) -> None:
+    # /proc refuses new entries even to root (a read-only folder does not stop root).
+    msg = user_error(frontier(*args, cwd=tmp_path))
+    assert "Cannot write to -o/--output" in msg and "'/proc'" in msg
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("command, folder", [
+    ("report", "report"), ("profile", "predictors"), ("predictors", "predictors")])
+def test_a_plugin_command_without_its_plugin_names_the_install(monkeypatch, capsys, command,
+                                                               folder) -> None:
+    from frontier_core import cli
+    from frontier_core.plugins import load_registry
+
+    kernel_only = load_registry(entry_points=False)
+    monkeypatch.setattr(cli, "_registry", lambda: kernel_only)
+    # as in a process where the plugin was never installed (another test may have added it)
+    for attr in ("registered_commands", "registered_groups"):
+        monkeypatch.setattr(cli.app, attr, [c for c in getattr(cli.app, attr) if c.name != command])
+    monkeypatch.setattr(sys, "argv", ["frontier", command, "some-dir"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 2
+    msg = " ".join(capsys.readouterr().err.split())
+    assert msg.startswith(f"error: `frontier {command}` is provided by the plugin distribution")
+    assert f"pip install ./plugins/{folder}" in msg
+
+
+def test_the_default_folder_is_git_ignored_and_a_piped_table_is_whole(tmp_path: Path) -> None:
+    env = {k: v for k, v in ENV.items() if k != "COLUMNS"}  # a pipe, no width given
+    r = subprocess.run([*CLI, "run", *SMALL], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    ok(r)
+    title = r.stdout.splitlines()[0]
+    assert title.startswith("llama-3.1-8b · ") and title.endswith("rows)"), r.stdout
+    assert all(len(line) < 200 for line in r.stdout.splitlines())
+    assert any(len(line) > 80 for line in r.stdout.splitlines())  # not cut at 80 columns
+    out = tmp_path / "frontier-results"
+    assert (out / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert ".gitignore" in json.loads((out / ".frontier-results.json").read_text())["entries"]
+    ok(frontier("run", *SMALL, cwd=tmp_path))  # a re-run keeps it
+    assert (out / ".gitignore").is_file()
+    ok(frontier("run", "-o", "mine", *SMALL, cwd=tmp_path))  # a folder the user names: none
+    assert not (tmp_path / "mine" / ".gitignore").exists()
+
+
+@pytest.mark.parametrize("command", [["sweep"], ["validate", "serving"]])
+def test_ray_help_names_the_extra(command: list[str]) -> None:
+    r = ok(frontier(*command, "--help"))
+    assert "pip install 'frontier-core[ray]'" in r.stdout
+
+
+def test_ops_lists_every_collective_the_execution_model_emits() -> None:
+    from frontier_core.builtin.transfer import KINDS
+    from frontier_core.records import OPS
+
+    assert set(KINDS) <= set(OPS)
+    assert len(set(OPS)) == len(OPS)

@@ -4,6 +4,10 @@ Frontier wrote, keeping what a user added, and never leaving temporary folders b
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,8 +192,44 @@ def test_clear_partial_removes_only_frontier_temporary_folders(tmp_path):
     theirs = tmp_path / ".abc.frontier-tmp.x2"  # same name pattern, no PARTIAL file
     theirs.mkdir()
     (tmp_path / ".abc.old").mkdir()
-    outdir.clear_partial(tmp_path, {"abc"})
+    outdir.clear_partial(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".abc.frontier-tmp.x2", ".abc.old"]
+
+
+def _partial(folder: Path, pid: int) -> None:
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    (folder / outdir.PARTIAL).write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+
+
+def test_a_hard_killed_write_is_cleared_by_the_next_one_not_a_live_one(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _partial(tmp_path / ".out.frontier-tmp.killed", dead.pid)  # beside a new folder
+        _partial(tmp_path / ".other.frontier-tmp.killed", dead.pid)
+        _partial(tmp_path / ".out.frontier-tmp.busy", alive.pid)  # another run, still writing
+        outdir.write(tmp_path / "out", "run", _files(**{"a.txt": "A"}))
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".out.frontier-tmp.busy", "out"]
+        _partial(tmp_path / "out" / ".frontier-tmp.killed", dead.pid)  # inside a results folder
+        _partial(tmp_path / "out" / ".frontier-old.killed", dead.pid)
+        outdir.write(tmp_path / "out", "run", _files(**{"a.txt": "B"}))
+        assert _hidden_leftovers(tmp_path / "out") == []
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_temporary_folders_name_their_writer(tmp_path):
+    seen = []
+
+    def writer(tmp: Path) -> None:
+        seen.append(json.loads((tmp / outdir.PARTIAL).read_text()))
+        (tmp / "a.txt").write_text("A")
+
+    outdir.write(tmp_path / "out", "run", writer)
+    assert seen == [{"pid": os.getpid(), "host": socket.gethostname()}]
 
 
 def test_claim_marks_a_folder_written_in_place(tmp_path):

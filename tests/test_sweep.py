@@ -80,6 +80,23 @@ def test_failed_runs_are_recorded_not_lost(tmp_path, registry):
     assert ok["status"] == "ok"
     assert bad["status"] == "failed" and "does not divide" in bad["error"]
     assert "failed" in (tmp_path / "s" / "results.csv").read_text()
+    [(message, n)] = res.failures()
+    assert n == 1 and message.startswith("deployment.clusters[0].tp is 3")
+
+
+def test_cli_exits_1_when_runs_failed_and_groups_their_errors(tmp_path):
+    pytest.importorskip("frontier_predictors")
+    cfg = _config(tmp_path, "roofline")
+    r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "sweep", str(cfg), "-o",
+                        str(tmp_path / "s"), "-q", "--grid", "deployment.clusters.0.tp=1,3",
+                        "--grid", "seed=1,2"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0].startswith("error: 2 of 4 runs failed")
+    assert len(lines) == 2 and lines[1].split()[:2] == ["2", "×"] and "does not divide" in lines[1]
+    assert (tmp_path / "s" / "results.csv").read_text().count(",failed,") == 2
 
 
 def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
