@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from frontier_core import outdir
+from frontier_core.builtin.roofline import RooflineOptions, RooflinePredictor
 from frontier_core.builtin.transfer import collective_time
 from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
 from frontier_core.components import (
@@ -68,6 +69,8 @@ __all__ = [
     "PluginError",
     "Predictor",
     "Request",
+    "RooflineOptions",
+    "RooflinePredictor",
     "Router",
     "Scheduler",
     "SchedulerView",

@@ -35,7 +35,6 @@ COMPONENT_HOOKS = {
 # Names provided by the project's own plugin distributions: when one is asked
 # for but not installed, the error says what to `pip install`.
 KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
-    ("predictor", "roofline"): "frontier-predictors",
     ("predictor", "table"): "frontier-predictors",
     ("predictor", "forest"): "frontier-predictors",
     ("predictor", "proxy"): "frontier-predictors",

@@ -83,7 +83,6 @@ def test_failed_runs_are_recorded_not_lost(tmp_path, registry):
 
 
 def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
-    pytest.importorskip("frontier_predictors")
     cfg = _config(tmp_path, "roofline")
     out = tmp_path / "sw"
     grid = ["workload.arrival.rate=1,2,3,4,5,6,7,8", "workload.num_requests=400"]
@@ -113,7 +112,6 @@ def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
 
 
 def test_ray_local_gives_the_same_table(tmp_path):
-    pytest.importorskip("frontier_predictors")
     ray = pytest.importorskip("ray")
     cfg = _config(tmp_path, "roofline")
     grid = GRID[:2]
