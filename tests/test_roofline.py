@@ -439,3 +439,13 @@ def test_the_kernel_alone_provides_the_roofline_and_runs_with_it() -> None:
     assert s["predictor_time_share"] == {"roofline": 1.0}
     again = summarize(run_sim(small_config(predictor=["roofline"]), load_registry(entry_points=False)))
     assert again["latency_s"] == s["latency_s"]
+
+
+def test_the_plugin_author_fixtures_run_with_the_kernel_alone(
+        frontier_registry_factory, frontier_config) -> None:
+    """docs/plugins.md: ``frontier_config``'s default chain is the built-in roofline, so a
+    plugin's test runs with no predictor distribution installed."""
+    from frontier_core.assemble import assemble
+
+    sim = assemble(frontier_config(), frontier_registry_factory()).run()
+    assert all(r.generated == r.output_len for r in sim.controller.requests)
