@@ -40,7 +40,7 @@ from frontier_core.errors import (
     TraceError,
 )
 from frontier_core.markers import hookimpl, hookspec
-from frontier_core.plugins import load_registry
+from frontier_core.plugins import install_hint, load_registry
 from frontier_core.records import OPS, Batch, OpCall, Request
 
 __all__ = [
@@ -83,6 +83,7 @@ __all__ = [
     "effective_link",
     "hookimpl",
     "hookspec",
+    "install_hint",
     "load_registry",
     "outdir",
 ]
