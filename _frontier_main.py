@@ -41,6 +41,14 @@ def _stop(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _early(signum: int, frame: object) -> None:
+    # While the package is being imported nothing is written and nothing runs, so there is
+    # nothing to unwind; and an exception raised here could land in one of importlib's
+    # callbacks, which ignore exceptions. Exit at once.
+    os.write(2, (message(Interrupted(signum), sys.argv[1:]) + "\n").encode())
+    os._exit(128 + signum)
+
+
 def _again(signum: int, frame: object) -> None:
     os.write(2, f"{_WHY[signum][0]} again: stopping now\n".encode())
     os._exit(128 + signum)
@@ -67,10 +75,12 @@ def message(e: Interrupted, argv: list[str]) -> str:
 
 def main() -> None:
     for s in _WHY:
+        signal.signal(s, _early)
+    from frontier_core import cli
+
+    for s in _WHY:
         signal.signal(s, _stop)
     try:
-        from frontier_core import cli
-
         cli.main()
     except Interrupted as e:
         sys.stderr.write(message(e, sys.argv[1:]) + "\n")

@@ -9,7 +9,7 @@ the bottleneck.
 
 Attention on 8 H100s (DP attention), power-law routing (alpha 1.01), two micro-batches,
 fp8 dispatch, a closed loop of C clients (fixed load, so throughput compares), the
-roofline predictor. Needs frontier-moe-ep and frontier-predictors.
+roofline predictor. Needs frontier-moe-ep.
 """
 
 from __future__ import annotations

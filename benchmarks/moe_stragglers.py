@@ -6,8 +6,8 @@ Table 1: expert-phase time (slowest EP rank, mean over a model's MoE layers and
 three routing draws) of power_law:1.2 over balanced routing, EP8 (dp 8, tp 1) on
 H100, at few and many tokens per layer. Table 2: Qwen3-30B-A3B on EP32 with EPLB
 and 0..224 redundant slots: the drawn max/mean tokens over ranks at 16,384 tokens
-and the expert-phase time at 4,096 and 65,536 tokens. Needs frontier-moe-ep and
-frontier-predictors; runs in a few seconds.
+and the expert-phase time at 4,096 and 65,536 tokens. Needs frontier-moe-ep; runs in a
+few seconds.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ m = 1..4 micro-batches with 4 attention GPUs — MegaScale-Infer (Zhu et al., 20
 Part 2: m = 3, a fixed load of 512 clients, and 1, 2, 4, 8 attention GPUs against the
 8 FFN GPUs: utilisation of each side and throughput per GPU (a fixed load, so that the
 batch does not grow with the attention side's KV capacity). Needs
-frontier-af-pingpong, frontier-moe-ep and frontier-predictors.
+frontier-af-pingpong and frontier-moe-ep.
 """
 
 from __future__ import annotations

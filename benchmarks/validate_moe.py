@@ -73,8 +73,8 @@ import pandas as pd
 from frontier_moe_ep.placement import build_placement
 from frontier_moe_ep.routing import ExpertRouting, parse_routing
 from frontier_predictors.importers import AIC_DEVICES, _AicSource, aic_data_root
-from frontier_predictors.roofline import RooflineOptions, RooflinePredictor
 
+from frontier_core import RooflineOptions, RooflinePredictor
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.records import OpCall
 

@@ -13,7 +13,7 @@
 3. ``draft``: Llama-3.1-8B with a Llama-3.2-1B draft model on one H100 for k = 2, 4, 6 at
    low and high load: drafting helps a memory-bound decode and costs a compute-bound one.
 
-Needs frontier-predictors (the roofline). Prints one JSON line per case.
+Uses the kernel's roofline. Prints one JSON line per case.
 """
 
 from __future__ import annotations

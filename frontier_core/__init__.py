@@ -12,6 +12,7 @@ import frontier_core.sweep  # noqa: F401
 from frontier_core import outdir
 from frontier_core._version import __version__
 from frontier_core.api import Result, load, simulate, sweep
+from frontier_core.builtin.roofline import RooflineOptions, RooflinePredictor
 from frontier_core.builtin.transfer import collective_time
 from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
 from frontier_core.components import (
@@ -44,7 +45,7 @@ from frontier_core.errors import (
     TraceError,
 )
 from frontier_core.markers import hookimpl, hookspec
-from frontier_core.plugins import load_registry
+from frontier_core.plugins import install_hint, load_registry
 from frontier_core.records import OPS, Batch, OpCall, Request
 from frontier_core.summary import Summary
 
@@ -82,6 +83,8 @@ __all__ = [
     "PluginError",
     "Predictor",
     "Request",
+    "RooflineOptions",
+    "RooflinePredictor",
     "Router",
     "Scheduler",
     "SchedulerView",
@@ -94,6 +97,7 @@ __all__ = [
     "effective_link",
     "hookimpl",
     "hookspec",
+    "install_hint",
     "load_registry",
     "outdir",
 ]

@@ -234,10 +234,12 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         if (model.is_moe and cc.ffn is None and cc.moe.name == "moe"
                 and "moe" not in registry.names("ffn_block")):
             # Checked before the memory plan: no tp/pp makes this run possible without it.
+            from frontier_core.plugins import install_hint
+
             raise ConfigError(
                 f"{model.name} is a mixture-of-experts model ({model.num_experts} experts, "
                 f"top-{model.top_k}); simulating its MoE layers needs the frontier-moe-ep "
-                "distribution: pip install frontier-moe-ep."
+                f"distribution: install it with {install_hint('frontier-moe-ep')}."
             )
         # Not model_fields_set: a config dumped and re-read (plan, sweep) sets the default.
         if not model.is_moe and (cc.moe.name != "moe" or cc.moe.options):

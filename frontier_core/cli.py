@@ -119,7 +119,7 @@ def sweep(
     grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="path.to.field=v1,v2,... (repeatable; the runs are the Cartesian product).")] = None,  # noqa: UP045
     output: Annotated[Path, typer.Option("--output", "-o", help="Sweep directory (re-running it resumes).")] = Path("frontier-sweep"),
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel in a local process pool.")] = 1,
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core\\[ray]').")] = None,  # noqa: UP045
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install '.\\[ray]' in a Frontier checkout).")] = None,  # noqa: UP045
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results table as JSON on stdout (a list of rows).")] = False,
@@ -483,7 +483,7 @@ def validate_serving(
     sample: Annotated[Optional[int], typer.Option("--sample", min=1, help="Simulate a deterministic spread of N rows over the groups.")] = None,  # noqa: UP045
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Rows simulated in parallel in a local process pool.")] = 1,
     predictor: Annotated[Optional[str], typer.Option("--predictor", help="Predictor chain, comma-separated (default: roofline).")] = None,  # noqa: UP045
-    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install 'frontier-core\\[ray]').")] = None,  # noqa: UP045
+    ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install '.\\[ray]' in a Frontier checkout).")] = None,  # noqa: UP045
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows.csv, summary.json and plots here.")] = None,  # noqa: UP045
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,

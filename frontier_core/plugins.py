@@ -9,7 +9,9 @@ that provides it; names are unique per kind.
 from __future__ import annotations
 
 import difflib
+import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -33,9 +35,8 @@ COMPONENT_HOOKS = {
 }
 
 # Names provided by the project's own plugin distributions: when one is asked
-# for but not installed, the error says what to `pip install`.
+# for but not installed, the error says what to `pip install` (``install_hint``).
 KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
-    ("predictor", "roofline"): "frontier-predictors",
     ("predictor", "table"): "frontier-predictors",
     ("predictor", "forest"): "frontier-predictors",
     ("predictor", "proxy"): "frontier-predictors",
@@ -49,6 +50,34 @@ KNOWN_PROVIDERS: dict[tuple[str, str], str] = {
 }
 
 BUILTIN_DIST = "frontier-core"
+
+#: The folder of each of the project's plugin distributions in a checkout. They are
+#: not on a package index, so an install command names the folder.
+DIST_FOLDERS: dict[str, str] = {
+    "frontier-core": ".",
+    "frontier-predictors": "plugins/predictors",
+    "frontier-pd-disagg": "plugins/pd_disagg",
+    "frontier-moe-ep": "plugins/moe_ep",
+    "frontier-af-pingpong": "plugins/af_pingpong",
+    "frontier-report": "plugins/report",
+}
+
+
+def install_hint(dist: str, extra: str | None = None) -> str:
+    """How to install ``dist`` (with its optional ``extra``), for a user error: a
+    backquoted pip command. A project distribution is installed from its folder:
+    the absolute path when this kernel runs from a checkout that has it, else the
+    path from the root of a checkout. Other names are installed by name."""
+    folder = DIST_FOLDERS.get(dist)
+    suffix = f"[{extra}]" if extra else ""
+    if folder is None:
+        return f"`pip install {shlex.quote(dist + suffix)}`"
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / folder / "pyproject.toml").is_file():
+        return f"`pip install {shlex.quote(str(checkout / folder) + suffix)}`"
+    local = "." if folder == "." else "./" + folder
+    return (f"`pip install {shlex.quote(local + suffix)}` from the root of a "
+            "Frontier checkout")
 
 
 @dataclass(frozen=True)
@@ -91,7 +120,8 @@ def unknown_message(kind: str, name: str, installed: list[str], where: str = "")
     msg = f"Unknown {kind} {name!r}{at}."
     dist = KNOWN_PROVIDERS.get((kind, name))
     if dist:
-        msg += f" It is provided by the distribution {dist}, which is not installed: pip install {dist}."
+        msg += (f" It is provided by the distribution {dist}, which is not installed: "
+                f"install it with {install_hint(dist)}.")
     close = difflib.get_close_matches(name, installed, n=1)
     if close:
         msg += f" Did you mean {close[0]!r}?"

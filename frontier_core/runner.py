@@ -45,9 +45,11 @@ def ray_start(address: str) -> Any:
     try:
         import ray
     except ImportError:
+        from frontier_core.plugins import install_hint
+
         raise ConfigError(
-            "--ray needs Ray, which is not installed; install the extra: "
-            "pip install 'frontier-core[ray]' (or run without --ray for a local pool)."
+            "--ray needs Ray, which is not installed; install the kernel's extra: "
+            f"{install_hint('frontier-core', 'ray')} (or run without --ray for a local pool)."
         ) from None
     if not ray.is_initialized():
         try:

@@ -8,7 +8,7 @@ with the varied parameters and every scalar of each run's summary flattened to
 dotted column names.
 
 Runs execute serially, in a local process pool (``jobs``), or on a Ray cluster
-(``ray``: ``"auto"`` or an address; ``pip install frontier-core[ray]``). A run's
+(``ray``: ``"auto"`` or an address; ``pip install '.[ray]'`` in a checkout). A run's
 id is a hash of its config and overrides, so a re-run of the same sweep skips the
 runs that already finished (their summary.json exists) and retries failed ones.
 A failed run is a row with ``status = "failed"`` and its error, never lost.

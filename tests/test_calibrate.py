@@ -49,7 +49,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_writes_a_profile_a_config_can_name(tmp_path: Path) -> None:
-    for dist in ("frontier_predictors", "frontier_moe_ep", "frontier_pd_disagg"):
+    for dist in ("frontier_moe_ep", "frontier_pd_disagg"):
         pytest.importorskip(dist)  # most of the sample's TRT-LLM rows are MoE, some PD
     prof = tmp_path / "trtllm.json"
     r = _cli("calibrate", str(SAMPLE), "--engine", "trtllm", "-o", str(prof), "--sample", "8",

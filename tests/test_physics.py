@@ -1,4 +1,4 @@
-"""Physics and queueing sanity with the roofline predictor (needs frontier-predictors)."""
+"""Physics and queueing sanity with the roofline predictor (the kernel's own)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 from simhelpers import run_sim, small_config
 
-pytest.importorskip("frontier_predictors")
-
-from frontier_core.assemble import assemble  # noqa: E402
-from frontier_core.records import Batch, Request  # noqa: E402
+from frontier_core.assemble import assemble
+from frontier_core.records import Batch, Request
 
 
 def executor(registry, model, gpu, tp=1, pp=1, reserve=None):
@@ -218,6 +216,7 @@ def test_linear_attention_layers_cost_per_sequence_not_per_context_token(registr
 def test_a_hybrid_models_sequences_hold_their_state_in_the_kv_pool(registry):
     """The fixed state of Qwen3-Next's linear layers takes whole blocks of each replica's
     pool, so fewer long sequences fit than its KV bytes per token alone would allow."""
+    pytest.importorskip("frontier_moe_ep")  # Qwen3-Next's FFN layers are MoE
     sim = executor(registry, "qwen3-next-80b-a3b", "h200", tp=2)
     plan = sim.plans["main"]
     m = sim.model

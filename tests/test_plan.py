@@ -59,7 +59,6 @@ def test_plan_needs_an_slo(registry):
 
 
 def test_cli_plan_writes_a_runnable_config(tmp_path):
-    pytest.importorskip("frontier_predictors")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     cli = [sys.executable, "-m", "frontier_core.cli"]
     out = tmp_path / "plan.yaml"
@@ -102,7 +101,6 @@ def test_cost_objective_prefers_the_cheaper_gpu_kind(registry):
     (["--gpus", "tpu-v9"], "unknown GPU kinds"),
 ])
 def test_cli_plan_bad_flags_are_user_errors(args, words, tmp_path):
-    pytest.importorskip("frontier_predictors")
     r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "plan", "--rate", "1",
                         "--slo-ttft", "1", "-o", str(tmp_path / "p.yaml"), *args],
                        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},

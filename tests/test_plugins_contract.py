@@ -226,7 +226,8 @@ def test_unknown_name_suggests_a_close_match():
 
 def test_unknown_name_of_a_project_plugin_says_what_to_install():
     reg = load_registry(entry_points=False)
-    with pytest.raises(PluginError, match="pip install frontier-pd-disagg"):
+    with pytest.raises(PluginError, match=r"frontier-pd-disagg, which is not installed: "
+                       r"install it with `pip install \S*plugins/pd_disagg`"):
         reg.get("workflow", "pd")
 
 

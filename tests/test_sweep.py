@@ -100,7 +100,6 @@ def test_cli_exits_1_when_runs_failed_and_groups_their_errors(tmp_path):
 
 
 def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
-    pytest.importorskip("frontier_predictors")
     cfg = _config(tmp_path, "roofline")
     out = tmp_path / "sw"
     grid = ["workload.arrival.rate=1,2,3,4,5,6,7,8", "workload.num_requests=400"]
@@ -130,7 +129,6 @@ def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
 
 
 def test_ray_local_gives_the_same_table(tmp_path):
-    pytest.importorskip("frontier_predictors")
     ray = pytest.importorskip("ray")
     cfg = _config(tmp_path, "roofline")
     grid = GRID[:2]

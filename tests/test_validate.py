@@ -169,7 +169,7 @@ def test_missing_columns_are_a_config_error(tmp_path: Path) -> None:
 
 
 def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
-    for mod in ("frontier_predictors", "frontier_moe_ep", "frontier_pd_disagg"):
+    for mod in ("frontier_moe_ep", "frontier_pd_disagg"):
         pytest.importorskip(mod)
     from frontier_core.validate import validate_serving
 
@@ -199,7 +199,6 @@ def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
 
 
 def test_cli_writes_rows_summary_and_reports_bad_files(tmp_path: Path) -> None:
-    pytest.importorskip("frontier_predictors")
     cli = [sys.executable, "-m", "frontier_core.cli", "validate", "serving"]
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     r = subprocess.run([*cli, str(SAMPLE), "--sample", "2", "-o", str(tmp_path / "v"), "--json"],

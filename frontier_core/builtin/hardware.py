@@ -21,7 +21,7 @@ T = 1e12
 GB = 1e9
 #: (compute, HBM) fraction of the datasheet peaks for the Blackwell parts without a
 #: measurement here: B200's assumption in the roofline's efficiency table
-#: (frontier_predictors.roofline.EFFICIENCY: 0.65 MFU, Hopper's 0.85 of HBM).
+#: (frontier_core.builtin.roofline.EFFICIENCY: 0.65 MFU, Hopper's 0.85 of HBM).
 BLACKWELL_EFFICIENCY = (0.65, 0.85)
 
 HARDWARE: list[HardwareSpec] = [

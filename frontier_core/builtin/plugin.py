@@ -6,6 +6,7 @@ from frontier_core.builtin import routers, schedulers, transfer, workflows
 from frontier_core.builtin.engines import ENGINES
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.builtin.models import MODELS
+from frontier_core.builtin.roofline import RooflineOptions, build_roofline
 from frontier_core.components import ComponentSpec
 from frontier_core.execution import DenseFFN
 from frontier_core.markers import hookimpl
@@ -68,6 +69,15 @@ def frontier_transfers() -> list[ComponentSpec]:
     return [
         ComponentSpec("links", lambda o, ctx: transfer.LinkTransfer(o), transfer.LinkOptions,
                       "ring collectives and sends from link bandwidth and latency"),
+    ]
+
+
+@hookimpl
+def frontier_predictors() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("roofline", build_roofline, RooflineOptions,
+                      "analytical roofline: max(FLOPs/peak, bytes/HBM bw) per kernel, "
+                      "from the datasheet"),
     ]
 
 

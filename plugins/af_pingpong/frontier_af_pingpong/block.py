@@ -29,6 +29,7 @@ from frontier_core import (
     OpCall,
     WorkflowReport,
     effective_link,
+    install_hint,
 )
 from frontier_core.catalog import gemm_dtype
 
@@ -110,7 +111,8 @@ class AFBlock:
         except ImportError:
             raise ConfigError(
                 f"{where}: {self.model.name} is a mixture-of-experts model; its expert side "
-                "needs the frontier-moe-ep distribution: pip install frontier-moe-ep."
+                "needs the frontier-moe-ep distribution: install it with "
+                f"{install_hint('frontier-moe-ep')}."
             ) from None
         from pydantic import ValidationError
 

@@ -232,11 +232,9 @@ def test_two_clusters_share_one_expert_cluster(tmp_path):
         import frontier_pd_disagg.plugin as pd
     except ImportError:
         pytest.skip("needs frontier-pd-disagg")
-    import frontier_predictors.plugin as pred
-
     from frontier_core.metrics import summarize
 
-    sim = assemble(cfg, moe_registry(pd, pred)).run()
+    sim = assemble(cfg, moe_registry(pd)).run()
     s = summarize(sim)
     pool = s["expert_clusters"]["pool"]
     assert pool["serves"] == ["d", "p"] and pool["experts"] == 8 and pool["gpus"] == 2

@@ -299,7 +299,6 @@ def test_redundant_experts_shorten_compute_bound_layers():
     """Validation 3 on layer time (roofline): monotone while the experts are compute-bound;
     when reading weights dominates, each extra copy on a rank is more weight traffic, so
     past the first balancing slots the time rises again."""
-    pytest.importorskip("frontier_predictors")
     from frontier_core import load_registry
 
     reg = load_registry()

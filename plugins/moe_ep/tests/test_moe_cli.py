@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("frontier_predictors")
-
 CLI = [sys.executable, "-m", "frontier_core.cli"]
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 CONFIG = """model: qwen3-30b-a3b

@@ -1,9 +1,12 @@
 """Frontier operator-time predictors (distribution ``frontier-predictors``).
 
-Provides the analytical ``roofline`` predictor: the runtime of any operator
-call on any GPU from its datasheet (peak FLOP/s, HBM and link bandwidths) and
-an achievable-fraction-of-peak table. The algorithm lives in
-``frontier_predictors.roofline``; ``frontier_predictors.plugin`` only registers it.
+Provides the measured-data and learned backends: ``table`` (interpolation over
+profile tables), ``forest`` and ``proxy`` (tree ensembles on batch features),
+``auto`` (measured data found for the run's GPU), their importers and trainer
+(``frontier predictors``) and the torch kernel profiler (``frontier profile``).
+The analytical ``roofline`` they fall back to is the kernel's
+(``frontier_core.RooflinePredictor``); the learned models predict the ratio of a
+measured time to it. ``frontier_predictors.plugin`` only registers the backends.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from frontier_core import ConfigError, FrontierWarning, OpCall
+from frontier_core import ConfigError, FrontierWarning, OpCall, install_hint
 from frontier_predictors.features import Featurizer, gemm_memo_m
 from frontier_predictors.models import (
     DEFAULT_ESTIMATOR,
@@ -405,8 +405,8 @@ def build_auto(options: AutoOptions, ctx: BuildContext) -> Any:
         warnings.warn(
             f"predictor 'auto': no measured operator data for {device}, so the roofline "
             "prices every operator (auto falls back to it when it ends the chain). Install "
-            "frontier-predictors[aic] for AIConfigurator's measurements (H100, H200, B200, "
-            "A100), or profile this GPU with `frontier profile` and use predictor: "
+            f"frontier-predictors[aic] ({install_hint('frontier-predictors', 'aic')}) for "
+            "AIConfigurator's measurements (H100, H200, B200, A100), or profile this GPU with `frontier profile` and use predictor: "
             "[{name: forest, data: [DIR]}, roofline].",
             FrontierWarning, stacklevel=2,
         )

@@ -26,8 +26,8 @@ SHAPE_KEYS: dict[str, tuple[str, ...]] = {
 
 def roofline_frame(df: pd.DataFrame) -> np.ndarray:
     """The datasheet roofline's seconds for every row (the untrained baseline)."""
+    from frontier_core import RooflineOptions, RooflinePredictor
     from frontier_predictors.models import device_spec
-    from frontier_predictors.roofline import RooflineOptions, RooflinePredictor
 
     out = np.full(len(df), np.nan)
     for device, idx in df.groupby("device").indices.items():

@@ -215,7 +215,7 @@ class Featurizer:
     """Feature vectors of OpCalls on one device, for the ``dist`` or ``proxy`` view."""
 
     def __init__(self, device: HardwareSpec, kind: str = "dist") -> None:
-        from frontier_predictors.roofline import RooflineOptions, RooflinePredictor
+        from frontier_core import RooflineOptions, RooflinePredictor
 
         if kind not in ("dist", "proxy"):
             raise ValueError(f"feature kind {kind!r}")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from frontier_core import install_hint
 from frontier_predictors.profiles import PROFILED_OPS, ProfileError, validate, write_table
 
 if TYPE_CHECKING:
@@ -331,7 +332,7 @@ def aic_data_root() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ProfileError(
             "aiconfigurator-core is not installed, so there is no AIConfigurator database to "
-            "import. Install it with: pip install 'frontier-predictors[aic]' (or pass "
+            f"import. Install it with {install_hint('frontier-predictors', 'aic')} (or pass "
             "--data-root with a copy of its systems/data folder).")
     return Path(next(iter(spec.submodule_search_locations))) / "systems" / "data"
 

@@ -525,16 +525,53 @@ class TrainedModels:
                 f"{p} is not a trained predictor folder (no model.json). Train one with "
                 "`frontier predictors train DATA... --backend forest -o DIR`."
             )
-        meta = json.loads(meta_file.read_text())
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise _damaged(p, "model.json", f"cannot be read ({e})", None) from None
+        if not isinstance(meta, dict):
+            raise _damaged(p, "model.json", "does not hold a JSON object", None)
         if meta.get("format") != FORMAT_VERSION:
             raise ProfileError(
                 f"Predictor folder {p} has format {meta.get('format')}, this frontier-predictors "
                 f"reads format {FORMAT_VERSION}. Retrain it with `frontier predictors train`."
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # sklearn version warnings: meta says the version
-            blob = joblib.load(p / "models.joblib")
+        blob_file = p / "models.joblib"
+        if not blob_file.is_file():
+            raise _damaged(p, "models.joblib", "is missing", meta)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # sklearn version warnings: meta says the version
+                blob = joblib.load(blob_file)
+        except Exception as e:  # a damaged pickle fails in any of a dozen ways
+            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise _damaged(p, "models.joblib", f"cannot be read ({why})", meta) from None
+        if not _holds_models(blob) or blob["backend"] != meta.get("backend", blob["backend"]):
+            raise _damaged(p, "models.joblib", "does not hold the models model.json describes",
+                           meta)
         return cls(blob["backend"], blob["models"], meta)
+
+
+def _holds_models(blob: Any) -> bool:
+    """Whether an unpickled ``models.joblib`` has the shape ``TrainedModels.save`` writes."""
+    if not isinstance(blob, dict) or blob.get("backend") not in BACKENDS:
+        return False
+    models = blob.get("models")
+    return isinstance(models, dict) and bool(models) and all(
+        isinstance(k, tuple) and len(k) == 2 and all(isinstance(x, str) for x in k)
+        and isinstance(v, TableModel | LearnedModel) for k, v in models.items())
+
+
+def _damaged(folder: Path, name: str, what: str, meta: dict[str, Any] | None) -> ProfileError:
+    """The error for a trained predictor folder whose file ``name`` is damaged."""
+    backend = meta.get("backend") if meta else None
+    backend = backend if backend in BACKENDS else "forest"
+    return ProfileError(
+        f"The trained predictor folder {folder} is damaged: {name} {what}. A folder written "
+        "by `frontier predictors train` holds model.json and models.joblib, written together; "
+        f"retrain it with `frontier predictors train DATA... --backend {backend} -o {folder}` "
+        "(or copy the whole folder again)."
+    )
 
 
 def train(df: pd.DataFrame, backend: str, *, seed: int = 0, estimator: str = DEFAULT_ESTIMATOR,

@@ -11,18 +11,11 @@ from frontier_predictors.components import (
     build_proxy,
     build_table,
 )
-from frontier_predictors.roofline import RooflineOptions, build_roofline
 
 
 @hookimpl
 def frontier_predictors() -> list[ComponentSpec]:
     return [
-        ComponentSpec(
-            name="roofline",
-            factory=build_roofline,
-            options=RooflineOptions,
-            summary="analytical roofline: max(FLOPs/peak, bytes/HBM bw) per kernel, from the datasheet",
-        ),
         ComponentSpec(
             name="table", factory=build_table, options=ModelOptions,
             summary="interpolation over measured profile tables (exact at measured points)",

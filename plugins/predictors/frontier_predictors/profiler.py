@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import numpy as np
 import typer
 
-from frontier_core import ModelSpec, outdir
+from frontier_core import ModelSpec, install_hint, outdir
 from frontier_predictors.profiles import ProfileError, validate, write_table
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ GPU_NAMES: tuple[tuple[str, str], ...] = (
     ("H100", "h100-sxm"), ("H200", "h200"), ("H800", "h800"),
     ("A100", "a100-80g-sxm"), ("A800", "a800"), ("B200", "b200"),
 )
-_INSTALL = "pip install 'frontier-predictors[profile]' (torch==2.13.0)"
+_INSTALL = f"{install_hint('frontier-predictors', 'profile')} (torch==2.13.0)"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The roofline predictor: physics checks on the algorithm alone, then the hookimpl
-registered on a fresh plugin manager."""
+"""The roofline predictor, a kernel built-in: physics checks on the algorithm alone,
+the hookimpl registered on a fresh plugin manager, then discovery (the kernel's own)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pluggy
 import pytest
-from frontier_predictors import plugin
-from frontier_predictors.roofline import (
+from pydantic import ValidationError
+
+import frontier_core.hookspecs
+from frontier_core.builtin import plugin
+from frontier_core.builtin.hardware import HARDWARE
+from frontier_core.builtin.models import MODELS
+from frontier_core.builtin.roofline import (
     DEFAULT_EFFICIENCY,
     EFFICIENCY,
     RooflineOptions,
@@ -18,11 +23,6 @@ from frontier_predictors.roofline import (
     collective_time,
     efficiency_for,
 )
-from pydantic import ValidationError
-
-import frontier_core.hookspecs
-from frontier_core.builtin.hardware import HARDWARE
-from frontier_core.builtin.models import MODELS
 from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
 from frontier_core.components import BuildContext, ComponentSpec, Link
 from frontier_core.errors import ConfigError
@@ -364,7 +364,7 @@ def pm() -> pluggy.PluginManager:
 
 def test_plugin_provides_the_roofline_spec(pm: pluggy.PluginManager) -> None:
     specs = [s for group in pm.hook.frontier_predictors() for s in group]
-    assert [s.name for s in specs] == ["roofline", "table", "forest", "proxy", "auto"]
+    assert [s.name for s in specs] == ["roofline"]
     spec = specs[0]
     assert isinstance(spec, ComponentSpec)
     assert spec.options is RooflineOptions and spec.summary
@@ -417,3 +417,35 @@ def test_sliding_window_attention_reads_and_scores_only_the_window() -> None:
     s_flop = 1 / (HW["h100-sxm"].flops["bf16"] * rp.compute_eff)
     band = 4 * 64 * 64 * (128 * 65536 - 128 * 127 / 2) * s_flop  # the window's scores
     assert band < windowed < full / 50
+
+
+# ---- discovery: the kernel's own, with no plugin installed ------------------------------
+
+
+def test_the_kernel_alone_provides_the_roofline_and_runs_with_it() -> None:
+    """Without any entry point loaded, ``roofline`` is the kernel's built-in and the
+    default predictor chain prices a whole co-located run."""
+    from simhelpers import run_sim, small_config
+
+    from frontier_core.metrics import summarize
+    from frontier_core.plugins import load_registry
+
+    reg = load_registry(entry_points=False)
+    found = reg.items["predictor"]["roofline"]
+    assert found.builtin and found.distribution == "frontier-core"
+    cfg = small_config(predictor=["roofline"])
+    s = summarize(run_sim(cfg, reg))
+    assert s["requests"]["completed"] == 60
+    assert s["predictor_time_share"] == {"roofline": 1.0}
+    again = summarize(run_sim(small_config(predictor=["roofline"]), load_registry(entry_points=False)))
+    assert again["latency_s"] == s["latency_s"]
+
+
+def test_the_plugin_author_fixtures_run_with_the_kernel_alone(
+        frontier_registry_factory, frontier_config) -> None:
+    """docs/plugins.md: ``frontier_config``'s default chain is the built-in roofline, so a
+    plugin's test runs with no predictor distribution installed."""
+    from frontier_core.assemble import assemble
+
+    sim = assemble(frontier_config(), frontier_registry_factory()).run()
+    assert all(r.generated == r.output_len for r in sim.controller.requests)

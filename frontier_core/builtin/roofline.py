@@ -10,6 +10,11 @@ run's ``TransferModel`` when one is given), and ``cpu_overhead`` is a linear
 model of host time per iteration. Works for any GPU the catalog describes; it
 is the last predictor of a chain, answering whatever the profiled backends do
 not cover. Units: seconds, bytes, FLOPs, tokens.
+
+A kernel built-in (``predictor: roofline``), so that the kernel alone runs a model
+end to end; frontier-predictors builds its learned backends on it (their features
+are measured / roofline ratios) through the public names ``RooflinePredictor`` and
+``RooflineOptions``.
 """
 
 from __future__ import annotations
@@ -20,18 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from frontier_core import (
-    DTYPE_BYTES,
-    ConfigError,
-    HardwareSpec,
-    Link,
-    OpCall,
-    TransferModel,
-    collective_time,
-)
+from frontier_core.builtin.transfer import collective_time
+from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
+from frontier_core.components import Link, TransferModel
+from frontier_core.errors import ConfigError
+from frontier_core.records import OpCall
 
 if TYPE_CHECKING:
-    from frontier_core import BuildContext
+    from frontier_core.components import BuildContext
 
 # Achievable fraction of datasheet peak, (compute_eff, bw_eff), by GPU family.
 # A family matches a hardware name that starts with it ("h100" matches "h100-sxm").
@@ -367,7 +368,7 @@ def build_roofline(options: RooflineOptions, ctx: BuildContext) -> RooflinePredi
     """Factory of the ``roofline`` component: the device and transfer model of ``ctx``."""
     if ctx.device is None:
         raise ConfigError(
-            "the roofline predictor (frontier-predictors) is built per cluster and needs the "
+            "the roofline predictor is built per cluster and needs the "
             "cluster's GPU kind; this build context has no device."
         )
     return RooflinePredictor(options, ctx.device, ctx.transfer)
