@@ -14,7 +14,6 @@ from frontier_core._version import __version__
 from frontier_core.api import Result, load, simulate, sweep
 from frontier_core.builtin.roofline import RooflineOptions, RooflinePredictor
 from frontier_core.builtin.transfer import collective_time
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec
 from frontier_core.components import (
     BuildContext,
     CommandSpec,
@@ -45,6 +44,8 @@ from frontier_core.errors import (
     TraceError,
 )
 from frontier_core.markers import hookimpl, hookspec
+from frontier_core.model.catalog import HardwareSpec, ModelSpec
+from frontier_core.model.dtypes import DTYPE_BYTES
 from frontier_core.plugins import install_hint, load_registry
 from frontier_core.records import OPS, Batch, OpCall, Request
 from frontier_core.summary import Summary

@@ -16,7 +16,6 @@ import numpy as np
 import simpy
 from pydantic import ValidationError
 
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec, model_from_hf_config
 from frontier_core.components import BuildContext, ComponentSpec, MoELayers
 from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
 from frontier_core.configfile import validate_options
@@ -25,6 +24,8 @@ from frontier_core.engine.replica import replica_kv_blocks
 from frontier_core.engines import EngineModel, resolve_engine
 from frontier_core.errors import ConfigError
 from frontier_core.execution import ExecutionPredictor
+from frontier_core.model.catalog import HardwareSpec, ModelSpec, model_from_hf_config
+from frontier_core.model.dtypes import DTYPE_BYTES
 from frontier_core.plugins import Registry
 from frontier_core.workload import Workload, build_workload
 

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frontier_core.catalog import gpu_names
 from frontier_core.engines import ENGINE_NAMES
 from frontier_core.errors import ConfigError
+from frontier_core.model.catalog import gpu_names
 
 #: Columns a row must have (the rest are read when present).
 REQUIRED = ("backend", "model_path", "system", "mode", "isl", "osl",

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from frontier_core.records import Batch, OpCall, Request
+from frontier_core.records import Batch, Link, OpCall, Request
 
 if TYPE_CHECKING:
-    from frontier_core.catalog import HardwareSpec, ModelSpec
     from frontier_core.config import ClusterConfig, RunConfig
+    from frontier_core.model.catalog import HardwareSpec, ModelSpec
 
 
 class NoOptions(BaseModel):
@@ -93,21 +93,6 @@ class BuildContext:
     # by name; the kernel reports it (``summary(run_span) -> dict``,
     # ``trace_events(pids) -> list``, both optional) and refuses a pool nobody runs.
     shared: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A point-to-point path as seen by one GPU: bandwidth per direction (bytes/s)
-    and one-way latency (s). ``switched``: every peer is one hop away (the GPUs of
-    an NVSwitch node), so a collective pays the latency once per phase instead of
-    once per ring step. ``mesh_links``: the GPUs form a full mesh of that many
-    point-to-point links per GPU (AMD Infinity Fabric: 7), ``bandwidth`` being their
-    sum; a group of n GPUs uses n - 1 of them."""
-
-    bandwidth: float
-    latency: float
-    switched: bool = False
-    mesh_links: int = 0
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from frontier_core.catalog import HardwareSpec, ModelSpec
+from frontier_core.model.catalog import HardwareSpec, ModelSpec
 
 #: The largest token count a length may have (prompt, output, a distribution's bound):
 #: ten times the longest context of any model served today (10M tokens), so that no

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frontier_core.catalog import HardwareSpec
 from frontier_core.errors import ConfigError
+from frontier_core.model.catalog import HardwareSpec
 
 if TYPE_CHECKING:
     from frontier_core.components import EngineSpec

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec, ModelSpec, gemm_dtype
 from frontier_core.components import FFNBlock, LayerStep, MoELayers, Predictor
 from frontier_core.errors import ConfigError
+from frontier_core.model.catalog import HardwareSpec, ModelSpec
+from frontier_core.model.dtypes import DTYPE_BYTES, gemm_dtype
 from frontier_core.records import Batch, OpCall
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ class ExecutionPredictor:
     # ---- shapes ---------------------------------------------------------
     def _attn_shape(self) -> None:
         m = self.model
-        # The layer groups by attention kind (frontier_core.attention) and their share of
+        # The layer groups by attention kind (frontier_core.model.attention) and their share of
         # the layers; layers of different kinds are priced as their mean.
         self.mixers = m.mixers(self.tp)
         self.mixer_share = [g.layers / m.num_layers for g in self.mixers]

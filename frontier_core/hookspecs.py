@@ -6,9 +6,9 @@ once per run at assembly (or once per CLI invocation), never in the event loop.
 
 from __future__ import annotations
 
-from frontier_core.catalog import HardwareSpec, ModelSpec
 from frontier_core.components import CommandSpec, ComponentSpec, EngineSpec
 from frontier_core.markers import hookspec
+from frontier_core.model.catalog import HardwareSpec, ModelSpec
 
 
 @hookspec

@@ -185,3 +185,18 @@ class OpCall:
     scope: str = "intra"
     num_seqs: int = 0
     extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A point-to-point path as seen by one GPU: bandwidth per direction (bytes/s)
+    and one-way latency (s). ``switched``: every peer is one hop away (the GPUs of
+    an NVSwitch node), so a collective pays the latency once per phase instead of
+    once per ring step. ``mesh_links``: the GPUs form a full mesh of that many
+    point-to-point links per GPU (AMD Infinity Fabric: 7), ``bandwidth`` being their
+    sum; a group of n GPUs uses n - 1 of them."""
+
+    bandwidth: float
+    latency: float
+    switched: bool = False
+    mesh_links: int = 0

@@ -29,7 +29,7 @@ def _row(**kw: str) -> Row:
 
 
 def _gpus(registry) -> dict[str, str]:
-    from frontier_core.catalog import gpu_names
+    from frontier_core.model.catalog import gpu_names
 
     return gpu_names(registry.get("hardware", n) for n in registry.names("hardware"))
 

@@ -8,8 +8,9 @@ import pytest
 
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.builtin.models import MODELS
-from frontier_core.catalog import DTYPE_BYTES, model_from_hf_config
 from frontier_core.errors import ConfigError
+from frontier_core.model.catalog import model_from_hf_config
+from frontier_core.model.dtypes import DTYPE_BYTES
 
 # Published parameter counts (model cards / papers), in billions.
 PUBLISHED = {
@@ -236,7 +237,7 @@ def test_blackwell_ultra_and_nvl72_entries_carry_their_datasheet_figures():
 
 
 def test_gpu_names_find_a_gpu_by_any_of_its_names():
-    from frontier_core.catalog import HardwareSpec, gpu_names
+    from frontier_core.model.catalog import HardwareSpec, gpu_names
 
     mine = HardwareSpec(name="mi999x", flops={"bf16": 1e15}, mem_bytes=1e11, mem_bw=5e12,
                         nvlink_bw=4e11, scaleout_bw=5e10, aliases=("MI999X_OAM",))
@@ -248,7 +249,7 @@ def test_gpu_names_find_a_gpu_by_any_of_its_names():
 def test_four_bit_weights_count_their_block_scales():
     """nvfp4: 4-bit values plus one 1-byte scale per 16 (0.5625 B per weight); mxfp4: one
     per 32 (0.53125 B). Both compute on fp4 tensor cores where the GPU has them."""
-    from frontier_core.catalog import DTYPE_BYTES, gemm_dtype
+    from frontier_core.model.dtypes import DTYPE_BYTES, gemm_dtype
 
     ds = {m.name: m for m in MODELS}["deepseek-v3"]
     n = ds.param_count()

@@ -23,9 +23,10 @@ from frontier_core.builtin.roofline import (
     collective_time,
     efficiency_for,
 )
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
 from frontier_core.components import BuildContext, ComponentSpec, Link
 from frontier_core.errors import ConfigError
+from frontier_core.model.catalog import HardwareSpec
+from frontier_core.model.dtypes import DTYPE_BYTES
 from frontier_core.records import OPS, OpCall
 
 HW = {h.name: h for h in HARDWARE}

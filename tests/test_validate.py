@@ -28,7 +28,7 @@ def _row(**kw: str) -> Row:
 
 
 def _gpus(registry) -> dict[str, str]:
-    from frontier_core.catalog import gpu_names
+    from frontier_core.model.catalog import gpu_names
 
     return gpu_names(registry.get("hardware", n) for n in registry.names("hardware"))
 
@@ -240,7 +240,7 @@ def test_a_checkpoints_fp8_format_wins_over_the_rows_label(registry) -> None:
 def test_a_gpu_is_found_by_its_aliases_as_benchmark_files_name_it(registry) -> None:
     """A row's ``system`` is AIConfigurator's name for the GPU (b300_sxm, h200_sxm); a GPU
     a plugin adds is found the same way by the aliases it declares."""
-    from frontier_core.catalog import HardwareSpec, gpu_names
+    from frontier_core.model.catalog import HardwareSpec, gpu_names
 
     mine = HardwareSpec(name="h200-custom", flops={"bf16": 9.9e14, "fp8": 1.98e15},
                         mem_bytes=141e9, mem_bw=4.8e12, nvlink_bw=4.5e11, scaleout_bw=5e10,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from frontier_core.catalog import HardwareSpec
 from frontier_core.components import EngineSpec
 from frontier_core.engines import GiB
 from frontier_core.engines import at_least as _at_least
+from frontier_core.model.catalog import HardwareSpec
 
 # Host time per iteration by engine: CPU work (base s, s per sequence, s per token) and
 # the gap per step that overlap cannot hide (s). Fitted with `frontier calibrate`

@@ -15,7 +15,7 @@ them per deployment.
 
 from __future__ import annotations
 
-from frontier_core.catalog import HardwareSpec
+from frontier_core.model.catalog import HardwareSpec
 
 T = 1e12
 GB = 1e9

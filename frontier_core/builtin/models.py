@@ -6,7 +6,7 @@ Parameter counts computed from these fields match the published sizes within
 
 from __future__ import annotations
 
-from frontier_core.catalog import ModelSpec
+from frontier_core.model.catalog import ModelSpec
 
 _LLAMA3_VOCAB = 128256
 

@@ -26,9 +26,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontier_core.builtin.transfer import collective_time
-from frontier_core.catalog import DTYPE_BYTES, HardwareSpec
 from frontier_core.components import Link, TransferModel
 from frontier_core.errors import ConfigError
+from frontier_core.model.catalog import HardwareSpec
+from frontier_core.model.dtypes import DTYPE_BYTES
 from frontier_core.records import OpCall
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from frontier_core import (
     effective_link,
     install_hint,
 )
-from frontier_core.catalog import gemm_dtype
+from frontier_core.model.dtypes import gemm_dtype
 
 GiB = 1024**3
 

@@ -37,7 +37,7 @@ from frontier_core import (
     collective_time,
     effective_link,
 )
-from frontier_core.catalog import gemm_dtype
+from frontier_core.model.dtypes import gemm_dtype
 from frontier_moe_ep.comm import AllToAll, copies
 from frontier_moe_ep.overlap import sequential, two_batch
 from frontier_moe_ep.placement import build_placement

@@ -37,7 +37,7 @@ from frontier_core import (
     WorkflowReport,
     effective_link,
 )
-from frontier_core.catalog import gemm_dtype
+from frontier_core.model.dtypes import gemm_dtype
 from frontier_moe_ep.block import DTYPE_BYTES, ExpertGEMMs, QuietStats, slowest_rank
 from frontier_moe_ep.calendar import Calendar, fit_both
 from frontier_moe_ep.comm import AllToAll, copies

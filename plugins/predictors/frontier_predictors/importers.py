@@ -316,7 +316,7 @@ def _gpu_names() -> dict[str, str]:
     global _GPU_NAMES
     if _GPU_NAMES is None:
         from frontier_core import load_registry
-        from frontier_core.catalog import gpu_names
+        from frontier_core.model.catalog import gpu_names
 
         reg = load_registry()
         _GPU_NAMES = gpu_names(reg.get("hardware", n) for n in reg.names("hardware"))

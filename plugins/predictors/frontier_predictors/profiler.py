@@ -137,9 +137,9 @@ GRIDS: dict[str, Grid] = {
 
 def attention_shape(model: ModelSpec, tp: int, decode: bool = False) -> tuple[int, int, int]:
     """(heads, kv_heads, head_dim) per GPU of the model's softmax-attention calls, as the
-    execution predictor asks (``frontier_core.attention``): MLA prefill attends to
+    execution predictor asks (``frontier_core.model.attention``): MLA prefill attends to
     decompressed per-head keys, MLA decode (absorbed) to the one shared latent."""
-    from frontier_core.attention import Attention
+    from frontier_core.model.attention import Attention
 
     g = next((g for g in model.mixers(tp) if isinstance(g, Attention)), None)
     if g is None:
@@ -152,7 +152,7 @@ def attention_shape(model: ModelSpec, tp: int, decode: bool = False) -> tuple[in
 def gemm_shapes(model: ModelSpec, tp: int) -> dict[tuple[int, int], list[str]]:
     """Weight shapes (n, k) per GPU with the names that use them.
 
-    The projections of every attention kind of the model (``frontier_core.attention``),
+    The projections of every attention kind of the model (``frontier_core.model.attention``),
     ``DenseFFN`` and the LM head, so the profiled shapes are the ones the simulator
     asks about; a MoE model adds its router (n = num_experts) and shared experts
     (TP-sharded).

@@ -15,41 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from frontier_core.errors import ConfigError
+from frontier_core.model.dtypes import COMPUTE_DTYPE, DTYPE_BYTES
+from frontier_core.records import Link
 
 if TYPE_CHECKING:
-    from frontier_core.attention import Mixer
-    from frontier_core.components import Link
-
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp8_block": 1, "int8": 1,
-               "int4": 0.5, "w4afp8": 0.5, "nvfp4": 0.5 + 1 / 16, "mxfp4": 0.5 + 1 / 32}
-#: Scaled formats and the tensor-core type they compute in. ``fp8_block`` is fp8 with one
-#: scale per 128×128 block of weights (and per 1×128 of activations), the format of
-#: DeepSeek-V3's checkpoints (config.json quantization_config weight_block_size). Its
-#: scales (one fp32 per 16,384 weights) add 1/4,096 of the weight bytes, left out.
-#: Measured kernel tables keep it apart from per-tensor ``fp8``: other kernels run it
-#: (DeepGEMM, block-scaled CUTLASS).
-#:
-#: The 4-bit formats carry their scales in their bytes: ``nvfp4`` (NVIDIA's NVFP4: E2M1
-#: values with one FP8 E4M3 scale per 16, plus one fp32 scale per tensor, left out)
-#: and ``mxfp4`` (OCP Microscaling Formats v1.0: E2M1 with one E8M0 scale per 32; the
-#: experts of gpt-oss). Both compute on the fp4 tensor cores where a GPU has them
-#: (Blackwell: ``flops["fp4"]``); elsewhere the weights are dequantised and the GEMM runs
-#: at the bf16 rate (HardwareSpec.peak_flops), as Hopper's W4A16 kernels do.
-#: ``int4`` is weight-only (W4A16: AWQ, GPTQ, Kimi K2's int4 experts): 4-bit weights
-#: dequantised in the kernel, the math at the bf16 rate; its group scales (2 B per 32 to
-#: 128 weights) are left out. ``w4afp8`` is W4A8: int4 weights with fp8 activations, the
-#: math on the fp8 tensor cores (TensorRT-LLM's W4A8 AWQ and its DeepSeek MoE path,
-#: AIConfigurator's ``w4afp8`` mode); its scales are left out too.
-COMPUTE_DTYPE = {"fp8_block": "fp8", "nvfp4": "fp4", "mxfp4": "fp4", "int4": "bf16",
-                 "w4afp8": "fp8"}
-#: Weight formats whose GEMMs are priced in that format (others compute in bf16).
-GEMM_DTYPES = ("bf16", "fp16", "fp8", "fp8_block", "nvfp4", "mxfp4", "int4", "w4afp8")
-
-
-def gemm_dtype(weight_dtype: str) -> str:
-    """The dtype a model's GEMMs (and expert GEMMs) are priced in."""
-    return weight_dtype if weight_dtype in GEMM_DTYPES else "bf16"
-
+    from frontier_core.model.attention import Mixer
 
 class ModelSpec(BaseModel):
     """A decoder-only transformer: GQA or MLA attention, dense or MoE feed-forward."""
@@ -181,8 +151,8 @@ class ModelSpec(BaseModel):
         return self.num_layers if self.ffn_layers is None else self.ffn_layers
 
     def mixers(self, tp: int = 1) -> list[Mixer]:
-        """The model's layer groups by attention kind (``frontier_core.attention``)."""
-        from frontier_core.attention import mixers
+        """The model's layer groups by attention kind (``frontier_core.model.attention``)."""
+        from frontier_core.model.attention import mixers
 
         return mixers(self, tp)
 
@@ -306,8 +276,6 @@ class HardwareSpec(BaseModel):
 
     def intra_link(self) -> Link:
         """The link between GPUs of one NVLink (or Infinity Fabric) domain."""
-        from frontier_core.components import Link
-
         return Link(self.nvlink_bw, self.nvlink_latency, self.nvlink_switched,
                     self.mesh_links)
 
@@ -369,7 +337,7 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
     names, gpt-oss's and Qwen3.5's ``layer_types`` (sliding-window and linear attention),
     Qwen3-Next's ``full_attention_interval``, a multimodal checkpoint's ``text_config`` and
     the weight format of its ``quantization_config``. The attention kinds read their own
-    fields (``frontier_core.attention.hf_fields``); a field of a kind Frontier does not
+    fields (``frontier_core.model.attention.hf_fields``); a field of a kind Frontier does not
     model (``attention.HF_UNMODELLED``, an unknown ``layer_types`` entry) is an error, not
     a silent default. No hub access: the file must already be local.
     """
@@ -391,7 +359,7 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
     qc = cfg.get("quantization_config")
     if "num_hidden_layers" not in cfg and isinstance(cfg.get("text_config"), dict):
         cfg = {**cfg["text_config"], "quantization_config": qc}  # a multimodal checkpoint
-    from frontier_core.attention import hf_fields, hf_layout
+    from frontier_core.model.attention import hf_fields, hf_layout
 
     cfg = hf_layout(cfg, where)
     g = cfg.get

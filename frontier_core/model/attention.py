@@ -31,7 +31,7 @@ from frontier_core.errors import ConfigError
 from frontier_core.records import OpCall
 
 if TYPE_CHECKING:
-    from frontier_core.catalog import ModelSpec
+    from frontier_core.model.catalog import ModelSpec
 
 _ACT = 2  # activations are bf16
 _ones_cache = np.ones(256, np.int64)
@@ -54,7 +54,7 @@ class Mixer:
     kind = ""
 
     def __init__(self, model: ModelSpec, layers: int, tp: int = 1) -> None:
-        from frontier_core.catalog import DTYPE_BYTES
+        from frontier_core.model.dtypes import DTYPE_BYTES
 
         self.model = model
         self.layers = layers
@@ -365,7 +365,7 @@ class GatedDeltaNet(Mixer):
     chunk = 64
 
     def __init__(self, model: ModelSpec, layers: int, tp: int = 1) -> None:
-        from frontier_core.catalog import DTYPE_BYTES
+        from frontier_core.model.dtypes import DTYPE_BYTES
 
         super().__init__(model, layers, tp)
         m = model
