@@ -22,7 +22,7 @@ import numpy as np
 
 from frontier_core.components import BuildContext
 from frontier_core.config import RunConfig
-from frontier_core.execution import DenseFFN, ExecutionPredictor
+from frontier_core.execution.predictor import DenseFFN, ExecutionPredictor
 from frontier_core.model.catalog import ModelSpec
 from frontier_core.plugins import load_registry
 from frontier_core.records import Batch, Request

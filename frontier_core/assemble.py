@@ -21,9 +21,9 @@ from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
 from frontier_core.configfile import validate_options
 from frontier_core.engine import ClusterWorker, GlobalController, PagedKVCache, ReplicaWorker
 from frontier_core.engine.replica import replica_kv_blocks
-from frontier_core.engines import EngineModel, resolve_engine
 from frontier_core.errors import ConfigError
-from frontier_core.execution import ExecutionPredictor
+from frontier_core.execution.engines import EngineModel, resolve_engine
+from frontier_core.execution.predictor import ExecutionPredictor
 from frontier_core.model.catalog import HardwareSpec, ModelSpec, model_from_hf_config
 from frontier_core.model.dtypes import DTYPE_BYTES
 from frontier_core.plugins import Registry
@@ -443,8 +443,8 @@ def _speculator(cfg: RunConfig, cc: ClusterConfig, ci: int, model: ModelSpec,
                 moe: Any) -> Any:
     """The cluster's Speculator: its drafter shares the target's predictor chain (and
     credits the same backends); its acceptance draws have their own seeded stream."""
-    from frontier_core.execution import DenseFFN
-    from frontier_core.speculative import Speculator
+    from frontier_core.execution.predictor import DenseFFN
+    from frontier_core.execution.speculative import Speculator
 
     sc = cc.speculative
     assert sc is not None and draft is not None
@@ -501,7 +501,7 @@ def _build_chain(registry: Registry, cfg: RunConfig, ctx: BuildContext) -> list[
 def _chain_factory(registry: Registry, cfg: RunConfig, ctx: BuildContext,
                    hw: dict[str, HardwareSpec], where: str):
     """``answer_for(gpu)``: the run's predictor chain built for another GPU kind."""
-    from frontier_core.execution import chain_answer
+    from frontier_core.execution.predictor import chain_answer
 
     cache: dict[str, Any] = {}
 

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frontier_core.engines import ENGINE_NAMES
 from frontier_core.errors import ConfigError
+from frontier_core.execution.engines import ENGINE_NAMES
 from frontier_core.model.catalog import gpu_names
 
 #: Columns a row must have (the rest are read when present).
@@ -517,7 +517,7 @@ def row_config(row: Row, models: dict[str, Any], gpus: Mapping[str, str] | set[s
         m.reason = spec
         return m
     # The engine as the row ran it: its scheduler defaults, CUDA graphs, host time and
-    # ingress (frontier_core/engines.py).
+    # ingress (frontier_core/execution/engines.py).
     engine = {"name": backend, "version": row.get("backend_version") or None}
     mode = row.get("mode").lower()
     if mode == "agg":

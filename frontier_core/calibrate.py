@@ -1,6 +1,6 @@
 """``frontier calibrate``: fit an engine's host constants to serving benchmarks.
 
-An engine's host time per step (frontier_core/engines.py) is CPU work, ``base + per_seq ×
+An engine's host time per step (frontier_core/execution/engines.py) is CPU work, ``base + per_seq ×
 sequences``, hidden behind the GPU's forward pass when the engine overlaps the two, plus
 a gap per step that nothing hides. Calibration simulates every covered row of one engine
 in a benchmark file (the columns of ``frontier validate serving``) with no host time,
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from frontier_core.engines import HOST_KEYS
 from frontier_core.errors import ConfigError
+from frontier_core.execution.engines import HOST_KEYS
 
 KEYS = HOST_KEYS
 

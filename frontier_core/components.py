@@ -49,7 +49,7 @@ class EngineSpec:
 
     ``preset(version, device, tp)`` returns, for the parsed version (a tuple, or None
     for the newest), the cluster's ``HardwareSpec`` and TP degree, the fields of
-    ``frontier_core.engines.EngineModel`` that the engine sets: ``scheduler`` (a
+    ``frontier_core.execution.engines.EngineModel`` that the engine sets: ``scheduler`` (a
     scheduler name and its options, as a config's ``scheduler:``), ``graph_sizes``,
     ``graph_by_tokens``, ``graph_mixed``, ``graph_full_decode``, ``graph_pad``,
     ``overlap``. ``host`` holds its default host constants (``base_s``, ``per_seq_s``,

@@ -156,7 +156,7 @@ class SpeculativeConfig(_Strict):
 
 
 class EngineConfig(_Strict):
-    """The serving engine a cluster runs, as it ships (see frontier_core/engines.py and
+    """The serving engine a cluster runs, as it ships (see frontier_core/execution/engines.py and
     docs/engines.md): ``engine: vllm`` or ``{name: sglang, version: 0.5.9}``. It sets
     the scheduler and its limits (unless the cluster gives ``scheduler:``), CUDA-graph
     capture sizes, the host time each iteration adds, and the serial ingress of

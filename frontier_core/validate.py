@@ -9,7 +9,7 @@ per row and per (system, backend, mode, model) group. A row Frontier cannot expr
 not guessed: it is counted under a reason (``coverage``).
 
 The row → config mapping is frontier_core/benchrows.py; each row names its engine and
-version, and frontier_core/engines.py models how that engine runs (docs/engines.md).
+version, and frontier_core/execution/engines.py models how that engine runs (docs/engines.md).
 """
 
 from __future__ import annotations

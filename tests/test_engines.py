@@ -1,4 +1,4 @@
-"""Engine models (frontier_core/engines.py): presets as the engines ship them, CUDA-graph
+"""Engine models (frontier_core/execution/engines.py): presets as the engines ship them, CUDA-graph
 padding, host time overlapped or added, serial ingress, and explicit settings winning."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from simhelpers import run_sim, small_config
 
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.config import EngineConfig
-from frontier_core.engines import EAGER, FULL, PIECEWISE, parse_version, resolve_engine
 from frontier_core.errors import ConfigError
+from frontier_core.execution.engines import EAGER, FULL, PIECEWISE, parse_version, resolve_engine
 
 GPUS = {h.name: h for h in HARDWARE}
 

@@ -48,7 +48,7 @@ def bare_executor(registry, model, gpu, tp):
     from types import SimpleNamespace
 
     from frontier_core.components import BuildContext
-    from frontier_core.execution import DenseFFN, ExecutionPredictor
+    from frontier_core.execution.predictor import DenseFFN, ExecutionPredictor
 
     m = registry.get("model", model)
     hw = registry.get("hardware", gpu)

@@ -14,8 +14,8 @@ from simhelpers import run_sim, small_config
 from frontier_core.assemble import assemble
 from frontier_core.config import SpeculativeConfig
 from frontier_core.errors import ConfigError
+from frontier_core.execution.speculative import Speculator
 from frontier_core.records import Batch, Request
-from frontier_core.speculative import Speculator
 from frontier_core.testing import LinearPredictor
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from frontier_core.components import EngineSpec
-from frontier_core.engines import GiB
-from frontier_core.engines import at_least as _at_least
+from frontier_core.execution.engines import GiB
+from frontier_core.execution.engines import at_least as _at_least
 from frontier_core.model.catalog import HardwareSpec
 
 # Host time per iteration by engine: CPU work (base s, s per sequence, s per token) and

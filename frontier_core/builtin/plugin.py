@@ -8,7 +8,7 @@ from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.builtin.models import MODELS
 from frontier_core.builtin.roofline import RooflineOptions, build_roofline
 from frontier_core.components import ComponentSpec
-from frontier_core.execution import DenseFFN
+from frontier_core.execution.predictor import DenseFFN
 from frontier_core.markers import hookimpl
 
 

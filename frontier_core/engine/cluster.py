@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import simpy
 
     from frontier_core.components import Router
-    from frontier_core.engines import EngineModel
+    from frontier_core.execution.engines import EngineModel
 
 
 class ClusterWorker:

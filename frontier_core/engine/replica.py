@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import simpy
 
     from frontier_core.components import Scheduler
-    from frontier_core.execution import ExecutionPredictor
+    from frontier_core.execution.predictor import ExecutionPredictor
 
 # Waiting requests (from the head) matched against the prefix cache before a schedule.
 MATCH_WINDOW = 256

@@ -13,7 +13,7 @@ from frontier_core import BuildContext, ComponentSpec, ConfigError, hookimpl
 from frontier_core.builtin.hardware import HARDWARE
 from frontier_core.builtin.models import MODELS
 from frontier_core.config import ClusterConfig, RunConfig
-from frontier_core.execution import DenseFFN, ExecutionPredictor
+from frontier_core.execution.predictor import DenseFFN, ExecutionPredictor
 from frontier_core.records import Batch, OpCall, Request
 
 MODEL = {m.name: m for m in MODELS}

@@ -6,7 +6,7 @@ family (docs/profiles.md): ``gemm.csv``, ``attention_prefill.csv``,
 ``attention_decode.csv`` and, for a mixture-of-experts model, ``moe_experts.csv``.
 
 - GEMMs: y = x·Wᵀ (``F.linear``) for every weight shape the simulator's
-  execution model (``frontier_core.execution``) prices — QKV/O or the MLA
+  execution model (``frontier_core.execution.predictor``) prices — QKV/O or the MLA
   projections, the dense MLP, the LM head — plus a MoE model's router and
   shared experts, over a grid of token counts m.
 - Attention: heterogeneous batches whose lengths are drawn (seeded) from a

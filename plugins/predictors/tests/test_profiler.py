@@ -31,7 +31,7 @@ from frontier_predictors.profiles import ProfileError, load_tables, read_table  
 from frontier_core import ModelSpec  # noqa: E402
 from frontier_core.builtin.hardware import HARDWARE  # noqa: E402
 from frontier_core.builtin.models import MODELS  # noqa: E402
-from frontier_core.execution import DenseFFN, ExecutionPredictor  # noqa: E402
+from frontier_core.execution.predictor import DenseFFN, ExecutionPredictor  # noqa: E402
 from frontier_core.records import Batch, OpCall, Request  # noqa: E402
 
 MODEL = {m.name: m for m in MODELS}

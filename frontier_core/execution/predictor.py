@@ -35,8 +35,8 @@ from frontier_core.model.dtypes import DTYPE_BYTES, gemm_dtype
 from frontier_core.records import Batch, OpCall
 
 if TYPE_CHECKING:
-    from frontier_core.engines import EngineModel
-    from frontier_core.speculative import Speculator
+    from frontier_core.execution.engines import EngineModel
+    from frontier_core.execution.speculative import Speculator
 
 # Elementwise traffic per token per layer, in multiples of hidden_size activations:
 # two RMSNorms (read+write each), RoPE on Q/K (~1), two residual adds (read 2,
@@ -101,12 +101,12 @@ class ExecutionPredictor:
         self._part_memo: dict[tuple[str, int], tuple[float, list[float]]] = {}
         self._extra_memo: dict[tuple[int, int], tuple[float, list[float]]] = {}
         self._recompute_memo: dict[tuple[int, int], float] = {}
-        # Speculative decoding (frontier_core.speculative): drafting cost per iteration.
+        # Speculative decoding (frontier_core.execution.speculative): drafting cost per iteration.
         self.spec: Speculator | None = None
         # Host-side scheduling per pass; a drafter's passes run inside the target's
         # engine step, whose host overhead is counted once.
         self.host_overhead = engine is None
-        # The serving engine (frontier_core.engines): CUDA-graph padding and the host
+        # The serving engine (frontier_core.execution.engines): CUDA-graph padding and the host
         # time it adds to each iteration.
         self.engine = engine
         # Set on a drafter: the target it drafts for (its passes stay out of the

@@ -27,7 +27,7 @@ from frontier_core.records import Batch
 
 if TYPE_CHECKING:
     from frontier_core.config import SpeculativeConfig
-    from frontier_core.execution import ExecutionPredictor
+    from frontier_core.execution.predictor import ExecutionPredictor
 
 
 class Speculator:
