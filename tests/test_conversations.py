@@ -14,10 +14,10 @@ from simhelpers import small_config
 
 from frontier_core.assemble import assemble
 from frontier_core.config import WorkloadConfig
-from frontier_core.conversations import transcripts
 from frontier_core.errors import ConfigError, TraceError
 from frontier_core.metrics import request_table, requests_csv, summarize
 from frontier_core.workload import build_workload
+from frontier_core.workload.conversations import transcripts
 
 
 def fixed(value: int) -> dict[str, Any]:

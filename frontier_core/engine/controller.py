@@ -3,7 +3,7 @@
 Open-loop arrivals come from the workload's arrival times; a closed loop runs
 ``concurrency`` clients, each sending its next request when the previous one
 finished (plus think time). With multi-turn conversations (see
-frontier_core/conversations.py) each conversation is one process that sends its turns
+frontier_core/workload/conversations.py) each conversation is one process that sends its turns
 in order, each after the previous one completed: open loop, it starts at its first
 turn's arrival time; closed loop, each client runs one conversation after another.
 """

@@ -1,15 +1,5 @@
-"""Turn a ``WorkloadConfig`` into request arrays: prompt and output lengths (tokens) and
-arrival times (seconds), from a trace file or from seeded synthetic distributions.
-
-Trace formats (see ``TraceConfig``): ``azure`` CSV (TIMESTAMP, ContextTokens,
-GeneratedTokens), ``mooncake`` JSONL (timestamp in ms, input_length, output_length;
-its hash_ids, one per ``hash_block`` prompt tokens, feed prefix caching) and ``lengths`` CSV (Vidur/Sarathi column names, with an
-optional ``arrived_at`` column in seconds). Files are read with the csv and json modules;
-every problem in them is a ``TraceError`` naming the file and 1-based line. A ``lengths``
-CSV with a ``conversation_id`` column, or mooncake records with a ``conversation_id`` key,
-are replayed as multi-turn conversations; ``workload.conversations`` generates synthetic
-ones (both in frontier_core/conversations.py).
-"""
+"""Trace files: ``azure`` CSV, ``mooncake`` JSONL and ``lengths`` CSV (see the package's
+docstring). Every problem in a file is a ``TraceError`` naming the file and 1-based line."""
 
 from __future__ import annotations
 
@@ -18,25 +8,15 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from frontier_core.config import (
-    MAX_REQUESTS,
     MAX_TOKENS,
-    ArrivalConfig,
-    ClosedLoopConfig,
     EmpiricalLength,
-    FixedLength,
-    LengthDist,
-    LognormalLength,
     TraceConfig,
-    UniformLength,
-    WorkloadConfig,
-    ZipfLength,
 )
 from frontier_core.errors import ConfigError, TraceError
 
@@ -61,234 +41,7 @@ _Row = tuple[
 ]
 
 
-@dataclass
-class Workload:
-    """The requests of one run, in arrival order.
-
-    ``prompt_len`` and ``output_len`` are int64 token counts, each >= 1. ``arrival`` is
-    float64 seconds, non-decreasing; the first request arrives at 0 (traces are rebased to
-    their first replayed row), or ``arrival`` is None for a closed loop, whose clients
-    are described by ``closed_loop``. ``source`` is a one-line description for reports.
-    """
-
-    prompt_len: np.ndarray
-    output_len: np.ndarray
-    arrival: np.ndarray | None
-    closed_loop: ClosedLoopConfig | None
-    source: str
-    warmup: int = 0  # the first ``warmup`` requests are not measured
-    # Per request: content hashes of its prompt's blocks of ``prefix_block`` tokens.
-    prefix: list[tuple[int, ...]] | None = None
-    prefix_block: int = 0
-    # Per request, tokens its hashes describe (int64; None: each request's prompt).
-    prefix_tokens: np.ndarray | None = None
-    # Multi-turn conversations (None: independent requests), per request: conversation
-    # id (int64, numbered by first request), turn (int64, 0-based, in request order) and
-    # seconds to wait after the previous turn completes (float64). A turn after the
-    # first is sent at max(arrival, previous turn's completion + think_s); see
-    # frontier_core/conversations.py.
-    conversation: np.ndarray | None = None
-    turn: np.ndarray | None = None
-    think_s: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.prompt_len)
-
-
-def build_workload(
-    cfg: WorkloadConfig, rng: np.random.Generator, resolve: Callable[[str], Path]
-) -> Workload:
-    """Build the run's requests from ``cfg``; every random draw comes from ``rng``.
-
-    ``resolve`` maps a config path string to a file (pass ``RunConfig.resolve``).
-    Trace times are rebased to the first replayed row (after ``start``) and multiplied by
-    ``time_scale``; a given ``arrival`` process replaces trace times, and ``prompt_len`` /
-    ``output_len`` distributions given next to a trace replace that trace column.
-    ``num_requests`` keeps the first N requests and ``duration_s`` drops arrivals after
-    that many seconds (a trace shorter than N is used as is, never looped; a closed loop
-    has no arrivals for ``duration_s`` to cut). An output length of 0 in a file is raised
-    to 1, since a request always yields at least one token; a prompt length of 0 is a
-    ``TraceError``. A workload left with no requests is a ``ConfigError``.
-
-    Conversations (synthetic, or a trace's ``conversation_id``) are described in
-    frontier_core/conversations.py.
-    """
-    if cfg.conversations is not None:
-        # Imported here: conversations.py builds on this module's helpers.
-        from frontier_core.conversations import synthetic_conversations
-
-        return synthetic_conversations(cfg, rng, resolve)
-    n = cfg.num_requests
-    arrival: np.ndarray | None = None
-    trace_prompt: np.ndarray | None = None
-    trace_output: np.ndarray | None = None
-    prefix: list[tuple[int, ...]] | None = None
-    convs: list[tuple[int, str | None, object]] | None = None
-    if cfg.trace is not None:
-        timed = cfg.arrival is None and cfg.closed_loop is None
-        trace_prompt, trace_output, arrival, prefix, convs = _read_trace(
-            cfg.trace, resolve, timed, n, cfg.duration_s
-        )
-        n = len(trace_prompt)
-    elif n is None and cfg.closed_loop is not None:
-        raise ConfigError(
-            "a synthetic closed-loop workload needs workload.num_requests (duration_s alone "
-            "gives no request count without arrival times); set num_requests"
-        )
-    if cfg.arrival is not None:
-        if n is None and cfg.duration_s is not None:
-            expected = cfg.arrival.rate * cfg.duration_s
-            if expected > MAX_REQUESTS:
-                raise ConfigError(
-                    f"workload.arrival.rate × workload.duration_s = {cfg.arrival.rate:g} × "
-                    f"{cfg.duration_s:g} s ≈ {expected:.3g} requests, more than the "
-                    f"{MAX_REQUESTS:,} one run may have; lower the rate or the duration, or "
-                    "set workload.num_requests."
-                )
-        # The first arrival is at 0 <= duration_s, so this is never empty.
-        arrival = _synthetic_arrivals(cfg.arrival, n, cfg.duration_s, rng)
-    if arrival is not None:
-        n = len(arrival)
-    assert n is not None
-    prompt = _lengths(cfg.prompt_len, trace_prompt, n, rng, resolve, "prompt_len")
-    output = _lengths(cfg.output_len, trace_output, n, rng, resolve, "output_len")
-    if prefix is not None and (cfg.prompt_len is not None or len(prefix) != n):
-        prefix = None  # hashes describe the trace's prompts, not replaced or cut ones
-    wl = Workload(
-        prompt_len=prompt,
-        output_len=np.maximum(output, 1),
-        arrival=arrival,
-        closed_loop=cfg.closed_loop,
-        source=_describe(cfg, n, resolve),
-        prefix=prefix,
-        prefix_block=cfg.trace.hash_block if prefix is not None and cfg.trace else 0,
-        warmup=cfg.warmup_requests,
-    )
-    if cfg.warmup_requests >= n:
-        raise ConfigError(
-            f"workload.warmup_requests is {cfg.warmup_requests} but the workload has {n} "
-            "requests, so none would be measured; lower warmup_requests or raise "
-            "num_requests."
-        )
-    if convs is not None and cfg.trace is not None:
-        from frontier_core.conversations import trace_conversations
-
-        trace_conversations(wl, convs[:n], resolve(cfg.trace.path))
-    return wl
-
-
-# ---- synthetic arrivals and lengths --------------------------------------------------
-
-
-def _gaps(acfg: ArrivalConfig, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` inter-arrival gaps in seconds."""
-    if acfg.process == "poisson":
-        return rng.exponential(1.0 / acfg.rate, size)
-    if acfg.process == "gamma":
-        cv2 = acfg.cv * acfg.cv
-        return rng.gamma(1.0 / cv2, cv2 / acfg.rate, size)
-    return np.full(size, 1.0 / acfg.rate)
-
-
-def _synthetic_arrivals(
-    acfg: ArrivalConfig, n: int | None, duration_s: float | None, rng: np.random.Generator
-) -> np.ndarray:
-    """Arrival times in seconds, the first at 0: exactly ``n`` of them when ``n`` is given,
-    else as many as fall within ``duration_s``; either way none after ``duration_s``."""
-    if acfg.process == "fixed":
-        # Exact multiples of the interval rather than a cumulative sum of rounded gaps.
-        count = n if n is not None else math.floor((duration_s or 0.0) * acfg.rate) + 1
-        arrival = np.arange(count, dtype=np.float64) / acfg.rate
-    elif n is not None:
-        arrival = np.concatenate(([0.0], np.cumsum(_gaps(acfg, n - 1, rng))))
-    else:
-        # NOTE: perf — draw gaps in vectorised chunks of ~1.1x the expected count.
-        assert duration_s is not None
-        chunk = max(256, int(acfg.rate * duration_s * 1.1) + 16)
-        parts = [np.zeros(1)]
-        while parts[-1][-1] <= duration_s:
-            parts.append(parts[-1][-1] + np.cumsum(_gaps(acfg, chunk, rng)))
-        arrival = np.concatenate(parts)
-    if duration_s is not None:
-        arrival = arrival[arrival <= duration_s]
-    return arrival
-
-
-def _lengths(
-    dist: LengthDist | None,
-    column: np.ndarray | None,
-    n: int,
-    rng: np.random.Generator,
-    resolve: Callable[[str], Path],
-    field: str,
-) -> np.ndarray:
-    """``n`` lengths in tokens (int64): drawn from ``dist`` when given, else the trace column."""
-    if dist is None:
-        assert column is not None  # the config validator requires a trace or both dists
-        return column[:n]
-    if isinstance(dist, FixedLength):
-        return np.full(n, dist.value, dtype=np.int64)
-    if isinstance(dist, UniformLength):
-        return rng.integers(dist.low, dist.high, size=n, endpoint=True, dtype=np.int64)
-    if isinstance(dist, LognormalLength | ZipfLength) and dist.min > dist.max:
-        raise ConfigError(
-            f"workload.{field}: min={dist.min} exceeds max={dist.max}; make min <= max"
-        )
-    if isinstance(dist, LognormalLength):
-        x = rng.lognormal(math.log(dist.median), dist.sigma, n)
-        return np.clip(np.rint(x), dist.min, dist.max).astype(np.int64)
-    if isinstance(dist, ZipfLength):
-        # Cap before scaling: zipf draws are unbounded and could overflow int64 when scaled.
-        z = np.minimum(rng.zipf(dist.alpha, n), dist.max // dist.scale + 1) * dist.scale
-        return np.clip(z, dist.min, dist.max).astype(np.int64)
-    assert isinstance(dist, EmpiricalLength)
-    values = _empirical(dist, resolve, field)
-    return values[rng.integers(0, len(values), size=n)]
-
-
-def _empirical(dist: EmpiricalLength, resolve: Callable[[str], Path], field: str) -> np.ndarray:
-    """All values (tokens) of one CSV column, for sampling with replacement."""
-    path = resolve(dist.path)
-    reader, header = _open_csv(path, f"workload.{field}.path")
-    if dist.column not in header:
-        raise TraceError(
-            f"{path}:1: no column {dist.column!r} for workload.{field} (empirical); the "
-            f"header has {header}; set workload.{field}.column to one of them"
-        )
-    col = header.index(dist.column)
-    zero_ok = field == "output_len"
-    values = [
-        _length(_field(row, col, path, line, dist.column), path, line, dist.column, zero_ok)
-        for line, row in reader
-    ]
-    if not values:
-        raise TraceError(
-            f"{path}: has a header but no data rows; give a CSV with {dist.column!r} values"
-        )
-    return np.maximum(np.asarray(values, dtype=np.int64), 1)
-
-
-def _describe(cfg: WorkloadConfig, n: int, resolve: Callable[[str], Path]) -> str:
-    """One line saying where the requests came from."""
-    parts = []
-    if cfg.trace is not None:
-        parts.append(f"{cfg.trace.format} trace {resolve(cfg.trace.path).name} ({n} rows)")
-    else:
-        parts.append(f"synthetic ({n} requests)")
-    if cfg.arrival is not None:
-        parts.append(f"{cfg.arrival.process} arrivals at {cfg.arrival.rate:g} req/s")
-    if cfg.closed_loop is not None:
-        parts.append(f"closed loop, concurrency {cfg.closed_loop.concurrency}")
-    for name, dist in (("prompt", cfg.prompt_len), ("output", cfg.output_len)):
-        if dist is not None:
-            parts.append(f"{name} {dist.dist}")
-    return ", ".join(parts)
-
-
-# ---- trace files -----------------------------------------------------------------------
-
-
-def _read_trace(
+def read_trace(
     tcfg: TraceConfig,
     resolve: Callable[[str], Path],
     timed: bool,
@@ -553,3 +306,25 @@ def _azure_time(text: str, path: Path, line: int, name: str) -> float:
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return float((dt - _EPOCH) // _MICROSECOND)
+
+
+def empirical_column(dist: EmpiricalLength, resolve: Callable[[str], Path], field: str) -> np.ndarray:
+    """All values (tokens) of one CSV column, for sampling with replacement."""
+    path = resolve(dist.path)
+    reader, header = _open_csv(path, f"workload.{field}.path")
+    if dist.column not in header:
+        raise TraceError(
+            f"{path}:1: no column {dist.column!r} for workload.{field} (empirical); the "
+            f"header has {header}; set workload.{field}.column to one of them"
+        )
+    col = header.index(dist.column)
+    zero_ok = field == "output_len"
+    values = [
+        _length(_field(row, col, path, line, dist.column), path, line, dist.column, zero_ok)
+        for line, row in reader
+    ]
+    if not values:
+        raise TraceError(
+            f"{path}: has a header but no data rows; give a CSV with {dist.column!r} values"
+        )
+    return np.maximum(np.asarray(values, dtype=np.int64), 1)

@@ -40,7 +40,7 @@ import numpy as np
 
 from frontier_core.config import WorkloadConfig
 from frontier_core.errors import ConfigError, TraceError
-from frontier_core.workload import Workload, _lengths, _synthetic_arrivals
+from frontier_core.workload.sampling import Workload, lengths, synthetic_arrivals
 
 
 def synthetic_conversations(
@@ -60,18 +60,18 @@ def synthetic_conversations(
     counts: np.ndarray | None = None
     if n is not None:
         # n conversations of at least one turn always hold n turns: draw them, keep enough.
-        drawn = _lengths(cc.turns, None, n, rng, resolve, "conversations.turns")
+        drawn = lengths(cc.turns, None, n, rng, resolve, "conversations.turns")
         ends = np.cumsum(drawn)
         k = int(np.searchsorted(ends, n)) + 1
         counts = drawn[:k].copy()
         counts[-1] -= int(ends[k - 1]) - n
     starts: np.ndarray | None = None
     if cfg.arrival is not None:
-        starts = _synthetic_arrivals(
+        starts = synthetic_arrivals(
             cfg.arrival, None if counts is None else len(counts), cfg.duration_s, rng
         )
         if counts is None:
-            counts = _lengths(cc.turns, None, len(starts), rng, resolve, "conversations.turns")
+            counts = lengths(cc.turns, None, len(starts), rng, resolve, "conversations.turns")
         counts = counts[: len(starts)]
     elif counts is None:
         raise ConfigError(
@@ -83,8 +83,8 @@ def synthetic_conversations(
     conversation = np.repeat(np.arange(k, dtype=np.int64), counts)
     first = np.cumsum(counts) - counts  # index of each conversation's first turn
     turn = np.arange(total, dtype=np.int64) - np.repeat(first, counts)
-    user = _lengths(cfg.prompt_len, None, total, rng, resolve, "prompt_len")
-    answer = np.maximum(_lengths(cfg.output_len, None, total, rng, resolve, "output_len"), 1)
+    user = lengths(cfg.prompt_len, None, total, rng, resolve, "prompt_len")
+    answer = np.maximum(lengths(cfg.output_len, None, total, rng, resolve, "output_len"), 1)
     if cc.think_time_s > 0:
         think = rng.exponential(cc.think_time_s, total)
         think[turn == 0] = 0.0
@@ -93,7 +93,7 @@ def synthetic_conversations(
     hidden = np.zeros(total, dtype=np.int64)
     if cc.reasoning is not None:
         reasons = rng.random(total) < cc.reasoning.fraction
-        tokens = _lengths(cc.reasoning.tokens, None, total, rng, resolve,
+        tokens = lengths(cc.reasoning.tokens, None, total, rng, resolve,
                           "conversations.reasoning.tokens")
         hidden = np.where(reasons, tokens, 0).astype(np.int64)
     system = (rng.integers(0, cc.system_prompts, size=k) if cc.system_prompts > 1
