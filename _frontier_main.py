@@ -76,7 +76,7 @@ def message(e: Interrupted, argv: list[str]) -> str:
 def main() -> None:
     for s in _WHY:
         signal.signal(s, _early)
-    from frontier_core import cli
+    from frontier_core.app import cli
 
     for s in _WHY:
         signal.signal(s, _stop)

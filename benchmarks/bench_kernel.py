@@ -88,9 +88,9 @@ def config(case: str, predictor: str, model: str | None = None) -> dict:
 
 
 def run_case(case: str, predictor: str, model: str | None = None) -> dict:
+    from frontier_core.app.metrics import summarize
     from frontier_core.assemble import assemble
     from frontier_core.config import RunConfig
-    from frontier_core.metrics import summarize
     from frontier_core.plugins import load_registry
 
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from frontier_core.sweep import sweep
+from frontier_core.app.sweep import sweep
 
 CONFIG = """\
 model: llama-2-7b

@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 
 from frontier_core import load_registry
+from frontier_core.app.metrics import summarize
 from frontier_core.assemble import assemble
 from frontier_core.configfile import load_config
-from frontier_core.metrics import summarize
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "moe_cross_cluster.yaml"
 LAYOUTS = {

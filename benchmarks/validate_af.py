@@ -22,9 +22,9 @@ import argparse
 import json
 
 from frontier_core import load_registry
+from frontier_core.app.metrics import summarize
 from frontier_core.assemble import assemble
 from frontier_core.config import RunConfig
-from frontier_core.metrics import summarize
 
 
 def run(n_a: int, m: int, requests: int, registry, concurrency: int = 2048) -> dict:

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from frontier_core import load_registry
+from frontier_core.app.metrics import request_table
 from frontier_core.assemble import assemble
 from frontier_core.config import RunConfig
-from frontier_core.metrics import request_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data/traces"

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from frontier_core.app.metrics import request_table, summarize
 from frontier_core.assemble import assemble
 from frontier_core.config import RunConfig
-from frontier_core.metrics import request_table, summarize
 from frontier_core.plugins import load_registry
 
 

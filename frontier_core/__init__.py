@@ -6,12 +6,10 @@ The names in ``__all__`` are the public API: the Python API (``simulate``, ``swe
 
 from __future__ import annotations
 
-# The Python API. ``frontier_core.sweep`` is also a module: it is imported first, so that
-# its import never rebinds the name ``sweep`` here to the module.
-import frontier_core.sweep  # noqa: F401
-from frontier_core import outdir
 from frontier_core._version import __version__
-from frontier_core.api import Result, load, simulate, sweep
+from frontier_core.app import outdir
+from frontier_core.app.api import Result, load, simulate, sweep
+from frontier_core.app.summary import Summary
 from frontier_core.builtin.roofline import RooflineOptions, RooflinePredictor
 from frontier_core.builtin.transfer import collective_time
 from frontier_core.components import (
@@ -48,7 +46,6 @@ from frontier_core.model.catalog import HardwareSpec, ModelSpec
 from frontier_core.model.dtypes import DTYPE_BYTES
 from frontier_core.plugins import install_hint, load_registry
 from frontier_core.records import OPS, Batch, OpCall, Request
-from frontier_core.summary import Summary
 
 __all__ = [
     # the Python API (docs/api.md)

@@ -1,4 +1,4 @@
-"""The Python API (frontier_core.api, exported at the top level): a config given as a
+"""The Python API (frontier_core.app.api, exported at the top level): a config given as a
 path, a mapping or a RunConfig runs the same simulation; overrides in every form agree;
 the typed summary, the request table and ``save`` match what ``frontier run`` writes;
 ``fc.sweep`` takes Python configs and grids and writes nothing without ``out_dir``."""
@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 import frontier_core as fc
-from frontier_core.cli import app
+from frontier_core.app.cli import app
 from frontier_core.errors import ConfigError
 
 SMALL = """\
@@ -75,7 +75,7 @@ def test_summary_is_typed_and_matches_summary_json(config_file, registry, tmp_pa
 
 
 def test_save_writes_what_frontier_run_writes(config_file, registry, tmp_path, monkeypatch):
-    import frontier_core.cli as cli
+    import frontier_core.app.cli as cli
 
     monkeypatch.setattr(cli, "_REGISTRY", [registry])
     r = CliRunner().invoke(app, ["run", str(config_file), "-o", str(tmp_path / "cli"), "-q"])
@@ -125,8 +125,8 @@ def test_sweep_takes_python_configs_and_writes_nothing_without_out_dir(
 
 
 def test_sweep_stays_the_function_after_the_module_is_imported():
-    from frontier_core.api import sweep
-    from frontier_core.sweep import expand  # noqa: F401
+    from frontier_core.app.api import sweep
+    from frontier_core.app.sweep import expand  # noqa: F401
 
     assert fc.sweep is sweep
     assert set(fc.__all__) >= {"simulate", "sweep", "load", "Result", "Summary", "RunConfig"}
@@ -151,7 +151,7 @@ def test_version_flag():
 
 
 def test_sweep_cli_set_and_json(config_file, registry, tmp_path, monkeypatch):
-    import frontier_core.cli as cli
+    import frontier_core.app.cli as cli
 
     monkeypatch.setattr(cli, "_REGISTRY", [registry])
     r = CliRunner().invoke(app, ["sweep", str(config_file), "--grid",

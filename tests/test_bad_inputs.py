@@ -22,7 +22,7 @@ pytest.importorskip("frontier_predictors")
 
 from simhelpers import SERVING_ROW  # noqa: E402
 
-from frontier_core import cli  # noqa: E402
+from frontier_core.app import cli  # noqa: E402
 
 WORKLOAD = (
     "workload:\n"

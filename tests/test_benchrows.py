@@ -1,4 +1,4 @@
-"""Benchmark rows → run configs as the tool ran them (frontier_core/benchrows.py): the
+"""Benchmark rows → run configs as the tool ran them (frontier_core/app/benchrows.py): the
 annotations file, the tool's request count, warm-up and length draw, MTP rows, and a
 closed loop whose clients spread out with the tool's lengths and no added delay."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from simhelpers import SERVING_ROW, run_sim, small_config
 
-from frontier_core.benchrows import (
+from frontier_core.app.benchrows import (
     ROUNDS,
     Row,
     benchmark_client,
@@ -35,7 +35,7 @@ def _gpus(registry) -> dict[str, str]:
 
 
 def _map(registry, **kw: str):
-    from frontier_core.benchrows import model_index
+    from frontier_core.app.benchrows import model_index
 
     return row_config(_row(**kw), model_index(registry), _gpus(registry),
                       set(registry.names("workflow")), set(registry.names("ffn_block")))
@@ -163,7 +163,7 @@ def test_a_bad_annotations_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_row_whose_config_is_refused_says_why(registry, monkeypatch) -> None:
-    import frontier_core.benchrows as br
+    import frontier_core.app.benchrows as br
 
     # A length the run config refuses (0 tokens) must become the row's reason when the
     # rows are read, not a failure in a worker later.
@@ -216,7 +216,7 @@ TRT = "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8.1.post1"
 
 
 def test_inferencex_rows_take_the_config_in_force_when_measured() -> None:
-    from frontier_core.benchrows import inferencex_deployment
+    from frontier_core.app.benchrows import inferencex_deployment
 
     row = {**DISAGG, "model_path": "deepseek-ai/DeepSeek-R1", "system": "b200_sxm",
            "backend": "sglang", "precision": "fp8", "osl": "1024"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from frontier_core.calibrate import fit_host
+from frontier_core.app.calibrate import fit_host
 
 SAMPLE = Path(__file__).parent / "data" / "serving_sample.csv"
 
@@ -44,7 +44,7 @@ def test_fit_never_goes_negative() -> None:
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "frontier_core.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "frontier_core.app.cli", *args], cwd=cwd,
                           capture_output=True, text=True, env=env)
 
 
@@ -101,9 +101,9 @@ def test_calibrate_recovers_constants_from_rows_the_simulator_generated(tmp_path
 
     from simhelpers import SERVING_ROW
 
-    from frontier_core.benchrows import map_rows
-    from frontier_core.calibrate import calibrate
-    from frontier_core.validate import Row, simulate_row
+    from frontier_core.app.benchrows import map_rows
+    from frontier_core.app.calibrate import calibrate
+    from frontier_core.app.validate import Row, simulate_row
 
     # CPU work per sequence that outlasts the forward pass of the larger batches.
     truth = {"host_base_s": 0.0, "host_per_seq_s": 300e-6, "host_per_token_s": 0.0,

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from simhelpers import small_config
 
+from frontier_core.app.metrics import request_table, requests_csv, summarize
 from frontier_core.assemble import assemble
 from frontier_core.config import WorkloadConfig
 from frontier_core.errors import ConfigError, TraceError
-from frontier_core.metrics import request_table, requests_csv, summarize
 from frontier_core.workload import build_workload
 from frontier_core.workload.conversations import transcripts
 

@@ -210,7 +210,7 @@ def test_closed_loop_clients_ramp_up_and_stay_apart(registry):
 
 
 def test_warmup_requests_run_but_are_not_measured(registry):
-    from frontier_core.metrics import request_table, summarize
+    from frontier_core.app.metrics import request_table, summarize
 
     sim = _closed_loop(registry)
     col = request_table(sim)

@@ -203,7 +203,7 @@ def test_serial_ingress_desynchronises_a_closed_loop(registry) -> None:
 
 
 def test_summary_reports_the_engine(registry) -> None:
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
 
     sim, _ = _executor(registry, name="sglang", version="0.5.9")
     s = summarize(sim.run())

@@ -29,7 +29,9 @@ def test_every_project_distribution_has_its_folder_and_each_folder_its_name():
         Path(f).name for f in plugins_mod.DIST_FOLDERS.values() if f != ".")
 
 
-def test_from_a_checkout_the_hint_is_the_folders_absolute_path():
+def test_from_a_checkout_the_hint_is_the_folders_absolute_path(monkeypatch):
+    # as when the kernel runs from this checkout (tox installs it into site-packages)
+    monkeypatch.setattr(plugins_mod, "__file__", str(ROOT / "frontier_core" / "plugins.py"))
     assert install_hint("frontier-pd-disagg") == f"`pip install {ROOT / 'plugins/pd_disagg'}`"
     assert install_hint("frontier-predictors", "aic") == (
         f"`pip install '{ROOT / 'plugins/predictors'}[aic]'`")
@@ -71,7 +73,7 @@ def test_the_cli_prints_the_command_in_one_paragraph(tmp_path):
                    "  prompt_len: {dist: fixed, value: 10}, output_len: {dist: fixed, value: 10}}\n")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     # the kernel alone: no installed plugin is loaded
-    code = ("import sys, pluggy; from frontier_core import cli; "
+    code = ("import sys, pluggy; from frontier_core.app import cli; "
             "pluggy.PluginManager.load_setuptools_entrypoints = lambda self, group: 0; "
             "sys.argv = ['frontier', 'run', sys.argv[1], '-o', sys.argv[2]]; cli.main()")
     r = subprocess.run([sys.executable, "-c", code, str(cfg), str(tmp_path / "out")],

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from frontier_core.runner import run_all
+from frontier_core.app.runner import run_all
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = [sys.executable, "-m", "_frontier_main"]  # the `frontier` console script
@@ -215,7 +215,7 @@ SMALL = LONG.replace("roofline", "linear-test").replace("40000", "30")
 
 
 def test_an_interrupted_sweep_keeps_finished_runs_and_says_so(tmp_path: Path, registry) -> None:
-    from frontier_core.sweep import sweep
+    from frontier_core.app.sweep import sweep
 
     (tmp_path / "c.yaml").write_text(SMALL)
     grid = ["workload.arrival.rate=2,3,4"]
@@ -237,10 +237,8 @@ def test_an_interrupted_sweep_keeps_finished_runs_and_says_so(tmp_path: Path, re
 
 def test_a_new_sweep_interrupted_before_any_run_finished_leaves_no_folder(
         tmp_path: Path, registry, monkeypatch) -> None:
-    import importlib
+    from frontier_core.app import sweep as sweep_mod
 
-    # The module, not the Python API's function of the same name.
-    sweep_mod = importlib.import_module("frontier_core.sweep")
     (tmp_path / "c.yaml").write_text(SMALL)
 
     def interrupted(*args, **kwargs):

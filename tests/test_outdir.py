@@ -1,4 +1,4 @@
-"""Results folders (frontier_core.outdir): what may be written where, replacing only what
+"""Results folders (frontier_core.app.outdir): what may be written where, replacing only what
 Frontier wrote, keeping what a user added, and never leaving temporary folders behind."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from simhelpers import run_sim, small_config
 
-from frontier_core import outdir
+from frontier_core.app import outdir
+from frontier_core.app.metrics import write_outputs
 from frontier_core.errors import ConfigError
-from frontier_core.metrics import write_outputs
 
 
 def _files(**files: str):

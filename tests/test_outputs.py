@@ -7,7 +7,7 @@ import json
 
 from simhelpers import run_sim, small_config
 
-from frontier_core.metrics import write_outputs
+from frontier_core.app.metrics import write_outputs
 
 
 def test_same_seed_byte_identical_outputs(registry, tmp_path):

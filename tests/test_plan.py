@@ -10,8 +10,8 @@ import sys
 import pytest
 from simhelpers import small_config
 
+from frontier_core.app.plan import choose, exhaustive, plan
 from frontier_core.errors import ConfigError
-from frontier_core.plan import choose, exhaustive, plan
 
 CASES = [
     # (rate, ttft, tpot, max_gpus): loose enough for one GPU, then needing several
@@ -60,7 +60,7 @@ def test_plan_needs_an_slo(registry):
 
 def test_cli_plan_writes_a_runnable_config(tmp_path):
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    cli = [sys.executable, "-m", "frontier_core.cli"]
+    cli = [sys.executable, "-m", "frontier_core.app.cli"]
     out = tmp_path / "plan.yaml"
     r = subprocess.run([*cli, "plan", "--rate", "30", "--slo-ttft", "0.5", "--slo-tpot", "0.05",
                         "--max-gpus", "4", "--set", "workload.num_requests=200", "-o", str(out)],
@@ -101,7 +101,7 @@ def test_cost_objective_prefers_the_cheaper_gpu_kind(registry):
     (["--gpus", "tpu-v9"], "unknown GPU kinds"),
 ])
 def test_cli_plan_bad_flags_are_user_errors(args, words, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "plan", "--rate", "1",
+    r = subprocess.run([sys.executable, "-m", "frontier_core.app.cli", "plan", "--rate", "1",
                         "--slo-ttft", "1", "-o", str(tmp_path / "p.yaml"), *args],
                        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
                        capture_output=True, text=True, timeout=120)
@@ -115,13 +115,13 @@ def _plan_cli(monkeypatch, *args: str):
     start (the -o checks come first)."""
     from typer.testing import CliRunner
 
-    import frontier_core.plan
-    from frontier_core.cli import app
+    import frontier_core.app.plan
+    from frontier_core.app.cli import app
 
     def no_search(*a, **k):
         raise AssertionError("the search started before -o was checked")
 
-    monkeypatch.setattr(frontier_core.plan, "plan", no_search)
+    monkeypatch.setattr(frontier_core.app.plan, "plan", no_search)
     return CliRunner().invoke(app, ["plan", "--rate", "1", "--slo-ttft", "1", *args],
                               env={"COLUMNS": "200", "NO_COLOR": "1"})
 
@@ -170,7 +170,7 @@ def test_cli_plan_json_and_all(tmp_path, registry, monkeypatch):
 
     from typer.testing import CliRunner
 
-    import frontier_core.cli as cli
+    import frontier_core.app.cli as cli
 
     monkeypatch.setattr(cli, "_REGISTRY", [registry])
     cfg = tmp_path / "c.yaml"

@@ -161,7 +161,7 @@ def _run(registry, path: Path, cache: bool, **cluster):
 
 
 def test_a_run_skips_cached_prefill_and_reports_it(registry, tmp_path):
-    from frontier_core.metrics import request_table, summarize
+    from frontier_core.app.metrics import request_table, summarize
 
     path = _trace(tmp_path)
     on, off = _run(registry, path, True), _run(registry, path, False)
@@ -272,7 +272,7 @@ def test_host_tier_recovers_what_the_gpu_cache_cannot_hold():
 
 
 def test_a_run_with_a_host_tier_loads_instead_of_recomputing(registry, tmp_path):
-    from frontier_core.metrics import request_table, summarize
+    from frontier_core.app.metrics import request_table, summarize
 
     # 20 distinct 1,800-token prompts, then the same 20 again: the GPU (228 blocks, about
     # two prompts) has evicted them by the time they come back.
@@ -300,8 +300,8 @@ def test_a_run_recomputes_host_blocks_when_pcie_is_slower(registry, tmp_path, pc
     """H100s (64 GB/s PCIe) copy evicted prompts back; behind a 0.5 GB/s host link the
     copy (about 0.5 s per 1,800-token prompt) is slower than recomputing the prompt, so
     the run matches nothing in the host tier and equals the run without one."""
+    from frontier_core.app.metrics import request_table, summarize
     from frontier_core.builtin.hardware import HARDWARE
-    from frontier_core.metrics import request_table, summarize
 
     lines = [json.dumps({"timestamp": i * 300, "input_length": 1800, "output_length": 10,
                          "hash_ids": [1000 + i % 20 * 4 + j for j in range(4)]})
@@ -369,7 +369,7 @@ def test_a_preempted_turn_rematches_its_cached_output():
 def test_requests_queued_together_find_what_the_first_computed(registry, tmp_path):
     """A burst sharing a system prompt: requests still waiting when the first one's
     prefill completes are matched when scheduled (as vLLM does), not only on arrival."""
-    from frontier_core.metrics import request_table
+    from frontier_core.app.metrics import request_table
 
     path = _trace(tmp_path, 10, gap_ms=0)  # all at once; one prompt fits per iteration
     sim = _run(registry, path, True,

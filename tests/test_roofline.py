@@ -428,7 +428,7 @@ def test_the_kernel_alone_provides_the_roofline_and_runs_with_it() -> None:
     default predictor chain prices a whole co-located run."""
     from simhelpers import run_sim, small_config
 
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
     from frontier_core.plugins import load_registry
 
     reg = load_registry(entry_points=False)

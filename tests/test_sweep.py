@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from frontier_core import outdir
+from frontier_core.app import outdir
+from frontier_core.app.sweep import expand, parse_grid, sweep
 from frontier_core.errors import ConfigError
-from frontier_core.sweep import expand, parse_grid, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = """\
@@ -87,7 +87,7 @@ def test_failed_runs_are_recorded_not_lost(tmp_path, registry):
 def test_cli_exits_1_when_runs_failed_and_groups_their_errors(tmp_path):
     pytest.importorskip("frontier_predictors")
     cfg = _config(tmp_path, "roofline")
-    r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "sweep", str(cfg), "-o",
+    r = subprocess.run([sys.executable, "-m", "frontier_core.app.cli", "sweep", str(cfg), "-o",
                         str(tmp_path / "s"), "-q", "--grid", "deployment.clusters.0.tp=1,3",
                         "--grid", "seed=1,2"], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "COLUMNS": "200"})
@@ -103,7 +103,7 @@ def test_resume_after_kill_loses_nothing_and_repeats_nothing(tmp_path):
     cfg = _config(tmp_path, "roofline")
     out = tmp_path / "sw"
     grid = ["workload.arrival.rate=1,2,3,4,5,6,7,8", "workload.num_requests=400"]
-    cmd = [sys.executable, "-m", "frontier_core.cli", "sweep", str(cfg), "-o", str(out), "-q",
+    cmd = [sys.executable, "-m", "frontier_core.app.cli", "sweep", str(cfg), "-o", str(out), "-q",
            *[x for g in grid for x in ("--grid", g)]]
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -141,7 +141,7 @@ def test_ray_local_gives_the_same_table(tmp_path):
 
 
 def test_cli_bad_grid_is_one_paragraph_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "frontier_core.cli", "sweep", "--grid", "tp",
+    r = subprocess.run([sys.executable, "-m", "frontier_core.app.cli", "sweep", "--grid", "tp",
                         "-o", str(tmp_path / "x")], capture_output=True, text=True,
                        env={**os.environ, "COLUMNS": "200"}, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -161,7 +161,7 @@ def test_half_written_run_folders_are_cleared_on_resume(tmp_path, registry):
     cfg = _config(tmp_path)
     res = sweep([cfg], GRID[:1], tmp_path / "s", registry=registry)
     rid = res.rows[0]["run_id"]
-    # as frontier_core.outdir names (and marks) the temporary folder of a run's outputs
+    # as frontier_core.app.outdir names (and marks) the temporary folder of a run's outputs
     partial = tmp_path / "s" / "runs" / f".{rid}.frontier-tmp.abc123"
     partial.mkdir()
     (partial / "summary.json").write_text("{}")

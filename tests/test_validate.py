@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from simhelpers import SERVING_ROW
 
+from frontier_core.app.validate import Row, concurrency, map_rows, read_rows, row_config, spread
 from frontier_core.errors import ConfigError
-from frontier_core.validate import Row, concurrency, map_rows, read_rows, row_config, spread
 
 SAMPLE = Path(__file__).parent / "data" / "serving_sample.csv"
 
@@ -39,7 +39,7 @@ def _map(registry, **kw: str):
 
 
 def _models(registry):
-    from frontier_core.validate import model_index
+    from frontier_core.app.validate import model_index
 
     return model_index(registry)
 
@@ -171,7 +171,7 @@ def test_missing_columns_are_a_config_error(tmp_path: Path) -> None:
 def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
     for mod in ("frontier_moe_ep", "frontier_pd_disagg"):
         pytest.importorskip(mod)
-    from frontier_core.validate import validate_serving
+    from frontier_core.app.validate import validate_serving
 
     res = validate_serving(SAMPLE)
     cov = res.coverage
@@ -199,7 +199,7 @@ def test_calibration_rows_end_to_end(tmp_path: Path) -> None:
 
 
 def test_cli_writes_rows_summary_and_reports_bad_files(tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "frontier_core.cli", "validate", "serving"]
+    cli = [sys.executable, "-m", "frontier_core.app.cli", "validate", "serving"]
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     r = subprocess.run([*cli, str(SAMPLE), "--sample", "2", "-o", str(tmp_path / "v"), "--json"],
                        capture_output=True, text=True, env=env, timeout=300)
@@ -247,7 +247,7 @@ def test_a_gpu_is_found_by_its_aliases_as_benchmark_files_name_it(registry) -> N
                         aliases=("h200_custom_system",))
     specs = [registry.get("hardware", n) for n in registry.names("hardware")]
     gpus = gpu_names([*specs, mine])
-    from frontier_core.benchrows import model_index
+    from frontier_core.app.benchrows import model_index
 
     def gpu_of(system: str) -> str | None:
         return row_config(_row(system=system), model_index(registry), gpus,

@@ -105,7 +105,7 @@ def test_workflow_report_reaches_every_output_and_parked_kv_waits(
 
     import conftest
 
-    from frontier_core.metrics import write_outputs
+    from frontier_core.app.metrics import write_outputs
 
     @hookimpl
     def frontier_workflows():

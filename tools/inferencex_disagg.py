@@ -5,7 +5,7 @@ InferenceX (github.com/SemiAnalysisAI/InferenceX, Apache-2.0) benchmarks every c
 entry of ``nvidia-master.yaml`` nightly; a disaggregated entry names, per sequence
 length and concurrency, the prefill and decode workers (count, TP, EP, DP attention)
 and whether MTP ran. A measurement exported from it without worker counts is matched
-to the entry in force when it was measured (frontier_core/benchrows.py).
+to the entry in force when it was measured (frontier_core/app/benchrows.py).
 
 Usage: python tools/inferencex_disagg.py /path/to/InferenceX [--since 2025-11-01]
 (a git checkout with history; the output is rewritten)."""

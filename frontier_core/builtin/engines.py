@@ -16,7 +16,7 @@ from frontier_core.model.catalog import HardwareSpec
 
 # Host time per iteration by engine: CPU work (base s, s per sequence, s per token) and
 # the gap per step that overlap cannot hide (s). Fitted with `frontier calibrate`
-# (frontier_core/calibrate.py) on the serving benchmarks of
+# (frontier_core/app/calibrate.py) on the serving benchmarks of
 # ../shared/data/serving/silicon_sample_dev.csv (`frontier calibrate FILE --engine E -o
 # E.json`: predictor roofline, a quarter of the rows held out),
 # every covered row of that engine at once, co-located and disaggregated

@@ -11,9 +11,9 @@ import pytest
 from frontier_af_pingpong.schedule import pingpong, steady_state
 
 from frontier_core import ComponentSpec, ConfigError, hookimpl, load_registry
+from frontier_core.app.metrics import report_lines, write_outputs
 from frontier_core.assemble import assemble
 from frontier_core.config import RunConfig
-from frontier_core.metrics import report_lines, write_outputs
 from frontier_core.records import Batch, Request
 from frontier_core.testing import linear_test_plugin
 

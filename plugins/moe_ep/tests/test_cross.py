@@ -232,7 +232,7 @@ def test_two_clusters_share_one_expert_cluster(tmp_path):
         import frontier_pd_disagg.plugin as pd
     except ImportError:
         pytest.skip("needs frontier-pd-disagg")
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
 
     sim = assemble(cfg, moe_registry(pd)).run()
     s = summarize(sim)
@@ -280,7 +280,7 @@ def test_local_experts_stay_on_the_clusters_own_gpus():
 def test_example_runs_and_reports(tmp_path):
     from typer.testing import CliRunner
 
-    from frontier_core.cli import app
+    from frontier_core.app.cli import app
 
     out = tmp_path / "cross"
     r = CliRunner().invoke(app, ["run", str(ROOT / "examples" / "moe_cross_cluster.yaml"),
@@ -306,7 +306,7 @@ def test_example_runs_and_reports(tmp_path):
 
 
 def test_same_seed_same_run(tmp_path):
-    from frontier_core.metrics import write_outputs
+    from frontier_core.app.metrics import write_outputs
 
     a = write_outputs(build(config({"experts": {"hot": 4, "cold": 4},
                                     "routing": "power_law:1.2", "micro_batches": 2})).run(),

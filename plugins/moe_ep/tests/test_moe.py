@@ -400,7 +400,7 @@ def test_dp_attention_with_sharded_experts_gathers_and_scatters_the_tokens():
 
 
 def run_json(cfg, tmp_path, name):
-    from frontier_core.metrics import write_outputs
+    from frontier_core.app.metrics import write_outputs
 
     sim = build(cfg).run()
     write_outputs(sim, tmp_path / name)
@@ -423,7 +423,7 @@ def test_run_reports_moe_metrics_and_trace(tmp_path):
     assert {f"replica 0 · EP rank {r}" for r in range(8)} <= names
     slices = [e for e in trace if e.get("ph") == "X" and e["name"] == "experts"]
     assert len(slices) == 3 * 8
-    from frontier_core.metrics import report_lines
+    from frontier_core.app.metrics import report_lines
 
     assert any(line.startswith("moe main: EP8") for line in report_lines(sim))
 
@@ -476,8 +476,8 @@ def test_pd_with_ep_clusters_runs_end_to_end(tmp_path):
                      "placement": "eplb", "redundant_experts": 8}},
         ],
     }
+    from frontier_core.app.metrics import write_outputs
     from frontier_core.config import RunConfig
-    from frontier_core.metrics import write_outputs
 
     sim = build(RunConfig.model_validate(data), registry(pd)).run()
     s = write_outputs(sim, tmp_path / "pd")

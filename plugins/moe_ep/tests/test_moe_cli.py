@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-CLI = [sys.executable, "-m", "frontier_core.cli"]
+CLI = [sys.executable, "-m", "frontier_core.app.cli"]
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 CONFIG = """model: qwen3-30b-a3b
 deployment:

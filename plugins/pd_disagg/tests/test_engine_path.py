@@ -10,8 +10,8 @@ from frontier_pd_disagg import plugin as pd_plugin
 from frontier_pd_disagg.report import SEGMENTS, segments, ttft_segments
 from pdhelpers import flat_plugin, pd_config
 
+from frontier_core.app.metrics import request_table, summarize
 from frontier_core.assemble import assemble
-from frontier_core.metrics import request_table, summarize
 
 LLAMA70_KV_BYTES_PER_TOKEN = 2 * 80 * 8 * 128 * 2
 

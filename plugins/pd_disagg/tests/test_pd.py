@@ -11,8 +11,8 @@ from frontier_pd_disagg import plugin as pd_plugin
 from pdhelpers import flat_plugin, pd_config
 
 from frontier_core import ConfigError
+from frontier_core.app.metrics import request_table, summarize, write_outputs
 from frontier_core.assemble import assemble
-from frontier_core.metrics import request_table, summarize, write_outputs
 
 LLAMA70_KV_BYTES_PER_TOKEN = 2 * 80 * 8 * 128 * 2  # layers x KV heads x head_dim x (K,V) x bf16
 

@@ -13,8 +13,8 @@ import pytest
 from frontier_pd_disagg import plugin as pd_plugin
 from pdhelpers import flat_plugin, pd_config
 
+from frontier_core.app.metrics import request_table, summarize
 from frontier_core.assemble import assemble
-from frontier_core.metrics import request_table, summarize
 
 PROMPT, SYSTEM = 1800, 1024  # a 1,024-token system prompt: two 512-token hash blocks
 

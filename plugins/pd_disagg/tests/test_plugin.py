@@ -25,7 +25,7 @@ def test_entry_point_provides_the_workflow_and_predictor():
 
 
 def _frontier(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "frontier_core.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "frontier_core.app.cli", *map(str, args)],
                           cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
 
 

@@ -591,7 +591,7 @@ def run_profile(
     heterogeneous attention batches are drawn per grid cell. Returns the
     written files, one per family in ``ops``, under ``out_dir``.
 
-    ``out_dir`` is a results folder of kind ``"profile"`` (``frontier_core.outdir``):
+    ``out_dir`` is a results folder of kind ``"profile"`` (``frontier_core.app.outdir``):
     new, empty or earlier profile tables, which are replaced (files Frontier did not
     write are kept); ``overwrite`` allows the results of another command there. The
     tables are written together once every family is measured.

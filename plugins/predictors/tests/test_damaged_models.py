@@ -40,7 +40,7 @@ def _rows() -> pd.DataFrame:
 
 
 def _cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "frontier_core.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "frontier_core.app.cli", *map(str, args)],
                           capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
 
 

@@ -296,7 +296,7 @@ def test_chain_falls_back_to_the_roofline_and_reports_coverage(tmp_path, monkeyp
                         ks=(4096, 14336), ms=(1, 4, 16, 64, 256, 1024, 4096, 16384))
     write_table(shapes, tmp_path / "gemm.csv")
     sim = _run([{"name": "forest", "data": ["gemm.csv"]}, "roofline"], tmp_path)
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
 
     share = summarize(sim)["predictor_time_share"]
     assert 0 < share["forest"] < 1 and 0 < share["roofline"] < 1
@@ -313,7 +313,7 @@ def test_model_without_the_runs_gpu_warns_and_defers(tmp_path, monkeypatch):
         sim = _run([{"name": "table", "data": ["a100.csv"]}, "roofline"], tmp_path)
     assert any(issubclass(x.category, FrontierWarning) and "a100-80g-sxm" in str(x.message)
                for x in w)
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
 
     assert summarize(sim)["predictor_time_share"]["table"] == 0
 
@@ -338,9 +338,9 @@ def test_auto_alone_runs_with_the_roofline_behind_it(tmp_path, monkeypatch):
     """A chain that ends with auto never fails for want of data: the roofline is appended
     (with its defaults) and answers what auto has no measurement of."""
     monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    from frontier_core.app.metrics import summarize
     from frontier_core.assemble import assemble
     from frontier_core.config import RunConfig
-    from frontier_core.metrics import summarize
 
     def cfg(predictor):
         return RunConfig.model_validate({
@@ -437,7 +437,7 @@ def test_every_example_runs_with_auto_from_a_default_install(example, tmp_path, 
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "frontier_core.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "frontier_core.app.cli", *args], capture_output=True,
                           text=True, cwd=cwd)
 
 

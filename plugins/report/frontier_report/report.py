@@ -56,7 +56,7 @@ def build_report(path: str | Path, out: str | Path | None = None, fmt: str = "pn
     """Write the report of the run or sweep directory ``path`` into ``out`` (default
     ``path/report``) as ``fmt`` images (png or svg) plus index.html.
 
-    ``out`` is a results folder of kind ``"report"`` (``frontier_core.outdir``): it must
+    ``out`` is a results folder of kind ``"report"`` (``frontier_core.app.outdir``): it must
     be new, empty or an earlier report; ``overwrite`` allows the results of another
     command there, never a folder Frontier did not write, nor ``path`` or a folder
     holding it. Only the files of the earlier report are replaced."""

@@ -42,9 +42,9 @@ def config_file(tmp_path_factory) -> Path:
 
 def _make_run(registry: Any, config: Path, out: Path, *overrides: str) -> Path:
     """Simulate ``config`` with ``--set``-style overrides and write its directory."""
+    from frontier_core.app.metrics import write_outputs
     from frontier_core.assemble import assemble
     from frontier_core.configfile import load_config
-    from frontier_core.metrics import write_outputs
 
     write_outputs(assemble(load_config(config, list(overrides)), registry).run(), out)
     return out
@@ -66,7 +66,7 @@ def run_dir(registry, config_file, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sweep_dir(registry, config_file, tmp_path_factory) -> Path:
     """A 2×2 sweep: arrival rate × replica count."""
-    from frontier_core.sweep import sweep
+    from frontier_core.app.sweep import sweep
 
     out = tmp_path_factory.mktemp("sweep") / "sw"
     result = sweep([config_file], ["workload.arrival.rate=2,4",

@@ -48,7 +48,7 @@ def test_entry_point_provides_the_command():
 
 
 def _frontier(*args):
-    return subprocess.run([sys.executable, "-m", "frontier_core.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "frontier_core.app.cli", *map(str, args)],
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
 
 
@@ -84,7 +84,7 @@ def test_cli_output_folder_frontier_did_not_write_exits_2(run_dir, tmp_path):
 
 @needs_install
 def test_help_lists_report_without_importing_matplotlib():
-    code = ("import sys; from frontier_core.cli import _add_plugin_commands, app; "
+    code = ("import sys; from frontier_core.app.cli import _add_plugin_commands, app; "
             "_add_plugin_commands(); "
             "print('report' in [c.name for c in app.registered_commands]); "
             "print('matplotlib' in sys.modules)")

@@ -143,9 +143,9 @@ def test_pd_timeseries_is_used_for_queues(run_dir, tmp_path):
 def test_pd_run_report(tmp_path):
     pytest.importorskip("frontier_pd_disagg")
     from frontier_core import load_registry
+    from frontier_core.app.metrics import write_outputs
     from frontier_core.assemble import assemble
     from frontier_core.config import RunConfig
-    from frontier_core.metrics import write_outputs
 
     cfg = RunConfig.model_validate({
         "model": "opt-13b",
@@ -202,7 +202,7 @@ def test_sweep_failed_rows_are_left_out(sweep_dir, tmp_path):
 
 
 def test_sweep_without_rate_uses_another_numeric_axis(registry, config_file, tmp_path):
-    from frontier_core.sweep import sweep
+    from frontier_core.app.sweep import sweep
 
     sweep([config_file], ["deployment.clusters.0.replicas=1,2"], tmp_path / "sw",
           registry=registry)
@@ -274,7 +274,7 @@ def test_summary_must_be_a_run_summary(run_dir, tmp_path):
         build_report(run)
 
 
-# ---- the output folder (frontier_core.outdir) ---------------------------------------
+# ---- the output folder (frontier_core.app.outdir) ---------------------------------------
 
 
 def test_output_folder_frontier_did_not_write_is_refused(run_dir, tmp_path):

@@ -1,6 +1,6 @@
 """The run summary as typed records: what ``summary.json`` holds, field by field.
 
-``frontier_core.metrics.summarize`` builds the summary as plain data (it is written as
+``frontier_core.app.metrics.summarize`` builds the summary as plain data (it is written as
 JSON); ``Summary.model_validate`` reads it, or a ``summary.json`` read back, into these
 records, so that Python code gets attribute access, types and documentation::
 

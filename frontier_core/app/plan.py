@@ -281,7 +281,7 @@ def choose(outcomes: list[Outcome], cost: Callable[[Candidate], float]) -> Outco
 
 
 def _outcome(c: Candidate, sim: Any, target: float) -> Outcome:
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
 
     s = summarize(sim)
     att = s["slo"]["attainment"]

@@ -6,7 +6,7 @@
 
     result = fc.simulate("examples/llama3-8b-h100-azure-conv.yaml", seed=1,
                          workload__arrival__rate=4.0)
-    result.summary.latency_s.ttft_s.p90      # typed (frontier_core.summary.Summary)
+    result.summary.latency_s.ttft_s.p90      # typed (frontier_core.app.summary.Summary)
     result.requests                          # a pandas DataFrame (records without pandas)
     result.save("results")                   # the folder `frontier run -o results` writes
 
@@ -29,13 +29,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from frontier_core.app.summary import Summary
 from frontier_core.config import RunConfig
 from frontier_core.errors import ConfigError
-from frontier_core.summary import Summary
 
 if TYPE_CHECKING:
+    from frontier_core.app.sweep import SweepResult
     from frontier_core.assemble import Simulation
-    from frontier_core.sweep import SweepResult
 
 ConfigLike = Union[str, os.PathLike, Mapping[str, Any], RunConfig, None]  # noqa: UP007
 Overrides = Union[Mapping[str, Any], Iterable[Union[str, tuple[str, Any]]], None]  # noqa: UP007
@@ -103,7 +103,7 @@ class Result:
     _col: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        from frontier_core.metrics import request_table
+        from frontier_core.app.metrics import request_table
 
         self._col = request_table(self.simulation)
 
@@ -114,20 +114,20 @@ class Result:
     @cached_property
     def summary_data(self) -> dict[str, Any]:
         """The summary as plain data: exactly what ``summary.json`` holds."""
-        from frontier_core.metrics import summarize
+        from frontier_core.app.metrics import summarize
 
         return summarize(self.simulation, self._col)
 
     @cached_property
     def summary(self) -> Summary:
-        """The summary as typed records (``frontier_core.summary``)."""
+        """The summary as typed records (``frontier_core.app.summary``)."""
         return Summary.model_validate(self.summary_data)
 
     @cached_property
     def requests(self) -> Any:
         """One row per request, the columns of requests.csv: a pandas DataFrame when
         pandas is installed, else a list of dicts."""
-        from frontier_core.metrics import request_columns
+        from frontier_core.app.metrics import request_columns
 
         names = request_columns(self._col)
         try:
@@ -140,16 +140,16 @@ class Result:
     @property
     def perf(self) -> dict[str, Any]:
         """How fast the simulator ran (simulator.json); varies from run to run."""
-        from frontier_core.metrics import simulator_stats
+        from frontier_core.app.metrics import simulator_stats
 
         return simulator_stats(self.simulation)
 
     def save(self, out_dir: str | os.PathLike, overwrite: bool = False, *,
              gitignore: bool = False) -> Path:
         """Write the results folder ``frontier run -o out_dir`` writes, under the same
-        rules (``frontier_core.outdir``: never into a folder Frontier did not write);
+        rules (``frontier_core.app.outdir``: never into a folder Frontier did not write);
         ``gitignore`` puts a ``.gitignore`` of ``*`` in a new folder."""
-        from frontier_core.metrics import write_outputs
+        from frontier_core.app.metrics import write_outputs
 
         out = Path(out_dir)
         try:
@@ -170,8 +170,8 @@ def simulate(config: ConfigLike = None, overrides: Overrides = None, *,
     called once per slice of simulated time. ``registry`` is a plugin registry
     (``load_registry()``; default: the installed plugins, discovered once). Requests
     that cannot be served whatever happens are announced first as ``FrontierWarning``s."""
+    from frontier_core.app.runner import worker_registry
     from frontier_core.assemble import assemble, warn_unservable
-    from frontier_core.runner import worker_registry
 
     cfg = load(config, overrides, **fields)
     sim = assemble(cfg, worker_registry() if registry is None else registry)
@@ -194,8 +194,8 @@ def sweep(configs: ConfigLike | Sequence[ConfigLike] | Mapping[str, ConfigLike] 
     apply to every run. With ``out_dir`` the sweep writes what ``frontier sweep -o``
     writes (and a re-run resumes); without it nothing is written. ``jobs`` runs a local
     process pool; ``ray`` a Ray cluster ('local', 'auto' or an address)."""
-    from frontier_core.sweep import parse_grid
-    from frontier_core.sweep import sweep as run_sweep
+    from frontier_core.app.sweep import parse_grid
+    from frontier_core.app.sweep import sweep as run_sweep
 
     if isinstance(configs, Mapping) and not _is_config_mapping(configs):
         named = list(configs.items())

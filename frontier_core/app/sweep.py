@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from frontier_core.app.runner import ray_start, run_all, simulate
 from frontier_core.config import RunConfig
 from frontier_core.configfile import _parse_value
 from frontier_core.errors import ConfigError, FrontierError
-from frontier_core.runner import ray_start, run_all, simulate
 
 STATUS_COLUMNS = ("run_id", "config", "status", "error")
 # The top-level entries a sweep writes in its folder (its marker lists them).
@@ -199,8 +199,8 @@ def execute(spec: RunSpec, runs_dir: str | None, registry: Any = None) -> dict[s
     """Run one configuration and write its outputs under ``runs_dir`` (None: nothing
     written); returns its results row. Errors become a failed row (user errors by their
     message, bugs with their traceback)."""
+    from frontier_core.app.metrics import summarize, write_outputs
     from frontier_core.configfile import from_data, load_config
-    from frontier_core.metrics import summarize, write_outputs
 
     row = spec.row()
     try:
@@ -245,10 +245,10 @@ def sweep(
     """Run every configuration of the sweep that has not finished yet and write the
     results table. ``configs`` as ``expand`` takes them; ``grid``: ``--grid`` strings or
     (path, values) axes. ``progress(done, total)`` is called after each run. ``out_dir``
-    must be new, empty or a sweep folder (``frontier_core.outdir``); ``overwrite`` allows
+    must be new, empty or a sweep folder (``frontier_core.app.outdir``); ``overwrite`` allows
     the results of another command there (never a folder Frontier did not write). With
     ``out_dir=None`` nothing is written (and nothing resumes)."""
-    from frontier_core import outdir
+    from frontier_core.app import outdir
 
     grid = list(grid)
     axes = (parse_grid(grid) if all(isinstance(g, str) for g in grid)
@@ -313,7 +313,7 @@ def _stopped(e: BaseException, out: Path, runs_dir: Path, finished: int, new: bo
     folder, so an interrupted sweep says so (a note on ``e``): running it again resumes."""
     import contextlib
 
-    from frontier_core import outdir
+    from frontier_core.app import outdir
 
     outdir.clear_partial(runs_dir)
     if new and finished == 0:

@@ -337,12 +337,12 @@ def perfetto_trace(sim: Simulation) -> dict[str, Any]:
 def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False, *,
                   gitignore: bool = False, col: dict[str, np.ndarray] | None = None
                   ) -> dict[str, Any]:
-    """Write the run's results folder through ``frontier_core.outdir``: the files go to a
+    """Write the run's results folder through ``frontier_core.app.outdir``: the files go to a
     temporary folder first, so a failed run leaves nothing behind; an existing results
     folder keeps the files Frontier did not write. ``overwrite`` allows replacing the
     results of another command (never a folder Frontier did not write); ``gitignore``
     puts a ``.gitignore`` in a new folder (the default one). Returns the summary."""
-    from frontier_core import outdir
+    from frontier_core.app import outdir
 
     col = request_table(sim) if col is None else col
     summary = summarize(sim, col)

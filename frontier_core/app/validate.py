@@ -8,7 +8,7 @@ count, warm-up, how lengths were drawn) — simulates it, and reports predicted 
 per row and per (system, backend, mode, model) group. A row Frontier cannot express is
 not guessed: it is counted under a reason (``coverage``).
 
-The row → config mapping is frontier_core/benchrows.py; each row names its engine and
+The row → config mapping is frontier_core/app/benchrows.py; each row names its engine and
 version, and frontier_core/execution/engines.py models how that engine runs (docs/engines.md).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frontier_core.benchrows import (  # noqa: F401 - the adapter's public names, re-exported
+from frontier_core.app.benchrows import (  # noqa: F401 - the adapter's public names, re-exported
     QUANT,
     REQUIRED,
     Mapped,
@@ -35,16 +35,16 @@ from frontier_core.benchrows import (  # noqa: F401 - the adapter's public names
     row_config,
     spread,
 )
+from frontier_core.app.runner import ray_start, run_all, simulate
 from frontier_core.errors import FrontierError
-from frontier_core.runner import ray_start, run_all, simulate
 
 
 def simulate_row(config: dict[str, Any], registry: Any = None) -> dict[str, Any]:
     """Simulate one mapped row: predicted mean TTFT and TPOT (ms), or its error."""
     import warnings
 
+    from frontier_core.app.metrics import summarize
     from frontier_core.config import RunConfig
-    from frontier_core.metrics import summarize
 
     try:
         cfg = RunConfig.model_validate(config)
@@ -126,9 +126,9 @@ class ValidationResult:
 
     def write(self, out_dir: str | Path, overwrite: bool = False) -> list[str]:
         """rows.csv, summary.json and (with matplotlib) one predicted-vs-measured plot per
-        engine into the results folder ``out_dir`` (frontier_core.outdir: never a folder
+        engine into the results folder ``out_dir`` (frontier_core.app.outdir: never a folder
         Frontier did not write); returns the file names written."""
-        from frontier_core import outdir
+        from frontier_core.app import outdir
 
         names: list[str] = []
         outdir.write(out_dir, "validate", lambda tmp: names.extend(self._write(tmp)), overwrite)

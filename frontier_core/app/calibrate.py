@@ -138,7 +138,7 @@ def calibrate(
 ) -> Calibration:
     """Fit ``engine``'s host constants on the covered rows of ``path`` (or a spread
     ``sample`` of them), holding out every row whose turn falls in the ``holdout`` share."""
-    from frontier_core.validate import _run, map_rows, read_rows, spread
+    from frontier_core.app.validate import _run, map_rows, read_rows, spread
 
     engine = engine.lower()
     if not 0 <= holdout < 1:

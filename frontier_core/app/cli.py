@@ -87,8 +87,8 @@ def run(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (a sweep's, a report's); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Simulate one deployment and write summary.json, requests.csv and a Perfetto trace."""
-    from frontier_core import api, outdir
-    from frontier_core.metrics import report_lines
+    from frontier_core.app import api, outdir
+    from frontier_core.app.metrics import report_lines
 
     cfg = api.load(config, set_ or [])
     out_dir = output or Path(cfg.output.dir)
@@ -126,7 +126,7 @@ def sweep(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind (a run's, a report's); never a folder Frontier did not write.")] = False,
 ) -> None:
     """Run configs over a grid of overrides in parallel; one results table (CSV, and Parquet with pyarrow)."""
-    from frontier_core import api, outdir
+    from frontier_core.app import api, outdir
 
     outdir.check(output, "sweep", overwrite)  # a sweep folder is fine: re-running resumes
     for c in configs or []:
@@ -178,9 +178,9 @@ def plan(
     """Find the cheapest deployment meeting the SLOs at a rate; print the Pareto frontier."""
     import yaml
 
-    from frontier_core import outdir
+    from frontier_core.app import outdir
+    from frontier_core.app.plan import plan as run_plan
     from frontier_core.configfile import load_config
-    from frontier_core.plan import plan as run_plan
 
     if output is not None:  # before the search, which can take minutes
         outdir.check_file(output, "plan", overwrite)
@@ -493,11 +493,11 @@ def validate_serving(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow replacing a Frontier results folder of another kind; never a folder Frontier did not write.")] = False,
 ) -> None:
     """Simulate real serving benchmarks (TTFT, TPOT) and report the errors and coverage."""
-    from frontier_core.validate import validate_serving as run_validation
+    from frontier_core.app.validate import validate_serving as run_validation
 
     _benchmark_file(csv_file)
     if output is not None:  # before the simulations, which can take many minutes
-        from frontier_core import outdir
+        from frontier_core.app import outdir
 
         outdir.check(output, "validate", overwrite)
     chain = [p.strip() for p in (predictor or "roofline").split(",") if p.strip()]
@@ -579,7 +579,7 @@ def calibrate(
 ) -> None:
     """Fit an engine's host time per iteration to your own serving benchmarks (least
     squares, with held-out rows) and write a profile a config can name."""
-    from frontier_core.calibrate import calibrate as run_calibration
+    from frontier_core.app.calibrate import calibrate as run_calibration
 
     _benchmark_file(csv_file)
     if output.is_dir():
@@ -686,7 +686,7 @@ def main() -> None:
         sys.exit(e.exit_code)
 
 
-if __name__ == "__main__":  # python -m frontier_core.cli: as the console script does
+if __name__ == "__main__":  # python -m frontier_core.app.cli: as the console script does
     from _frontier_main import main as entry
 
     entry()
