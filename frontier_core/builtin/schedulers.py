@@ -190,8 +190,12 @@ class SGLangScheduler:
             room = [kv.free_blocks * kv.block_size - self._reserved(view.running)]
 
             def admit(r: Request) -> bool:
+                # Matched blocks still in host memory are copied back into free KV when
+                # the request is admitted: they count as the tokens it adds.
                 need = (r.prefill_target - r.computed
                         + min(r.output_len - r.generated, CLIP_MAX_NEW_TOKENS) * ratio)
+                if r.pending:
+                    need += kv.pending_blocks(r) * kv.block_size
                 if room[0] < need and (view.running or batch.prefill):
                     return False
                 room[0] -= need

@@ -14,6 +14,16 @@ which the replica adds to the iteration that starts its prefill — unless
 recomputing those tokens is faster (``recompute_s``, from the cluster's
 ExecutionPredictor), in which case the match stops there and the prompt is
 computed from that block on.
+
+A request still waiting in a queue takes no GPU blocks for its host hits: they
+are kept in host memory for it (pinned) and copied back when the scheduler admits
+it, as part of its first allocation. Engines do the same: vLLM asks its KV
+connector (LMCache, CPU offloading) how many tokens it can load when it schedules a
+waiting request, and ``allocate_slots`` allocates blocks for those external tokens
+together with the new ones, or leaves the request waiting (v1/core/sched/scheduler.py,
+v1/core/kv_cache_manager.py); SGLang's HiCache counts a host hit as input tokens in
+``PrefillAdder.add_one_req`` and copies it back (``init_load_back``) only for a
+request it admits (managers/schedule_policy.py).
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ class PagedKVCache:
 
     __slots__ = ("block_size", "num_blocks", "free_blocks", "peak_used", "caching",
                  "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
-                 "host_blocks", "load_s_per_block", "recompute_s", "epoch", "seq_blocks")
+                 "host_blocks", "load_s_per_block", "recompute_s", "epoch", "seq_blocks",
+                 "pins")
 
     def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
                  host_blocks: int = 0, load_s_per_block: float = 0.0,
@@ -69,6 +80,9 @@ class PagedKVCache:
         self.host: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self.host_capacity = host_blocks
         self.host_blocks = 0
+        # hash -> waiting requests that will copy it back: never dropped from the host
+        # tier meanwhile (SGLang protects a host node the same way while it is in use).
+        self.pins: dict[int, int] = {}
         self.load_s_per_block = load_s_per_block
         self.recompute_s = recompute_s
         self.epoch = 0  # cache entries created so far (see ``match``)
@@ -88,7 +102,7 @@ class PagedKVCache:
             self.idle_blocks -= blocks
             self.stats[3] += blocks
             short -= blocks
-            if self.host_capacity >= blocks:
+            if self.host_capacity >= blocks or h in self.pins:
                 self._offload(h, blocks, tokens)
         self.free_blocks -= need
         used = self.num_blocks - self.free_blocks
@@ -98,6 +112,8 @@ class PagedKVCache:
 
     def grow(self, request: Request, tokens: int) -> bool:
         """Let ``request`` hold blocks for ``tokens`` tokens; False (and no change) if short."""
+        if request.pending:
+            return self._admit(request, tokens)
         need = (-(-tokens // self.block_size) + self.seq_blocks - request.blocks
                 - request.shared_blocks)
         if need <= 0:
@@ -122,26 +138,150 @@ class PagedKVCache:
         self.free_blocks += request.blocks
         request.blocks = 0
         for h in request.held:
-            e = self.entries[h]
-            e[0] -= 1
-            if e[0] == 0:
-                self.idle[h] = None  # most recently used
-                self.idle_blocks += e[1]
-                self.free_blocks += e[1]
+            self._unref(h)
+        if request.pending:
+            for h in request.pending:
+                self._unpin(h)
+            request.pending = []
         request.held = []
         request.shared_blocks = 0
         request.matched_at = -1
 
+    def _unref(self, h: int) -> None:
+        e = self.entries[h]
+        e[0] -= 1
+        if e[0] == 0:
+            self.idle[h] = None  # most recently used
+            self.idle_blocks += e[1]
+            self.free_blocks += e[1]
+
     # ---- prefix caching ---------------------------------------------------------
     def _offload(self, h: int, blocks: int, tokens: int) -> None:
-        """Keep an evicted entry in host memory, dropping the oldest there if full."""
+        """Keep an evicted entry in host memory, dropping the oldest unpinned entries
+        there if full. If only pinned ones are left, a pinned entry is kept beyond the
+        capacity (until unpinned) and any other is dropped."""
+        host = self.host
         self.stats[4] += blocks
-        while self.host_blocks + blocks > self.host_capacity:
-            _, (b, _) = self.host.popitem(last=False)
-            self.host_blocks -= b
-            self.stats[7] += b
-        self.host[h] = (blocks, tokens)
+        if h in host:  # its host copy was kept, pinned, while the GPU one lived
+            host.move_to_end(h)
+            return
+        if not self._trim(blocks) and h not in self.pins:
+            self.stats[7] += blocks
+            return
+        host[h] = (blocks, tokens)
         self.host_blocks += blocks
+
+    def _trim(self, room: int) -> bool:
+        """Drop the least recently used unpinned host entries until ``room`` more blocks
+        fit in the capacity; False if pinned ones are in the way."""
+        host, pins = self.host, self.pins
+        skipped = 0
+        while self.host_blocks + room > self.host_capacity:
+            if not host:
+                return False
+            h, hb = host.popitem(last=False)
+            if h in pins:
+                # In use: it goes to the most recent end (NOTE: perf — so that pinned
+                # entries do not pile up at the front and get scanned again each time).
+                host[h] = hb
+                skipped += 1
+                if skipped >= len(host):
+                    return False
+                continue
+            skipped = 0
+            self.host_blocks -= hb[0]
+            self.stats[7] += hb[0]
+        return True
+
+    def _unpin(self, h: int) -> None:
+        """A waiting request no longer needs block ``h`` kept: a GPU copy supersedes the
+        host one, and a host tier over its capacity (pinned blocks kept there) shrinks."""
+        n = self.pins[h] - 1
+        if n:
+            self.pins[h] = n
+            return
+        del self.pins[h]
+        hb = self.host.get(h)
+        if hb is None:
+            return
+        if h in self.entries:
+            del self.host[h]
+            self.host_blocks -= hb[0]
+        elif self.host_blocks > self.host_capacity:
+            self._trim(0)
+
+    def pending_blocks(self, request: Request) -> int:
+        """Free blocks that admitting a waiting ``request`` takes for its match beyond
+        the blocks it holds: host blocks to copy back and idle cache entries past them
+        (0 for most requests). A scheduler that budgets admission in tokens counts them,
+        as SGLang counts a host hit among the tokens a request adds
+        (``PrefillAdder.add_one_req``)."""
+        return self._pending_cost(request)[1] if request.pending else 0
+
+    def _pending_cost(self, request: Request) -> tuple[int, int, set[int]]:
+        """The blocks of ``request``'s pending match, the free blocks holding them takes,
+        and the hashes of those (a hash may repeat; its blocks count once)."""
+        entries, host = self.entries, self.host
+        matched = cost = 0
+        taken: set[int] = set()
+        for h in request.pending:
+            e = entries.get(h)
+            b = e[1] if e is not None else host[h][0]
+            matched += b
+            if (e is None or e[0] == 0) and h not in taken:
+                taken.add(h)
+                cost += b
+        return matched, cost, taken
+
+    def _admit(self, request: Request, tokens: int) -> bool:
+        """``grow`` for a request whose match went past a run of host-tier blocks: its
+        first allocation also takes the GPU blocks that the rest of its match needs (a
+        copy back for each host block, whose time goes to ``load_s``; an idle GPU entry
+        leaves the free blocks), as vLLM's ``allocate_slots`` counts a connector's tokens
+        and evictable cache hits; False (and no change) if short."""
+        entries, host, pending = self.entries, self.host, request.pending
+        matched, cost, taken = self._pending_cost(request)
+        new = max(0, -(-tokens // self.block_size) + self.seq_blocks - request.blocks
+                  - request.shared_blocks - matched)
+        if cost + new > self.free_blocks:
+            return False
+        # Hold the GPU entries first, so that making room cannot evict them.
+        idle, loads = self.idle, 0
+        for h in pending:
+            e = entries.get(h)
+            if e is None:
+                if h in taken:
+                    taken.discard(h)
+                    loads += host[h][0]
+                continue
+            if e[0] == 0:
+                del idle[h]
+                self.idle_blocks -= e[1]
+                self.free_blocks -= e[1]
+            e[0] += 1
+            request.shared_blocks += e[1]
+        self._take(new + loads)  # fits: checked above, and nothing held is evicted
+        request.blocks += new
+        stats, held = self.stats, request.held
+        copied: set[int] = set()
+        for h in pending:
+            e = entries.get(h)
+            if e is None:  # copied back now
+                b, t = host[h]
+                entries[h] = [1, b, t]
+                self.epoch += 1
+                copied.add(h)
+                request.shared_blocks += b
+                request.load_s += b * self.load_s_per_block
+                stats[5] += t
+                stats[6] += b
+            elif h in copied:  # a repeat of a block copied back just now
+                e[0] += 1
+                request.shared_blocks += e[1]
+            held.append(h)
+            self._unpin(h)
+        request.pending = []
+        return True
 
     def publish(self, request: Request) -> None:
         """Share the request's computed blocks that its hashes describe and that follow
@@ -173,9 +313,10 @@ class PagedKVCache:
             request.held.append(h)
             self.entries[h] = [1, blocks, tokens]
             self.epoch += 1
-            stale = self.host.pop(h, None)  # recomputed: the GPU copy supersedes it
-            if stale is not None:
-                self.host_blocks -= stale[0]
+            if h not in self.pins:  # recomputed: the GPU copy supersedes it
+                stale = self.host.pop(h, None)
+                if stale is not None:
+                    self.host_blocks -= stale[0]
 
     def _host_run(self, prefix: tuple[int, ...], i: int) -> tuple[int, int, int]:
         """The run of host-tier entries that starts at ``prefix[i]``: where it ends (index),
@@ -199,7 +340,7 @@ class PagedKVCache:
             return True
         return blocks * self.load_s_per_block < self.recompute_s(tokens, context)
 
-    def match(self, request: Request) -> int:
+    def match(self, request: Request, queued: bool = False) -> int:
         """Hold the cached blocks that start ``request``'s prompt and count them as
         computed; returns the cached prompt tokens. A fully cached prompt still computes
         its last token (which yields the first output token), as vLLM does.
@@ -210,20 +351,31 @@ class PagedKVCache:
         matches when it schedules a request). ``epoch`` counts cache entries created, so
         a replica can tell whether matching again can find anything new.
 
-        A run of blocks in the host tier is copied back into free GPU blocks (its copy
-        time added to ``request.load_s``) when that is faster than recomputing it;
-        otherwise the match stops there: the prompt is computed from that block on, and
-        publishing the result supersedes the host copy."""
+        A run of blocks in the host tier counts as cached when copying it back is faster
+        than recomputing it; otherwise the match stops there: the prompt is computed from
+        that block on, and publishing the result supersedes the host copy. A ``queued``
+        request (waiting for the scheduler) keeps the run in host memory, pinned, and
+        ``grow`` copies it back when it admits the request; otherwise (a request admitted
+        now, e.g. a decode replica's reservation for a transfer) the run is copied back
+        into free GPU blocks at once, while there is room. Either way the copy time is
+        added to ``request.load_s``."""
         if (not (self.caching and request.prefix) or request.blocks
                 or 0 < request.prefill_target <= request.computed):
             return 0  # it has started computing, or arrived with its KV (a transfer)
         first = request.matched_at < 0
         request.matched_at = self.epoch
-        held = request.held
+        held, pending = request.held, request.pending
         entries, host, stats = self.entries, self.host, self.stats
-        start = len(held)
-        # Extending an earlier match: its entries are held, so they are still here.
-        found = sum(entries[h][2] for h in held) if start else 0
+        start = len(held) + len(pending)
+        # Extending an earlier match: its entries are held (or pinned), so they are
+        # still here.
+        found = sum(entries[h][2] for h in held) if held else 0
+        if pending:
+            queued = True
+            for h in pending:
+                e = entries.get(h)
+                found += e[2] if e is not None else host[h][1]
+        pins = self.pins
         blocks = request.shared_blocks
         before = min(found, request.prompt_len)
         prefix = request.prefix
@@ -232,6 +384,14 @@ class PagedKVCache:
             h = prefix[i]
             e = entries.get(h)
             if e is not None:
+                if pending:
+                    # Past a host run: pinned (kept on the GPU or, if evicted, in host
+                    # memory), not held, until admission takes it (``_admit``).
+                    pins[h] = pins.get(h, 0) + 1
+                    pending.append(h)
+                    found += e[2]
+                    i += 1
+                    continue
                 if e[0] == 0:
                     del self.idle[h]
                     self.idle_blocks -= e[1]
@@ -249,6 +409,14 @@ class PagedKVCache:
                 stats[8] += run_blocks
                 stats[9] += run_tokens
                 break
+            if queued:
+                for h in prefix[i:end]:
+                    pins[h] = pins.get(h, 0) + 1
+                    host.move_to_end(h)  # a hit: most recently used
+                    pending.append(h)
+                found += run_tokens
+                i = end
+                continue
             # Copy the run back into free GPU blocks, while there is room.
             while i < end:
                 h = prefix[i]
@@ -276,7 +444,7 @@ class PagedKVCache:
         if first:
             stats[0] += request.prompt_len
         stats[1] += min(found, request.prompt_len) - before
-        stats[2] += len(held) - start
+        stats[2] += len(held) + len(pending) - start
         if found:
             request.shared_blocks = blocks
             request.computed = min(found, limit - 1)

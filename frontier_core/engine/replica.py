@@ -99,8 +99,8 @@ class ReplicaWorker:
         self.kv.release(request)
         request.computed = 0
         request.prefill_target = request.prompt_len + request.generated
-        self.kv.match(request)  # its blocks may still be cached (the scheduler may
-        request.preemptions += 1  # take it back in this very schedule)
+        self.kv.match(request, queued=True)  # its blocks may still be cached (the
+        request.preemptions += 1  # scheduler may take it back in this very schedule)
         self.preemptions += 1
         self.running.remove(request)
         self.waiting.appendleft(request)
@@ -238,7 +238,8 @@ class ReplicaWorker:
         against the prefix cache, or extend their earlier match with blocks cached since
         (vLLM matches a request when it schedules it, so a burst of requests sharing a
         prompt finds the blocks the first of them computed). Those requests hold what
-        they matched until they start or leave."""
+        they matched on the GPU until they start or leave; what they matched in the host
+        tier stays there until the scheduler admits them (see ``PagedKVCache.match``)."""
         kv = self.kv
         epoch = kv.epoch
         self._match_pending = False
@@ -248,7 +249,7 @@ class ReplicaWorker:
             if i >= MATCH_WINDOW:
                 break
             if r.matched_at != epoch and not r.blocks and r.prefix:
-                got = match(r)
+                got = match(r, queued=True)
                 if not r.preemptions:
                     r.cached_tokens = got  # prompt tokens found on its first admission
 
@@ -262,8 +263,9 @@ class ReplicaWorker:
         head = self.waiting[0]
         for r in reversed(self.waiting):
             # Blocks of its own, or cached blocks it holds by reference (re-matched after
-            # a preemption): either way, memory the head could use.
-            if r is not head and (r.blocks or r.held):
+            # a preemption): either way, memory the head could use. (Host blocks kept for
+            # it take no GPU memory.)
+            if r is not head and (r.blocks or r.shared_blocks):
                 kv.release(r)
                 r.computed = 0
                 r.prefill_target = r.prompt_len + r.generated
