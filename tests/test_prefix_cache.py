@@ -412,7 +412,7 @@ def test_a_host_tier_never_multiplies_preemptions(registry, scheduler, fraction,
     random pairs of these runs the host tier cut preemptions by 14% on average; the
     largest increase was 45 -> 81, where it admitted requests sooner and so ran more at
     once; the old copy-on-queue gave 2.4 to 80 times as many."""
-    from frontier_core.metrics import summarize
+    from frontier_core.app.metrics import summarize
 
     n = 80
 
