@@ -444,3 +444,13 @@ def test_ops_lists_every_collective_the_execution_model_emits() -> None:
 
     assert set(KINDS) <= set(OPS)
     assert len(set(OPS)) == len(OPS)
+
+
+def test_the_default_sweep_folder_is_git_ignored(tmp_path: Path) -> None:
+    grid = ["--grid", "seed=1,2", "-q"]
+    ok(frontier("sweep", *grid, "--set", "workload.num_requests=20", cwd=tmp_path))
+    out = tmp_path / "frontier-sweep"
+    assert (out / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert ".gitignore" in json.loads((out / ".frontier-results.json").read_text())["entries"]
+    ok(frontier("sweep", *grid, "--set", "workload.num_requests=20", "-o", "mine", cwd=tmp_path))
+    assert not (tmp_path / "mine" / ".gitignore").exists()

@@ -184,7 +184,7 @@ def sweep(configs: ConfigLike | Sequence[ConfigLike] | Mapping[str, ConfigLike] 
           grid: Mapping[str, Sequence[Any]] | Iterable[str] | None = None, *,
           out_dir: str | os.PathLike | None = None, jobs: int = 1, ray: str | None = None,
           progress: Callable[[int, int], None] | None = None, overrides: Overrides = None,
-          overwrite: bool = False, registry: Any = None) -> SweepResult:
+          overwrite: bool = False, registry: Any = None, gitignore: bool = False) -> SweepResult:
     """Run every config over the Cartesian product of the grid's values; the results
     table (``SweepResult``: ``rows``, ``to_pandas()``), one row per run with its status.
 
@@ -193,7 +193,8 @@ def sweep(configs: ConfigLike | Sequence[ConfigLike] | Mapping[str, ConfigLike] 
     [values]}`` or ``["path=v1,v2"]`` strings as ``--grid`` takes them. ``overrides``
     apply to every run. With ``out_dir`` the sweep writes what ``frontier sweep -o``
     writes (and a re-run resumes); without it nothing is written. ``jobs`` runs a local
-    process pool; ``ray`` a Ray cluster ('local', 'auto' or an address)."""
+    process pool; ``ray`` a Ray cluster ('local', 'auto' or an address). ``gitignore``
+    puts a ``.gitignore`` of ``*`` in a new ``out_dir``."""
     from frontier_core.app.sweep import parse_grid
     from frontier_core.app.sweep import sweep as run_sweep
 
@@ -230,7 +231,7 @@ def sweep(configs: ConfigLike | Sequence[ConfigLike] | Mapping[str, ConfigLike] 
     else:
         axes = parse_grid([grid] if isinstance(grid, str) else grid)
     return run_sweep(items, axes, out_dir=out_dir, jobs=jobs, ray=ray, progress=progress,
-                     registry=registry, overwrite=overwrite)
+                     registry=registry, overwrite=overwrite, gitignore=gitignore)
 
 
 def _is_config_mapping(m: Mapping[str, Any]) -> bool:

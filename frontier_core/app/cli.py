@@ -117,7 +117,7 @@ def run(
 def sweep(
     configs: Annotated[Optional[list[Path]], typer.Argument(help="YAML run configs; omit for the embedded default.")] = None,  # noqa: UP045
     grid: Annotated[Optional[list[str]], typer.Option("--grid", "-g", help="path.to.field=v1,v2,... (repeatable; the runs are the Cartesian product).")] = None,  # noqa: UP045
-    output: Annotated[Path, typer.Option("--output", "-o", help="Sweep directory (re-running it resumes).")] = Path("frontier-sweep"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Sweep directory (re-running it resumes); default frontier-sweep.")] = None,  # noqa: UP045
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel in a local process pool.")] = 1,
     ray: Annotated[Optional[str], typer.Option("--ray", help="Run on Ray: 'local', 'auto' or a cluster address (pip install '.\\[ray]' in a Frontier checkout).")] = None,  # noqa: UP045
     set_: SetOpt = None,
@@ -128,6 +128,9 @@ def sweep(
     """Run configs over a grid of overrides in parallel; one results table (CSV, and Parquet with pyarrow)."""
     from frontier_core.app import api, outdir
 
+    # Frontier's own default folder keeps itself out of git, as pytest's cache does.
+    default = output is None
+    output = output or Path("frontier-sweep")
     outdir.check(output, "sweep", overwrite)  # a sweep folder is fine: re-running resumes
     for c in configs or []:
         if not c.is_file():
@@ -135,7 +138,8 @@ def sweep(
                               "(examples/ has some), or none for the embedded default.")
     # --set applies to every run; a config it cannot apply to is an error before any run.
     kwargs = dict(configs=list(configs or [None]), grid=grid or [], out_dir=output, jobs=jobs,
-                  ray=ray, registry=_registry(), overwrite=overwrite, overrides=set_ or [])
+                  ray=ray, registry=_registry(), overwrite=overwrite, overrides=set_ or [],
+                  gitignore=default)
     if quiet or as_json or not err.is_terminal:
         result = api.sweep(**kwargs)
     else:

@@ -308,12 +308,15 @@ def _swap(p: Path, tmp: Path, kind: str, new: list[str], option: str) -> None:
 
 
 def claim(path: str | Path, kind: str, entries: Iterable[str], overwrite: bool = False, *,
-          option: str = "-o/--output") -> Path:
+          option: str = "-o/--output", gitignore: bool = False) -> Path:
     """Make ``path`` a results folder of ``kind`` that will be written in place (a sweep
     adds to its folder run by run). Checks as ``check`` does; a results folder of another
     kind (only with ``overwrite``) loses the entries its marker lists. The marker lists
-    ``entries`` plus what it listed before. Returns the resolved path."""
+    ``entries`` plus what it listed before. ``gitignore`` (for a folder the user did not
+    name): a new folder gets a ``.gitignore`` of ``*``, as ``write`` gives one. Returns
+    the resolved path."""
     p = check(path, kind, overwrite, option=option)
+    new = not p.exists()
     p.mkdir(parents=True, exist_ok=True)
     clear_partial(p)
     marker = read_marker(p)
@@ -337,6 +340,9 @@ def claim(path: str | Path, kind: str, entries: Iterable[str], overwrite: bool =
                     os.replace(p / name, aside / name)
         finally:
             shutil.rmtree(aside, ignore_errors=True)
+    if gitignore and new:
+        (p / GITIGNORE).write_text(_IGNORE_ALL)
+        entries.append(GITIGNORE)
     _write_marker(p, kind, [*previous, *entries])
     return p
 

@@ -241,13 +241,15 @@ def sweep(
     progress: Callable[[int, int], None] | None = None,
     registry: Any = None,
     overwrite: bool = False,
+    gitignore: bool = False,
 ) -> SweepResult:
     """Run every configuration of the sweep that has not finished yet and write the
     results table. ``configs`` as ``expand`` takes them; ``grid``: ``--grid`` strings or
     (path, values) axes. ``progress(done, total)`` is called after each run. ``out_dir``
     must be new, empty or a sweep folder (``frontier_core.app.outdir``); ``overwrite`` allows
     the results of another command there (never a folder Frontier did not write). With
-    ``out_dir=None`` nothing is written (and nothing resumes)."""
+    ``out_dir=None`` nothing is written (and nothing resumes). ``gitignore``: a new
+    ``out_dir`` gets a ``.gitignore`` of ``*`` (the CLI's default folder)."""
     from frontier_core.app import outdir
 
     grid = list(grid)
@@ -261,7 +263,7 @@ def sweep(
     ray_mod = ray_start(ray) if ray is not None else None  # before anything is written
     out = Path(out_dir)
     new = not out.exists()
-    outdir.claim(out, "sweep", SWEEP_ENTRIES, overwrite)
+    outdir.claim(out, "sweep", SWEEP_ENTRIES, overwrite, gitignore=gitignore)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     # What a killed sweep left half-written: a run's outputs go to a hidden temporary
@@ -319,7 +321,7 @@ def _stopped(e: BaseException, out: Path, runs_dir: Path, finished: int, new: bo
     if new and finished == 0:
         with contextlib.suppress(OSError):
             runs_dir.rmdir()
-            for name in (*SWEEP_ENTRIES, outdir.MARKER):
+            for name in (*SWEEP_ENTRIES, outdir.MARKER, outdir.GITIGNORE):
                 if not (out / name).is_dir():
                     (out / name).unlink(missing_ok=True)
             out.rmdir()
