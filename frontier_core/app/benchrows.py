@@ -324,7 +324,7 @@ def _stated_layout(row: Row, stage: str) -> dict[str, str] | str | None:
 
 #: InferenceX's disaggregated config entries with the dates each was in force
 #: (tools/inferencex_disagg.py; origin and licence in frontier_core/data/SOURCE.md).
-INFERENCEX_DISAGG = Path(__file__).parent / "data" / "inferencex_disagg.csv"
+INFERENCEX_DISAGG = Path(__file__).parents[1] / "data" / "inferencex_disagg.csv"
 
 
 @functools.cache
