@@ -43,11 +43,12 @@ class LinearPredictor:
 class FakeReplica:
     """A replica as a scheduler sees it (a ``frontier_core.sdk.SchedulerView``) with the
     engine's paged KV cache of ``num_blocks`` blocks of ``block_size`` tokens, and one
-    waiting request per prompt length (ids 0, 1, ...; ``output_len`` tokens each).
+    waiting request per entry of ``prompts`` (ids 0, 1, ...): a prompt length (with
+    ``output_len`` output tokens) or a (prompt, output) pair.
     ``finish_iteration(batch)`` does what the engine does after an iteration."""
 
-    def __init__(self, prompts: list[int], num_blocks: int = 1000, block_size: int = 16,
-                 output_len: int = 8, decode_width: int = 1) -> None:
+    def __init__(self, prompts: list[int] | list[tuple[int, int]], num_blocks: int = 1000,
+                 block_size: int = 16, output_len: int = 8, decode_width: int = 1) -> None:
         from frontier_core.engine.kv import PagedKVCache
         from frontier_core.records import Request
 
@@ -55,8 +56,9 @@ class FakeReplica:
         self.now = 0.0
         self.decode_width = decode_width
         self.running: list[Any] = []
+        pairs = [p if isinstance(p, tuple) else (p, output_len) for p in prompts]
         self.waiting: deque[Any] = deque(
-            Request(i, 0.0, p, output_len, prefill_target=p) for i, p in enumerate(prompts))
+            Request(i, 0.0, p, o, prefill_target=p) for i, (p, o) in enumerate(pairs))
         self.preemptions = 0
 
     def preempt(self, request: Any) -> None:

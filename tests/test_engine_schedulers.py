@@ -4,8 +4,6 @@ future decode tokens, retraction), TensorRT-LLM (GUARANTEED_NO_EVICT)."""
 
 from __future__ import annotations
 
-from collections import deque
-
 from frontier_core.builtin.schedulers import (
     INIT_NEW_TOKEN_RATIO,
     BatchLimits,
@@ -15,41 +13,17 @@ from frontier_core.builtin.schedulers import (
     SGLangOptions,
     SGLangScheduler,
 )
-from frontier_core.engine.kv import PagedKVCache
 from frontier_core.records import Batch, Request
+from frontier_core.testing import FakeReplica
 
 
-class View:
-    """A replica as a scheduler sees it (``SchedulerView``), without the engine."""
-
-    def __init__(self, blocks: int, requests: list[tuple[int, int]], block_size: int = 16):
-        self.kv = PagedKVCache(num_blocks=blocks, block_size=block_size)
-        self.now = 0.0
-        self.decode_width = 1
-        self.running: list[Request] = []
-        self.waiting: deque[Request] = deque(
-            Request(i, 0.0, p, o, prefill_target=p) for i, (p, o) in enumerate(requests))
-
-    def preempt(self, request: Request) -> None:
-        self.kv.release(request)
-        request.computed = 0
-        request.prefill_target = request.prompt_len + request.generated
-        self.running.remove(request)
-        self.waiting.appendleft(request)
+def View(blocks: int, requests: list[tuple[int, int]], block_size: int = 16) -> FakeReplica:
+    """A replica as a scheduler sees it, without the engine: (prompt, output) requests."""
+    return FakeReplica(requests, num_blocks=blocks, block_size=block_size)
 
 
-def _apply(view: View, batch: Batch) -> None:
-    for r, c in zip(batch.prefill, batch.chunks, strict=True):
-        r.computed += c
-        if r.computed >= r.prefill_target:
-            r.generated += 1
-    for r in batch.decode:
-        r.computed += 1
-        r.generated += 1
-    for r in view.running:
-        if r.generated >= r.output_len:
-            view.kv.release(r)  # finished: its KV is freed
-    view.running = [r for r in view.running if r.generated < r.output_len]
+def _apply(view: FakeReplica, batch: Batch) -> None:
+    view.finish_iteration(batch)
 
 
 def test_vllm_v1_schedules_running_first_then_waiting_in_one_budget() -> None:
