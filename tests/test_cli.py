@@ -107,7 +107,7 @@ def test_example_validates_and_runs(example: Path, tmp_path: Path) -> None:
         pytest.importorskip("frontier_af_pingpong")
     if example.name.startswith(("moe", "af-")):
         pytest.importorskip("frontier_moe_ep")
-        small = ["--set", "workload.num_requests=150"]  # MoE runs cost ~1 ms per iteration
+        small = ["--set", "workload.num_requests=60"]  # MoE runs cost ~1 ms per iteration
     r = ok(frontier("config", "validate", example.relative_to(REPO)))
     assert "valid" in r.stdout
     ok(frontier("run", example, "-o", tmp_path / "out", "-q", *small))
