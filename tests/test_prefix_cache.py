@@ -109,12 +109,17 @@ def test_invariants_under_random_traffic(ops, host, recompute):
             for h in x.held:
                 held[h] = held.get(h, 0) + 1
             for h in x.pending:
-                pinned[h] = pinned.get(h, 0) + 1
+                pinned.setdefault(h, set()).add(id(x))
         for h, (refs, _, _) in kv.entries.items():
-            assert refs == held.get(h, 0)  # references are exact
+            assert refs == held.get(h, 0)  # references are exact: queued matches hold none
             assert (h in kv.idle) == (refs == 0)
-        assert kv.pins == pinned  # and so are pins
-        assert all(h in kv.entries or h in kv.host for h in pinned)  # never dropped
+        assert {h: set(w) for h, w in kv.pins.items()} == pinned  # and so are pins
+        assert all(h in kv.entries or h in kv.host for h in pinned)  # a record is cached
+        for w in queue:  # and counts as computed what is cached
+            found = sum(kv.entries[h][2] if h in kv.entries else kv.host[h][1]
+                        for h in w.pending)
+            assert w.computed == (min(found, w.prompt_len - 1) if found else 0)
+            assert not w.held and w.blocks == w.shared_blocks == 0
         idle = sum(kv.entries[h][1] for h in kv.idle)
         assert idle == kv.idle_blocks <= kv.free_blocks
         own = sum(x.blocks for x in live + queue)
@@ -262,7 +267,7 @@ def test_a_queued_request_copies_its_host_hits_back_only_when_admitted():
     assert kv.grow(hog, 128)  # the GPU is full: entry 1 goes to the host
     r = req(1, 100, (1, 5))
     assert kv.match(r, queued=True) == 64 and r.computed == 64
-    assert r.pending == [1] and kv.pins == {1: 1} and 1 in kv.host
+    assert r.pending == [1] and list(kv.pins[1].values()) == [r] and 1 in kv.host
     assert r.blocks == r.shared_blocks == 0 and r.load_s == 0.0 and kv.stats[6] == 0
     assert kv.pending_blocks(r) == 4  # what admitting it takes besides its new tokens
     assert not kv.grow(r, 100) and r.pending == [1] and kv.free_blocks == 0
