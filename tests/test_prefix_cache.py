@@ -64,6 +64,61 @@ def test_held_blocks_are_never_evicted_and_idle_ones_go_lru_first():
     assert not kv.grow(Request(10, 0.0, 16, 1), 16)  # nothing left, entry 1 is held
 
 
+def test_a_leaving_request_is_evicted_tail_first():
+    """vLLM frees a request's blocks in reverse order (SingleTypeKVCacheManager.free), so
+    making room evicts the end of a prompt before the start that other prompts share."""
+    kv = PagedKVCache(16, 16, prefix_cache=True)
+    serve(kv, req(0, 192, (1, 2, 3)))  # three entries of 4 blocks, all idle
+    assert kv.grow(Request(9, 0.0, 128, 1), 128)  # 8 blocks: 4 free, one entry evicted
+    assert list(kv.entries) == [1, 2] and kv.stats[3] == 4
+    assert kv.match(req(1, 200, (1, 2, 4))) == 128
+
+
+def test_a_queued_match_holds_nothing_and_admission_takes_it():
+    """vLLM looks a waiting request up (get_computed_blocks) and touches its hits only in
+    allocate_slots: until then they stay free and evictable."""
+    kv = PagedKVCache(16, 16, prefix_cache=True)
+    serve(kv, req(0, 128, (1, 2)))  # 8 idle blocks
+    r = req(1, 200, (1, 2, 3))
+    assert kv.match(r, queued=True) == 128 and r.computed == 128
+    assert r.pending == [1, 2] and not r.held and r.shared_blocks == 0
+    assert kv.free_blocks == 16 and kv.idle_blocks == 8  # nothing held
+    assert kv.pending_blocks(r) == 8  # admitting it takes the idle entries
+    assert kv.grow(r, 200)  # 8 cached + 5 new blocks
+    assert r.held == [1, 2] and r.shared_blocks == 8 and r.blocks == 5 and not r.pending
+    assert kv.free_blocks == 3 and kv.idle_blocks == 0 and not kv.pins
+
+
+def test_evicting_a_queued_match_cuts_it_short():
+    kv = PagedKVCache(16, 16, prefix_cache=True)
+    serve(kv, req(0, 192, (1, 2, 3)))  # 12 idle blocks
+    r = req(1, 200, (1, 2, 3, 4))
+    assert kv.match(r, queued=True) == 192 and r.computed == 192
+    r.cached_tokens = 192  # as the replica records a first match
+    hog = Request(9, 0.0, 192, 1)
+    assert kv.grow(hog, 192)  # 12 blocks: entries 3 and 2 are evicted (tail first)
+    assert list(kv.entries) == [1] and r.pending == [1] and list(kv.pins) == [1]
+    assert r.computed == r.cached_tokens == 64  # what a lookup finds now
+    assert kv.stats[1:3] == [64, 1]
+    assert not kv.grow(r, 200)  # 4 cached + 9 new blocks > 4 free (idle entry 1's)
+    kv.release(hog)
+    assert kv.grow(r, 200) and r.shared_blocks == 4 and r.blocks == 9
+
+
+def test_a_preempted_request_gives_its_blocks_back():
+    """Preemption releases the victim and matches it again at once (its blocks are still
+    cached): the match records them without holding them, so they are free."""
+    kv = PagedKVCache(16, 16, prefix_cache=True)
+    r = req(0, 128, (1, 2))
+    kv.match(r)
+    assert kv.grow(r, 160)
+    r.computed = 160  # its prompt and 32 output tokens
+    kv.release(r)
+    r.computed, r.prefill_target = 0, 160
+    assert kv.match(r, queued=True) == 128 and r.computed == 128
+    assert kv.free_blocks == 16 and kv.idle_blocks == 8
+
+
 # Recompute estimates for the host tier: none (always load), one that makes loading a
 # run of whole blocks faster and a run of short blocks slower, and one that never loads.
 RECOMPUTE = [None, lambda tokens, context: (tokens + context) * 1e-7, lambda t, c: 0.0]

@@ -6,7 +6,9 @@ trace's ``hash_ids``): a request whose prompt starts with cached blocks holds
 them by reference instead of computing them again; when it leaves, its computed
 prompt blocks stay cached. Cached blocks that no request holds are counted as
 free (a scheduler may take them) and are evicted, least recently used first, only
-when an allocation needs the room. With a host tier they move
+when an allocation needs the room; a leaving request's blocks join that order
+tail first, so the end of its prompt is evicted before the start that other
+prompts share. With a host tier they move
 to host memory instead (itself least-recently-used, bounded) and a later hit
 copies them back over PCIe: the request's ``load_s`` grows by the copy time,
 which the replica adds to the iteration that starts its prefill — unless
@@ -153,7 +155,12 @@ class PagedKVCache:
             self.publish(request)  # what it computed stays cached (e.g. when preempted)
         self.free_blocks += request.blocks
         request.blocks = 0
-        for h in request.held:
+        # Tail first, so that the end of the prompt is evicted first and its start, which
+        # other prompts share, last: vLLM frees a request's blocks in reverse order "so
+        # that the tail blocks are freed first" into the free queue that it evicts from
+        # the front (SingleTypeKVCacheManager.free, v1/core/single_type_kv_cache_manager.py;
+        # BlockPool.free_blocks, v1/core/block_pool.py).
+        for h in reversed(request.held):
             self._unref(h)
         if request.pending:
             for h in dict.fromkeys(request.pending):
