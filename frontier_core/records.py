@@ -60,9 +60,10 @@ class Request:
     prefix: tuple[int, ...] | None = None
     prefix_block: int = 0
     held: list[int] = field(default_factory=list)
-    # A waiting request's match from a run of host-tier blocks on, in prompt order after
-    # ``held``: entries pinned (on the GPU or in host memory) until the scheduler admits
-    # it, when the host ones are copied back and all of them join ``held``.
+    # A waiting request's recorded match, in prompt order after ``held``: cached blocks
+    # (on the GPU, where they stay free and evictable, or pinned in host memory) that the
+    # scheduler's first allocation for it takes, when the host ones are copied back and
+    # all of them join ``held``.
     pending: list[int] = field(default_factory=list)
     shared_blocks: int = 0
     cached_tokens: int = 0

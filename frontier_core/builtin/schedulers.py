@@ -190,8 +190,9 @@ class SGLangScheduler:
             room = [kv.free_blocks * kv.block_size - self._reserved(view.running)]
 
             def admit(r: Request) -> bool:
-                # Matched blocks still in host memory are copied back into free KV when
-                # the request is admitted: they count as the tokens it adds.
+                # Matched blocks that nobody holds (in host memory, or cached on the GPU
+                # and evictable) leave the free KV when the request is admitted: they
+                # count as tokens it adds.
                 need = (r.prefill_target - r.computed
                         + min(r.output_len - r.generated, CLIP_MAX_NEW_TOKENS) * ratio)
                 if r.pending:

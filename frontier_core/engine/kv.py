@@ -3,11 +3,12 @@
 Blocks are counted, not named, which keeps the hot path to integer arithmetic.
 With prefix caching, whole prompt blocks are also kept by content hash (the
 trace's ``hash_ids``): a request whose prompt starts with cached blocks holds
-them by reference instead of computing them again (the replica matches waiting
-requests before each schedule); when it leaves, its computed prompt blocks stay
-cached. Cached blocks that no request holds are
-counted as free (a scheduler may take them) and are evicted, least recently
-used first, only when an allocation needs the room. With a host tier they move
+them by reference instead of computing them again; when it leaves, its computed
+prompt blocks stay cached. Cached blocks that no request holds are counted as
+free (a scheduler may take them) and are evicted, least recently used first, only
+when an allocation needs the room; a leaving request's blocks join that order
+tail first, so the end of its prompt is evicted before the start that other
+prompts share. With a host tier they move
 to host memory instead (itself least-recently-used, bounded) and a later hit
 copies them back over PCIe: the request's ``load_s`` grows by the copy time,
 which the replica adds to the iteration that starts its prefill — unless
@@ -15,9 +16,21 @@ recomputing those tokens is faster (``recompute_s``, from the cluster's
 ExecutionPredictor), in which case the match stops there and the prompt is
 computed from that block on.
 
-A request still waiting in a queue takes no GPU blocks for its host hits: they
-are kept in host memory for it (pinned) and copied back when the scheduler admits
-it, as part of its first allocation. Engines do the same: vLLM asks its KV
+A request waiting in a queue holds no GPU blocks: the replica matches it before
+each schedule only to record which cached blocks start its prompt (so that its
+``computed`` tokens, and what admitting it costs, are known to the scheduler), and
+the scheduler's first allocation for it (``grow``) takes them. Until then they
+stay free and evictable; evicting one moves it to the host tier, or, without one,
+cuts the match of the requests that recorded it short at that block. This is
+vLLM's way: ``get_computed_blocks`` only looks the prompt up, and
+``allocate_slots`` touches the hits (taking cached blocks with no holder out of
+the free queue) when the scheduler admits the request
+(v1/core/kv_cache_manager.py). So a preempted request, matched again at once,
+gives all its blocks back: they stay cached, but free.
+
+Host hits of a waiting request are kept in host memory for it (pinned) and copied
+back when the scheduler admits it, as part of its first allocation. Engines do the
+same: vLLM asks its KV
 connector (LMCache, CPU offloading) how many tokens it can load when it schedules a
 waiting request, and ``allocate_slots`` allocates blocks for those external tokens
 together with the new ones, or leaves the request waiting (v1/core/sched/scheduler.py,
@@ -80,9 +93,11 @@ class PagedKVCache:
         self.host: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self.host_capacity = host_blocks
         self.host_blocks = 0
-        # hash -> waiting requests that will copy it back: never dropped from the host
-        # tier meanwhile (SGLang protects a host node the same way while it is in use).
-        self.pins: dict[int, int] = {}
+        # hash -> the waiting requests whose recorded match includes it (by id). Pinned
+        # in the host tier: never dropped from it meanwhile (SGLang protects a host node
+        # the same way while it is in use). On the GPU it stays evictable; evicting it
+        # cuts their matches short (``_forget``), or, with a host tier, moves it there.
+        self.pins: dict[int, dict[int, Request]] = {}
         self.load_s_per_block = load_s_per_block
         self.recompute_s = recompute_s
         self.epoch = 0  # cache entries created so far (see ``match``)
@@ -102,8 +117,11 @@ class PagedKVCache:
             self.idle_blocks -= blocks
             self.stats[3] += blocks
             short -= blocks
-            if self.host_capacity >= blocks or h in self.pins:
+            pinned = h in self.pins
+            if self.host_capacity >= blocks or (pinned and self.host_capacity):
                 self._offload(h, blocks, tokens)
+            if pinned and h not in self.host:
+                self._forget(h, tokens)
         self.free_blocks -= need
         used = self.num_blocks - self.free_blocks
         if used > self.peak_used:
@@ -137,11 +155,16 @@ class PagedKVCache:
             self.publish(request)  # what it computed stays cached (e.g. when preempted)
         self.free_blocks += request.blocks
         request.blocks = 0
-        for h in request.held:
+        # Tail first, so that the end of the prompt is evicted first and its start, which
+        # other prompts share, last: vLLM frees a request's blocks in reverse order "so
+        # that the tail blocks are freed first" into the free queue that it evicts from
+        # the front (SingleTypeKVCacheManager.free, v1/core/single_type_kv_cache_manager.py;
+        # BlockPool.free_blocks, v1/core/block_pool.py).
+        for h in reversed(request.held):
             self._unref(h)
         if request.pending:
-            for h in request.pending:
-                self._unpin(h)
+            for h in dict.fromkeys(request.pending):
+                self._unpin(h, request)
             request.pending = []
         request.held = []
         request.shared_blocks = 0
@@ -193,12 +216,15 @@ class PagedKVCache:
             self.stats[7] += hb[0]
         return True
 
-    def _unpin(self, h: int) -> None:
+    def _pin(self, h: int, request: Request) -> None:
+        self.pins.setdefault(h, {})[id(request)] = request
+
+    def _unpin(self, h: int, request: Request) -> None:
         """A waiting request no longer needs block ``h`` kept: a GPU copy supersedes the
         host one, and a host tier over its capacity (pinned blocks kept there) shrinks."""
-        n = self.pins[h] - 1
-        if n:
-            self.pins[h] = n
+        waiters = self.pins[h]
+        del waiters[id(request)]
+        if waiters:
             return
         del self.pins[h]
         hb = self.host.get(h)
@@ -210,10 +236,38 @@ class PagedKVCache:
         elif self.host_blocks > self.host_capacity:
             self._trim(0)
 
+    def _forget(self, h: int, tokens: int) -> None:
+        """Entry ``h`` (``tokens`` tokens) was evicted and is nowhere now: the waiting
+        requests that recorded it lose it and what follows it (the chain of hashes
+        breaks there), as vLLM would find only the blocks before it when it schedules
+        them. Their ``computed`` tokens and the hit counts shrink to match."""
+        entries, host, stats = self.entries, self.host, self.stats
+        for r in self.pins.pop(h).values():
+            pending = r.pending
+            i = pending.index(h)
+            gone = pending[i:]
+            del pending[i:]
+            kept = sum(entries[x][2] if x in entries else host[x][1] for x in pending)
+            lost = sum(tokens if x == h else entries[x][2] if x in entries else host[x][1]
+                       for x in gone)
+            for x in dict.fromkeys(gone):
+                if x != h and x not in pending:
+                    self._unpin(x, r)
+            limit = max(r.prompt_len, r.prefill_target)
+            before = min(kept + lost, r.prompt_len)
+            after = min(kept, r.prompt_len)
+            stats[1] -= before - after
+            stats[2] -= len(gone)
+            r.computed = min(kept, limit - 1) if kept else 0
+            if not r.preemptions:
+                r.cached_tokens = after  # what its first admission will find
+
     def pending_blocks(self, request: Request) -> int:
-        """Free blocks that admitting a waiting ``request`` takes for its match beyond
-        the blocks it holds: host blocks to copy back and idle cache entries past them
-        (0 for most requests). A scheduler that budgets admission in tokens counts them,
+        """Free blocks that admitting a waiting ``request`` takes for its recorded match:
+        host blocks to copy back and cached blocks that no request holds (counted as
+        free until then); cached blocks that running requests hold cost nothing. vLLM
+        counts the same in ``allocate_slots`` (evictable hits, ``ref_cnt == 0``, are
+        blocks to allocate). A scheduler that budgets admission in tokens counts them,
         as SGLang counts a host hit among the tokens a request adds
         (``PrefillAdder.add_one_req``)."""
         return self._pending_cost(request)[1] if request.pending else 0
@@ -234,11 +288,13 @@ class PagedKVCache:
         return matched, cost, taken
 
     def _admit(self, request: Request, tokens: int) -> bool:
-        """``grow`` for a request whose match went past a run of host-tier blocks: its
-        first allocation also takes the GPU blocks that the rest of its match needs (a
-        copy back for each host block, whose time goes to ``load_s``; an idle GPU entry
-        leaves the free blocks), as vLLM's ``allocate_slots`` counts a connector's tokens
-        and evictable cache hits; False (and no change) if short."""
+        """``grow`` for a waiting request with a recorded match: its first allocation
+        also takes the blocks of its match (a GPU entry is held, and leaves the free
+        blocks if nobody held it; a host block is copied back, its time going to
+        ``load_s``), as vLLM's ``allocate_slots`` touches the cache hits and counts
+        evictable ones and a connector's tokens among the blocks it allocates
+        (v1/core/kv_cache_manager.py); False (and no change) if short. Every recorded
+        block is still cached here: evicting one cut the match short (``_forget``)."""
         entries, host, pending = self.entries, self.host, request.pending
         matched, cost, taken = self._pending_cost(request)
         new = max(0, -(-tokens // self.block_size) + self.seq_blocks - request.blocks
@@ -279,7 +335,8 @@ class PagedKVCache:
                 e[0] += 1
                 request.shared_blocks += e[1]
             held.append(h)
-            self._unpin(h)
+        for h in dict.fromkeys(pending):
+            self._unpin(h, request)
         request.pending = []
         return True
 
@@ -341,24 +398,30 @@ class PagedKVCache:
         return blocks * self.load_s_per_block < self.recompute_s(tokens, context)
 
     def match(self, request: Request, queued: bool = False) -> int:
-        """Hold the cached blocks that start ``request``'s prompt and count them as
+        """Find the cached blocks that start ``request``'s prompt and count them as
         computed; returns the cached prompt tokens. A fully cached prompt still computes
         its last token (which yields the first output token), as vLLM does.
 
+        A ``queued`` request (waiting for the scheduler) only records them, in
+        ``pending``: it holds nothing, and ``grow`` takes them when the scheduler admits
+        it, as vLLM's scheduler looks a waiting request up (``get_computed_blocks``) and
+        touches the hits only in ``allocate_slots``. Otherwise (a request admitted now,
+        e.g. a decode replica's reservation for a transfer) the request holds them at
+        once, by reference.
+
         A request not yet started (no blocks of its own) may be matched again: the match
-        then goes on from the blocks it holds, picking up blocks cached since (the
-        replica does this before each schedule for the head of its queue, as vLLM
+        then goes on from the blocks it recorded or holds, picking up blocks cached since
+        (the replica does this before each schedule for the head of its queue, as vLLM
         matches when it schedules a request). ``epoch`` counts cache entries created, so
         a replica can tell whether matching again can find anything new.
 
         A run of blocks in the host tier counts as cached when copying it back is faster
         than recomputing it; otherwise the match stops there: the prompt is computed from
-        that block on, and publishing the result supersedes the host copy. A ``queued``
-        request (waiting for the scheduler) keeps the run in host memory, pinned, and
-        ``grow`` copies it back when it admits the request; otherwise (a request admitted
-        now, e.g. a decode replica's reservation for a transfer) the run is copied back
-        into free GPU blocks at once, while there is room. Either way the copy time is
-        added to ``request.load_s``."""
+        that block on, and publishing the result supersedes the host copy. A queued
+        request keeps the run in host memory, pinned, and ``grow`` copies it back when it
+        admits the request; a request admitted now copies the run back into free GPU
+        blocks at once, while there is room. Either way the copy time is added to
+        ``request.load_s``."""
         if (not (self.caching and request.prefix) or request.blocks
                 or 0 < request.prefill_target <= request.computed):
             return 0  # it has started computing, or arrived with its KV (a transfer)
@@ -367,15 +430,15 @@ class PagedKVCache:
         held, pending = request.held, request.pending
         entries, host, stats = self.entries, self.host, self.stats
         start = len(held) + len(pending)
-        # Extending an earlier match: its entries are held (or pinned), so they are
-        # still here.
+        # Extending an earlier match: its entries are held, or recorded and so still
+        # cached (evicting one cuts the record short), on the GPU or in the host tier.
         found = sum(entries[h][2] for h in held) if held else 0
         if pending:
             queued = True
             for h in pending:
                 e = entries.get(h)
                 found += e[2] if e is not None else host[h][1]
-        pins = self.pins
+        pin = self._pin
         blocks = request.shared_blocks
         before = min(found, request.prompt_len)
         prefix = request.prefix
@@ -384,10 +447,10 @@ class PagedKVCache:
             h = prefix[i]
             e = entries.get(h)
             if e is not None:
-                if pending:
-                    # Past a host run: pinned (kept on the GPU or, if evicted, in host
-                    # memory), not held, until admission takes it (``_admit``).
-                    pins[h] = pins.get(h, 0) + 1
+                if queued:
+                    # Recorded, not held: it stays free and evictable until admission
+                    # takes it (``_admit``).
+                    pin(h, request)
                     pending.append(h)
                     found += e[2]
                     i += 1
@@ -411,7 +474,7 @@ class PagedKVCache:
                 break
             if queued:
                 for h in prefix[i:end]:
-                    pins[h] = pins.get(h, 0) + 1
+                    pin(h, request)
                     host.move_to_end(h)  # a hit: most recently used
                     pending.append(h)
                 found += run_tokens

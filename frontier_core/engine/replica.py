@@ -95,7 +95,9 @@ class ReplicaWorker:
         return self.env.now
 
     def preempt(self, request: Request) -> None:
-        """Recompute preemption: drop the KV, requeue at the head of ``waiting``."""
+        """Recompute preemption: drop the KV, requeue at the head of ``waiting``. Its
+        computed blocks stay cached, free and evictable; matching it again only records
+        them (it holds nothing while it waits), so the preemption frees its memory."""
         self.kv.release(request)
         request.computed = 0
         request.prefill_target = request.prompt_len + request.generated
@@ -237,9 +239,9 @@ class ReplicaWorker:
         """Match the first ``MATCH_WINDOW`` waiting requests that have not started
         against the prefix cache, or extend their earlier match with blocks cached since
         (vLLM matches a request when it schedules it, so a burst of requests sharing a
-        prompt finds the blocks the first of them computed). Those requests hold what
-        they matched on the GPU until they start or leave; what they matched in the host
-        tier stays there until the scheduler admits them (see ``PagedKVCache.match``)."""
+        prompt finds the blocks the first of them computed). The match only records what
+        is cached: a waiting request holds no GPU blocks, and the scheduler's first
+        allocation for it takes them (see ``PagedKVCache.match``)."""
         kv = self.kv
         epoch = kv.epoch
         self._match_pending = False
@@ -255,16 +257,15 @@ class ReplicaWorker:
 
     def _unblock(self) -> bool:
         """An idle replica whose head request cannot start. If other waiting requests
-        hold KV (e.g. arrived by transfer), the newest of them gives it up and will
+        hold KV (arrived by transfer), the newest of them gives it up and will
         recompute; if blocks are held by requests that left (their KV is still being
         transferred away), wait for their release; if the head alone holds blocks, it
         can never start: reject it. True when something changed."""
         kv = self.kv
         head = self.waiting[0]
         for r in reversed(self.waiting):
-            # Blocks of its own, or cached blocks it holds by reference (re-matched after
-            # a preemption): either way, memory the head could use. (Host blocks kept for
-            # it take no GPU memory.)
+            # Blocks of its own, or cached blocks it holds by reference: either way,
+            # memory the head could use. (A queued match holds nothing.)
             if r is not head and (r.blocks or r.shared_blocks):
                 kv.release(r)
                 r.computed = 0
