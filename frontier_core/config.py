@@ -334,7 +334,7 @@ class LognormalLength(_Strict):
 
     @model_validator(mode="after")
     def _median_within(self) -> LognormalLength:
-        # min > max is reported where the lengths are drawn (workload.py).
+        # min > max is reported where the lengths are drawn (workload/sampling.py).
         if self.min <= self.max and not self.min <= self.median <= self.max:
             raise ValueError(
                 f"median {self.median:g} lies outside [min, max] = [{self.min}, {self.max}], "
