@@ -44,3 +44,18 @@ SERVING_ROW = {
     "attention_dp_size": "1", "moe_tp_size": "2", "moe_ep_size": "1",
     "silicon_ttft_ms": "50.0", "silicon_tpot_ms": "8.0",
 }
+
+
+def small_yaml(predictor: str = "linear-test", num_requests: int = 40, rate: float = 4) -> str:
+    """A small co-located run config as YAML: Llama-2-7B on one A100, Poisson arrivals,
+    uniform lengths, no trace file written."""
+    return (
+        "model: llama-2-7b\n"
+        "deployment:\n  clusters: [{name: main, gpu: a100-80g-sxm}]\n"
+        f"predictor: [{predictor}]\n"
+        f"workload:\n  arrival: {{process: poisson, rate: {rate:g}}}\n"
+        "  prompt_len: {dist: uniform, low: 32, high: 512}\n"
+        "  output_len: {dist: uniform, low: 4, high: 64}\n"
+        f"  num_requests: {num_requests}\n"
+        "seed: 0\noutput: {trace: false}\n"
+    )

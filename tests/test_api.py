@@ -10,25 +10,14 @@ import sys
 
 import pytest
 import yaml
+from simhelpers import small_yaml
 from typer.testing import CliRunner
 
 import frontier_core as fc
 from frontier_core.app.cli import app
 from frontier_core.errors import ConfigError
 
-SMALL = """\
-model: llama-2-7b
-deployment:
-  clusters: [{name: main, gpu: a100-80g-sxm}]
-predictor: linear-test
-workload:
-  arrival: {process: poisson, rate: 8}
-  prompt_len: {dist: uniform, low: 32, high: 512}
-  output_len: {dist: uniform, low: 4, high: 64}
-  num_requests: 30
-seed: 0
-output: {trace: false}
-"""
+SMALL = small_yaml(num_requests=30, rate=8)
 
 
 @pytest.fixture

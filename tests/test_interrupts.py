@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from simhelpers import small_yaml
 
 from frontier_core.app.runner import run_all
 
@@ -21,19 +22,7 @@ ENTRY = [sys.executable, "-m", "_frontier_main"]  # the `frontier` console scrip
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 LINUX = sys.platform.startswith("linux")
 # Runs long enough (tens of seconds) that none finishes before the interrupt.
-LONG = """\
-model: llama-2-7b
-deployment:
-  clusters: [{name: main, gpu: a100-80g-sxm}]
-predictor: [roofline]
-workload:
-  arrival: {process: poisson, rate: 4}
-  prompt_len: {dist: uniform, low: 32, high: 512}
-  output_len: {dist: uniform, low: 4, high: 64}
-  num_requests: 40000
-seed: 0
-output: {trace: false}
-"""
+LONG = small_yaml("roofline", num_requests=40000)
 
 
 # ---- helpers: the processes of a session, read from /proc --------------------------

@@ -12,25 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from simhelpers import small_yaml
 
 from frontier_core.app import outdir
 from frontier_core.app.sweep import expand, parse_grid, sweep
 from frontier_core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = """\
-model: llama-2-7b
-deployment:
-  clusters: [{name: main, gpu: a100-80g-sxm}]
-predictor: [PREDICTOR]
-workload:
-  arrival: {process: poisson, rate: 4}
-  prompt_len: {dist: uniform, low: 32, high: 512}
-  output_len: {dist: uniform, low: 4, high: 64}
-  num_requests: 40
-seed: 0
-output: {trace: false}
-"""
+SMALL = small_yaml("PREDICTOR")
 GRID = ["workload.arrival.rate=2,8", "deployment.clusters.0.replicas=1,2",
         "deployment.clusters.0.scheduler=vllm,sarathi"]
 
