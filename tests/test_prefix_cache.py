@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from simhelpers import SHARED_DATA, small_config
 
@@ -128,6 +128,11 @@ RECOMPUTE = [None, lambda tokens, context: (tokens + context) * 1e-7, lambda t, 
 @given(st.lists(st.tuples(st.integers(1, 300), st.lists(st.integers(0, 5), max_size=5),
                           st.booleans(), st.booleans()), min_size=1, max_size=40),
        st.sampled_from([0, 4, 1000]), st.sampled_from(RECOMPUTE))
+# A recorded GPU block evicted into the host tier while recomputing is always faster: it
+# must leave the waiting request's match, not be copied back at admission.
+@example([(1, [], False, False), (1, [0], False, False), (81, [], False, False),
+          (193, [], False, False), (225, [], False, False), (81, [0], True, True),
+          (1, [], True, False), (65, [], True, False)], 4, RECOMPUTE[2])
 def test_invariants_under_random_traffic(ops, host, recompute):
     """Requests arrive, wait in a queue (matched as the replica matches them) or are
     admitted at once, and leave; the books balance after every step."""

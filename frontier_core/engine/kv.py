@@ -118,6 +118,15 @@ class PagedKVCache:
             self.stats[3] += blocks
             short -= blocks
             pinned = h in self.pins
+            if pinned and self.host_capacity and self.recompute_s is not None:
+                # In host memory a recorded block stays in a waiting request's match
+                # only where copying it back beats recomputing it, as a fresh lookup
+                # decides (``match``); the other matches are cut short at it.
+                slower = [r for r in self.pins[h].values()
+                          if not self._worth_loading(blocks, tokens, self._before(r, h))]
+                if slower:
+                    self._forget(h, tokens, slower)
+                    pinned = h in self.pins
             if self.host_capacity >= blocks or (pinned and self.host_capacity):
                 self._offload(h, blocks, tokens)
             if pinned and h not in self.host:
@@ -236,13 +245,23 @@ class PagedKVCache:
         elif self.host_blocks > self.host_capacity:
             self._trim(0)
 
-    def _forget(self, h: int, tokens: int) -> None:
-        """Entry ``h`` (``tokens`` tokens) was evicted and is nowhere now: the waiting
-        requests that recorded it lose it and what follows it (the chain of hashes
+    def _before(self, request: Request, h: int) -> int:
+        """Tokens of ``request``'s recorded match before block ``h``."""
+        entries, host = self.entries, self.host
+        pending = request.pending
+        return sum(entries[x][2] if x in entries else host[x][1]
+                   for x in pending[:pending.index(h)])
+
+    def _forget(self, h: int, tokens: int, requests: list[Request] | None = None) -> None:
+        """Entry ``h`` (``tokens`` tokens) was evicted and is nowhere now (or, for
+        ``requests`` only, not worth copying back): the waiting requests that recorded
+        it (or those of ``requests``) lose it and what follows it (the chain of hashes
         breaks there), as vLLM would find only the blocks before it when it schedules
         them. Their ``computed`` tokens and the hit counts shrink to match."""
         entries, host, stats = self.entries, self.host, self.stats
-        for r in self.pins.pop(h).values():
+        waiters = self.pins[h]
+        for r in list(waiters.values()) if requests is None else requests:
+            del waiters[id(r)]
             pending = r.pending
             i = pending.index(h)
             gone = pending[i:]
@@ -261,6 +280,8 @@ class PagedKVCache:
             r.computed = min(kept, limit - 1) if kept else 0
             if not r.preemptions:
                 r.cached_tokens = after  # what its first admission will find
+        if not waiters:
+            del self.pins[h]
 
     def pending_blocks(self, request: Request) -> int:
         """Free blocks that admitting a waiting ``request`` takes for its recorded match:
