@@ -38,7 +38,7 @@ from frontier_core import (
     effective_link,
 )
 from frontier_core.model.dtypes import gemm_dtype
-from frontier_moe_ep.comm import AllToAll, copies
+from frontier_moe_ep.comm import LL_HEADER, AllToAll, DeepEP, Traffic, copies, token_bytes, traffic
 from frontier_moe_ep.overlap import sequential, two_batch
 from frontier_moe_ep.placement import build_placement
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
@@ -73,6 +73,17 @@ class MoEOptions(BaseModel):
         "local",
         description="local: shared experts run on each attention rank for its own tokens; "
         "routed: dispatched and combined like routed experts (DeepSeek's decode layout)",
+    )
+    all_to_all: Literal["auto", "normal", "low_latency", "simple"] = Field(
+        "auto",
+        description="the dispatch/combine kernels: DeepEP's normal (high-throughput) or "
+        "low-latency ones, auto (normal for batches with prompt tokens, low-latency for "
+        "decode-only batches, as SGLang's --deepep-mode auto) or simple (every token copy "
+        "sent on its own over the run's transfer model)",
+    )
+    ll_nvlink: bool = Field(
+        True, description="DeepEP's low-latency kernels reach GPUs of the same node over "
+        "NVLink (DeepEP since 2025-06); false: over RDMA as well, as at first",
     )
     two_batch_overlap: bool = Field(
         False, description="split each iteration into two micro-batches whose communication "
@@ -159,6 +170,13 @@ class MoEBlock:
         if transfer is not None:
             intra, inter = effective_link(transfer, intra), effective_link(transfer, inter)
         self.a2a = AllToAll(ep, dev.nvlink_gpus, intra, inter)
+        # DeepEP's kernels run at their own measured shares of the line rates.
+        self.deepep = DeepEP(ep, dev.nvlink_gpus,
+                             Link(dev.nvlink_bw, intra.latency),
+                             Link(dev.scaleout_bw, inter.latency), options.ll_nvlink)
+        self._traffic: Traffic | None = None
+        self._traffic_rng = np.random.default_rng(int(ctx.rng.integers(2**63)))
+        self.gpus_per_node = dev.nvlink_gpus
         self.gather_link = intra if group <= dev.nvlink_gpus else inter
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
@@ -221,13 +239,31 @@ class MoEBlock:
         phases = []
         trace = self.stats.tracing()
         for tok in halves:
-            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace))
+            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace,
+                                      s.prefill))
         a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
         t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
         self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
         return t
 
-    def phases(self, tok: np.ndarray, other: float, answer, credit, trace: bool = False):
+    def kernels(self, prefill: bool) -> str:
+        """The all-to-all kernels a batch uses: normal, low_latency or simple."""
+        mode = self.opts.all_to_all
+        if mode == "auto":
+            return "normal" if prefill else "low_latency"
+        return mode
+
+    def traffic(self) -> Traffic:
+        """The normal kernels' dedup factors (drawn once, on first use)."""
+        if self._traffic is None:
+            m, pl = self.model, self.placement
+            self._traffic = traffic(self.routing.p, pl.slot_expert, pl.per_rank,
+                                    self.gpus_per_node, self.k, m.n_group, m.topk_group,
+                                    self._traffic_rng)
+        return self._traffic
+
+    def phases(self, tok: np.ndarray, other: float, answer, credit, trace: bool = False,
+               prefill: bool = False):
         """Per-layer seconds of one micro-batch of ``tok`` tokens per DP rank: (compute
         before the dispatch, dispatch, experts, combine), four arrays of length
         ``layers``. ``other`` is the rest of a layer's time; the answering backends'
@@ -267,14 +303,42 @@ class MoEBlock:
                                               self.gather_link))
         elif self.ep > 1 and self.moe_tp == 1:
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
-            moved = copies(src, rank_tok + shared_load, T, self.k_comm)
-            disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
-            comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
+            kind = self.kernels(prefill)
+            self.stats.kernels[kind] += 1
+            self.stats.last_kernel = kind
+            if kind == "simple":
+                moved = copies(src, rank_tok + shared_load, T, self.k_comm)
+                disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
+                comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
+            else:
+                disp, comb = self.deepep_phases(kind, src, rank_tok, shared_load)
         else:
             disp = comb = np.zeros(L)
         if trace:
             self.stats.trace_ranks(self, slot_tok, T, answer)
         return np.full(L, pre), disp, experts + post, comb
+
+    def deepep_phases(self, kind: str, src: np.ndarray, rank_tok: np.ndarray,
+                      shared_load: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-layer dispatch and combine seconds of DeepEP's normal or low-latency
+        kernels. Routed shared experts add ``shared_load`` copies to every rank, none of
+        them shared with a routed expert's copy."""
+        d, h = self.deepep, self.h
+        dtype = self.opts.dispatch_dtype
+        if src.sum() <= 0:
+            return np.zeros(len(rank_tok)), np.zeros(len(rank_tok))
+        if kind == "low_latency":
+            c = d.ll_copies(src, rank_tok + shared_load)
+            return (d.seconds(c, token_bytes(h, dtype, LL_HEADER), True),
+                    d.seconds(c, token_bytes(h, "bf16"), True))
+        tr = self.traffic()
+        c = d.normal_copies(src, rank_tok, tr.gpu, tr.node)
+        if shared_load:
+            extra = d.normal_copies(src, np.full_like(rank_tok, shared_load, dtype=float),
+                                    np.ones_like(tr.gpu), np.ones_like(tr.node))
+            c = {key: c[key] + extra[key] for key in c}
+        return (d.seconds(c, token_bytes(h, dtype), False),
+                d.seconds(c, token_bytes(h, "bf16"), False))
 
     def expert_phase(self, counts: np.ndarray, tokens: int, answer, credit
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -371,6 +435,9 @@ def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times,
 class QuietStats:
     """Statistics that record nothing (for passes outside the model's iterations)."""
 
+    def __init__(self) -> None:
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+
     def tracing(self) -> bool:
         return False
 
@@ -394,7 +461,10 @@ class _Stats:
         self.busy_slots = 0.0
         self.slot_layers = 0
         self.trace_left = trace_iterations
-        self.trace: list[tuple[int, float, float, np.ndarray, np.ndarray]] = []
+        #: layer stacks priced with each all-to-all kernel family
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+        self.last_kernel = "none"
+        self.trace: list[tuple[int, float, float, np.ndarray, np.ndarray, str]] = []
         self._ratios: list[float] = []
         self._rank_busy: list[np.ndarray] = []
 
@@ -436,5 +506,6 @@ class _Stats:
         if trace:
             self.trace_left -= 1
             busy = np.sum(self._rank_busy, axis=0)
-            self.trace.append((replica, now, t, busy, np.array([d.sum(), c.sum()])))
+            self.trace.append((replica, now, t, busy, np.array([d.sum(), c.sum()]),
+                               self.last_kernel))
         self._rank_busy.clear()

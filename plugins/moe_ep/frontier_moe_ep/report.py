@@ -39,6 +39,9 @@ def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
         "placement": o.placement, "redundant_experts": o.redundant_experts,
         "dispatch_dtype": o.dispatch_dtype, "shared_experts": o.shared_experts,
         "two_batch_overlap": o.two_batch_overlap, "iterations": st.steps,
+        "all_to_all": o.all_to_all, "ll_nvlink": o.ll_nvlink,
+        # micro-batches (layer stacks) whose dispatch and combine used each kernel family
+        "all_to_all_kernels": dict(st.kernels),
         # max ÷ mean tokens over EP ranks, averaged over an iteration's MoE layers
         "straggler_ratio": _dist(ratio),
         "balancedness": float(np.mean(1.0 / ratio)) if len(ratio) else None,
@@ -60,7 +63,7 @@ def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
     }
     events: list[dict[str, Any]] = []
     named: set[int] = set()
-    for replica, now, t, busy, comm in st.trace:
+    for replica, now, t, busy, comm, kernels in st.trace:
         slowest = float(busy.max(initial=0.0))
         for r, b in enumerate(busy.tolist()):
             tid = _TID_BASE + replica * 1000 + r
@@ -83,14 +86,19 @@ def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
                            "args": {"name": f"replica {replica} · all-to-all"}})
         ts = now * 1e6
         events.append({"ph": "X", "pid": pid, "tid": tid, "ts": round(ts, 3),
-                       "dur": round(float(comm[0]) * 1e6, 3), "name": "dispatch"})
+                       "dur": round(float(comm[0]) * 1e6, 3), "name": "dispatch",
+                       "args": {"kernels": kernels}})
         events.append({"ph": "X", "pid": pid, "tid": tid, "ts": round(ts + comm[0] * 1e6, 3),
-                       "dur": round(float(comm[1]) * 1e6, 3), "name": "combine"})
+                       "dur": round(float(comm[1]) * 1e6, 3), "name": "combine",
+                       "args": {"kernels": kernels}})
     r = summary["straggler_ratio"]
     line = (
         f"moe {name}: EP{block.ep} · {block.spec} · {o.placement}"
         + (f" +{o.redundant_experts} slots" if o.redundant_experts else "")
         + (f" · straggler max/mean {r['mean']:.2f} (p99 {r['p99']:.2f})" if r["mean"] else "")
+        + (" · all-to-all " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in
+                                         st.kernels.items() if v) if any(st.kernels.values())
+           else "")
         + f" · per iteration: experts {experts * 1e3:.2f} ms, all-to-all "
         f"{(disp + comb) * 1e3:.2f} ms ({summary['communication_fraction']:.0%} of MoE-layer work)"
         + (f", {summary['hidden_by_overlap_s'] * 1e3:.2f} ms hidden by two-batch overlap"
