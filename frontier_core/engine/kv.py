@@ -52,7 +52,8 @@ host memory while the request waits; such a block is *staged* until a request co
 it to the GPU, and that request's ``load_s`` carries both the read and the copy (the
 request waits for the whole read: HiCache's ``wait_complete`` prefetch policy; overlap
 with its time in the queue is not modelled). Writes cost no time (they are
-asynchronous in HiCache; write bandwidth is not modelled).
+asynchronous in HiCache; write bandwidth is not modelled). HiCache's tiers, prefetch
+and write policies: sgl-project/sglang, docs/advanced_features/hicache_design.md.
 """
 
 from __future__ import annotations
