@@ -298,7 +298,7 @@ class MoEBlock:
         a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
         t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
         self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
-        if self.live is not None:
+        if self.live is not None and self.stats.recording:
             self.stats.stall_s += stall
             self.live.end_iteration(self.stats.last_ratio)
         return t + stall

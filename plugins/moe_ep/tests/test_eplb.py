@@ -184,6 +184,18 @@ def test_run_summary_reports_the_rebalances(tmp_path):
     assert moe["straggler_ratio_timeline"]["values"]
 
 
+def test_passes_outside_the_iterations_are_not_observed_and_not_counted():
+    """An MTP draft pass runs one MoE layer through the block: it neither counts as an
+    iteration of live EPLB nor adds loads to its window."""
+    cfg = config(cluster={"moe": {"routing": "power_law:1.2", "placement": "eplb",
+                                  "redundant_experts": 8, "eplb_interval": 5},
+                          "speculative": {"method": "mtp", "k": 1, "acceptance": 0.8}})
+    sim = build(cfg).run()
+    b = block(sim)
+    assert b.live.iterations == b.stats.steps > 5
+    assert len(b.live.history) == (b.stats.steps - 1) // 5
+
+
 @pytest.mark.parametrize("moe,match", [
     ({"eplb_interval": 10}, "eplb_interval is set"),
     ({"placement": "eplb", "eplb_window": 10}, "eplb_window"),
