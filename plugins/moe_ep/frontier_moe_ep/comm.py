@@ -203,11 +203,15 @@ class Traffic:
 
 def traffic(p: np.ndarray, slot_expert: np.ndarray, per_rank: int, gpus_per_node: int,
             top_k: int, n_group: int, topk_group: int, rng: np.random.Generator,
-            sample: int = 4096) -> Traffic:
+            sample: int = 512) -> Traffic:
     """``Traffic`` from ``sample`` tokens per layer drawn with group-limited gating from the
     expected shares ``p`` (L, experts) and sent to a copy of each expert (the placement's
     ``slot_expert``, (L, slots), ``per_rank`` slots per rank; copies equally likely).
-    Layers with the same shares and placement share one draw."""
+
+    Each layer's factors are pooled over its GPUs and over its nodes (all pairs ÷ all
+    assignments): per-rank differences in load come from the drawn counts, and a small
+    sample then adds no noise of its own to the slowest rank. Layers with the same
+    shares and placement share one draw."""
     from frontier_moe_ep.routing import token_experts
 
     layers, slots = slot_expert.shape
@@ -228,8 +232,16 @@ def traffic(p: np.ndarray, slot_expert: np.ndarray, per_rank: int, gpus_per_node
         ncopies = np.bincount(slot_expert[li], minlength=p.shape[1])
         first = np.concatenate([[0], np.cumsum(ncopies)[:-1]])
         pick = first[experts] + (rng.random(experts.shape) * ncopies[experts]).astype(np.int64)
-        gpu[li], node[li] = pair_factors(order[pick] // per_rank, ep, g)
+        rank = order[pick] // per_rank
+        gpu[li] = _distinct(rank).sum() / rank.size
+        node[li] = _distinct(rank // g).sum() / rank.size
     return Traffic(gpu, node)
+
+
+def _distinct(ids: np.ndarray) -> np.ndarray:
+    """Sorted ``ids`` (tokens × top_k) and a mask of each token's first of each value."""
+    ids.sort(axis=1)
+    return np.concatenate([np.ones((len(ids), 1), bool), ids[:, 1:] != ids[:, :-1]], axis=1)
 
 
 def pair_factors(rank: np.ndarray, ep: int, gpus_per_node: int
@@ -239,11 +251,9 @@ def pair_factors(rank: np.ndarray, ep: int, gpus_per_node: int
     top_k rank ids); 1 where nothing arrives."""
     g = max(1, min(gpus_per_node, ep))
     out = []
-    for ids, width in ((rank, ep), (rank // g, (ep - 1) // g + 1)):
-        ids = np.sort(ids, axis=1)
-        distinct = np.concatenate([np.ones((len(ids), 1), bool),
-                                   ids[:, 1:] != ids[:, :-1]], axis=1)
-        pairs = np.bincount(ids[distinct], minlength=width)
+    for ids, width in ((rank.copy(), ep), (rank // g, (ep - 1) // g + 1)):
+        first = _distinct(ids)
+        pairs = np.bincount(ids[first], minlength=width)
         assigned = np.bincount(ids.ravel(), minlength=width)
         out.append(np.where(assigned > 0, pairs / np.maximum(assigned, 1), 1.0))
     return out[0], out[1]

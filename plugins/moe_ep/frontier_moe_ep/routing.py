@@ -201,10 +201,28 @@ class ExpertRouting:
             p = np.empty((layers, e))
             np.put_along_axis(p, self.order, np.tile(ranked, (layers, 1)), axis=1)
         self.p = p / p.sum(axis=1, keepdims=True)
+        # The shares by position in ``order`` (hottest first): what drift keeps while the
+        # experts holding each position change.
+        self._ranked = np.take_along_axis(self.p, self.order, axis=1)
         self._balanced: dict[int, np.ndarray] = {}
         # Each expert's position in the order that receives balanced routing's leftover
         # assignments (layers × experts); see ``spread_over``.
         self._leftover_pos = np.tile(np.arange(e), (layers, 1))
+
+    def drift(self, share: float) -> None:
+        """Move part of every layer's order of hot experts: ``max(2, round(share ×
+        experts))`` positions, chosen at random, swap their experts among themselves (a
+        random permutation), so the hot set changes gradually from step to step. Drawn
+        from the routing's generator (deterministic per seed)."""
+        layers, e = self.order.shape
+        n = min(e, max(2, round(share * e)))
+        # NOTE: perf — one vectorised draw over all layers per drift step.
+        pos = np.argsort(self.rng.random((layers, e)), axis=1)[:, :n]
+        shuffled = np.take_along_axis(pos, np.argsort(self.rng.random((layers, n)), axis=1),
+                                      axis=1)
+        moved = np.take_along_axis(self.order, shuffled, axis=1)
+        np.put_along_axis(self.order, pos, moved, axis=1)
+        np.put_along_axis(self.p, self.order, self._ranked, axis=1)
 
     def spread_over(self, order: np.ndarray) -> None:
         """Give balanced routing's leftover assignments to experts in ``order`` (layers ×
