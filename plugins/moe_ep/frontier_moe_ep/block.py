@@ -38,7 +38,16 @@ from frontier_core import (
     effective_link,
 )
 from frontier_core.model.dtypes import gemm_dtype
-from frontier_moe_ep.comm import LL_HEADER, AllToAll, DeepEP, Traffic, copies, token_bytes, traffic
+from frontier_moe_ep.comm import (
+    LL_HEADER,
+    AllToAll,
+    DeepEP,
+    Traffic,
+    busiest,
+    copies,
+    token_bytes,
+    traffic,
+)
 from frontier_moe_ep.eplb import LiveEPLB
 from frontier_moe_ep.overlap import sequential, two_batch
 from frontier_moe_ep.placement import Placement, build_placement
@@ -424,7 +433,7 @@ class MoEBlock:
         if src.sum() <= 0:
             return np.zeros(len(rank_tok)), np.zeros(len(rank_tok))
         if kind == "low_latency":
-            c = d.ll_copies(src, rank_tok + shared_load)
+            c = busiest(d.ll_copies(src, rank_tok + shared_load))
             return (d.seconds(c, token_bytes(h, dtype, LL_HEADER), True),
                     d.seconds(c, token_bytes(h, "bf16"), True))
         tr = self.traffic()
@@ -433,6 +442,7 @@ class MoEBlock:
             extra = d.normal_copies(src, np.full_like(rank_tok, shared_load, dtype=float),
                                     np.ones_like(tr.gpu), np.ones_like(tr.node))
             c = {key: c[key] + extra[key] for key in c}
+        c = busiest(c)
         return (d.seconds(c, token_bytes(h, dtype), False),
                 d.seconds(c, token_bytes(h, "bf16"), False))
 

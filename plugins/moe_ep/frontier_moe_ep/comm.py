@@ -175,20 +175,28 @@ class DeepEP:
         }
 
     # -- seconds ---------------------------------------------------------------------
-    def seconds(self, copies: dict[str, np.ndarray], nbytes: float, low_latency: bool
-                ) -> np.ndarray:
+    def seconds(self, copies: dict[str, np.ndarray] | tuple[np.ndarray, np.ndarray],
+                nbytes: float, low_latency: bool) -> np.ndarray:
         """Per-layer seconds of the slowest rank: each rank's RDMA and NVLink stages run
-        at once, each at its larger direction, plus the latency of the links it uses."""
-        rdma_n = np.maximum(copies["rdma_send"], copies["rdma_recv"])
-        nvl_n = np.maximum(copies["nvl_send"], copies["nvl_recv"])
+        at once, each at its larger direction, plus the latency of the links it uses.
+        ``copies`` may also be ``busiest(copies)``, to price several sizes at once."""
+        rdma_n, nvl_n = busiest(copies) if isinstance(copies, dict) else copies
         rdma_bw = self.rdma.bandwidth * (LL_RDMA_EFF if low_latency else NORMAL_RDMA_EFF)
         per_copy = nbytes / (self.nvlink.bandwidth * NVLINK_EFF)
         if low_latency:
             per_copy += LL_NVLINK_MESSAGE_S
-        t = np.maximum(
+        # a rank's time is the larger of two increasing functions of its copies, so the
+        # slowest rank's is that of the largest copies on each link kind
+        return np.maximum(
             np.where(rdma_n > 0, self.rdma.latency + rdma_n * nbytes / rdma_bw, 0.0),
             np.where(nvl_n > 0, self.nvlink.latency + nvl_n * per_copy, 0.0))
-        return t.max(axis=1)
+
+
+def busiest(copies: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer, the most copies any rank moves in one direction over RDMA and over
+    NVLink."""
+    return (np.maximum(copies["rdma_send"], copies["rdma_recv"]).max(axis=1),
+            np.maximum(copies["nvl_send"], copies["nvl_recv"]).max(axis=1))
 
 
 @dataclass
