@@ -105,12 +105,15 @@ class MoEOptions(BaseModel):
         description="local: shared experts run on each attention rank for its own tokens; "
         "routed: dispatched and combined like routed experts (DeepSeek's decode layout)",
     )
-    all_to_all: Literal["auto", "normal", "low_latency", "simple"] = Field(
+    all_to_all: Literal["auto", "deepep", "normal", "low_latency", "gather", "simple"] = Field(
         "auto",
-        description="the dispatch/combine kernels: DeepEP's normal (high-throughput) or "
-        "low-latency ones, auto (normal for batches with prompt tokens, low-latency for "
-        "decode-only batches, as SGLang's --deepep-mode auto) or simple (every token copy "
-        "sent on its own over the run's transfer model)",
+        description="how tokens reach the experts under expert parallelism: deepep "
+        "(DeepEP's normal kernels for batches with prompt tokens, its low-latency ones for "
+        "decode-only batches, as SGLang's --deepep-mode auto), normal, low_latency, gather "
+        "(all-gather / reduce-scatter over the DP ranks: vLLM's, SGLang's and TensorRT-LLM's "
+        "default), simple (every token copy sent on its own over the run's transfer model) "
+        "or auto (nothing to move under TP attention; else gather when the cluster names "
+        "an engine, deepep when it does not)",
     )
     ll_nvlink: bool = Field(
         True, description="DeepEP's low-latency kernels reach GPUs of the same node over "
@@ -155,6 +158,18 @@ class MoEBlock:
         #: tokens reach the experts by all-gather / reduce-scatter over the stage (DP
         #: attention with experts sharded) instead of the all-to-all of pure EP
         self.gathered = cc.dp > 1 and ep < group
+        #: the all-to-all of pure expert parallelism (ep = dp×tp): see ``all_to_all``
+        self.moves = "none"
+        if ep > 1 and ep == group:
+            mode = options.all_to_all
+            if mode == "auto":
+                mode = "gather" if cc.engine is not None else "deepep"
+                # Under TP attention every GPU already holds every token: vLLM runs no
+                # all2all with one DP rank (use_all2all_kernels needs dp_size > 1) and
+                # the layer's TP all-reduce sums the experts' outputs.
+                mode = "none" if cc.dp == 1 else mode
+            self.moves = "none" if mode == "gather" and cc.dp == 1 else mode
+            self.gathered = self.moves == "gather"
         self.group = group
         self.opts = options
         e, r = m.num_experts, options.redundant_experts
@@ -351,10 +366,9 @@ class MoEBlock:
 
     def kernels(self, prefill: bool) -> str:
         """The all-to-all kernels a batch uses: normal, low_latency or simple."""
-        mode = self.opts.all_to_all
-        if mode == "auto":
+        if self.moves == "deepep":
             return "normal" if prefill else "low_latency"
-        return mode
+        return self.moves
 
     def traffic(self) -> Traffic:
         """The normal kernels' dedup factors (drawn on first use, and again when the
@@ -400,13 +414,14 @@ class MoEBlock:
                 credit[i] += x * L
         experts, slot_tok, rank_tok = self.expert_phase(counts, T, answer, credit)
         if self.gathered:
+            self.stats.kernels["gather"] += 1
             # every GPU gathers all T tokens (bf16 activations) and reduce-scatters the
             # outputs of all T back to their DP ranks
             nbytes = float(T) * self.comb_b
             disp = np.full(L, collective_time("all_gather", nbytes, self.group, self.gather_link))
             comb = np.full(L, collective_time("reduce_scatter", nbytes, self.group,
                                               self.gather_link))
-        elif self.ep > 1 and self.moe_tp == 1:
+        elif self.moves != "none":
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
             kind = self.kernels(prefill)
             self.stats.kernels[kind] += 1
@@ -544,7 +559,7 @@ class QuietStats:
     """Statistics that record nothing (for passes outside the model's iterations)."""
 
     def __init__(self) -> None:
-        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0, "gather": 0}
     recording = False
 
     def tracing(self) -> bool:
@@ -572,7 +587,7 @@ class _Stats:
         self.slot_layers = 0
         self.trace_left = trace_iterations
         #: layer stacks priced with each all-to-all kernel family
-        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0, "gather": 0}
         self.last_kernel = "none"
         self.stall_s = 0.0  # live EPLB: seconds iterations waited for weight moves
         self.last_ratio: float | None = None  # the last iteration's straggler ratio
