@@ -372,6 +372,7 @@ class ExecutionPredictor:
             best, parts = self._attention(q, kvp, kvd, wd)
             c, cc = self._part("common", int(tokens[0]))
             worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
+            worst_a = best
         else:
             # A request stays on the DP rank its replica gave it (its KV lives there).
             rp = empty if ids_p is None else ids_p % dp
@@ -395,6 +396,7 @@ class ExecutionPredictor:
                 c, cc = self._part("common", int(tokens[r]))
                 if c + a > worst:
                     worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
+                    worst_a = a
         eng = self.engine
         # Each DP rank runs its own scheduler and replays its own graphs: per-rank sizes.
         rank_seqs = len(q) + nd if dp == 1 else max(1, -(-(len(q) + nd) // dp))
@@ -420,9 +422,17 @@ class ExecutionPredictor:
                 credit[j] += v * n_ffn
         if n_moe:
             if self.moe_step is not None:
+                rank_t = worst_t
+
+                def rest_at(share: float) -> tuple[float, float]:
+                    # a micro-batch with ``share`` of the slowest rank's tokens: its
+                    # projections priced again at its own size, attention in proportion
+                    return (self._part("common", max(1, math.ceil(rank_t * share)))[0],
+                            worst_a * share)
+
                 total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,
                                                  replica, now, self.spec_of is None,
-                                                 q is not None and len(q) > 0))
+                                                 q is not None and len(q) > 0, rest_at))
             else:
                 assert self.moe_ffn is not None
                 mo, mc = self._sum(self.moe_ffn.ops(worst_t))

@@ -49,7 +49,7 @@ from frontier_moe_ep.comm import (
     traffic,
 )
 from frontier_moe_ep.eplb import LiveEPLB
-from frontier_moe_ep.overlap import sequential, two_batch
+from frontier_moe_ep.overlap import sequential, staged, two_batch
 from frontier_moe_ep.placement import Placement, build_placement
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
 
@@ -118,6 +118,17 @@ class MoEOptions(BaseModel):
     ll_nvlink: bool = Field(
         True, description="DeepEP's low-latency kernels reach GPUs of the same node over "
         "NVLink (DeepEP since 2025-06); false: over RDMA as well, as at first",
+    )
+    overlap_schedule: Literal["sglang", "two_streams"] = Field(
+        "sglang",
+        description="with two_batch_overlap: sglang (SGLang's DeepSeek strategies: the "
+        "prefill schedule for batches with prompt tokens, the decode one with attention "
+        "split in two stages otherwise) or two_streams (attention, experts on one stream, "
+        "dispatch, combine on the other, each starting when free)",
+    )
+    deepep_sms: int = Field(
+        20, ge=0, description="SMs DeepEP's normal kernels take (DeepEP's Buffer.num_sms "
+        "default, which SGLang keeps); SGLang's prefill schedule leaves the rest to the GEMMs",
     )
     two_batch_overlap: bool = Field(
         False, description="split each iteration into two micro-batches whose communication "
@@ -227,6 +238,13 @@ class MoEBlock:
         self._traffic_rng = np.random.default_rng(int(ctx.rng.integers(2**63)))
         self.gpus_per_node = dev.nvlink_gpus
         self.gather_link = intra if group <= dev.nvlink_gpus else inter
+        self.num_sms = dev.num_sms
+        if options.deepep_sms >= dev.num_sms:
+            raise ConfigError(
+                f"{where}.deepep_sms is {options.deepep_sms}, but {dev.name} has "
+                f"{dev.num_sms} SMs; DeepEP's kernels take a share of them (DeepEP's "
+                "default is 20)."
+            )
         self.live = self._live_eplb(options, m, intra, inter)
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
@@ -330,18 +348,32 @@ class MoEBlock:
         if total_tokens == 0:
             return s.other_s * s.layers
         stall = self._between_iterations(s.now) if self.stats.recording else 0.0
-        two = self.opts.two_batch_overlap and total_tokens >= 2
+        # A batch that cannot be split in two (no DP rank holds two tokens) runs as one.
+        two = self.opts.two_batch_overlap and int(s.tokens.max(initial=0)) >= 2
         halves = ([(s.tokens + 1) // 2, s.tokens // 2] if two else [s.tokens])
-        share = 1.0 / len(halves)
         credit, answer = s.credit, s.answer
-        phases = []
         trace = self.stats.tracing()
-        for tok in halves:
-            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace,
-                                      s.prefill))
-        a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
-        t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
-        self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
+        if two and s.rest_at is not None:
+            rest = s.rest_at(0.5)  # each micro-batch's projections priced at its size
+        else:
+            rest = (s.other_s / len(halves), 0.0)
+        ops = [self.layer_ops(tok, rest, answer, credit, trace, s.prefill) for tok in halves]
+        a, d, e, c = (np.stack(x) for x in zip(
+            *((o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
+               o["experts"], o["combine"]) for o in ops), strict=True))
+        if not two:
+            t = sequential(a[0], d[0], e[0], c[0])
+        elif self.opts.overlap_schedule == "two_streams":
+            t = two_batch(a, d, e, c)
+        else:
+            name = "sglang_prefill" if s.prefill else "sglang_decode"
+            # SGLang's prefill schedule gives DeepGEMM the SMs that DeepEP's normal
+            # kernels leave (deep_gemm_num_sms = SMs - DeepEPConfig.num_sms)
+            scale = (self.num_sms / (self.num_sms - self.opts.deepep_sms)
+                     if s.prefill and self.kernels(True) == "normal" else 1.0)
+            t = staged(name, ops, scale)
+        rest_s = sum(float(o["attn_prepare"].sum() + o["attn_core"].sum()) for o in ops)
+        self.stats.add_step(t, a, d, e, c, rest_s, s.replica, s.now, trace)
         if self.live is not None and self.stats.recording:
             self.stats.stall_s += stall
             self.live.end_iteration(self.stats.last_ratio)
@@ -389,17 +421,25 @@ class MoEBlock:
         seconds are added to ``credit``. Public so that workflows that split a layer
         across clusters (attention here, experts there) can price its phases; they may
         replace ``a2a`` with an ``AllToAll`` over the link between the clusters."""
+        o = self.layer_ops(tok, (other, 0.0), answer, credit, trace, prefill)
+        return (o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
+                o["experts"], o["combine"])
+
+    def layer_ops(self, tok: np.ndarray, rest: tuple[float, float], answer, credit,
+                  trace: bool = False, prefill: bool = False) -> dict[str, np.ndarray]:
+        """Per-layer seconds of each operation of one micro-batch of ``tok`` tokens per DP
+        rank (the keys of ``overlap.SCHEDULES``, plus ``dispatch`` and ``combine``);
+        ``rest`` is the rest of a layer, (projections and norms, attention)."""
         L = self.layers
         T = int(tok.sum())
         counts = self.routing.draw(T)
         t_rank = int(tok.max(initial=0))
         gate, gparts = self._gemms("gate", t_rank, answer)
-        pre = other + gate
         for x, i in gparts:
             credit[i] += x * L
+        shared = 0.0
         if self.shared_inter and not self.routed_shared:
-            sh, sparts = self._gemms("shared", t_rank, answer)
-            pre += sh
+            shared, sparts = self._gemms("shared", t_rank, answer)
             for x, i in sparts:
                 credit[i] += x * L
         post = 0.0
@@ -436,7 +476,10 @@ class MoEBlock:
             disp = comb = np.zeros(L)
         if trace:
             self.stats.trace_ranks(self, slot_tok, T, answer)
-        return np.full(L, pre), disp, experts + post, comb
+        full = np.full
+        return {"attn_prepare": full(L, rest[0]), "attn_core": full(L, rest[1]),
+                "gate": full(L, gate), "shared": full(L, shared), "dispatch": disp,
+                "experts": experts + post, "combine": comb}
 
     def deepep_phases(self, kind: str, src: np.ndarray, rank_tok: np.ndarray,
                       shared_load: float) -> tuple[np.ndarray, np.ndarray]:
