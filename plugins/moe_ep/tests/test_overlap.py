@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from frontier_moe_ep.overlap import SCHEDULES, staged
-from moehelpers import block, build, config, decode_batch, prefill_batch
+from moehelpers import build, config, decode_batch, prefill_batch
 
 
 def ops(**seconds: float) -> dict[str, np.ndarray]:
