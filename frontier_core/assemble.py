@@ -296,7 +296,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
             kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache, host_blocks,
                               load_s, recompute_s, plan.seq_blocks)
-            replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
+            replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject,
+                                          cc.dp_balance))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
         clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context,
                                           on_reject, engine)

@@ -1,0 +1,99 @@
+"""DP attention in the kernel: how requests are balanced over a replica's DP ranks and
+each rank's own KV share."""
+
+from __future__ import annotations
+
+import simpy
+from moehelpers import build, config
+
+from frontier_core.builtin.schedulers import VLLMOptions, VLLMScheduler
+from frontier_core.engine.kv import PagedKVCache
+from frontier_core.engine.replica import ReplicaWorker
+from frontier_core.records import Request
+
+# Very uneven prompts (a few long ones among many short ones) arriving faster than the
+# ranks serve them: dealing them in turn piles long prompts onto some ranks.
+UNEVEN = {"arrival": {"process": "poisson", "rate": 200.0},
+          "prompt_len": {"dist": "lognormal", "median": 200, "sigma": 1.5, "max": 8000},
+          "output_len": {"dist": "uniform", "low": 16, "high": 64}, "num_requests": 120}
+
+
+def _dp(balance: str, **cluster):
+    cfg = config(cluster={"tp": 1, "dp": 4, "dp_balance": balance, **cluster}, workload=UNEVEN)
+    return build(cfg).run()
+
+
+def test_least_requests_sends_each_request_to_the_rank_with_fewest():
+    sim = build(config(cluster={"tp": 1, "dp": 4, "dp_balance": "least_requests"},
+                       workload={**UNEVEN, "num_requests": 4,
+                                 "arrival": {"process": "poisson", "rate": 1e6}}))
+    rep = sim.clusters["main"].replicas[0]
+    seen = []
+    enqueue = rep.enqueue
+
+    def spy(r):
+        enqueue(r)
+        seen.append(r.dp_rank)
+
+    rep.enqueue = spy
+    sim.run()
+    assert seen == [0, 1, 2, 3]  # all arrive before any finishes: each goes to an empty rank
+    assert rep.rank_requests == [0, 0, 0, 0] and rep.rank_tokens == [0, 0, 0, 0]
+
+
+def test_same_seed_gives_the_same_run_with_each_balance():
+    for balance in ("least_tokens", "least_requests"):
+        a, b = _dp(balance), _dp(balance)
+        ka = [(r.id, r.dp_rank, r.first_token, r.completion) for r in a.controller.requests]
+        kb = [(r.id, r.dp_rank, r.first_token, r.completion) for r in b.controller.requests]
+        assert ka == kb
+
+
+def test_a_full_rank_waits_while_a_rank_with_room_admits():
+    # Two ranks of 64 blocks of 16 tokens. Dealt in turn: a long prompt on rank 0, a short
+    # one on rank 1, another long one on rank 0 (no room: rank 0 holds the first), and a
+    # short one on rank 1, queued behind it, which starts in the next schedule: the first
+    # one that finds a rank without room sets that rank's queue aside from then on.
+    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
+    env = simpy.Environment()
+    rejected = []
+    kv = PagedKVCache(num_blocks=128, block_size=16)
+    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
+                        lambda r, why: rejected.append(why))
+    assert kv.rank_cap == 64
+    reqs = [Request(i, 0.0, p, 64) for i, p in enumerate((800, 100, 800, 100))]
+    for r in reqs:
+        r.done = env.event()
+        rep.enqueue(r)
+    env.run()
+    assert not rejected and [r.dp_rank for r in reqs] == [0, 1, 0, 1]
+    long0, short1, long2, short3 = reqs
+    assert short1.first_scheduled == long0.first_scheduled == 0.0
+    assert 0.0 < short3.first_scheduled < short1.first_token + 1e-9  # its rank had room
+    assert long2.first_scheduled >= long0.completion  # its rank had no room before
+    assert kv.rank_used == [0, 0] and kv.free_blocks == kv.num_blocks
+
+
+def test_one_pool_would_have_admitted_the_long_prompt_at_once():
+    # The same four requests with one rank: the pool holds both long prompts.
+    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
+    env = simpy.Environment()
+    kv = PagedKVCache(num_blocks=128, block_size=16)
+    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
+                        lambda r, why: None)
+    kv.rank_used = None  # as before DP ranks had their own share
+    reqs = [Request(i, 0.0, p, 64) for i, p in enumerate((800, 100, 800, 100))]
+    for r in reqs:
+        r.done = env.event()
+        rep.enqueue(r)
+    env.run()
+    assert reqs[2].first_scheduled == 0.0
+
+
+def test_the_largest_request_a_cluster_takes_is_one_rank_s_share():
+    cfg = config(cluster={"tp": 1, "dp": 4, "gpu_memory_fraction": 0.9},
+                 workload={**UNEVEN, "num_requests": 2})
+    sim = build(cfg)
+    rep = sim.clusters["main"].replicas[0]
+    cap_tokens = (rep.kv.rank_cap - rep.kv.seq_blocks) * rep.kv.block_size
+    assert sim.clusters["main"].max_tokens == cap_tokens
