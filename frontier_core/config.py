@@ -219,8 +219,8 @@ class ClusterConfig(_Strict):
         "round_robin",
         description="how a replica with dp > 1 gives each arriving request to a DP attention "
         "rank: in turn (SGLang's default load_balance_method), the rank with the fewest "
-        "outstanding prompt + output tokens (SGLang's total_tokens), or the fewest requests "
-        "waiting or running there (SGLang's total_requests)",
+        "tokens in its KV cache plus prompt tokens waiting there (SGLang's total_tokens), or "
+        "the fewest requests waiting or running there (SGLang's total_requests)",
     )
     moe: ComponentRef = Field(
         default_factory=lambda: ComponentRef(name="moe"),

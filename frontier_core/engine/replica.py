@@ -59,7 +59,10 @@ class ReplicaWorker:
         self._next_rank = 0
         self.dp_balance = dp_balance
         self.rank_requests = [0] * self.dp  # requests assigned and not finished, per rank
-        self.rank_tokens = [0] * self.dp  # their prompt + output tokens
+        # Prompt tokens (to prefill) of each rank's requests waiting for admission, and
+        # those requests (their tokens, by request).
+        self.rank_queued = [0] * self.dp
+        self._queued: dict[Request, int] = {}
         if self.dp > 1:
             kv.rank_used = [0] * self.dp
             kv.rank_cap = kv.num_blocks // self.dp
@@ -113,6 +116,8 @@ class ReplicaWorker:
         self.preemptions += 1
         self.running.remove(request)
         self.waiting.appendleft(request)
+        if self.dp > 1:
+            self._queue_tokens(request)
 
     # ---- load, as routers see it ---------------------------------------
     @property
@@ -139,10 +144,11 @@ class ReplicaWorker:
             k = self._pick_rank()
             request.dp_rank = k
             self.rank_requests[k] += 1
-            self.rank_tokens[k] += request.prompt_len + request.output_len
             held = request.blocks + request.shared_blocks
             if held:  # it arrived with its KV (adopted before it was given a rank)
                 self.kv.rank_used[k] += held
+            else:
+                self._queue_tokens(request)
         request.queued_at = self.env.now
         self.waiting.append(request)
         self.outstanding += 1
@@ -151,25 +157,44 @@ class ReplicaWorker:
 
     def _pick_rank(self) -> int:
         """The DP attention rank of an arriving request, from per-rank counters kept on
-        arrival and finish (a few comparisons per rank, no scan over requests).
+        arrival, admission, preemption and finish (a few comparisons per rank, no scan
+        over requests).
 
         round_robin: in turn (SGLang ``LoadBalanceMethod.ROUND_ROBIN``, its default).
-        least_tokens: the fewest prompt + output tokens outstanding, ties to the fewest
-        requests, then the lowest rank (SGLang ``TOTAL_TOKENS``, which breaks ties on
-        requests; data_parallel_controller.py ``DPBudget.dispatch``). least_requests: the
-        fewest requests waiting or running, ties to the lowest rank (SGLang
-        ``TOTAL_REQUESTS``); vLLM's DP client scores ``4 × waiting + running``
-        (v1/engine/core_client.py), which this counts without the weight."""
+        least_tokens: the fewest tokens, counted as an SGLang scheduler reports its load
+        (``Scheduler.get_load``, managers/scheduler.py: KV tokens in use, less the
+        evictable cache, plus the prompt tokens of its waiting queue; here the blocks
+        its requests hold and the tokens its waiting requests will prefill), ties to
+        the fewest requests, then the lowest rank (SGLang ``TOTAL_TOKENS``,
+        data_parallel_controller.py ``DPBudget.dispatch``). least_requests: the fewest
+        requests waiting or running, ties to the lowest rank (SGLang ``TOTAL_REQUESTS``);
+        vLLM's DP client scores ``4 × waiting + running`` (v1/engine/core_client.py),
+        which this counts without the weight."""
         how = self.dp_balance
         if how == "least_tokens":
-            t, n = self.rank_tokens, self.rank_requests
-            return min(range(self.dp), key=lambda i: (t[i], n[i]))
+            used, q, n = self.kv.rank_used, self.rank_queued, self.rank_requests
+            assert used is not None
+            bs = self.kv.block_size
+            return min(range(self.dp), key=lambda i: (used[i] * bs + q[i], n[i]))
         if how == "least_requests":
             n = self.rank_requests
             return n.index(min(n))
         k = self._next_rank
         self._next_rank = (k + 1) % self.dp
         return k
+
+    def _queue_tokens(self, request: Request) -> None:
+        """Count a request that waits for admission (with nothing in the KV) on its rank:
+        ``least_tokens`` weighs its prompt; the loop takes it off once it is admitted."""
+        t = request.prefill_target - request.computed
+        old = self._queued.get(request, 0)  # counted already (if it never left the queue)
+        self._queued[request] = t
+        self.rank_queued[request.dp_rank] += t - old
+
+    def _admitted(self, request: Request) -> None:
+        t = self._queued.pop(request, None)
+        if t is not None:
+            self.rank_queued[request.dp_rank] -= t
 
     def release(self, request: Request) -> None:
         """Free the KV of a request that left after prefill (its transfer is done)."""
@@ -229,9 +254,12 @@ class ReplicaWorker:
             if spec is not None and batch.decode:
                 spec.plan(batch, kv.block_size)
             now = env.now
+            queued = self._queued
             for r in batch.prefill:
                 if r.first_scheduled != r.first_scheduled:  # NaN: first time
                     r.first_scheduled = now
+                if queued:
+                    self._admitted(r)
             self._cutoff = now  # arrivals from here on wait for the schedule after next
             it = iteration(batch, self.index, now)
             if kv.host_capacity:
@@ -350,6 +378,8 @@ class ReplicaWorker:
                 r.prefill_target = r.prompt_len + r.generated
                 r.preemptions += 1
                 self.preemptions += 1
+                if self.dp > 1:
+                    self._queue_tokens(r)
                 return True
         if kv.free_blocks + head.blocks + head.shared_blocks < kv.num_blocks:
             return False  # parked blocks: release() will wake the loop
@@ -425,7 +455,7 @@ class ReplicaWorker:
         self.outstanding_tokens -= r.prompt_len + r.output_len
         if self.dp > 1:
             self.rank_requests[r.dp_rank] -= 1
-            self.rank_tokens[r.dp_rank] -= r.prompt_len + r.output_len
+            self._admitted(r)  # rejected while it waited
         if reject is not None:
             self.kv.release(r)
             self._on_reject(r, reject)
