@@ -384,8 +384,10 @@ def warn_unservable(sim: Simulation) -> None:
                 if prompt_only else
                 f"{whole:,} of {n:,} requests need more tokens (prompt + output) than")
         when = "" if prompt_only else " wherever this cluster decodes them"
+        # With DP attention a request's KV lives on one rank, which holds 1/dp of it.
+        one = "one DP rank of a replica" if cluster.replicas[0].dp > 1 else "one replica"
         _warn(
-            f"{what} the KV cache of one replica of cluster {name!r} holds ({cap:,} tokens) "
+            f"{what} the KV cache of {one} of cluster {name!r} holds ({cap:,} tokens) "
             f"and will be rejected{when}; raise {where}.tp or gpu_memory_fraction, choose "
             "a GPU with more memory, or shorten the requests.", 2,
         )
