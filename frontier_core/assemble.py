@@ -290,12 +290,14 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
         if cc.speculative is not None:
             ex.spec = _speculator(cfg, cc, ci, model, draft, ex, dense, moe)
         executors[cc.name] = ex
+        disk_blocks, disk_s = _disk_tier(cc, plan, device, where)
         host_blocks, load_s, recompute_s = _host_tier(cc, plan, device, where, ex)
         replicas = []
         for i in range(cc.replicas):
             sched = _build(registry, "scheduler", cc.scheduler, f"{where}.scheduler", ctx)
             kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache, host_blocks,
-                              load_s, recompute_s, plan.seq_blocks)
+                              load_s, recompute_s, plan.seq_blocks, disk_blocks, disk_s,
+                              cc.disk_latency_s, cc.disk_write_policy == "write_through")
             replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject,
                                           cc.dp_balance))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
@@ -485,6 +487,27 @@ def _host_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec, where
     block_bytes = plan.kv_bytes_per_token_per_gpu * cc.block_size
     blocks = cc.dp * int(cc.host_cache_gb * 1e9 // block_bytes)
     return blocks, block_bytes / device.pcie_bw, ex.recompute_s
+
+
+def _disk_tier(cc: ClusterConfig, plan: ClusterPlan, device: HardwareSpec,
+               where: str) -> tuple[int, float]:
+    """Blocks the disk tier of one replica holds, and the seconds to read one back: every
+    GPU reads its share of the block at once, at its share of its node's read bandwidth
+    (``disk_read_gbs`` over ``gpus_per_node`` GPUs)."""
+    if cc.disk_cache_gb <= 0:
+        return 0, 0.0
+    missing = ("prefix_cache, which is off; set prefix_cache: true" if not cc.prefix_cache
+               else "host_cache_gb, which is 0; set host_cache_gb (a read from disk is "
+               "staged in host memory, as SGLang HiCache stages L3 hits in L2)")
+    if not (cc.prefix_cache and cc.host_cache_gb > 0):
+        raise ConfigError(
+            f"{where}.disk_cache_gb is {cc.disk_cache_gb:g}, but the disk tier keeps blocks "
+            f"of the prefix cache below its host tier, and needs {missing}, or drop "
+            "disk_cache_gb."
+        )
+    block_bytes = plan.kv_bytes_per_token_per_gpu * cc.block_size
+    blocks = cc.dp * int(cc.disk_cache_gb * 1e9 // block_bytes)
+    return blocks, block_bytes * device.gpus_per_node / (cc.disk_read_gbs * 1e9)
 
 
 def _build_chain(registry: Registry, cfg: RunConfig, ctx: BuildContext) -> list[tuple[str, Any]]:

@@ -195,6 +195,9 @@ class LayerStep:
       statistics and trace. Such a pass may also ask for fewer ``layers`` than the
       block has (one MTP layer); the block then returns the time of that many of its
       layers (e.g. its per-layer mean times ``layers``).
+    - ``prefill``: the batch holds prompt tokens (an engine may pick its MoE
+      all-to-all kernels by it: DeepEP's normal kernels for prefill, its low-latency
+      ones for decode-only batches).
     """
 
     tokens: np.ndarray
@@ -205,6 +208,7 @@ class LayerStep:
     replica: int = 0
     now: float = 0.0
     record: bool = True
+    prefill: bool = False
 
 
 @runtime_checkable

@@ -251,6 +251,29 @@ class ClusterConfig(_Strict):
         0.0, ge=0, description="host memory (GB per GPU) that keeps cached blocks evicted "
         "from the GPU; a later hit copies them back over PCIe (needs prefix_cache)",
     )
+    disk_cache_gb: float = Field(
+        0.0, ge=0, description="SSD KV store (GB per GPU, as host_cache_gb) below the host "
+        "tier, e.g. 3FS or Mooncake Store: keeps blocks the host tier drops (or every "
+        "computed block, with disk_write_policy: write_through); a later hit is read back "
+        "through host memory (needs prefix_cache and host_cache_gb)",
+    )
+    # 3FS's KVCache clients (one 400 Gbps NIC per node) read at up to 40 GiB/s
+    # (deepseek-ai/3FS, README.md, Performance: KVCache).
+    disk_read_gbs: float = Field(
+        40 * 1.073741824, gt=0, allow_inf_nan=False,
+        description="read bandwidth of the disk tier per node in GB/s, shared by the "
+        "node's gpus_per_node GPUs (default: 3FS's published 40 GiB/s per client node)",
+    )
+    disk_latency_s: float = Field(
+        0.0, ge=0, allow_inf_nan=False,
+        description="fixed seconds per read from the disk tier (a request's load), on top "
+        "of the bandwidth; 0 unless your store's figure is known",
+    )
+    disk_write_policy: Literal["write_back", "write_through"] = Field(
+        "write_back", description="write_back: a block enters the disk tier when the host "
+        "tier drops it; write_through: every computed prompt block is written when "
+        "published (SGLang's --hicache-write-policy)",
+    )
 
     speculative: SpeculativeConfig | None = Field(
         None, description="speculative decoding (draft model or MTP) on this cluster's decodes"

@@ -133,6 +133,17 @@ BAD: dict[str, Case] = {
     "output-is-a-file": Case(["run", "c.yaml", "-o", "out"], ["'out'", "not a directory"],
                              {"c.yaml": SYN, "out": "a file\n"}),
     "validate-missing-config": Case(["config", "validate", "missing.yaml"], ["missing.yaml"]),
+    "negative-disk-cache": case("deployment.clusters.0.disk_cache_gb=-1",
+                                ["deployment.clusters[0].disk_cache_gb",
+                                 "greater than or equal to 0"]),
+    "disk-cache-without-prefix-cache": case(
+        "deployment.clusters.0.disk_cache_gb=100",
+        ["deployment.clusters[0].disk_cache_gb is 100", "prefix_cache, which is off"]),
+    "disk-cache-without-host-cache": case(
+        ("deployment.clusters.0.prefix_cache=true", "deployment.clusters.0.disk_cache_gb=100"),
+        ["deployment.clusters[0].disk_cache_gb is 100", "host_cache_gb, which is 0"]),
+    "zero-disk-bandwidth": case("deployment.clusters.0.disk_read_gbs=0",
+                                ["deployment.clusters[0].disk_read_gbs", "greater than 0"]),
     "moe-on-dense-model": case("deployment.clusters.0.moe={ep: 2}",
                                ["deployment.clusters[0].moe", "llama-3.1-8b", "dense"]),
     "dp-balance-unknown": case("deployment.clusters.0.dp_balance=shortest_queue",

@@ -127,17 +127,21 @@ RECOMPUTE = [None, lambda tokens, context: (tokens + context) * 1e-7, lambda t, 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 300), st.lists(st.integers(0, 5), max_size=5),
                           st.booleans(), st.booleans()), min_size=1, max_size=40),
-       st.sampled_from([0, 4, 1000]), st.sampled_from(RECOMPUTE))
+       st.sampled_from([0, 4, 1000]), st.sampled_from(RECOMPUTE),
+       st.sampled_from([(0, False), (6, False), (6, True), (1000, False)]))
 # A recorded GPU block evicted into the host tier while recomputing is always faster: it
 # must leave the waiting request's match, not be copied back at admission.
 @example([(1, [], False, False), (1, [0], False, False), (81, [], False, False),
           (193, [], False, False), (225, [], False, False), (81, [0], True, True),
-          (1, [], True, False), (65, [], True, False)], 4, RECOMPUTE[2])
-def test_invariants_under_random_traffic(ops, host, recompute):
+          (1, [], True, False), (65, [], True, False)], 4, RECOMPUTE[2], (0, False))
+def test_invariants_under_random_traffic(ops, host, recompute, disk):
     """Requests arrive, wait in a queue (matched as the replica matches them) or are
-    admitted at once, and leave; the books balance after every step."""
+    admitted at once, and leave; the books balance after every step. With a disk tier
+    (below a host tier, with write-back or write-through) as well."""
+    disk_blocks, through = disk if host else (0, False)
     kv = PagedKVCache(40, 16, prefix_cache=True, host_blocks=host, load_s_per_block=1e-6,
-                      recompute_s=recompute)
+                      recompute_s=recompute, disk_blocks=disk_blocks, disk_s_per_block=2e-6,
+                      write_through=through)
     live: list[Request] = []
     queue: list[Request] = []
     for i, (prompt, hashes, leave_one, queued) in enumerate(ops):
@@ -191,8 +195,12 @@ def test_invariants_under_random_traffic(ops, host, recompute):
         pinned_blocks = sum(b for h, (b, _) in kv.host.items() if h in kv.pins)
         assert kv.host_blocks == sum(b for b, _ in kv.host.values())
         assert kv.host_blocks <= kv.host_capacity + pinned_blocks
+        # The disk tier never exceeds its capacity; a staged block waits in the host tier.
+        assert kv.disk_blocks == sum(b for b, _ in kv.disk.values()) <= kv.disk_capacity
+        assert kv.staged <= set(kv.host)
         if recompute is RECOMPUTE[2]:
-            assert kv.stats[6] == 0  # recomputing is always faster: nothing comes back
+            # recomputing is always faster: nothing comes back
+            assert kv.stats[6] == kv.stats[12] == 0
     for x in live + queue:
         kv.release(x)
     assert kv.free_blocks == kv.num_blocks and not kv.pins
@@ -370,12 +378,12 @@ def test_host_tier_recomputes_a_run_when_that_is_faster_than_loading_it():
     r = req(1, 100, (1, 5))
     assert fast.cached_prefix(r) == 64
     assert fast.match(r) == 64 and r.load_s == pytest.approx(60e-3)
-    assert fast.stats[6] == 4 and fast.stats[8:] == [0, 0]
+    assert fast.stats[6] == 4 and fast.stats[8:10] == [0, 0]
     slow = evicted(17e-3)  # 68 ms to load > 64 ms to recompute
     r = req(1, 100, (1, 5))
     assert slow.cached_prefix(r) == 0
     assert slow.match(r) == 0 and r.load_s == 0.0 and r.held == []
-    assert slow.stats[6] == 0 and slow.stats[8:] == [4, 64]
+    assert slow.stats[6] == 0 and slow.stats[8:10] == [4, 64]
     assert 1 in slow.host  # kept there until the recomputed blocks are published
     assert slow.grow(r, 100)
     r.computed = 100
@@ -623,3 +631,170 @@ def test_cache_aware_runs_a_cluster(registry, tmp_path):
     # request every one follows it to the same replica while load stays balanced.
     served = [rep.kv.stats[0] for rep in sim.clusters["main"].replicas]
     assert min(served) == 0
+
+
+# ---- the disk tier -------------------------------------------------------------------
+
+def _evicted_twice(disk_s_per_block: float = 2e-3, recompute=None, **kw) -> PagedKVCache:
+    """Entry 1 (64 tokens, 4 blocks) is evicted from the GPU into a host tier of 4 blocks,
+    then dropped from there by entry 2: only the disk tier keeps it."""
+    kv = PagedKVCache(8, 16, prefix_cache=True, host_blocks=4, load_s_per_block=0.5e-3,
+                      recompute_s=recompute, disk_blocks=8, disk_s_per_block=disk_s_per_block,
+                      disk_latency_s=1e-3, **kw)
+    serve(kv, req(0, 64, (1,)))
+    hog = Request(9, 0.0, 128, 1)
+    assert kv.grow(hog, 128)  # entry 1 -> host
+    kv.release(hog)
+    serve(kv, req(1, 64, (2,)))
+    assert kv.grow(hog, 128)  # entry 2 -> host, which drops entry 1 to disk
+    kv.release(hog)
+    assert list(kv.host) == [2] and 1 not in kv.entries
+    return kv
+
+
+def test_disk_tier_keeps_what_the_host_drops_and_charges_read_and_copy():
+    kv = _evicted_twice()
+    assert list(kv.disk) == [1] and kv.stats[7] == 4 and kv.stats[10] == 4  # written back
+    r = req(2, 100, (1, 5))
+    assert kv.cached_prefix(r) == 64
+    assert kv.match(r) == 64 and r.held == [1] and r.shared_blocks == 4
+    # 4 blocks read (2 ms each) and copied over PCIe (0.5 ms each), one read latency.
+    assert r.load_s == pytest.approx(4 * 2.5e-3 + 1e-3)
+    assert kv.stats[11:13] == [64, 4] and kv.stats[5:7] == [0, 0]  # a disk hit, not a host one
+    assert 1 in kv.disk  # the store keeps its copy
+    no_disk = PagedKVCache(8, 16, prefix_cache=True, host_blocks=4, load_s_per_block=0.5e-3)
+    serve(no_disk, req(0, 64, (1,)))
+    for h in (2,):
+        hog = Request(9, 0.0, 128, 1)
+        assert no_disk.grow(hog, 128)
+        no_disk.release(hog)
+        serve(no_disk, req(1, 64, (h,)))
+    assert no_disk.grow(Request(9, 0.0, 128, 1), 128)
+    assert no_disk.match(req(2, 100, (1, 5))) == 0  # dropped without a disk tier
+
+
+def test_a_queued_request_stages_its_disk_hits_in_host_memory():
+    """SGLang HiCache prefetches an L3 hit into host memory while the request waits; the
+    copy to the GPU, and the wait for the read, come when it is admitted."""
+    kv = _evicted_twice()
+    hog = Request(9, 0.0, 128, 1)
+    assert kv.grow(hog, 128)  # the GPU is full
+    r = req(2, 100, (1, 5))
+    assert kv.match(r, queued=True) == 64 and r.pending == [1]
+    assert 1 in kv.host and kv.staged == {1} and id(r) in kv.pins[1]
+    assert r.load_s == 0.0 and kv.stats[11:13] == [0, 0]
+    assert not kv.grow(r, 100)
+    kv.release(hog)
+    assert kv.grow(r, 100) and r.held == [1] and not kv.staged and not kv.pins
+    assert r.load_s == pytest.approx(4 * 2.5e-3 + 1e-3)
+    assert kv.stats[11:13] == [64, 4] and kv.stats[5:7] == [0, 0]
+
+
+def test_disk_tier_is_not_read_when_recomputing_is_faster():
+    def recompute(tokens, context):  # 1 ms per token
+        return tokens * 1e-3
+
+    # 4 blocks: 4 x (2 + 0.5) ms + 1 ms = 11 ms < 64 ms to recompute; at 20 ms a block
+    # reading takes 83 ms.
+    fast = _evicted_twice(2e-3, recompute)
+    assert fast.match(req(2, 100, (1, 5))) == 64 and fast.stats[12] == 4
+    slow = _evicted_twice(20e-3, recompute)
+    r = req(2, 100, (1, 5))
+    assert slow.cached_prefix(r) == 0
+    assert slow.match(r) == 0 and r.load_s == 0.0 and not r.held
+    assert slow.stats[12] == 0 and slow.stats[14:16] == [4, 64]
+    assert slow.match(req(3, 100, (1, 5)), queued=True) == 0 and not slow.staged
+
+
+def test_write_through_stores_every_computed_block_and_drops_lru():
+    kv = PagedKVCache(100, 16, prefix_cache=True, host_blocks=4, load_s_per_block=1e-6,
+                      disk_blocks=8, disk_s_per_block=1e-6, write_through=True)
+    for i, h in enumerate((1, 2, 3)):
+        serve(kv, req(i, 64, (h,)))  # nothing is evicted from the GPU ...
+    assert list(kv.disk) == [2, 3] and kv.stats[10] == 12  # ... yet each block is written
+    assert kv.stats[13] == 4 and kv.disk_blocks == 8  # 1 was dropped to make room
+
+
+def _again(tmp_path: Path) -> Path:
+    """20 distinct 1,800-token prompts, then the same 20 again."""
+    lines = [json.dumps({"timestamp": i * 300, "input_length": 1800, "output_length": 10,
+                         "hash_ids": [1000 + i % 20 * 4 + j for j in range(4)]})
+             for i in range(40)]
+    path = tmp_path / "again.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _prefill_tokens(sim) -> int:
+    from frontier_core.app.metrics import _iterations
+
+    return int(_iterations(sim.clusters["main"])["tokens"].sum())
+
+
+def test_a_run_with_a_disk_tier_prefills_less(registry, tmp_path):
+    """The prompts come back after 19 others: more than the GPU (228 blocks) and the host
+    tier (2 GB, about two prompts) hold. A disk tier that keeps them all turns the second
+    round into disk hits; the first round is the same either way."""
+    from frontier_core.app.metrics import request_table, summarize
+
+    path = _again(tmp_path)
+    tight = {"gpu_memory_fraction": 0.215, "host_cache_gb": 2, "disk_read_gbs": 400}
+    off = _run(registry, path, True, **tight)
+    on = _run(registry, path, True, disk_cache_gb=20, **tight)
+    pc_off = summarize(off)["clusters"]["main"]["prefix_cache"]
+    pc = summarize(on)["clusters"]["main"]["prefix_cache"]
+    assert "disk_tier" not in pc_off
+    assert pc["disk_tier"]["cached_tokens_from_disk"] == 20 * 1800
+    assert pc["cached_tokens"] == pc_off["cached_tokens"] + 20 * 1800
+    # The second round prefills one token per prompt instead of 1,800 (outputs: 9 decode
+    # tokens per request either way).
+    assert _prefill_tokens(off) - _prefill_tokens(on) == 20 * 1799
+    col_on, col_off = request_table(on), request_table(off)
+    assert col_on["ttft_s"][20:].mean() < col_off["ttft_s"][20:].mean()
+    assert col_on["ttft_s"][:20].tolist() == col_off["ttft_s"][:20].tolist()
+    for rep in on.clusters["main"].replicas:
+        kv = rep.kv
+        assert kv.disk_blocks <= kv.disk_capacity and kv.host_blocks <= kv.host_capacity
+        assert kv.free_blocks == kv.num_blocks
+
+
+def test_a_run_does_not_read_a_disk_slower_than_recomputing(registry, tmp_path):
+    """At 1 GB/s per node (8 A100s share it) a 1,800-token prompt of Llama-2-7B takes
+    about 7 s to read back, far longer than its prefill: the run reads nothing from the
+    disk tier and equals the run without one."""
+    from frontier_core.app.metrics import request_table, summarize
+
+    path = _again(tmp_path)
+    tight = {"gpu_memory_fraction": 0.215, "host_cache_gb": 2}
+    off = _run(registry, path, True, **tight)
+    on = _run(registry, path, True, disk_cache_gb=20, disk_read_gbs=1, **tight)
+    disk = summarize(on)["clusters"]["main"]["prefix_cache"]["disk_tier"]
+    assert disk["written_blocks"] > 0 and disk["blocks_loaded_back"] == 0
+    assert disk["recomputed_not_loaded_tokens"] >= 20 * 1800
+    assert request_table(on)["ttft_s"].tolist() == request_table(off)["ttft_s"].tolist()
+
+
+def test_a_run_with_a_disk_tier_is_deterministic(registry, tmp_path):
+    from frontier_core.app.metrics import request_table, summarize
+
+    path = _again(tmp_path)
+    runs = [_run(registry, path, True, gpu_memory_fraction=0.215, host_cache_gb=2,
+                 disk_cache_gb=20, disk_read_gbs=400, disk_write_policy="write_through")
+            for _ in range(2)]
+    a, b = (summarize(r) for r in runs)
+    assert a["clusters"]["main"]["prefix_cache"] == b["clusters"]["main"]["prefix_cache"]
+    assert a["clusters"]["main"]["prefix_cache"]["disk_tier"]["blocks_loaded_back"] > 0
+    ta, tb = (request_table(r) for r in runs)
+    assert all(ta[k].tolist() == tb[k].tolist() for k in ("ttft_s", "e2e_s", "cached_tokens"))
+
+
+@pytest.mark.parametrize("cluster,expect", [
+    ({"prefix_cache": False, "host_cache_gb": 2}, "prefix_cache, which is off"),
+    ({"prefix_cache": True}, "host_cache_gb, which is 0"),
+])
+def test_disk_tier_needs_the_prefix_cache_and_a_host_tier(registry, tmp_path, cluster, expect):
+    from frontier_core.errors import ConfigError
+
+    rest = {k: v for k, v in cluster.items() if k != "prefix_cache"}
+    with pytest.raises(ConfigError, match=rf"clusters\[0\]\.disk_cache_gb is 8, .*{expect}"):
+        _run(registry, _trace(tmp_path, 2), cluster["prefix_cache"], disk_cache_gb=8, **rest)

@@ -242,6 +242,15 @@ def _prefix_cache(cw) -> dict[str, Any]:
             "recomputed_not_loaded_blocks": sum(r.kv.stats[8] for r in cw.replicas),
             "recomputed_not_loaded_tokens": sum(r.kv.stats[9] for r in cw.replicas),
         }} if any(r.kv.host_capacity for r in cw.replicas) else {}),
+        **({"disk_tier": {
+            "written_blocks": sum(r.kv.stats[10] for r in cw.replicas),
+            "cached_tokens_from_disk": sum(r.kv.stats[11] for r in cw.replicas),
+            "blocks_loaded_back": sum(r.kv.stats[12] for r in cw.replicas),
+            "dropped_blocks": sum(r.kv.stats[13] for r in cw.replicas),
+            # Disk hits not read back because recomputing them was estimated faster.
+            "recomputed_not_loaded_blocks": sum(r.kv.stats[14] for r in cw.replicas),
+            "recomputed_not_loaded_tokens": sum(r.kv.stats[15] for r in cw.replicas),
+        }} if any(r.kv.disk_capacity for r in cw.replicas) else {}),
     }
 
 

@@ -76,6 +76,7 @@ MODELS: list[ModelSpec] = [
         max_context=163840, attention="mla", q_lora_rank=1536, kv_lora_rank=512,
         qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, num_experts=256, top_k=8,
         moe_intermediate_size=2048, num_shared_experts=1, first_dense_layers=3,
+        n_group=8, topk_group=4,  # config.json: group-limited routing to 4 of 8 groups
         # Block-scaled fp8 (config.json quantization_config: e4m3, weight_block_size
         # [128, 128]).
         router_bias=True, weight_dtype="fp8_block",

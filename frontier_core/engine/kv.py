@@ -37,6 +37,23 @@ together with the new ones, or leaves the request waiting (v1/core/sched/schedul
 v1/core/kv_cache_manager.py); SGLang's HiCache counts a host hit as input tokens in
 ``PrefillAdder.add_one_req`` and copies it back (``init_load_back``) only for a
 request it admits (managers/schedule_policy.py).
+
+A disk tier below the host tier models a distributed SSD KV store (DeepSeek's 3FS
+KVCache, Mooncake Store), SGLang HiCache's L3 (``--hicache-storage-backend``): with
+``write_back`` a block enters it when the host tier drops it, with ``write_through``
+also when it is first computed (``--hicache-write-policy``); it drops its least
+recently used blocks when full. It keeps its copy when a block is read back, as a
+store keeps an object until its own eviction, so a block may be on disk and in a tier
+above it; a match finds it in the highest. A run of prompt blocks found only on disk
+counts as cached when reading it (``disk_s_per_block`` each, plus ``disk_latency_s``)
+and copying it to the GPU over PCIe beats recomputing it. A waiting request's run is
+read into the host tier at once and pinned there, as HiCache prefetches an L3 hit into
+host memory while the request waits; such a block is *staged* until a request copies
+it to the GPU, and that request's ``load_s`` carries both the read and the copy (the
+request waits for the whole read: HiCache's ``wait_complete`` prefetch policy; overlap
+with its time in the queue is not modelled). Writes cost no time (they are
+asynchronous in HiCache; write bandwidth is not modelled). HiCache's tiers, prefetch
+and write policies: sgl-project/sglang, docs/advanced_features/hicache_design.md.
 """
 
 from __future__ import annotations
@@ -63,17 +80,24 @@ class PagedKVCache:
     length: the fixed-size part of its cache (the recurrent state of linear-attention
     layers, the KV of sliding-window layers), kept in the same pool as vLLM's hybrid
     allocator keeps it.
+
+    The disk tier holds up to ``disk_blocks`` blocks; reading one takes
+    ``disk_s_per_block`` seconds and a read (one request's run) ``disk_latency_s`` more.
+    ``write_through`` writes every published block there too.
     """
 
     __slots__ = ("block_size", "num_blocks", "free_blocks", "peak_used", "caching",
                  "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
                  "host_blocks", "load_s_per_block", "recompute_s", "epoch", "seq_blocks",
-                 "pins", "rank_used", "rank_cap", "rank_short")
+                 "pins", "disk", "disk_capacity", "disk_blocks", "disk_s_per_block",
+                 "disk_latency_s", "write_through", "staged", "rank_used", "rank_cap",
+                 "rank_short")
 
     def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
                  host_blocks: int = 0, load_s_per_block: float = 0.0,
                  recompute_s: Callable[[int, int], float] | None = None,
-                 seq_blocks: int = 0) -> None:
+                 seq_blocks: int = 0, disk_blocks: int = 0, disk_s_per_block: float = 0.0,
+                 disk_latency_s: float = 0.0, write_through: bool = False) -> None:
         self.block_size = block_size
         self.seq_blocks = seq_blocks
         self.num_blocks = num_blocks
@@ -87,8 +111,10 @@ class PagedKVCache:
         self.idle_blocks = 0
         # lookups (prompt tokens asked), hits (tokens found), blocks hit, evicted blocks,
         # host: blocks offloaded, tokens found there, blocks loaded back, blocks dropped,
-        # blocks and tokens left there because recomputing them was faster
-        self.stats = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        # blocks and tokens left there because recomputing them was faster; disk: blocks
+        # written, tokens found there, blocks read back, blocks dropped, blocks and tokens
+        # left there because recomputing them was faster
+        self.stats = [0] * 16
         # The host tier: hash -> (blocks, tokens), least recently offloaded first.
         self.host: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self.host_capacity = host_blocks
@@ -101,6 +127,16 @@ class PagedKVCache:
         self.load_s_per_block = load_s_per_block
         self.recompute_s = recompute_s
         self.epoch = 0  # cache entries created so far (see ``match``)
+        # The disk tier: hash -> (blocks, tokens), least recently used first.
+        self.disk: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        self.disk_capacity = disk_blocks
+        self.disk_blocks = 0
+        self.disk_s_per_block = disk_s_per_block
+        self.disk_latency_s = disk_latency_s
+        self.write_through = write_through
+        # Host entries read from disk that no request has copied to the GPU yet: the
+        # request that does so pays the read.
+        self.staged: set[int] = set()
         # DP attention (set by the replica when dp > 1): blocks held by the requests of
         # each rank, and each rank's share of the pool (see ``_grow_on_rank``).
         self.rank_used: list[int] | None = None
@@ -134,6 +170,8 @@ class PagedKVCache:
                     pinned = h in self.pins
             if self.host_capacity >= blocks or (pinned and self.host_capacity):
                 self._offload(h, blocks, tokens)
+            elif self.disk_capacity:
+                self._to_disk(h, blocks, tokens)
             if pinned and h not in self.host:
                 self._forget(h, tokens)
         self.free_blocks -= need
@@ -227,7 +265,7 @@ class PagedKVCache:
             host.move_to_end(h)
             return
         if not self._trim(blocks) and h not in self.pins:
-            self.stats[7] += blocks
+            self._dropped(h, blocks, tokens)
             return
         host[h] = (blocks, tokens)
         self.host_blocks += blocks
@@ -251,8 +289,34 @@ class PagedKVCache:
                 continue
             skipped = 0
             self.host_blocks -= hb[0]
-            self.stats[7] += hb[0]
+            self._dropped(h, *hb)
         return True
+
+    def _dropped(self, h: int, blocks: int, tokens: int) -> None:
+        """The host tier lets entry ``h`` go: to the disk tier, with write-back."""
+        self.stats[7] += blocks
+        self.staged.discard(h)
+        if self.disk_capacity and not self.write_through:
+            self._to_disk(h, blocks, tokens)
+
+    def _to_disk(self, h: int, blocks: int, tokens: int) -> None:
+        """Write entry ``h`` to the disk tier (a refresh if it is there), dropping the
+        least recently used entries there if full."""
+        disk = self.disk
+        if h in disk:
+            disk.move_to_end(h)
+            return
+        stats = self.stats
+        if blocks > self.disk_capacity:
+            stats[13] += blocks
+            return
+        while self.disk_blocks + blocks > self.disk_capacity:
+            _, db = disk.popitem(last=False)
+            self.disk_blocks -= db[0]
+            stats[13] += db[0]
+        disk[h] = (blocks, tokens)
+        self.disk_blocks += blocks
+        stats[10] += blocks
 
     def _pin(self, h: int, request: Request) -> None:
         self.pins.setdefault(h, {})[id(request)] = request
@@ -271,6 +335,7 @@ class PagedKVCache:
         if h in self.entries:
             del self.host[h]
             self.host_blocks -= hb[0]
+            self.staged.discard(h)
         elif self.host_blocks > self.host_capacity:
             self._trim(0)
 
@@ -368,8 +433,9 @@ class PagedKVCache:
             request.shared_blocks += e[1]
         self._take(new + loads)  # fits: checked above, and nothing held is evicted
         request.blocks += new
-        stats, held = self.stats, request.held
+        held = request.held
         copied: set[int] = set()
+        read = False
         for h in pending:
             e = entries.get(h)
             if e is None:  # copied back now
@@ -378,17 +444,32 @@ class PagedKVCache:
                 self.epoch += 1
                 copied.add(h)
                 request.shared_blocks += b
-                request.load_s += b * self.load_s_per_block
-                stats[5] += t
-                stats[6] += b
+                read |= self._charge(request, h, b, t)
             elif h in copied:  # a repeat of a block copied back just now
                 e[0] += 1
                 request.shared_blocks += e[1]
             held.append(h)
+        if read:
+            request.load_s += self.disk_latency_s
         for h in dict.fromkeys(pending):
             self._unpin(h, request)
         request.pending = []
         return True
+
+    def _charge(self, request: Request, h: int, blocks: int, tokens: int) -> bool:
+        """Host entry ``h`` is copied to the GPU for ``request``: the PCIe copy, and the
+        disk read before it if the entry is staged (then True)."""
+        stats = self.stats
+        if h in self.staged:
+            self.staged.discard(h)
+            request.load_s += blocks * (self.load_s_per_block + self.disk_s_per_block)
+            stats[11] += tokens
+            stats[12] += blocks
+            return True
+        request.load_s += blocks * self.load_s_per_block
+        stats[5] += tokens
+        stats[6] += blocks
+        return False
 
     def publish(self, request: Request) -> None:
         """Share the request's computed blocks that its hashes describe and that follow
@@ -424,6 +505,9 @@ class PagedKVCache:
                 stale = self.host.pop(h, None)
                 if stale is not None:
                     self.host_blocks -= stale[0]
+                    self.staged.discard(h)
+            if self.write_through:
+                self._to_disk(h, blocks, tokens)
 
     def _host_run(self, prefix: tuple[int, ...], i: int) -> tuple[int, int, int]:
         """The run of host-tier entries that starts at ``prefix[i]``: where it ends (index),
@@ -440,12 +524,33 @@ class PagedKVCache:
             i += 1
         return i, blocks, tokens
 
-    def _worth_loading(self, blocks: int, tokens: int, context: int) -> bool:
-        """Whether copying ``blocks`` host blocks back (``load_s_per_block`` seconds each)
+    def _worth_loading(self, blocks: int, tokens: int, context: int,
+                       disk: bool = False) -> bool:
+        """Whether copying ``blocks`` host blocks back (``load_s_per_block`` seconds each;
+        read from ``disk`` first: ``disk_s_per_block`` more each, and ``disk_latency_s``)
         is faster than recomputing their ``tokens`` tokens after ``context`` cached ones."""
         if self.recompute_s is None:
             return True
-        return blocks * self.load_s_per_block < self.recompute_s(tokens, context)
+        load = blocks * self.load_s_per_block
+        if disk:
+            load += blocks * self.disk_s_per_block + self.disk_latency_s
+        return load < self.recompute_s(tokens, context)
+
+    def _disk_run(self, prefix: tuple[int, ...], i: int) -> tuple[int, int, int]:
+        """The run of entries found only in the disk tier that starts at ``prefix[i]``:
+        where it ends (index), its blocks and its tokens."""
+        disk, entries, host = self.disk, self.entries, self.host
+        blocks = tokens = 0
+        n = len(prefix)
+        while i < n:
+            h = prefix[i]
+            db = disk.get(h)
+            if db is None or h in entries or h in host:
+                break
+            blocks += db[0]
+            tokens += db[1]
+            i += 1
+        return i, blocks, tokens
 
     def match(self, request: Request, queued: bool = False) -> int:
         """Find the cached blocks that start ``request``'s prompt and count them as
@@ -516,7 +621,15 @@ class PagedKVCache:
                 i += 1
                 continue
             if h not in host:
-                break
+                if h not in self.disk:
+                    break
+                i, run_tokens, run_blocks = self._match_disk(request, queued, i, found)
+                found += run_tokens
+                blocks += run_blocks
+                if i < 0:
+                    break
+                # The run is in the host tier now (queued), or held; go on from there.
+                continue
             end, run_blocks, run_tokens = self._host_run(prefix, i)
             if not self._worth_loading(run_blocks, run_tokens, found):
                 stats[8] += run_blocks
@@ -543,9 +656,8 @@ class PagedKVCache:
                     i = n
                     break
                 entries[h] = [1, hb[0], hb[1]]
-                request.load_s += hb[0] * self.load_s_per_block
-                stats[5] += hb[1]
-                stats[6] += hb[0]
+                if self._charge(request, h, *hb):
+                    request.load_s += self.disk_latency_s
                 held.append(h)
                 found += hb[1]
                 blocks += hb[0]
@@ -566,9 +678,64 @@ class PagedKVCache:
                 self.peak_used = used
         return min(found, request.prompt_len)
 
+    def _match_disk(self, request: Request, queued: bool, i: int,
+                    found: int) -> tuple[int, int, int]:
+        """``match`` reached ``request.prefix[i]``, found only in the disk tier: take the
+        run of disk entries there if reading it beats recomputing it. A ``queued``
+        request's run is read into the host tier (staged, pinned for it; kept beyond the
+        host's capacity like any pinned entry), and ``match`` goes on to record it from
+        there; a request admitted now gets it copied into free GPU blocks at once, while
+        there is room. Returns where ``match`` goes on (-1: stop after what was taken),
+        and the tokens and blocks the request now holds from the run."""
+        prefix, disk, host, stats = request.prefix, self.disk, self.host, self.stats
+        end, run_blocks, run_tokens = self._disk_run(prefix, i)
+        if not self._worth_loading(run_blocks, run_tokens, found, disk=True):
+            stats[14] += run_blocks
+            stats[15] += run_tokens
+            return -1, 0, 0
+        if queued:
+            for h in prefix[i:end]:
+                if h in host:
+                    continue  # a repeat, read just now
+                db = disk.get(h)
+                if db is None:
+                    break  # dropped while making room for the run's start
+                disk.move_to_end(h)  # a hit: most recently used
+                self._pin(h, request)
+                self._trim(db[0])  # may fail: a pinned entry stays beyond the capacity
+                host[h] = db
+                self.host_blocks += db[0]
+                self.staged.add(h)
+            return i, 0, 0
+        entries, held = self.entries, request.held
+        read = False
+        tokens = blocks = 0
+        while i < end:
+            h = prefix[i]
+            db = disk.get(h)
+            if db is None or h in entries:
+                break  # a repeat just read, or dropped: ``match`` looks again
+            disk.move_to_end(h)  # a hit: most recently used
+            if not self._take(db[0]):  # fails before evicting anything
+                i = -1
+                break
+            entries[h] = [1, db[0], db[1]]
+            self.epoch += 1
+            request.load_s += db[0] * (self.load_s_per_block + self.disk_s_per_block)
+            stats[11] += db[1]
+            stats[12] += db[0]
+            read = True
+            held.append(h)
+            tokens += db[1]
+            blocks += db[0]
+            i += 1
+        if read:
+            request.load_s += self.disk_latency_s
+        return i, tokens, blocks
+
     def cached_prefix(self, request: Request) -> int:
         """Tokens of ``request``'s prompt this replica holds cached (no side effects):
-        on the GPU, or in the host tier where copying them back beats recomputing."""
+        on the GPU, or in the host or disk tier where loading them beats recomputing."""
         if not (self.caching and request.prefix):
             return 0
         prefix = request.prefix
@@ -582,7 +749,10 @@ class PagedKVCache:
                 i += 1
                 continue
             end, run_blocks, run_tokens = self._host_run(prefix, i)
-            if end == i or not self._worth_loading(run_blocks, run_tokens, found):
+            disk = end == i
+            if disk:
+                end, run_blocks, run_tokens = self._disk_run(prefix, i)
+            if end == i or not self._worth_loading(run_blocks, run_tokens, found, disk):
                 break
             found += run_tokens
             i = end

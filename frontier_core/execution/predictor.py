@@ -430,7 +430,8 @@ class ExecutionPredictor:
         if n_moe:
             if self.moe_step is not None:
                 total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,
-                                                 replica, now, self.spec_of is None))
+                                                 replica, now, self.spec_of is None,
+                                                 q is not None and len(q) > 0))
             else:
                 assert self.moe_ffn is not None
                 mo, mc = self._sum(self.moe_ffn.ops(worst_t))

@@ -57,6 +57,11 @@ class ModelSpec(BaseModel):
     moe_intermediate_size: int = 0
     num_shared_experts: int = 0
     first_dense_layers: int = Field(0, description="leading layers with a dense MLP (DeepSeek)")
+    # Group-limited gating (DeepSeek-V3's config.json n_group, topk_group): the experts
+    # form n_group equal groups of consecutive ids, and each token's top_k experts are
+    # chosen among the experts of its topk_group best groups only.
+    n_group: int = Field(1, ge=1, description="expert groups of the router (1: no groups)")
+    topk_group: int = Field(1, ge=1, description="groups a token's experts may come from")
     router_bias: bool = False
     weight_dtype: str = "bf16"
     expert_dtype: str = Field(
@@ -103,6 +108,12 @@ class ModelSpec(BaseModel):
             raise ValueError("MLA attention needs kv_lora_rank and qk_rope_head_dim")
         if self.num_experts and not (self.top_k and self.moe_intermediate_size):
             raise ValueError("a MoE model needs top_k and moe_intermediate_size")
+        if self.n_group > 1 and (not self.num_experts or self.num_experts % self.n_group
+                                 or self.topk_group > self.n_group
+                                 or self.topk_group * self.num_experts // self.n_group
+                                 < self.top_k):
+            raise ValueError("n_group must divide num_experts, and topk_group (at most n_group) "
+                             "groups must hold at least top_k experts")
         if (self.window_layers > 0) != (self.sliding_window > 0) or \
                 self.window_layers + self.linear_layers >= self.num_layers:
             raise ValueError("sliding-window attention needs both sliding_window and "
@@ -395,6 +406,8 @@ def model_from_hf_config(path: str | Path, name: str | None = None) -> ModelSpec
                 moe_intermediate_size=width,
                 num_shared_experts=shared,
                 first_dense_layers=g("first_k_dense_replace") or 0,
+                n_group=g("n_group") or 1,
+                topk_group=(g("topk_group") or 1) if (g("n_group") or 1) > 1 else 1,
                 # A routing bias: DeepSeek-V3's aux-loss-free balancing (topk_method
                 # noaux_tc, its e_score_correction_bias), gpt-oss's router bias.
                 router_bias=(mt.startswith(("deepseek_v3", "gpt_oss"))

@@ -38,9 +38,19 @@ from frontier_core import (
     effective_link,
 )
 from frontier_core.model.dtypes import gemm_dtype
-from frontier_moe_ep.comm import AllToAll, copies
+from frontier_moe_ep.comm import (
+    LL_HEADER,
+    AllToAll,
+    DeepEP,
+    Traffic,
+    busiest,
+    copies,
+    token_bytes,
+    traffic,
+)
+from frontier_moe_ep.eplb import LiveEPLB
 from frontier_moe_ep.overlap import sequential, two_batch
-from frontier_moe_ep.placement import build_placement
+from frontier_moe_ep.placement import Placement, build_placement
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
 
 DTYPE_BYTES = {"bf16": 2.0, "fp8": 1.0}
@@ -66,6 +76,27 @@ class MoEOptions(BaseModel):
     redundant_experts: int = Field(
         0, ge=0, description="extra expert slots for copies of hot experts (placement: eplb)"
     )
+    eplb_policy: Literal["auto", "hierarchical", "global"] = Field(
+        "auto", description="DeepSeek EPLB policy: hierarchical (expert groups onto nodes, "
+        "then replicas onto GPUs), global, or auto (hierarchical when the nodes divide the "
+        "model's expert groups)"
+    )
+    eplb_interval: int = Field(
+        0, ge=0, description="iterations between rebalances from observed loads (placement: "
+        "eplb; 0 keeps the first placement, from the expected loads, for the whole run)"
+    )
+    eplb_window: int | None = Field(
+        None, ge=1, description="iterations of observed loads a rebalance uses (a sliding "
+        "window; default eplb_interval, as SGLang's recorder buffer)"
+    )
+    routing_drift: int = Field(
+        0, ge=0, description="iterations between drift steps of each layer's hot-expert order "
+        "(skewed routings; 0: the order is fixed for the run)"
+    )
+    routing_drift_share: float = Field(
+        0.25, gt=0, le=1, description="share of each layer's experts that swap places in the "
+        "order of hot experts at each drift step"
+    )
     dispatch_dtype: Literal["bf16", "fp8"] = Field(
         "bf16", description="element type of dispatched activations (combine is always bf16)"
     )
@@ -73,6 +104,17 @@ class MoEOptions(BaseModel):
         "local",
         description="local: shared experts run on each attention rank for its own tokens; "
         "routed: dispatched and combined like routed experts (DeepSeek's decode layout)",
+    )
+    all_to_all: Literal["auto", "normal", "low_latency", "simple"] = Field(
+        "auto",
+        description="the dispatch/combine kernels: DeepEP's normal (high-throughput) or "
+        "low-latency ones, auto (normal for batches with prompt tokens, low-latency for "
+        "decode-only batches, as SGLang's --deepep-mode auto) or simple (every token copy "
+        "sent on its own over the run's transfer model)",
+    )
+    ll_nvlink: bool = Field(
+        True, description="DeepEP's low-latency kernels reach GPUs of the same node over "
+        "NVLink (DeepEP since 2025-06); false: over RDMA as well, as at first",
     )
     two_batch_overlap: bool = Field(
         False, description="split each iteration into two micro-batches whose communication "
@@ -142,7 +184,9 @@ class MoEBlock:
                 f"{exc}. Give a CSV with columns layer, expert, count (one row per layer and "
                 "expert; a path relative to the config file)."
             ) from None
-        self.placement = build_placement(options.placement, self.routing.p, ep, r)
+        self._eplb_check(options, m, dev, where)
+        self.placement = build_placement(options.placement, self.routing.p, ep, r,
+                                         self.eplb_groups, self.eplb_nodes, options.eplb_policy)
         self.routing.spread_over(self.placement.rank_interleaved())
         self.layers = layers
         self.h = m.hidden_size
@@ -159,10 +203,66 @@ class MoEBlock:
         if transfer is not None:
             intra, inter = effective_link(transfer, intra), effective_link(transfer, inter)
         self.a2a = AllToAll(ep, dev.nvlink_gpus, intra, inter)
+        # DeepEP's kernels run at their own measured shares of the line rates.
+        self.deepep = DeepEP(ep, dev.nvlink_gpus,
+                             Link(dev.nvlink_bw, intra.latency),
+                             Link(dev.scaleout_bw, inter.latency), options.ll_nvlink)
+        self._traffic: Traffic | None = None
+        self._traffic_of: Placement | None = None
+        self._traffic_rng = np.random.default_rng(int(ctx.rng.integers(2**63)))
+        self.gpus_per_node = dev.nvlink_gpus
         self.gather_link = intra if group <= dev.nvlink_gpus else inter
+        self.live = self._live_eplb(options, m, intra, inter)
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
         self.stats = _Stats(ep, e, options.trace_iterations)
+
+    def _eplb_check(self, o: MoEOptions, m, dev, where: str) -> None:
+        """Check the EPLB and drift options; find the expert groups and the nodes."""
+        #: the model's expert groups (one when it has none) and the nodes the EP ranks span
+        self.eplb_groups = int(getattr(m, "n_group", 1) or 1)
+        ranks_per_node = max(1, dev.nvlink_gpus // self.moe_tp)
+        self.eplb_nodes = -(-self.ep // ranks_per_node)
+        eplb = o.placement == "eplb" and self.ep > 1
+        for name, given in (("eplb_policy", o.eplb_policy != "auto"),
+                            ("eplb_interval", o.eplb_interval > 0)):
+            if given and not eplb:
+                raise ConfigError(
+                    f"{where}.{name} is set, but the placement is {o.placement!r} with ep = "
+                    f"{self.ep}: it applies to placement: eplb with ep > 1. Set placement: eplb "
+                    f"(and ep > 1) or drop {name}."
+                )
+        if o.eplb_window is not None and not o.eplb_interval:
+            raise ConfigError(
+                f"{where}.eplb_window is {o.eplb_window}, but eplb_interval is 0 (a static "
+                "placement observes nothing): set eplb_interval to rebalance every so many "
+                "iterations, or drop eplb_window."
+            )
+        g, n = self.eplb_groups, self.eplb_nodes
+        if o.eplb_policy == "hierarchical" and (g % n or self.ep % n or m.num_experts % g):
+            raise ConfigError(
+                f"{where}.eplb_policy is hierarchical, but {m.name}'s {g} expert group(s) "
+                f"cannot be packed onto the {n} node(s) that the {self.ep} EP ranks span "
+                f"({ranks_per_node} per node): the nodes must divide the groups and the ranks. "
+                "Use eplb_policy: auto or global."
+            )
+        if o.routing_drift and self.spec.kind in ("balanced", "uniform"):
+            raise ConfigError(
+                f"{where}.routing_drift is {o.routing_drift}, but routing {self.spec} has no "
+                "hot experts to drift: use a skewed routing (power_law, zipf, hot or replay) "
+                "or drop routing_drift."
+            )
+        self._ranks_per_node = ranks_per_node
+
+    def _live_eplb(self, o: MoEOptions, m, intra: Link, inter: Link) -> LiveEPLB | None:
+        """The live balancer when ``eplb_interval > 0``: it moves one expert's weights on
+        one GPU (its share over the GPUs sharding it) per copy a rank receives."""
+        if not o.eplb_interval:
+            return None
+        expert_bytes = m.routed_expert_bytes() / m.num_moe_layers / m.num_experts / self.moe_tp
+        return LiveEPLB(o.eplb_interval, o.eplb_window or o.eplb_interval, self.ep,
+                        self.eplb_groups, self.eplb_nodes, self._ranks_per_node, o.eplb_policy,
+                        expert_bytes, intra, inter)
 
     # ---- memory ----------------------------------------------------------------
     def weight_bytes_per_gpu(self) -> float:
@@ -214,6 +314,7 @@ class MoEBlock:
         total_tokens = int(s.tokens.sum())
         if total_tokens == 0:
             return s.other_s * s.layers
+        stall = self._between_iterations(s.now) if self.stats.recording else 0.0
         two = self.opts.two_batch_overlap and total_tokens >= 2
         halves = ([(s.tokens + 1) // 2, s.tokens // 2] if two else [s.tokens])
         share = 1.0 / len(halves)
@@ -221,13 +322,53 @@ class MoEBlock:
         phases = []
         trace = self.stats.tracing()
         for tok in halves:
-            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace))
+            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace,
+                                      s.prefill))
         a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
         t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
         self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
-        return t
+        if self.live is not None and self.stats.recording:
+            self.stats.stall_s += stall
+            self.live.end_iteration(self.stats.last_ratio)
+        return t + stall
 
-    def phases(self, tok: np.ndarray, other: float, answer, credit, trace: bool = False):
+    def _between_iterations(self, now: float) -> float:
+        """Before a recorded iteration: a drift step of the routing every ``routing_drift``
+        iterations, and a rebalance every ``eplb_interval``. Returns the seconds the
+        iteration waits for the weight move: SGLang's ``EPLBManager`` rebalances between
+        forward passes, every ``eplb_rebalance_num_iterations``, and moves all layers'
+        weights before the next pass runs (``eplb_manager.py``; ``update_expert_location``
+        blocks, ``expert_location_updater.py``)."""
+        o, done = self.opts, self.stats.steps
+        if o.routing_drift and done and done % o.routing_drift == 0:
+            self.routing.drift(o.routing_drift_share)
+        live = self.live
+        if live is None or not live.due():
+            return 0.0
+        new = live.rebalance(self.placement.slot_expert, now)
+        self.placement = Placement.from_slots(self.ep, new, self.model.num_experts)
+        return live.history[-1].stall_s
+
+    def kernels(self, prefill: bool) -> str:
+        """The all-to-all kernels a batch uses: normal, low_latency or simple."""
+        mode = self.opts.all_to_all
+        if mode == "auto":
+            return "normal" if prefill else "low_latency"
+        return mode
+
+    def traffic(self) -> Traffic:
+        """The normal kernels' dedup factors (drawn on first use, and again when the
+        placement changes)."""
+        if self._traffic is None or self._traffic_of is not self.placement:
+            m, pl = self.model, self.placement
+            self._traffic_of = pl
+            self._traffic = traffic(self.routing.p, pl.slot_expert, pl.per_rank,
+                                    self.gpus_per_node, self.k, m.n_group, m.topk_group,
+                                    self._traffic_rng)
+        return self._traffic
+
+    def phases(self, tok: np.ndarray, other: float, answer, credit, trace: bool = False,
+               prefill: bool = False):
         """Per-layer seconds of one micro-batch of ``tok`` tokens per DP rank: (compute
         before the dispatch, dispatch, experts, combine), four arrays of length
         ``layers``. ``other`` is the rest of a layer's time; the answering backends'
@@ -267,14 +408,43 @@ class MoEBlock:
                                               self.gather_link))
         elif self.ep > 1 and self.moe_tp == 1:
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
-            moved = copies(src, rank_tok + shared_load, T, self.k_comm)
-            disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
-            comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
+            kind = self.kernels(prefill)
+            self.stats.kernels[kind] += 1
+            self.stats.last_kernel = kind
+            if kind == "simple":
+                moved = copies(src, rank_tok + shared_load, T, self.k_comm)
+                disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
+                comb = self.a2a.seconds(moved * self.comb_b).max(axis=1)
+            else:
+                disp, comb = self.deepep_phases(kind, src, rank_tok, shared_load)
         else:
             disp = comb = np.zeros(L)
         if trace:
             self.stats.trace_ranks(self, slot_tok, T, answer)
         return np.full(L, pre), disp, experts + post, comb
+
+    def deepep_phases(self, kind: str, src: np.ndarray, rank_tok: np.ndarray,
+                      shared_load: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-layer dispatch and combine seconds of DeepEP's normal or low-latency
+        kernels. Routed shared experts add ``shared_load`` copies to every rank, none of
+        them shared with a routed expert's copy."""
+        d, h = self.deepep, self.h
+        dtype = self.opts.dispatch_dtype
+        if src.sum() <= 0:
+            return np.zeros(len(rank_tok)), np.zeros(len(rank_tok))
+        if kind == "low_latency":
+            c = busiest(d.ll_copies(src, rank_tok + shared_load))
+            return (d.seconds(c, token_bytes(h, dtype, LL_HEADER), True),
+                    d.seconds(c, token_bytes(h, "bf16"), True))
+        tr = self.traffic()
+        c = d.normal_copies(src, rank_tok, tr.gpu, tr.node)
+        if shared_load:
+            extra = d.normal_copies(src, np.full_like(rank_tok, shared_load, dtype=float),
+                                    np.ones_like(tr.gpu), np.ones_like(tr.node))
+            c = {key: c[key] + extra[key] for key in c}
+        c = busiest(c)
+        return (d.seconds(c, token_bytes(h, dtype), False),
+                d.seconds(c, token_bytes(h, "bf16"), False))
 
     def expert_phase(self, counts: np.ndarray, tokens: int, answer, credit
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -285,6 +455,8 @@ class MoEBlock:
         rank_tok = slot_tok.sum(axis=2)  # (L, ep)
         experts = slowest_rank(slot_tok, rank_tok, tokens, self.gemms.times, answer, credit)
         self.stats.add_loads(counts, slot_tok, rank_tok)
+        if self.live is not None and self.stats.recording:
+            self.live.observe(counts)
         return experts, slot_tok, rank_tok
 
     # ---- the report --------------------------------------------------------------
@@ -371,6 +543,10 @@ def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times,
 class QuietStats:
     """Statistics that record nothing (for passes outside the model's iterations)."""
 
+    def __init__(self) -> None:
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+    recording = False
+
     def tracing(self) -> bool:
         return False
 
@@ -382,6 +558,7 @@ class _Stats:
     """What the block accumulates during a run (plain arrays; analysed afterwards)."""
 
     BINS = np.array([0.0, 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, np.inf])
+    recording = True
 
     def __init__(self, ep: int, experts: int, trace_iterations: int) -> None:
         self.steps = 0
@@ -394,7 +571,12 @@ class _Stats:
         self.busy_slots = 0.0
         self.slot_layers = 0
         self.trace_left = trace_iterations
-        self.trace: list[tuple[int, float, float, np.ndarray, np.ndarray]] = []
+        #: layer stacks priced with each all-to-all kernel family
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+        self.last_kernel = "none"
+        self.stall_s = 0.0  # live EPLB: seconds iterations waited for weight moves
+        self.last_ratio: float | None = None  # the last iteration's straggler ratio
+        self.trace: list[tuple[int, float, float, np.ndarray, np.ndarray, str]] = []
         self._ratios: list[float] = []
         self._rank_busy: list[np.ndarray] = []
 
@@ -422,8 +604,10 @@ class _Stats:
 
     def end_step(self) -> None:
         """Close an iteration's load statistics (called once per iteration)."""
+        self.last_ratio = None
         if self._ratios:
-            self.ratio.append(sum(self._ratios) / len(self._ratios))
+            self.last_ratio = sum(self._ratios) / len(self._ratios)
+            self.ratio.append(self.last_ratio)
             self._ratios.clear()
 
     def add_step(self, t: float, a, d, e, c, other: float, replica: int, now: float,
@@ -436,5 +620,6 @@ class _Stats:
         if trace:
             self.trace_left -= 1
             busy = np.sum(self._rank_busy, axis=0)
-            self.trace.append((replica, now, t, busy, np.array([d.sum(), c.sum()])))
+            self.trace.append((replica, now, t, busy, np.array([d.sum(), c.sum()]),
+                               self.last_kernel))
         self._rank_busy.clear()

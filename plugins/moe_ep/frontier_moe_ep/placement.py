@@ -3,10 +3,10 @@
 The layout is a table of expert *slots*, rank-major: rank r holds slots
 ``r*per_rank .. (r+1)*per_rank - 1``. ``contiguous`` puts experts e..e+per_rank-1
 on one rank, ``round_robin`` spreads them e, e+ep, e+2ep...; ``eplb`` is
-DeepSeek's expert-parallel load balancer: the hottest experts (by expected
-load) get extra slots, each copy takes an equal share of its expert's tokens,
-and slots are packed onto ranks heaviest first, each to the least-loaded rank
-with room.
+DeepSeek's expert-parallel load balancer (``frontier_moe_ep.eplb``) applied to
+the expected loads: the hottest experts get extra slots, each copy takes an equal
+share of its expert's tokens, and slots are packed onto ranks (within nodes
+first, under the hierarchical policy).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from frontier_moe_ep.eplb import rebalance
 
 KINDS = ("contiguous", "round_robin", "eplb")
 
@@ -30,6 +32,14 @@ class Placement:
     @property
     def per_rank(self) -> int:
         return self.slot_expert.shape[1] // self.ep
+
+    @classmethod
+    def from_slots(cls, ep: int, slot_expert: np.ndarray, experts: int) -> Placement:
+        """The placement of a slot → expert table (layers × slots); copies share evenly."""
+        copies = np.zeros((len(slot_expert), experts))
+        rows = np.repeat(np.arange(len(slot_expert)), slot_expert.shape[1])
+        np.add.at(copies, (rows, slot_expert.ravel()), 1.0)
+        return cls(ep, slot_expert, 1.0 / np.take_along_axis(copies, slot_expert, axis=1))
 
     def rank_interleaved(self) -> np.ndarray:
         """Each layer's experts ordered by slot index within a rank, then by rank (the
@@ -49,9 +59,12 @@ class Placement:
         return tok.reshape(len(counts), self.ep, self.per_rank)
 
 
-def build_placement(kind: str, p: np.ndarray, ep: int, redundant: int = 0) -> Placement:
+def build_placement(kind: str, p: np.ndarray, ep: int, redundant: int = 0, groups: int = 1,
+                    nodes: int = 1, policy: str = "auto") -> Placement:
     """The layout of ``p.shape[1]`` experts (+ ``redundant`` copies) over ``ep`` ranks,
-    per layer; ``p`` is the expected share of tokens each expert receives."""
+    per layer; ``p`` is the expected share of tokens each expert receives. ``eplb`` uses
+    DeepSeek's ``policy`` with the model's expert ``groups`` and the ``nodes`` the EP
+    ranks span."""
     layers, e = p.shape
     slots = e + redundant
     per_rank = slots // ep
@@ -61,25 +74,4 @@ def build_placement(kind: str, p: np.ndarray, ep: int, redundant: int = 0) -> Pl
     if kind == "round_robin":
         order = (np.arange(per_rank)[None, :] * ep + np.arange(ep)[:, None]).ravel()
         return Placement(ep, np.tile(order, (layers, 1)), np.ones((layers, e)))
-    se = np.empty((layers, slots), np.int64)
-    share = np.empty((layers, slots))
-    for li in range(layers):
-        copies = np.ones(e, np.int64)
-        for _ in range(redundant):
-            copies[np.argmax(p[li] / copies)] += 1
-        expert = np.repeat(np.arange(e), copies)
-        load = p[li][expert] / copies[expert]
-        rank_load = np.zeros(ep)
-        room = np.full(ep, per_rank)
-        fill = [[] for _ in range(ep)]
-        # Heaviest first (ties by expert id, so the layout is deterministic).
-        for s in np.lexsort((expert, -load)):
-            free = np.flatnonzero(room)
-            r = free[np.argmin(rank_load[free])]
-            fill[r].append(s)
-            rank_load[r] += load[s]
-            room[r] -= 1
-        order = np.concatenate([np.array(f, np.int64) for f in fill])
-        se[li] = expert[order]
-        share[li] = 1.0 / copies[se[li]]
-    return Placement(ep, se, share)
+    return Placement.from_slots(ep, rebalance(p, slots, ep, groups, nodes, policy), e)

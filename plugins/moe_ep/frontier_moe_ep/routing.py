@@ -141,6 +141,29 @@ def apportion(shares: np.ndarray, total: int, cap: int) -> np.ndarray:
     return (base + (place < rest[:, None])).astype(np.int64)
 
 
+def token_experts(p: np.ndarray, top_k: int, n_group: int, topk_group: int, n: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """The experts of ``n`` tokens, (n, top_k) ids, drawn from expected shares ``p`` (one
+    layer, length experts) with group-limited gating.
+
+    Each expert's score is its log share plus Gumbel noise, so that the top-k scores pick
+    experts in proportion to ``p`` (without replacement). With ``n_group > 1`` the
+    experts form ``n_group`` groups of consecutive ids, a group's score is its best
+    expert's score, and a token's ``top_k`` experts come from its ``topk_group`` best groups
+    only: DeepSeek-V3's gating (its config.json ``n_group``, ``topk_group``), and what
+    DeepEP's benchmarks draw with one group per node (tests/legacy/test_internode.py:
+    group scores are the maximum over a node's experts)."""
+    e = len(p)
+    score = np.log(np.maximum(p, 1e-300))[None, :] + rng.gumbel(size=(n, e))
+    if 1 < n_group and topk_group < n_group:
+        grouped = score.reshape(n, n_group, e // n_group)
+        best = np.argpartition(-grouped.max(axis=2), topk_group - 1, axis=1)[:, :topk_group]
+        keep = np.zeros((n, n_group), bool)
+        np.put_along_axis(keep, best, True, axis=1)
+        score = np.where(keep[:, :, None], grouped, -np.inf).reshape(n, e)
+    return np.argpartition(-score, top_k - 1, axis=1)[:, :top_k]
+
+
 class ExpertRouting:
     """Expected shares ``p`` (layers × experts) and per-iteration draws of token counts.
 
@@ -178,10 +201,28 @@ class ExpertRouting:
             p = np.empty((layers, e))
             np.put_along_axis(p, self.order, np.tile(ranked, (layers, 1)), axis=1)
         self.p = p / p.sum(axis=1, keepdims=True)
+        # The shares by position in ``order`` (hottest first): what drift keeps while the
+        # experts holding each position change.
+        self._ranked = np.take_along_axis(self.p, self.order, axis=1)
         self._balanced: dict[int, np.ndarray] = {}
         # Each expert's position in the order that receives balanced routing's leftover
         # assignments (layers × experts); see ``spread_over``.
         self._leftover_pos = np.tile(np.arange(e), (layers, 1))
+
+    def drift(self, share: float) -> None:
+        """Move part of every layer's order of hot experts: ``max(2, round(share ×
+        experts))`` positions, chosen at random, swap their experts among themselves (a
+        random permutation), so the hot set changes gradually from step to step. Drawn
+        from the routing's generator (deterministic per seed)."""
+        layers, e = self.order.shape
+        n = min(e, max(2, round(share * e)))
+        # NOTE: perf — one vectorised draw over all layers per drift step.
+        pos = np.argsort(self.rng.random((layers, e)), axis=1)[:, :n]
+        shuffled = np.take_along_axis(pos, np.argsort(self.rng.random((layers, n)), axis=1),
+                                      axis=1)
+        moved = np.take_along_axis(self.order, shuffled, axis=1)
+        np.put_along_axis(self.order, pos, moved, axis=1)
+        np.put_along_axis(self.p, self.order, self._ranked, axis=1)
 
     def spread_over(self, order: np.ndarray) -> None:
         """Give balanced routing's leftover assignments to experts in ``order`` (layers ×

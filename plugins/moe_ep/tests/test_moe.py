@@ -229,7 +229,7 @@ def test_simulated_deepseek_layer_is_comm_bound(bw, per_layer):
                  transfer={"name": "links", "bandwidth_eff": 1.0},
                  cluster={"gpu": "ib-only", "tp": 1, "dp": 256,
                           "moe": {"shared_experts": "routed", "dispatch_dtype": "fp8",
-                                  "two_batch_overlap": True}})
+                                  "two_batch_overlap": True, "all_to_all": "simple"}})
     sim = build(cfg)
     t = sim.executors["main"].iteration(decode_batch(256 * 64)).latency
     assert t == pytest.approx(61 * per_layer * (1 - 1 / 256), rel=1e-9)
