@@ -301,28 +301,32 @@ class ReplicaWorker:
         return late
 
     def _hide_short_ranks(self) -> list[Request] | None:
-        """Take off ``waiting`` (for one schedule) the requests of each DP rank whose
-        first waiting request does not fit in that rank's KV share: each rank has its own
-        queue in the engines, so a full rank's queue must not hold back the others'
-        (schedulers stop at the first request that does not fit). Only the first
-        ``MATCH_WINDOW`` waiting requests are looked at, and only after an admission
-        failed for want of room on its rank (``PagedKVCache.rank_short``)."""
+        """Take off ``waiting`` (for one schedule) each DP rank's requests from the first
+        one that does not fit in the room left on that rank, counting the requests of the
+        rank ahead of it: each rank has its own queue in the engines, so a rank without
+        room must not hold back the others (schedulers stop at the first request that
+        does not fit). Only the first ``MATCH_WINDOW`` waiting requests are looked at,
+        and only after an admission failed for want of room on its rank
+        (``PagedKVCache.rank_short``)."""
         kv = self.kv
         kv.rank_short = False
         w = self.waiting
         used, cap, need = kv.rank_used, kv.rank_cap, kv.blocks_for
         assert used is not None
-        full: dict[int, bool] = {}
+        room = [cap - u for u in used]
+        full = [False] * self.dp
         keep: list[Request] = []
         hide: list[Request] = []
         for _ in range(min(len(w), MATCH_WINDOW)):
             r = w.popleft()
             k = r.dp_rank
-            f = full.get(k)
-            if f is None:
-                f = full[k] = (not (r.blocks or r.shared_blocks)
-                               and used[k] + need(r.prefill_target) > cap)
-            (hide if f else keep).append(r)
+            if not full[k] and not (r.blocks or r.shared_blocks):
+                n = need(r.prefill_target)
+                if n <= room[k]:
+                    room[k] -= n
+                else:
+                    full[k] = True
+            (hide if full[k] else keep).append(r)
         w.extendleft(reversed(keep))
         if not hide:
             return None
