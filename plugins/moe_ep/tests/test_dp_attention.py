@@ -110,6 +110,27 @@ def test_a_full_rank_waits_while_a_rank_with_room_admits():
     assert kv.rank_used == [0, 0] and kv.free_blocks == kv.num_blocks
 
 
+def test_a_rank_short_for_its_second_request_does_not_hold_back_the_others():
+    # Rank 0's first prompt leaves after its prefill (one output token); in the next
+    # schedule rank 0 takes one more 700-token prompt (44 of its 64 blocks) but not the
+    # second, which must not keep rank 1's prompt behind it waiting.
+    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
+    env = simpy.Environment()
+    kv = PagedKVCache(num_blocks=128, block_size=16)
+    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
+                        lambda r, why: None)
+    sizes = [(400, 1), (100, 64), (700, 64), (100, 64), (700, 64), (100, 64)]
+    reqs = [Request(i, 0.0, p, o) for i, (p, o) in enumerate(sizes)]
+    for r in reqs:
+        r.done = env.event()
+        rep.enqueue(r)
+    env.run()
+    assert [r.dp_rank for r in reqs] == [0, 1, 0, 1, 0, 1]
+    assert reqs[2].first_scheduled == reqs[3].first_scheduled > 0.0
+    assert reqs[5].first_scheduled == reqs[3].first_scheduled  # not behind reqs[4]
+    assert reqs[4].first_scheduled >= reqs[2].completion
+
+
 def test_one_pool_would_have_admitted_the_long_prompt_at_once():
     # The same four requests with one rank: the pool holds both long prompts.
     ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
