@@ -198,6 +198,10 @@ class LayerStep:
     - ``prefill``: the batch holds prompt tokens (an engine may pick its MoE
       all-to-all kernels by it: DeepEP's normal kernels for prefill, its low-latency
       ones for decode-only batches).
+    - ``rest_at(share) -> (common_s, attention_s)``: ``other_s`` for a micro-batch with
+      ``share`` of the slowest rank's tokens, split into the projections, norms and
+      collectives (priced again at the micro-batch's size, so that weights are read
+      once per micro-batch) and attention; None: ``(other_s × share, 0)``.
     """
 
     tokens: np.ndarray
@@ -209,6 +213,7 @@ class LayerStep:
     now: float = 0.0
     record: bool = True
     prefill: bool = False
+    rest_at: Callable[[float], tuple[float, float]] | None = None
 
 
 @runtime_checkable

@@ -377,6 +377,7 @@ class ExecutionPredictor:
             best, parts = self._attention(q, kvp, kvd, wd)
             c, cc = self._part("common", int(tokens[0]))
             worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
+            worst_a = best
         else:
             # A request stays on the DP rank its replica gave it (its KV lives there).
             rp = empty if ids_p is None else ids_p % dp
@@ -402,6 +403,7 @@ class ExecutionPredictor:
                 priced[r] = c + a
                 if c + a > worst:
                     worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
+                    worst_a = a
             if self.spec_of is None:
                 self._record_ranks(tokens, priced, worst, q, kvp, kvd, wd, rp, rd)
         eng = self.engine
@@ -429,9 +431,17 @@ class ExecutionPredictor:
                 credit[j] += v * n_ffn
         if n_moe:
             if self.moe_step is not None:
+                rank_t = worst_t
+
+                def rest_at(share: float) -> tuple[float, float]:
+                    # a micro-batch with ``share`` of the slowest rank's tokens: its
+                    # projections priced again at its own size, attention in proportion
+                    return (self._part("common", max(1, math.ceil(rank_t * share)))[0],
+                            worst_a * share)
+
                 total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,
                                                  replica, now, self.spec_of is None,
-                                                 q is not None and len(q) > 0))
+                                                 q is not None and len(q) > 0, rest_at))
             else:
                 assert self.moe_ffn is not None
                 mo, mc = self._sum(self.moe_ffn.ops(worst_t))

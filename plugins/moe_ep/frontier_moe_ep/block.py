@@ -49,7 +49,7 @@ from frontier_moe_ep.comm import (
     traffic,
 )
 from frontier_moe_ep.eplb import LiveEPLB
-from frontier_moe_ep.overlap import sequential, two_batch
+from frontier_moe_ep.overlap import sequential, staged, two_batch
 from frontier_moe_ep.placement import Placement, build_placement
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
 
@@ -105,16 +105,30 @@ class MoEOptions(BaseModel):
         description="local: shared experts run on each attention rank for its own tokens; "
         "routed: dispatched and combined like routed experts (DeepSeek's decode layout)",
     )
-    all_to_all: Literal["auto", "normal", "low_latency", "simple"] = Field(
+    all_to_all: Literal["auto", "deepep", "normal", "low_latency", "gather", "simple"] = Field(
         "auto",
-        description="the dispatch/combine kernels: DeepEP's normal (high-throughput) or "
-        "low-latency ones, auto (normal for batches with prompt tokens, low-latency for "
-        "decode-only batches, as SGLang's --deepep-mode auto) or simple (every token copy "
-        "sent on its own over the run's transfer model)",
+        description="how tokens reach the experts under expert parallelism: deepep "
+        "(DeepEP's normal kernels for batches with prompt tokens, its low-latency ones for "
+        "decode-only batches, as SGLang's --deepep-mode auto), normal, low_latency, gather "
+        "(all-gather / reduce-scatter over the DP ranks: vLLM's, SGLang's and TensorRT-LLM's "
+        "default), simple (every token copy sent on its own over the run's transfer model) "
+        "or auto (nothing to move under TP attention; else gather when the cluster names "
+        "an engine, deepep when it does not)",
     )
     ll_nvlink: bool = Field(
         True, description="DeepEP's low-latency kernels reach GPUs of the same node over "
         "NVLink (DeepEP since 2025-06); false: over RDMA as well, as at first",
+    )
+    overlap_schedule: Literal["sglang", "two_streams"] = Field(
+        "sglang",
+        description="with two_batch_overlap: sglang (SGLang's DeepSeek strategies: the "
+        "prefill schedule for batches with prompt tokens, the decode one with attention "
+        "split in two stages otherwise) or two_streams (attention, experts on one stream, "
+        "dispatch, combine on the other, each starting when free)",
+    )
+    deepep_sms: int = Field(
+        20, ge=0, description="SMs DeepEP's normal kernels take (DeepEP's Buffer.num_sms "
+        "default, which SGLang keeps); SGLang's prefill schedule leaves the rest to the GEMMs",
     )
     two_batch_overlap: bool = Field(
         False, description="split each iteration into two micro-batches whose communication "
@@ -155,6 +169,18 @@ class MoEBlock:
         #: tokens reach the experts by all-gather / reduce-scatter over the stage (DP
         #: attention with experts sharded) instead of the all-to-all of pure EP
         self.gathered = cc.dp > 1 and ep < group
+        #: the all-to-all of pure expert parallelism (ep = dp×tp): see ``all_to_all``
+        self.moves = "none"
+        if ep > 1 and ep == group:
+            mode = options.all_to_all
+            if mode == "auto":
+                mode = "gather" if cc.engine is not None else "deepep"
+                # Under TP attention every GPU already holds every token: vLLM runs no
+                # all2all with one DP rank (use_all2all_kernels needs dp_size > 1) and
+                # the layer's TP all-reduce sums the experts' outputs.
+                mode = "none" if cc.dp == 1 else mode
+            self.moves = "none" if mode == "gather" and cc.dp == 1 else mode
+            self.gathered = self.moves == "gather"
         self.group = group
         self.opts = options
         e, r = m.num_experts, options.redundant_experts
@@ -212,6 +238,13 @@ class MoEBlock:
         self._traffic_rng = np.random.default_rng(int(ctx.rng.integers(2**63)))
         self.gpus_per_node = dev.nvlink_gpus
         self.gather_link = intra if group <= dev.nvlink_gpus else inter
+        self.num_sms = dev.num_sms
+        if options.deepep_sms >= dev.num_sms:
+            raise ConfigError(
+                f"{where}.deepep_sms is {options.deepep_sms}, but {dev.name} has "
+                f"{dev.num_sms} SMs; DeepEP's kernels take a share of them (DeepEP's "
+                "default is 20)."
+            )
         self.live = self._live_eplb(options, m, intra, inter)
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
@@ -315,18 +348,32 @@ class MoEBlock:
         if total_tokens == 0:
             return s.other_s * s.layers
         stall = self._between_iterations(s.now) if self.stats.recording else 0.0
-        two = self.opts.two_batch_overlap and total_tokens >= 2
+        # A batch that cannot be split in two (no DP rank holds two tokens) runs as one.
+        two = self.opts.two_batch_overlap and int(s.tokens.max(initial=0)) >= 2
         halves = ([(s.tokens + 1) // 2, s.tokens // 2] if two else [s.tokens])
-        share = 1.0 / len(halves)
         credit, answer = s.credit, s.answer
-        phases = []
         trace = self.stats.tracing()
-        for tok in halves:
-            phases.append(self.phases(tok, s.other_s * share, answer, credit, trace,
-                                      s.prefill))
-        a, d, e, c = (np.stack([p[i] for p in phases]) for i in range(4))
-        t = two_batch(a, d, e, c) if two else sequential(a[0], d[0], e[0], c[0])
-        self.stats.add_step(t, a, d, e, c, s.other_s * s.layers, s.replica, s.now, trace)
+        if two and s.rest_at is not None:
+            rest = s.rest_at(0.5)  # each micro-batch's projections priced at its size
+        else:
+            rest = (s.other_s / len(halves), 0.0)
+        ops = [self.layer_ops(tok, rest, answer, credit, trace, s.prefill) for tok in halves]
+        a, d, e, c = (np.stack(x) for x in zip(
+            *((o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
+               o["experts"], o["combine"]) for o in ops), strict=True))
+        if not two:
+            t = sequential(a[0], d[0], e[0], c[0])
+        elif self.opts.overlap_schedule == "two_streams":
+            t = two_batch(a, d, e, c)
+        else:
+            name = "sglang_prefill" if s.prefill else "sglang_decode"
+            # SGLang's prefill schedule gives DeepGEMM the SMs that DeepEP's normal
+            # kernels leave (deep_gemm_num_sms = SMs - DeepEPConfig.num_sms)
+            scale = (self.num_sms / (self.num_sms - self.opts.deepep_sms)
+                     if s.prefill and self.kernels(True) == "normal" else 1.0)
+            t = staged(name, ops, scale)
+        rest_s = sum(float(o["attn_prepare"].sum() + o["attn_core"].sum()) for o in ops)
+        self.stats.add_step(t, a, d, e, c, rest_s, s.replica, s.now, trace)
         if self.live is not None and self.stats.recording:
             self.stats.stall_s += stall
             self.live.end_iteration(self.stats.last_ratio)
@@ -351,10 +398,9 @@ class MoEBlock:
 
     def kernels(self, prefill: bool) -> str:
         """The all-to-all kernels a batch uses: normal, low_latency or simple."""
-        mode = self.opts.all_to_all
-        if mode == "auto":
+        if self.moves == "deepep":
             return "normal" if prefill else "low_latency"
-        return mode
+        return self.moves
 
     def traffic(self) -> Traffic:
         """The normal kernels' dedup factors (drawn on first use, and again when the
@@ -375,17 +421,25 @@ class MoEBlock:
         seconds are added to ``credit``. Public so that workflows that split a layer
         across clusters (attention here, experts there) can price its phases; they may
         replace ``a2a`` with an ``AllToAll`` over the link between the clusters."""
+        o = self.layer_ops(tok, (other, 0.0), answer, credit, trace, prefill)
+        return (o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
+                o["experts"], o["combine"])
+
+    def layer_ops(self, tok: np.ndarray, rest: tuple[float, float], answer, credit,
+                  trace: bool = False, prefill: bool = False) -> dict[str, np.ndarray]:
+        """Per-layer seconds of each operation of one micro-batch of ``tok`` tokens per DP
+        rank (the keys of ``overlap.SCHEDULES``, plus ``dispatch`` and ``combine``);
+        ``rest`` is the rest of a layer, (projections and norms, attention)."""
         L = self.layers
         T = int(tok.sum())
         counts = self.routing.draw(T)
         t_rank = int(tok.max(initial=0))
         gate, gparts = self._gemms("gate", t_rank, answer)
-        pre = other + gate
         for x, i in gparts:
             credit[i] += x * L
+        shared = 0.0
         if self.shared_inter and not self.routed_shared:
-            sh, sparts = self._gemms("shared", t_rank, answer)
-            pre += sh
+            shared, sparts = self._gemms("shared", t_rank, answer)
             for x, i in sparts:
                 credit[i] += x * L
         post = 0.0
@@ -400,13 +454,14 @@ class MoEBlock:
                 credit[i] += x * L
         experts, slot_tok, rank_tok = self.expert_phase(counts, T, answer, credit)
         if self.gathered:
+            self.stats.kernels["gather"] += 1
             # every GPU gathers all T tokens (bf16 activations) and reduce-scatters the
             # outputs of all T back to their DP ranks
             nbytes = float(T) * self.comb_b
             disp = np.full(L, collective_time("all_gather", nbytes, self.group, self.gather_link))
             comb = np.full(L, collective_time("reduce_scatter", nbytes, self.group,
                                               self.gather_link))
-        elif self.ep > 1 and self.moe_tp == 1:
+        elif self.moves != "none":
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
             kind = self.kernels(prefill)
             self.stats.kernels[kind] += 1
@@ -421,7 +476,10 @@ class MoEBlock:
             disp = comb = np.zeros(L)
         if trace:
             self.stats.trace_ranks(self, slot_tok, T, answer)
-        return np.full(L, pre), disp, experts + post, comb
+        full = np.full
+        return {"attn_prepare": full(L, rest[0]), "attn_core": full(L, rest[1]),
+                "gate": full(L, gate), "shared": full(L, shared), "dispatch": disp,
+                "experts": experts + post, "combine": comb}
 
     def deepep_phases(self, kind: str, src: np.ndarray, rank_tok: np.ndarray,
                       shared_load: float) -> tuple[np.ndarray, np.ndarray]:
@@ -544,7 +602,7 @@ class QuietStats:
     """Statistics that record nothing (for passes outside the model's iterations)."""
 
     def __init__(self) -> None:
-        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0, "gather": 0}
     recording = False
 
     def tracing(self) -> bool:
@@ -572,7 +630,7 @@ class _Stats:
         self.slot_layers = 0
         self.trace_left = trace_iterations
         #: layer stacks priced with each all-to-all kernel family
-        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0}
+        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0, "gather": 0}
         self.last_kernel = "none"
         self.stall_s = 0.0  # live EPLB: seconds iterations waited for weight moves
         self.last_ratio: float | None = None  # the last iteration's straggler ratio

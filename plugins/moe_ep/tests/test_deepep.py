@@ -102,7 +102,7 @@ def test_auto_picks_normal_for_prefill_and_low_latency_for_decode():
     ex = sim.executors["main"]
     ex.iteration(prefill_batch(16, 512))
     ex.iteration(decode_batch(16 * 8))
-    assert b.stats.kernels == {"normal": 1, "low_latency": 1, "simple": 0}
+    assert b.stats.kernels == {"normal": 1, "low_latency": 1, "simple": 0, "gather": 0}
     # forced families: all iterations alike
     sim = build(config(model="deepseek-v3", predictor="zero", cluster={
         "gpu": "h800", "tp": 1, "dp": 16, "moe": {"all_to_all": "low_latency"}}))
@@ -124,3 +124,19 @@ def test_node_limited_routing_cuts_normal_dispatch_time():
         ex = sim.executors["main"]
         times.append(ex.iteration(prefill_batch(32, 2048)).latency)
     assert times[0] < times[1] * 0.95
+
+
+def test_auto_moves_nothing_under_tp_attention_and_gathers_for_a_named_engine():
+    """TP attention (dp 1): every GPU holds every token, so no dispatch (vLLM runs no
+    all2all with one DP rank). With DP attention and an engine named, the engines' default
+    all-gather / reduce-scatter; without one, DeepEP's kernels."""
+    def moves(cluster):
+        return block(build(config(model="qwen3-30b-a3b", cluster=cluster))).moves
+
+    assert moves({"tp": 8}) == "none"
+    assert moves({"tp": 1, "dp": 8}) == "deepep"
+    assert moves({"tp": 1, "dp": 8, "engine": "vllm"}) == "gather"
+    assert moves({"tp": 8, "moe": {"all_to_all": "low_latency"}}) == "low_latency"
+    sim = build(config(model="qwen3-30b-a3b", cluster={"tp": 8}))
+    out = block(sim).phases(np.array([64]), 0.0, sim.executors["main"].answer, [0.0], False)
+    assert not out[1].any() and not out[3].any()

@@ -408,7 +408,8 @@ def run_json(cfg, tmp_path, name):
 
 
 def test_run_reports_moe_metrics_and_trace(tmp_path):
-    cfg = config(cluster={"moe": {"routing": "power_law:1.2", "trace_iterations": 3}})
+    cfg = config(cluster={"tp": 1, "dp": 8,
+                          "moe": {"routing": "power_law:1.2", "trace_iterations": 3}})
     sim, s = run_json(cfg, tmp_path, "a")
     moe = s["clusters"]["main"]["moe"]
     assert moe["ep"] == 8 and moe["iterations"] == s["clusters"]["main"]["iterations"]
