@@ -298,7 +298,8 @@ def assemble(cfg: RunConfig, registry: Registry) -> Simulation:
             kv = PagedKVCache(plan.kv_blocks, cc.block_size, cc.prefix_cache, host_blocks,
                               load_s, recompute_s, plan.seq_blocks, disk_blocks, disk_s,
                               cc.disk_latency_s, cc.disk_write_policy == "write_through")
-            replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject))
+            replicas.append(ReplicaWorker(env, cc.name, i, sched, ex, kv, on_reject,
+                                          cc.dp_balance))
         router = _build(registry, "router", cc.router, f"{where}.router", ctx)
         clusters[cc.name] = ClusterWorker(env, cc.name, replicas, router, model.max_context,
                                           on_reject, engine)
@@ -385,8 +386,10 @@ def warn_unservable(sim: Simulation) -> None:
                 if prompt_only else
                 f"{whole:,} of {n:,} requests need more tokens (prompt + output) than")
         when = "" if prompt_only else " wherever this cluster decodes them"
+        # With DP attention a request's KV lives on one rank, which holds 1/dp of it.
+        one = "one DP rank of a replica" if cluster.replicas[0].dp > 1 else "one replica"
         _warn(
-            f"{what} the KV cache of one replica of cluster {name!r} holds ({cap:,} tokens) "
+            f"{what} the KV cache of {one} of cluster {name!r} holds ({cap:,} tokens) "
             f"and will be rejected{when}; raise {where}.tp or gpu_memory_fraction, choose "
             "a GPU with more memory, or shorten the requests.", 2,
         )

@@ -215,6 +215,13 @@ class ClusterConfig(_Strict):
         "each rank runs attention with TP=tp on its share of the batch; the MoE layers span "
         "all dp×tp GPUs of a pipeline stage)",
     )
+    dp_balance: Literal["round_robin", "least_tokens", "least_requests"] = Field(
+        "round_robin",
+        description="how a replica with dp > 1 gives each arriving request to a DP attention "
+        "rank: in turn (SGLang's default load_balance_method), the rank with the fewest "
+        "tokens in its KV cache plus prompt tokens waiting there (SGLang's total_tokens), or "
+        "the fewest requests waiting or running there (SGLang's total_requests)",
+    )
     moe: ComponentRef = Field(
         default_factory=lambda: ComponentRef(name="moe"),
         description="the MoE block and its options (used only by mixture-of-experts models)",

@@ -146,6 +146,9 @@ BAD: dict[str, Case] = {
                                 ["deployment.clusters[0].disk_read_gbs", "greater than 0"]),
     "moe-on-dense-model": case("deployment.clusters.0.moe={ep: 2}",
                                ["deployment.clusters[0].moe", "llama-3.1-8b", "dense"]),
+    "dp-balance-unknown": case("deployment.clusters.0.dp_balance=shortest_queue",
+                               ["deployment.clusters[0].dp_balance", "least_tokens",
+                                "'shortest_queue'"]),
     # ---- traces ------------------------------------------------------------------------
     "trace-bad-row": case((), ["t.csv:3", "ContextTokens", "'abc'"], TRACE,
                           {"t.csv": AZURE + "2023-11-16 18:15:47.0000000,abc,12\n"}),

@@ -336,6 +336,10 @@ def _print_summary(s: dict, perf: dict, out_dir: Path, lines: Sequence[str] = ()
             f"{c['kv_peak_fraction']:.0%} · preemptions {c['preemptions']}"
             + (f" · prefix cache hit {c['prefix_cache']['token_hit_rate']:.0%} of prompt "
                "tokens" if "prefix_cache" in c else "")
+            + (f" · DP {c['dp_attention']['balance']}: context max/mean "
+               f"{c['dp_attention']['context_imbalance']['mean']:.2f}, attention waits "
+               f"{c['dp_attention']['attention_wait_fraction']:.0%} for the slowest rank"
+               if "dp_attention" in c else "")
             + (f" · speculative {c['speculative']['method']} k={c['speculative']['k']}: "
                f"{c['speculative']['tokens_per_step']:.2f} tokens/step, "
                f"{c['speculative']['acceptance_rate']:.0%} of drafts accepted, drafting "

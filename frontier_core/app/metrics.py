@@ -199,6 +199,9 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
         }
         if any(r.kv.caching for r in cw.replicas):
             summary["clusters"][name]["prefix_cache"] = _prefix_cache(cw)
+        if plan.dp > 1:
+            summary["clusters"][name]["dp_attention"] = {
+                "balance": cw.replicas[0].dp_balance, **sim.executors[name].dp_summary()}
         spec = sim.executors[name].spec
         if spec is not None:
             summary["clusters"][name]["speculative"] = spec.summary(cw.busy_time)

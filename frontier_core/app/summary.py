@@ -94,6 +94,7 @@ class ClusterSummary(_Record):
     preemptions: int
     prefix_cache: dict[str, Any] | None = None
     speculative: dict[str, Any] | None = None
+    dp_attention: dict[str, Any] | None = None  # with dp > 1: balance and per-rank load
     moe: dict[str, Any] | None = None
 
 

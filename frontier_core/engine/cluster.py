@@ -37,7 +37,9 @@ class ClusterWorker:
         self.max_context = max_context
         self._reject = on_reject
         kv = replicas[0].kv
-        self.max_tokens = (kv.num_blocks - kv.seq_blocks) * kv.block_size
+        # With DP attention a request's KV lives on one rank: at most a rank's share.
+        blocks = kv.num_blocks if kv.rank_used is None else kv.rank_cap
+        self.max_tokens = (blocks - kv.seq_blocks) * kv.block_size
         # An engine's API server takes in requests one after another (tokenising each
         # prompt) before they reach a replica's scheduler; one server per replica.
         self.engine = engine
@@ -57,9 +59,11 @@ class ClusterWorker:
             )
             return ev
         if tokens > self.max_tokens:
+            kv = self.replicas[0].kv
             self._reject(
                 request,
                 f"needs more KV cache than a replica of cluster {self.name!r} holds "
+                f"{'' if kv.rank_used is None else 'on one DP rank '}"
                 f"({self.max_tokens} tokens); this request needs {tokens}",
             )
             return ev

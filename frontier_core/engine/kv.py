@@ -90,7 +90,8 @@ class PagedKVCache:
                  "entries", "idle", "idle_blocks", "stats", "host", "host_capacity",
                  "host_blocks", "load_s_per_block", "recompute_s", "epoch", "seq_blocks",
                  "pins", "disk", "disk_capacity", "disk_blocks", "disk_s_per_block",
-                 "disk_latency_s", "write_through", "staged")
+                 "disk_latency_s", "write_through", "staged", "rank_used", "rank_cap",
+                 "rank_short")
 
     def __init__(self, num_blocks: int, block_size: int, prefix_cache: bool = False,
                  host_blocks: int = 0, load_s_per_block: float = 0.0,
@@ -136,6 +137,11 @@ class PagedKVCache:
         # Host entries read from disk that no request has copied to the GPU yet: the
         # request that does so pays the read.
         self.staged: set[int] = set()
+        # DP attention (set by the replica when dp > 1): blocks held by the requests of
+        # each rank, and each rank's share of the pool (see ``_grow_on_rank``).
+        self.rank_used: list[int] | None = None
+        self.rank_cap = 0
+        self.rank_short = False  # an admission failed for want of room on its rank
 
     def blocks_for(self, tokens: int) -> int:
         """Blocks a sequence of ``tokens`` tokens holds (its fixed part included)."""
@@ -176,6 +182,28 @@ class PagedKVCache:
 
     def grow(self, request: Request, tokens: int) -> bool:
         """Let ``request`` hold blocks for ``tokens`` tokens; False (and no change) if short."""
+        ru = self.rank_used
+        if ru is not None:
+            return self._grow_on_rank(request, tokens, ru)
+        return self._grow_pool(request, tokens)
+
+    def _grow_on_rank(self, request: Request, tokens: int, ru: list[int]) -> bool:
+        """``grow`` for a replica of DP attention ranks, each with its own KV share (each
+        DP rank of SGLang and vLLM is a scheduler with its own KV cache): a request that
+        holds nothing here is admitted only if its rank can hold its whole prefill
+        (``prefill_target``), and every block it holds (cache hits included) counts on
+        its rank. Growth after admission (decodes, later chunks) draws on the pool."""
+        k = request.dp_rank
+        held = request.blocks + request.shared_blocks
+        if not held and ru[k] + self.blocks_for(max(tokens, request.prefill_target)) > self.rank_cap:
+            self.rank_short = True
+            return False
+        if not self._grow_pool(request, tokens):
+            return False
+        ru[k] += request.blocks + request.shared_blocks - held
+        return True
+
+    def _grow_pool(self, request: Request, tokens: int) -> bool:
         if request.pending:
             return self._admit(request, tokens)
         need = (-(-tokens // self.block_size) + self.seq_blocks - request.blocks
@@ -197,6 +225,8 @@ class PagedKVCache:
         return True
 
     def release(self, request: Request) -> None:
+        if self.rank_used is not None:
+            self.rank_used[request.dp_rank] -= request.blocks + request.shared_blocks
         if self.caching and request.prefix:
             self.publish(request)  # what it computed stays cached (e.g. when preempted)
         self.free_blocks += request.blocks

@@ -43,6 +43,7 @@ class ReplicaWorker:
         executor: ExecutionPredictor,
         kv: PagedKVCache,
         on_reject: Callable[[Request, str], None],
+        dp_balance: str = "round_robin",
     ) -> None:
         self.env = env
         self.cluster = cluster
@@ -51,11 +52,20 @@ class ReplicaWorker:
         self.executor = executor
         self.kv = kv
         self.pp = executor.pp
-        # DP attention: each arriving request goes to the next rank in turn, as SGLang's
-        # data-parallel controller dispatches by default (load_balance_method
-        # round_robin, server_args.py); its KV stays on that rank.
+        # DP attention: each arriving request goes to one rank (``dp_balance``: in turn,
+        # as SGLang's data-parallel controller dispatches by default, or by load), and
+        # its KV stays on that rank, within the rank's share of the pool.
         self.dp = executor.dp
         self._next_rank = 0
+        self.dp_balance = dp_balance
+        self.rank_requests = [0] * self.dp  # requests assigned and not finished, per rank
+        # Prompt tokens (to prefill) of each rank's requests waiting for admission, and
+        # those requests (their tokens, by request).
+        self.rank_queued = [0] * self.dp
+        self._queued: dict[Request, int] = {}
+        if self.dp > 1:
+            kv.rank_used = [0] * self.dp
+            kv.rank_cap = kv.num_blocks // self.dp
         # Speculative decoding: each decode computes up to k + 1 tokens (schedulers grow
         # its KV by ``decode_width``); the cluster's speculator draws what is accepted.
         self.spec = executor.spec
@@ -106,6 +116,8 @@ class ReplicaWorker:
         self.preemptions += 1
         self.running.remove(request)
         self.waiting.appendleft(request)
+        if self.dp > 1:
+            self._queue_tokens(request)
 
     # ---- load, as routers see it ---------------------------------------
     @property
@@ -129,13 +141,60 @@ class ReplicaWorker:
             if request.first_token != request.first_token:
                 self._unstamped += 1  # its first token is streamed from here
         if self.dp > 1:
-            request.dp_rank = self._next_rank
-            self._next_rank = (self._next_rank + 1) % self.dp
+            k = self._pick_rank()
+            request.dp_rank = k
+            self.rank_requests[k] += 1
+            held = request.blocks + request.shared_blocks
+            if held:  # it arrived with its KV (adopted before it was given a rank)
+                self.kv.rank_used[k] += held
+            else:
+                self._queue_tokens(request)
         request.queued_at = self.env.now
         self.waiting.append(request)
         self.outstanding += 1
         self.outstanding_tokens += request.prompt_len + request.output_len
         self._poke()
+
+    def _pick_rank(self) -> int:
+        """The DP attention rank of an arriving request, from per-rank counters kept on
+        arrival, admission, preemption and finish (a few comparisons per rank, no scan
+        over requests).
+
+        round_robin: in turn (SGLang ``LoadBalanceMethod.ROUND_ROBIN``, its default).
+        least_tokens: the fewest tokens, counted as an SGLang scheduler reports its load
+        (``Scheduler.get_load``, managers/scheduler.py: KV tokens in use, less the
+        evictable cache, plus the prompt tokens of its waiting queue; here the blocks
+        its requests hold and the tokens its waiting requests will prefill), ties to
+        the fewest requests, then the lowest rank (SGLang ``TOTAL_TOKENS``,
+        data_parallel_controller.py ``DPBudget.dispatch``). least_requests: the fewest
+        requests waiting or running, ties to the lowest rank (SGLang ``TOTAL_REQUESTS``);
+        vLLM's DP client scores ``4 × waiting + running`` (v1/engine/core_client.py),
+        which this counts without the weight."""
+        how = self.dp_balance
+        if how == "least_tokens":
+            used, q, n = self.kv.rank_used, self.rank_queued, self.rank_requests
+            assert used is not None
+            bs = self.kv.block_size
+            return min(range(self.dp), key=lambda i: (used[i] * bs + q[i], n[i]))
+        if how == "least_requests":
+            n = self.rank_requests
+            return n.index(min(n))
+        k = self._next_rank
+        self._next_rank = (k + 1) % self.dp
+        return k
+
+    def _queue_tokens(self, request: Request) -> None:
+        """Count a request that waits for admission (with nothing in the KV) on its rank:
+        ``least_tokens`` weighs its prompt; the loop takes it off once it is admitted."""
+        t = request.prefill_target - request.computed
+        old = self._queued.get(request, 0)  # counted already (if it never left the queue)
+        self._queued[request] = t
+        self.rank_queued[request.dp_rank] += t - old
+
+    def _admitted(self, request: Request) -> None:
+        t = self._queued.pop(request, None)
+        if t is not None:
+            self.rank_queued[request.dp_rank] -= t
 
     def release(self, request: Request) -> None:
         """Free the KV of a request that left after prefill (its transfer is done)."""
@@ -168,7 +227,10 @@ class ReplicaWorker:
                 self._match_waiting()
             admitted = len(self.running)
             late = self._hide_late() if self.overlap else None
+            short = self._hide_short_ranks() if kv.rank_short else None
             batch = schedule(self)
+            if short:
+                self._unhide(short)
             if late:
                 self.waiting.extend(late)
             if not batch.prefill and not batch.decode:
@@ -192,9 +254,12 @@ class ReplicaWorker:
             if spec is not None and batch.decode:
                 spec.plan(batch, kv.block_size)
             now = env.now
+            queued = self._queued
             for r in batch.prefill:
                 if r.first_scheduled != r.first_scheduled:  # NaN: first time
                     r.first_scheduled = now
+                if queued:
+                    self._admitted(r)
             self._cutoff = now  # arrivals from here on wait for the schedule after next
             it = iteration(batch, self.index, now)
             if kv.host_capacity:
@@ -235,6 +300,51 @@ class ReplicaWorker:
         late.reverse()
         return late
 
+    def _hide_short_ranks(self) -> list[Request] | None:
+        """Take off ``waiting`` (for one schedule) each DP rank's requests from the first
+        one that does not fit in the room left on that rank, counting the requests of the
+        rank ahead of it: each rank has its own queue in the engines, so a rank without
+        room must not hold back the others (schedulers stop at the first request that
+        does not fit). Only the first ``MATCH_WINDOW`` waiting requests are looked at,
+        and only after an admission failed for want of room on its rank
+        (``PagedKVCache.rank_short``)."""
+        kv = self.kv
+        kv.rank_short = False
+        w = self.waiting
+        used, cap, need = kv.rank_used, kv.rank_cap, kv.blocks_for
+        assert used is not None
+        room = [cap - u for u in used]
+        full = [False] * self.dp
+        keep: list[Request] = []
+        hide: list[Request] = []
+        for _ in range(min(len(w), MATCH_WINDOW)):
+            r = w.popleft()
+            k = r.dp_rank
+            if not full[k] and not (r.blocks or r.shared_blocks):
+                n = need(r.prefill_target)
+                if n <= room[k]:
+                    room[k] -= n
+                else:
+                    full[k] = True
+            (hide if full[k] else keep).append(r)
+        w.extendleft(reversed(keep))
+        if not hide:
+            return None
+        kv.rank_short = True  # look again before the next schedule
+        return hide
+
+    def _unhide(self, hidden: list[Request]) -> None:
+        """Put requests of full ranks back, behind the waiting requests queued before
+        them (those the schedule preempted) and ahead of the rest; the order between
+        ranks is free, each rank keeping its own."""
+        w = self.waiting
+        first = hidden[0].queued_at
+        front = []
+        while w and w[0].queued_at < first:
+            front.append(w.popleft())
+        w.extendleft(reversed(hidden))
+        w.extendleft(reversed(front))
+
     def _match_waiting(self) -> None:
         """Match the first ``MATCH_WINDOW`` waiting requests that have not started
         against the prefix cache, or extend their earlier match with blocks cached since
@@ -272,11 +382,15 @@ class ReplicaWorker:
                 r.prefill_target = r.prompt_len + r.generated
                 r.preemptions += 1
                 self.preemptions += 1
+                if self.dp > 1:
+                    self._queue_tokens(r)
                 return True
         if kv.free_blocks + head.blocks + head.shared_blocks < kv.num_blocks:
             return False  # parked blocks: release() will wake the loop
         self.waiting.popleft()
-        self._finish(head, reject="does not fit in the replica's KV cache")
+        self._finish(head, reject="does not fit in its DP rank's KV cache"
+                     if kv.rank_used is not None and kv.blocks_for(head.prefill_target)
+                     > kv.rank_cap else "does not fit in the replica's KV cache")
         return True
 
     def _land(self, batch: Batch, start: float) -> None:
@@ -343,6 +457,9 @@ class ReplicaWorker:
     def _finish(self, r: Request, reject: str | None = None) -> None:
         self.outstanding -= 1
         self.outstanding_tokens -= r.prompt_len + r.output_len
+        if self.dp > 1:
+            self.rank_requests[r.dp_rank] -= 1
+            self._admitted(r)  # rejected while it waited
         if reject is not None:
             self.kv.release(r)
             self._on_reject(r, reject)

@@ -21,6 +21,7 @@ slowest rank before its MoE block, which spans all ranks.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -87,6 +88,10 @@ class ExecutionPredictor:
         self.dense_ffn = dense_ffn
         self.moe_ffn = moe_ffn
         self.dp = dp
+        # Per iteration with dp > 1 (drafter passes excluded): the most tokens computed on
+        # a rank over the mean, the same for the context tokens attended over, and the
+        # slowest and the mean rank's attention-side seconds per layer (``dp_summary``).
+        self.dp_stats = array("d")
         # A block with a per-iteration ``step`` (MoE routing) is never memoised.
         self.moe_step = moe_ffn.step if isinstance(moe_ffn, MoELayers) else None
         # A cluster ``ffn`` block runs every layer's feed-forward part, dense layers too.
@@ -389,14 +394,18 @@ class ExecutionPredictor:
             if nd:
                 cand.add(int(np.argmax(np.bincount(rd, weights=kvd * wdv, minlength=dp))))
             worst = -1.0
+            priced = {}
             for r in sorted(cand):
                 sp, sd = rp == r, rd == r
                 a, parts = self._attention(q[sp], kvp[sp], kvd[sd],
                                            None if wd is None else wd[sd])
                 c, cc = self._part("common", int(tokens[r]))
+                priced[r] = c + a
                 if c + a > worst:
                     worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
                     worst_a = a
+            if self.spec_of is None:
+                self._record_ranks(tokens, priced, worst, q, kvp, kvd, wd, rp, rd)
         eng = self.engine
         # Each DP rank runs its own scheduler and replays its own graphs: per-rank sizes.
         rank_seqs = len(q) + nd if dp == 1 else max(1, -(-(len(q) + nd) // dp))
@@ -448,6 +457,42 @@ class ExecutionPredictor:
                                    int(tokens.max()), rank_seqs)
         return IterationTime(stage + extras, stage * self.pp + extras)
 
+    def _record_ranks(self, tokens: np.ndarray, priced: dict[int, float], worst: float,
+                      q: np.ndarray, kvp: np.ndarray, kvd: np.ndarray,
+                      wd: np.ndarray | None, rp: np.ndarray, rd: np.ndarray) -> None:
+        """Record an iteration's DP load imbalance and attention straggler: the ranks
+        not priced yet are priced here (a rank without tokens takes no time)."""
+        total = 0.0
+        for r in np.flatnonzero(tokens).tolist():
+            x = priced.get(r)
+            if x is None:
+                sp, sd = rp == r, rd == r
+                a, _ = self._attention(q[sp], kvp[sp], kvd[sd], None if wd is None else wd[sd])
+                x = self._part("common", int(tokens[r]))[0] + a
+            total += x
+        dp = self.dp
+        ctx = (np.bincount(rp, weights=kvp, minlength=dp)
+               + np.bincount(rd, weights=kvd, minlength=dp))
+        mean, cmean = float(tokens.mean()), float(ctx.mean())
+        self.dp_stats.extend((float(tokens.max()) / mean if mean else 1.0,
+                              float(ctx.max()) / cmean if cmean else 1.0, worst, total / dp))
+
+    def dp_summary(self) -> dict[str, object]:
+        """DP attention load over the run (dp > 1), as distributions over iterations of:
+        ``token_imbalance``, the most tokens computed on one rank over the mean over ranks;
+        ``context_imbalance``, the same for the context (KV) tokens the ranks attend over;
+        ``attention_straggler``, the slowest rank's attention-side time (attention and
+        the per-token work around it) over the mean rank's. ``attention_wait_fraction``
+        is the share of the ranks' attention-side time spent waiting for the slowest
+        one, over the run."""
+        a = np.frombuffer(self.dp_stats, dtype=float).reshape(-1, 4)
+        ratio = np.divide(a[:, 2], a[:, 3], out=np.ones(len(a)), where=a[:, 3] > 0)
+        worst = float(a[:, 2].sum())
+        return {"token_imbalance": _dist(a[:, 0]), "context_imbalance": _dist(a[:, 1]),
+                "attention_straggler": _dist(ratio),
+                "attention_wait_fraction": (worst - float(a[:, 3].sum())) / worst
+                if worst > 0 else 0.0}
+
     def recompute_s(self, tokens: int, context: int) -> float:
         """Seconds a prefill spends on ``tokens`` prompt tokens that follow ``context``
         cached ones (what recomputing evicted blocks costs, which the prefix cache's host
@@ -497,6 +542,15 @@ class DenseFFN:
                    flops=8.0 * t * self.inter),
             OpCall("gemm", "mlp_down", self.dtype, t, self.h, self.inter),
         ]
+
+
+def _dist(x: np.ndarray) -> dict[str, float]:
+    """Mean, median, p90, p99 and max of a per-iteration ratio (1.0 when empty)."""
+    if not len(x):
+        return {"mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0}
+    p50, p90, p99 = np.percentile(x, (50, 90, 99))
+    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90),
+            "p99": float(p99), "max": float(x.max())}
 
 
 def chain_answer(chain: Sequence[tuple[str, Predictor]], device: str):
