@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 # two RMSNorms (read+write each), RoPE on Q/K (~1), two residual adds (read 2,
 # write 1 each). Counted as reads+writes of bf16 activations.
 _ELEMENTWISE_PASSES_PER_LAYER = 12
+#: DP attention: the attention straggler is measured on every this many iterations
+DP_STRAGGLER_EVERY = 8
 
 _computed = attrgetter("computed")
 _target = attrgetter("prefill_target")
@@ -92,6 +94,8 @@ class ExecutionPredictor:
         # a rank over the mean, the same for the context tokens attended over, and the
         # slowest and the mean rank's attention-side seconds per layer (``dp_summary``).
         self.dp_stats = array("d")
+        self.dp_straggler = array("d")
+        self._dp_seen = 0
         # A block with a per-iteration ``step`` (MoE routing) is never memoised.
         self.moe_step = moe_ffn.step if isinstance(moe_ffn, MoELayers) else None
         # A cluster ``ffn`` block runs every layer's feed-forward part, dense layers too.
@@ -460,8 +464,20 @@ class ExecutionPredictor:
     def _record_ranks(self, tokens: np.ndarray, priced: dict[int, float], worst: float,
                       q: np.ndarray, kvp: np.ndarray, kvd: np.ndarray,
                       wd: np.ndarray | None, rp: np.ndarray, rd: np.ndarray) -> None:
-        """Record an iteration's DP load imbalance and attention straggler: the ranks
-        not priced yet are priced here (a rank without tokens takes no time)."""
+        """Record an iteration's DP load imbalance, and on every ``DP_STRAGGLER_EVERY``-th
+        iteration its attention straggler: the ranks not priced yet are priced then (a
+        rank without tokens takes no time)."""
+        dp = self.dp
+        ctx = (np.bincount(rp, weights=kvp, minlength=dp)
+               + np.bincount(rd, weights=kvd, minlength=dp))
+        mean, cmean = float(tokens.mean()), float(ctx.mean())
+        self.dp_stats.extend((float(tokens.max()) / mean if mean else 1.0,
+                              float(ctx.max()) / cmean if cmean else 1.0))
+        self._dp_seen += 1
+        # NOTE: perf — pricing every rank's attention costs dp predictions; a sample of
+        # the iterations gives the straggler's distribution.
+        if self._dp_seen % DP_STRAGGLER_EVERY:
+            return
         total = 0.0
         for r in np.flatnonzero(tokens).tolist():
             x = priced.get(r)
@@ -470,12 +486,7 @@ class ExecutionPredictor:
                 a, _ = self._attention(q[sp], kvp[sp], kvd[sd], None if wd is None else wd[sd])
                 x = self._part("common", int(tokens[r]))[0] + a
             total += x
-        dp = self.dp
-        ctx = (np.bincount(rp, weights=kvp, minlength=dp)
-               + np.bincount(rd, weights=kvd, minlength=dp))
-        mean, cmean = float(tokens.mean()), float(ctx.mean())
-        self.dp_stats.extend((float(tokens.max()) / mean if mean else 1.0,
-                              float(ctx.max()) / cmean if cmean else 1.0, worst, total / dp))
+        self.dp_straggler.extend((worst, total / dp))
 
     def dp_summary(self) -> dict[str, object]:
         """DP attention load over the run (dp > 1), as distributions over iterations of:
@@ -485,13 +496,15 @@ class ExecutionPredictor:
         the per-token work around it) over the mean rank's. ``attention_wait_fraction``
         is the share of the ranks' attention-side time spent waiting for the slowest
         one, over the run."""
-        a = np.frombuffer(self.dp_stats, dtype=float).reshape(-1, 4)
-        ratio = np.divide(a[:, 2], a[:, 3], out=np.ones(len(a)), where=a[:, 3] > 0)
-        worst = float(a[:, 2].sum())
+        a = np.frombuffer(self.dp_stats, dtype=float).reshape(-1, 2)
+        b = np.frombuffer(self.dp_straggler, dtype=float).reshape(-1, 2)
+        ratio = np.divide(b[:, 0], b[:, 1], out=np.ones(len(b)), where=b[:, 1] > 0)
+        worst = float(b[:, 0].sum())
         return {"token_imbalance": _dist(a[:, 0]), "context_imbalance": _dist(a[:, 1]),
                 "attention_straggler": _dist(ratio),
-                "attention_wait_fraction": (worst - float(a[:, 3].sum())) / worst
-                if worst > 0 else 0.0}
+                "attention_wait_fraction": (worst - float(b[:, 1].sum())) / worst
+                if worst > 0 else 0.0,
+                "straggler_sampled_every": DP_STRAGGLER_EVERY}
 
     def recompute_s(self, tokens: int, context: int) -> float:
         """Seconds a prefill spends on ``tokens`` prompt tokens that follow ``context``

@@ -11,6 +11,8 @@ per-layer times (stragglers included) put it.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -88,40 +90,73 @@ def _stages(ops: tuple[str, ...], layers: int) -> list[list[tuple[str, int]]]:
     return [s for s in stages if s]
 
 
+#: columns of the per-micro-batch duration table ``staged`` gathers from
+_COLUMNS = ("attn_prepare", "attn_core", "gate", "shared", "experts", "dispatch", "combine")
+_ISSUE, _WAIT, _COMPUTE = 0, 1, 2
+
+
+@lru_cache(maxsize=64)
+def _program(schedule: str, layers: int, micro_batches: int):
+    """The schedule compiled for ``layers`` layers: the steps in issue order, each
+    (micro-batch, kind, slot), where a compute step's slot indexes its run of consecutive
+    compute operations and a transfer's slot its (phase, layer); plus, per compute run,
+    the flat indices (column × layers + layer) of its operations."""
+    delta, layer_ops = SCHEDULES[schedule]
+    stages = _stages(layer_ops, layers)
+    n = len(stages)
+    order = [(0, i) for i in range(min(delta, n))]
+    for i in range(n - delta):
+        order += [(0, i + delta), (1, i)]
+    order += [(1, i) for i in range(max(0, n - delta), n)]
+    col = {c: i for i, c in enumerate(_COLUMNS)}
+    steps: list[tuple[int, int, int]] = []
+    runs: list[list[int]] = []
+    for b, i in order:
+        if b >= micro_batches:
+            continue
+        last_compute = False
+        for op, li in stages[i]:
+            if op.endswith(("_a", "_b")):
+                phase = col[op[:-2]]
+                steps.append((b, _ISSUE if op.endswith("_a") else _WAIT, phase * layers + li))
+                last_compute = False
+            else:
+                if not last_compute:
+                    steps.append((b, _COMPUTE, len(runs)))
+                    runs.append([])
+                runs[-1].append(col[op] * layers + li)
+                last_compute = True
+    lengths = np.array([len(r) for r in runs])
+    flat = np.array([i for r in runs for i in r], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    owner = np.array([b for b, kind, _ in steps if kind == _COMPUTE], np.int64)
+    return steps, np.repeat(owner, lengths), flat, starts
+
+
 def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 1.0) -> float:
     """Makespan of micro-batches (one dict of per-layer seconds per micro-batch, keys as
     above plus ``dispatch`` and ``combine``) run with an overlap schedule. GEMM operations
     take ``gemm_scale`` times their time (SGLang's prefill schedule gives DeepGEMM the SMs
     DeepEP's normal kernels leave)."""
-    delta, layer_ops = SCHEDULES[schedule]
     layers = len(ops[0]["experts"])
-    stages = _stages(layer_ops, layers)
-    n = len(stages)
-    mb = [{k: v.tolist() for k, v in o.items()} for o in ops]
+    steps, flat_owner, flat, starts = _program(schedule, layers, len(ops))
+    table = np.stack([np.concatenate([
+        o[c] * (gemm_scale if c in GEMM_OPS else 1.0) for c in _COLUMNS]) for o in ops])
+    # NOTE: perf — each run of compute operations is summed at once (numpy), so the
+    # loop below only walks compute runs and transfers.
+    run_s = np.add.reduceat(table[flat_owner, flat], starts).tolist() if len(starts) else []
+    times = table.tolist()
     comp = comm = 0.0
-    done = [{}, {}]  # micro-batch -> (phase, layer) -> when its transfer ends
-
-    def run(b: int, stage: list[tuple[str, int]]) -> None:
-        nonlocal comp, comm
-        d = mb[b]
-        for op, li in stage:
-            if op.endswith("_a"):
-                phase = op[:-2]
-                start = comm if comm > comp else comp
-                comm = start + d[phase][li]
-                done[b][phase, li] = comm
-            elif op.endswith("_b"):
-                end = done[b][op[:-2], li]
-                if end > comp:
-                    comp = end
-            else:
-                comp += d[op][li] * (gemm_scale if op in GEMM_OPS else 1.0)
-
-    order = [(0, i) for i in range(min(delta, n))]
-    for i in range(n - delta):
-        order += [(0, i + delta), (1, i)]
-    order += [(1, i) for i in range(max(0, n - delta), n)]
-    for b, i in order:
-        if b < len(mb):
-            run(b, stages[i])
+    done: list[dict[int, float]] = [{} for _ in ops]
+    for b, kind, slot in steps:
+        if kind == _COMPUTE:
+            comp += run_s[slot]
+        elif kind == _ISSUE:
+            start = comm if comm > comp else comp
+            comm = start + times[b][slot]
+            done[b][slot] = comm
+        else:
+            end = done[b][slot]
+            if end > comp:
+                comp = end
     return max(comp, comm)
