@@ -223,6 +223,16 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     return summary
 
 
+def _tier_stats(cw, first: int, tier: str) -> dict[str, int]:
+    """A KV tier's counters, summed over replicas: the six of ``KVCache.stats`` from
+    ``first`` on (blocks put in the tier, tokens hit there, blocks copied back, blocks
+    dropped, and hits recomputed because that was estimated faster than copying)."""
+    names = ("offloaded_blocks" if tier == "host" else "written_blocks",
+             f"cached_tokens_from_{tier}", "blocks_loaded_back", "dropped_blocks",
+             "recomputed_not_loaded_blocks", "recomputed_not_loaded_tokens")
+    return {n: sum(r.kv.stats[first + i] for r in cw.replicas) for i, n in enumerate(names)}
+
+
 def _prefix_cache(cw) -> dict[str, Any]:
     """A cluster's prefix-cache counters, over its replicas."""
     asked, hit, blocks, evicted = (sum(r.kv.stats[i] for r in cw.replicas) for i in range(4))
@@ -233,24 +243,10 @@ def _prefix_cache(cw) -> dict[str, Any]:
         "blocks_hit": blocks,
         "evicted_blocks": evicted,
         "cached_blocks_at_end": sum(len(r.kv.entries) for r in cw.replicas),
-        **({"host_tier": {
-            "offloaded_blocks": sum(r.kv.stats[4] for r in cw.replicas),
-            "cached_tokens_from_host": sum(r.kv.stats[5] for r in cw.replicas),
-            "blocks_loaded_back": sum(r.kv.stats[6] for r in cw.replicas),
-            "dropped_blocks": sum(r.kv.stats[7] for r in cw.replicas),
-            # Host hits not copied back because recomputing them was estimated faster.
-            "recomputed_not_loaded_blocks": sum(r.kv.stats[8] for r in cw.replicas),
-            "recomputed_not_loaded_tokens": sum(r.kv.stats[9] for r in cw.replicas),
-        }} if any(r.kv.host_capacity for r in cw.replicas) else {}),
-        **({"disk_tier": {
-            "written_blocks": sum(r.kv.stats[10] for r in cw.replicas),
-            "cached_tokens_from_disk": sum(r.kv.stats[11] for r in cw.replicas),
-            "blocks_loaded_back": sum(r.kv.stats[12] for r in cw.replicas),
-            "dropped_blocks": sum(r.kv.stats[13] for r in cw.replicas),
-            # Disk hits not read back because recomputing them was estimated faster.
-            "recomputed_not_loaded_blocks": sum(r.kv.stats[14] for r in cw.replicas),
-            "recomputed_not_loaded_tokens": sum(r.kv.stats[15] for r in cw.replicas),
-        }} if any(r.kv.disk_capacity for r in cw.replicas) else {}),
+        **({"host_tier": _tier_stats(cw, 4, "host")}
+           if any(r.kv.host_capacity for r in cw.replicas) else {}),
+        **({"disk_tier": _tier_stats(cw, 10, "disk")}
+           if any(r.kv.disk_capacity for r in cw.replicas) else {}),
     }
 
 
