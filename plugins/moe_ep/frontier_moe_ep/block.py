@@ -456,10 +456,11 @@ class MoEBlock:
         if self.gathered:
             self.stats.kernels["gather"] += 1
             # every GPU gathers all T tokens (bf16 activations) and reduce-scatters the
-            # outputs of all T back to their DP ranks
+            # outputs of all T back to their DP ranks, over the DP group (the ranks that
+            # hold different tokens: vLLM's AgRsAll2AllManager uses get_dp_group())
             nbytes = float(T) * self.comb_b
-            disp = np.full(L, collective_time("all_gather", nbytes, self.group, self.gather_link))
-            comb = np.full(L, collective_time("reduce_scatter", nbytes, self.group,
+            disp = np.full(L, collective_time("all_gather", nbytes, self.dp, self.gather_link))
+            comb = np.full(L, collective_time("reduce_scatter", nbytes, self.dp,
                                               self.gather_link))
         elif self.moves != "none":
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
