@@ -193,3 +193,32 @@ def expert_clusters(holders: Mapping[str, Mapping[str, float]], path: Path) -> P
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize="small")
     return _save(fig, path)
+
+
+def moe_balance(clusters: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Expert-parallel load balance over the run, one line per cluster: the drawn max ÷
+    mean tokens over EP ranks (``straggler_ratio_timeline``, means over equal runs of
+    iterations), and where live EPLB rebalanced, the window's imbalance before (×) and
+    after (●) each rebalance at its iteration."""
+    fig, axes = _figure(width=7.0)
+    ax = axes[0][0]
+    for i, (name, m) in enumerate(clusters.items()):
+        tl = m.get("straggler_ratio_timeline") or {}
+        values = tl.get("values") or []
+        step = float(tl.get("iterations_per_point") or 1)
+        x = (np.arange(len(values)) + 0.5) * step
+        ax.plot(x, values, color=f"C{i}", marker=".", label=f"{name}: drawn max/mean")
+        moves = (m.get("eplb") or {}).get("timeline") or []
+        if moves:
+            it = [e["iteration"] for e in moves]
+            ax.scatter(it, [e["window_imbalance_before"] for e in moves], color=f"C{i}",
+                       marker="x", s=18, label=f"{name}: window before a rebalance")
+            ax.scatter(it, [e["window_imbalance_after"] for e in moves], color=f"C{i}",
+                       marker="o", s=12, label=f"{name}: after")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xlabel("iteration of the cluster")
+    ax.set_ylabel("max ÷ mean tokens over EP ranks")
+    ax.set_title("expert-parallel load balance")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)

@@ -159,6 +159,15 @@ def _run_report(data: RunData, rep: Report, fmt: str, work: Path) -> str:
             "From summary.json's expert_clusters (and the clusters' own GPUs that hold "
             "experts under cross_cluster): bytes each way over the run, the compute busy "
             "fraction, and the share of MoE layers in which the cluster returned last.")
+    balance = {name: info["moe"] for name, info in (summary.get("clusters") or {}).items()
+               if ((info.get("moe") or {}).get("straggler_ratio_timeline") or {}).get("values")}
+    if balance:
+        add(plots.moe_balance(balance, work / f"moe_balance.{fmt}"),
+            "Expert-parallel load balance over time",
+            "From summary.json's clusters.<name>.moe: straggler_ratio_timeline (max ÷ mean "
+            "tokens over the EP ranks, averaged over runs of iterations) and, with live "
+            "EPLB, eplb.timeline (the observed window's imbalance before and after each "
+            "rebalance).")
     links = [(name, _href(data.path / name, out), why) for name, why in (
         ("trace.json", "the Perfetto timeline: open it in https://ui.perfetto.dev "
                        "(Open trace file), a track per replica, a slice per iteration"),

@@ -86,6 +86,20 @@ def test_expert_clusters_get_a_traffic_and_straggler_figure(run_dir, tmp_path):
     assert "Expert clusters: traffic and stragglers" in rep.index.read_text()
 
 
+def test_moe_clusters_get_a_load_balance_figure(run_dir, tmp_path):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    s = json.loads((run / "summary.json").read_text())
+    name = next(iter(s["clusters"]))
+    s["clusters"][name]["moe"] = {
+        "straggler_ratio_timeline": {"iterations_per_point": 50, "values": [2.1, 1.8, 1.3]},
+        "eplb": {"timeline": [{"iteration": 100, "window_imbalance_before": 1.9,
+                               "window_imbalance_after": 1.05}]}}
+    (run / "summary.json").write_text(json.dumps(s))
+    rep = build_report(run, tmp_path / "rep")
+    _check_report(rep, ["latency_cdf", "utilisation", "queues", "moe_balance"])
+    assert "Expert-parallel load balance over time" in rep.index.read_text()
+
+
 def test_run_report_defaults_to_run_dir_report(run_dir, tmp_path):
     run = shutil.copytree(run_dir, tmp_path / "run")
     rep = build_report(run)
