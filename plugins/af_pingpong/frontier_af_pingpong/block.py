@@ -117,13 +117,23 @@ class AFBlock:
         from pydantic import ValidationError
 
         extra = set(self.opts.moe) & {"ep", "two_batch_overlap", "shared_experts",
-                                      "dispatch_dtype", "trace_iterations"}
+                                      "dispatch_dtype", "trace_iterations", "all_to_all",
+                                      "ll_nvlink", "overlap_schedule", "deepep_sms"}
         if extra:
             raise ConfigError(
                 f"{where}.moe sets {sorted(extra)}, which the af block decides itself (experts "
-                f"spread over the {self.n_f} FFN GPUs, micro-batches ping-ponged, shared "
-                "experts on the FFN side; dispatch_dtype and trace_iterations are af's own "
-                "options); remove them from moe."
+                f"spread over the {self.n_f} FFN GPUs, tokens sent over the attention-FFN "
+                "link, micro-batches ping-ponged, shared experts on the FFN side; "
+                "dispatch_dtype and trace_iterations are af's own options); remove them "
+                "from moe."
+            )
+        live = sorted(k for k in ("eplb_interval", "routing_drift") if self.opts.moe.get(k))
+        if live:
+            raise ConfigError(
+                f"{where}.moe sets {live}: the af block prices its expert side layer by "
+                "layer without the moe block's iterations, so live EPLB and drifting "
+                "routing are not modelled there; remove them (placement: eplb with "
+                "redundant_experts places the experts once, from the routing's shares)."
             )
         try:
             opts = MoEOptions(**self.opts.moe)

@@ -186,6 +186,8 @@ def test_same_seed_same_run(tmp_path):
     ({"ffn_gpus": 1}, "spread the experts over more FFN GPUs"),
     ({"micro_batches": 0}, "micro_batches"),
     ({"moe": {"dispatch_dtype": "fp8"}}, "af's own options"),
+    ({"moe": {"all_to_all": "deepep"}}, "attention-FFN link"),
+    ({"moe": {"placement": "eplb", "eplb_interval": 100}}, "live EPLB"),
     ({"ffn_gpus": 3}, "ep = ffn_gpus = 3"),
 ])
 def test_bad_af_options_are_config_errors(ffn, match):
