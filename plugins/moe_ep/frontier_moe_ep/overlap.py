@@ -133,24 +133,40 @@ def _program(schedule: str, layers: int, micro_batches: int):
     return steps, np.repeat(owner, lengths), flat, starts
 
 
-def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 1.0) -> float:
+def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 1.0,
+           shared_sms_scale: float = 1.0) -> float:
     """Makespan of micro-batches (one dict of per-layer seconds per micro-batch, keys as
     above plus ``dispatch`` and ``combine``) run with an overlap schedule. GEMM operations
     take ``gemm_scale`` times their time (SGLang's prefill schedule gives DeepGEMM the SMs
-    DeepEP's normal kernels leave)."""
+    DeepEP's normal kernels leave); the other operations take ``shared_sms_scale`` times
+    their time while a transfer is in flight (they share the GPU with the kernels that
+    hold SMs), spread evenly over their run of compute."""
     layers = len(ops[0]["experts"])
     steps, flat_owner, flat, starts = _program(schedule, layers, len(ops))
-    table = np.stack([np.concatenate([
-        o[c] * (gemm_scale if c in GEMM_OPS else 1.0) for c in _COLUMNS]) for o in ops])
+    gemm = np.array([c in GEMM_OPS for c in _COLUMNS])
+    table = np.stack([np.concatenate([o[c] for c in _COLUMNS]) for o in ops])
+    is_gemm = np.repeat(gemm, layers)[flat]
+    picked = table[flat_owner, flat]
     # NOTE: perf — each run of compute operations is summed at once (numpy), so the
     # loop below only walks compute runs and transfers.
-    run_s = np.add.reduceat(table[flat_owner, flat], starts).tolist() if len(starts) else []
+    if len(starts):
+        run_gemm = np.add.reduceat(np.where(is_gemm, picked, 0.0), starts) * gemm_scale
+        run_other = np.add.reduceat(np.where(is_gemm, 0.0, picked), starts)
+    else:
+        run_gemm = run_other = np.zeros(0)
+    run_g, run_o = run_gemm.tolist(), run_other.tolist()
+    stretch = shared_sms_scale - 1.0
     times = table.tolist()
     comp = comm = 0.0
     done: list[dict[int, float]] = [{} for _ in ops]
     for b, kind, slot in steps:
         if kind == _COMPUTE:
-            comp += run_s[slot]
+            g, o = run_g[slot], run_o[slot]
+            run = g + o
+            if stretch and o and comm > comp:
+                # the part of the run's non-GEMM work inside the transfer's window
+                run += min(run, comm - comp) * o / run * stretch
+            comp += run
         elif kind == _ISSUE:
             start = comm if comm > comp else comp
             comm = start + times[b][slot]

@@ -92,3 +92,12 @@ def test_deepep_sms_beyond_the_gpu_is_a_config_error():
 
     with pytest.raises(ConfigError, match="deepep_sms"):
         _deepseek(True, deepep_sms=132)
+
+
+def test_non_gemm_work_beside_a_transfer_shares_the_sms():
+    """Prefill schedule, one layer: a's attention 0-5, its dispatch 5-6; b's attention
+    starts at 5 beside that dispatch, so its first second runs at SMs ÷ (SMs − 20)."""
+    one = ops(attn_core=5, dispatch=1)
+    scale = 132 / (132 - 20)
+    assert staged("sglang_prefill", [one, one]) == pytest.approx(11.0)
+    assert staged("sglang_prefill", [one, one], 1.0, scale) == pytest.approx(11 + scale - 1)
