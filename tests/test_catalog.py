@@ -367,3 +367,25 @@ def test_a_runs_weight_format_override_covers_the_experts_unless_they_are_named(
     assert (both.weight_dtype, both.experts_dtype) == ("fp8", "nvfp4")
     with pytest.raises(ConfigError, match="unknown dtype 'fp5'"):
         model(expert_dtype="fp5")
+
+
+def test_group_limited_routing_fields_are_checked_and_read_from_hf(tmp_path):
+    from frontier_core.builtin.models import MODELS
+    from frontier_core.model.catalog import ModelSpec, model_from_hf_config
+
+    ds = next(m for m in MODELS if m.name == "deepseek-v3")
+    assert (ds.n_group, ds.topk_group) == (8, 4)
+    base = ds.model_dump()
+    for bad in ({"n_group": 3}, {"topk_group": 9}, {"n_group": 128, "topk_group": 1}):
+        with pytest.raises(ValueError, match="n_group"):
+            ModelSpec(**{**base, **bad})
+    cfg = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+           "num_hidden_layers": 4, "hidden_size": 1024, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "intermediate_size": 2048, "vocab_size": 1000,
+           "max_position_embeddings": 4096, "n_routed_experts": 64,
+           "num_experts_per_tok": 4, "moe_intermediate_size": 256, "n_group": 4,
+           "topk_group": 2}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    m = model_from_hf_config(p)
+    assert (m.n_group, m.topk_group) == (4, 2)

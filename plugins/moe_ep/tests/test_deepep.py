@@ -140,3 +140,16 @@ def test_auto_moves_nothing_under_tp_attention_and_gathers_for_a_named_engine():
     sim = build(config(model="qwen3-30b-a3b", cluster={"tp": 8}))
     out = block(sim).phases(np.array([64]), 0.0, sim.executors["main"].answer, [0.0], False)
     assert not out[1].any() and not out[3].any()
+
+
+@pytest.mark.parametrize("moe,match", [
+    ({"all_to_all": "fast"}, "all_to_all"),
+    ({"deepep_sms": -1}, "deepep_sms"),
+    ({"overlap_schedule": "trtllm"}, "overlap_schedule"),
+])
+def test_bad_deepep_options_name_the_field(moe, match):
+    from frontier_core import ConfigError
+
+    with pytest.raises(ConfigError, match=match) as e:
+        build(config(model="qwen3-30b-a3b", cluster={"tp": 1, "dp": 8, "moe": moe}))
+    assert "deployment.clusters[0].moe" in str(e.value)
