@@ -371,8 +371,8 @@ class MoEBlock:
             # kernels leave (deep_gemm_num_sms = SMs - DeepEPConfig.num_sms); the other
             # kernels share the GPU with them while a transfer is in flight
             scale = (self.num_sms / (self.num_sms - self.opts.deepep_sms)
-                     if s.prefill and self.kernels(True) == "normal" else 1.0)
-            t = staged(name, ops, scale, scale)
+                     if self.kernels(s.prefill) == "normal" else 1.0)
+            t = staged(name, ops, scale if s.prefill else 1.0, scale)
         rest_s = sum(float(o["attn_prepare"].sum() + o["attn_core"].sum()) for o in ops)
         self.stats.add_step(t, a, d, e, c, rest_s, s.replica, s.now, trace)
         if self.live is not None and self.stats.recording:
