@@ -85,17 +85,24 @@ def test_same_seed_gives_the_same_run_with_each_balance():
                 == summarize(b)["clusters"]["main"]["dp_attention"])
 
 
+
+def two_ranks(on_reject=lambda r, why: None):
+    """A replica of two DP ranks sharing 128 KV blocks of 16 tokens (64 each), run by
+    vLLM's scheduler: the simpy environment, the KV cache and the replica."""
+    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
+    env = simpy.Environment()
+    kv = PagedKVCache(num_blocks=128, block_size=16)
+    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
+                        on_reject)
+    return env, kv, rep
+
 def test_a_full_rank_waits_while_a_rank_with_room_admits():
     # Two ranks of 64 blocks of 16 tokens. Dealt in turn: a long prompt on rank 0, a short
     # one on rank 1, another long one on rank 0 (no room: rank 0 holds the first), and a
     # short one on rank 1, queued behind it, which starts in the next schedule: the first
     # one that finds a rank without room sets that rank's queue aside from then on.
-    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
-    env = simpy.Environment()
     rejected = []
-    kv = PagedKVCache(num_blocks=128, block_size=16)
-    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
-                        lambda r, why: rejected.append(why))
+    env, kv, rep = two_ranks(lambda r, why: rejected.append(why))
     assert kv.rank_cap == 64
     reqs = [Request(i, 0.0, p, 64) for i, p in enumerate((800, 100, 800, 100))]
     for r in reqs:
@@ -114,11 +121,7 @@ def test_a_rank_short_for_its_second_request_does_not_hold_back_the_others():
     # Rank 0's first prompt leaves after its prefill (one output token); in the next
     # schedule rank 0 takes one more 700-token prompt (44 of its 64 blocks) but not the
     # second, which must not keep rank 1's prompt behind it waiting.
-    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
-    env = simpy.Environment()
-    kv = PagedKVCache(num_blocks=128, block_size=16)
-    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
-                        lambda r, why: None)
+    env, kv, rep = two_ranks()
     sizes = [(400, 1), (100, 64), (700, 64), (100, 64), (700, 64), (100, 64)]
     reqs = [Request(i, 0.0, p, o) for i, (p, o) in enumerate(sizes)]
     for r in reqs:
@@ -133,11 +136,7 @@ def test_a_rank_short_for_its_second_request_does_not_hold_back_the_others():
 
 def test_one_pool_would_have_admitted_the_long_prompt_at_once():
     # The same four requests with one rank: the pool holds both long prompts.
-    ex = build(config(cluster={"tp": 1, "dp": 2})).executors["main"]
-    env = simpy.Environment()
-    kv = PagedKVCache(num_blocks=128, block_size=16)
-    rep = ReplicaWorker(env, "main", 0, VLLMScheduler(VLLMOptions(max_num_seqs=16)), ex, kv,
-                        lambda r, why: None)
+    env, kv, rep = two_ranks()
     kv.rank_used = None  # as before DP ranks had their own share
     reqs = [Request(i, 0.0, p, 64) for i, p in enumerate((800, 100, 800, 100))]
     for r in reqs:
