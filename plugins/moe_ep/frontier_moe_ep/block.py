@@ -119,12 +119,15 @@ class MoEOptions(BaseModel):
         True, description="DeepEP's low-latency kernels reach GPUs of the same node over "
         "NVLink (DeepEP since 2025-06); false: over RDMA as well, as at first",
     )
-    overlap_schedule: Literal["sglang", "two_streams"] = Field(
-        "sglang",
-        description="with two_batch_overlap: sglang (SGLang's DeepSeek strategies: the "
-        "prefill schedule for batches with prompt tokens, the decode one with attention "
-        "split in two stages otherwise) or two_streams (attention, experts on one stream, "
-        "dispatch, combine on the other, each starting when free)",
+    overlap_schedule: Literal["auto", "sglang", "two_streams", "trtllm"] = Field(
+        "auto",
+        description="how a layer's work overlaps: sglang (with two_batch_overlap, SGLang's "
+        "DeepSeek strategies: the prefill schedule for batches with prompt tokens, the decode "
+        "one with attention split in two stages otherwise), two_streams (with "
+        "two_batch_overlap: attention, experts on one stream, dispatch, combine on the "
+        "other, each starting when free), trtllm (TensorRT-LLM's: one batch, the shared "
+        "experts on a second stream beside the routed path) or auto (trtllm when the "
+        "cluster runs engine trtllm, else sglang)",
     )
     deepep_sms: int = Field(
         20, ge=0, description="SMs DeepEP's normal kernels take (DeepEP's Buffer.num_sms "
@@ -245,6 +248,17 @@ class MoEBlock:
                 f"{dev.num_sms} SMs; DeepEP's kernels take a share of them (DeepEP's "
                 "default is 20)."
             )
+        self.schedule = options.overlap_schedule
+        if self.schedule == "auto":
+            self.schedule = ("trtllm" if cc.engine is not None and cc.engine.name == "trtllm"
+                             else "sglang")
+        if self.schedule == "trtllm" and options.two_batch_overlap:
+            raise ConfigError(
+                f"{where}: two_batch_overlap is on with TensorRT-LLM's overlap schedule, "
+                "which splits no batch in two (its DeepSeek layer overlaps the shared experts "
+                "with the routed experts inside one batch: modeling_deepseekv3.py). Set "
+                "two_batch_overlap: false, or overlap_schedule: sglang or two_streams."
+            )
         self.live = self._live_eplb(options, m, intra, inter)
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
@@ -361,9 +375,11 @@ class MoEBlock:
         a, d, e, c = (np.stack(x) for x in zip(
             *((o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
                o["experts"], o["combine"]) for o in ops), strict=True))
-        if not two:
+        if not two and self.schedule == "trtllm":
+            t = staged("trtllm", ops)
+        elif not two:
             t = sequential(a[0], d[0], e[0], c[0])
-        elif self.opts.overlap_schedule == "two_streams":
+        elif self.schedule == "two_streams":
             t = two_batch(a, d, e, c)
         else:
             name = "sglang_prefill" if s.prefill else "sglang_decode"

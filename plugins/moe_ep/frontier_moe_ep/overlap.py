@@ -73,6 +73,14 @@ SCHEDULES: dict[str, tuple[int, tuple[str, ...]]] = {
                           "dispatch_a", "shared", "|",
                           "dispatch_b", "experts", "combine_a", "|",
                           "combine_b", "|")),
+    # TensorRT-LLM splits no batch: its DeepSeek MoE runs the shared experts on an
+    # auxiliary stream while the main one runs gate, dispatch, routed experts and combine
+    # (tensorrt_llm/_torch/models/modeling_deepseekv3.py, Deepseekv3MoE.forward:
+    # maybe_execute_in_parallel on AuxStreamType.MoeShared). Only the transfers leave the
+    # compute units idle, so the shared experts fill the dispatch; when they outlast it
+    # the routed experts wait for the SMs they hold.
+    "trtllm": (0, ("attn_prepare", "attn_core", "gate", "dispatch_a", "shared",
+                   "dispatch_b", "experts", "combine_a", "combine_b")),
 }
 #: operations that are GEMMs (DeepGEMM's SM budget applies to them)
 GEMM_OPS = frozenset({"attn_prepare", "gate", "shared", "experts"})

@@ -63,6 +63,7 @@ def _eplb(block: MoEBlock) -> dict[str, Any]:
 
 def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
     st, o = block.stats, block.opts
+    overlapped = o.two_batch_overlap or block.schedule == "trtllm"
     n = max(st.steps, 1)
     other, extra, experts, disp, comb = (float(v) / n for v in st.phase_s)
     step = float(np.frombuffer(st.step_s).mean()) if st.steps else 0.0
@@ -77,7 +78,8 @@ def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
         "experts_per_rank": block.per_rank, "routing": str(block.spec),
         "placement": o.placement, "redundant_experts": o.redundant_experts,
         "dispatch_dtype": o.dispatch_dtype, "shared_experts": o.shared_experts,
-        "two_batch_overlap": o.two_batch_overlap, "iterations": st.steps,
+        "two_batch_overlap": o.two_batch_overlap, "overlap_schedule": block.schedule,
+        "iterations": st.steps,
         "all_to_all": o.all_to_all, "ll_nvlink": o.ll_nvlink,
         # micro-batches (layer stacks) whose dispatch and combine used each kernel family
         "all_to_all_kernels": dict(st.kernels),
@@ -100,7 +102,7 @@ def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
             "eplb_stall": st.stall_s / n,
         },
         "communication_fraction": (disp + comb) / work if work else 0.0,
-        "hidden_by_overlap_s": max(0.0, work - step) if o.two_batch_overlap else 0.0,
+        "hidden_by_overlap_s": max(0.0, work - step) if overlapped else 0.0,
     }
     if o.placement == "eplb" and block.ep > 1:
         summary["eplb"] = _eplb(block)
@@ -154,8 +156,9 @@ def block_report(block: MoEBlock, pid: int, name: str) -> WorkflowReport:
            else "")
         + f" · per iteration: experts {experts * 1e3:.2f} ms, all-to-all "
         f"{(disp + comb) * 1e3:.2f} ms ({summary['communication_fraction']:.0%} of MoE-layer work)"
-        + (f", {summary['hidden_by_overlap_s'] * 1e3:.2f} ms hidden by two-batch overlap"
-           if o.two_batch_overlap else "")
+        + (f", {summary['hidden_by_overlap_s'] * 1e3:.2f} ms hidden by "
+           + ("two-batch overlap" if o.two_batch_overlap else "the shared experts' overlap")
+           if overlapped else "")
     )
     ev = summary.get("eplb")
     if ev and ev["interval"]:

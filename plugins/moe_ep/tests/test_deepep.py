@@ -145,7 +145,8 @@ def test_auto_moves_nothing_under_tp_attention_and_gathers_for_a_named_engine():
 @pytest.mark.parametrize("moe,match", [
     ({"all_to_all": "fast"}, "all_to_all"),
     ({"deepep_sms": -1}, "deepep_sms"),
-    ({"overlap_schedule": "trtllm"}, "overlap_schedule"),
+    ({"overlap_schedule": "tensorrt"}, "overlap_schedule"),
+    ({"overlap_schedule": "trtllm", "two_batch_overlap": True}, "two_batch_overlap"),
 ])
 def test_bad_deepep_options_name_the_field(moe, match):
     from frontier_core import ConfigError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from frontier_moe_ep.overlap import SCHEDULES, staged
-from moehelpers import build, config, decode_batch, prefill_batch
+from moehelpers import block, build, config, decode_batch, prefill_batch
 
 
 def ops(**seconds: float) -> dict[str, np.ndarray]:
@@ -101,3 +101,31 @@ def test_non_gemm_work_beside_a_transfer_shares_the_sms():
     scale = 132 / (132 - 20)
     assert staged("sglang_prefill", [one, one]) == pytest.approx(11.0)
     assert staged("sglang_prefill", [one, one], 1.0, scale) == pytest.approx(11 + scale - 1)
+
+
+def test_trtllm_schedule_hides_the_shared_experts_behind_the_dispatch():
+    """TensorRT-LLM runs one batch with the shared experts beside the routed path: they
+    cost nothing while the dispatch is in flight, and delay the routed experts by what
+    outlasts it."""
+    short = ops(attn_prepare=1, attn_core=2, gate=0.5, shared=1, dispatch=3, experts=2,
+                combine=1)
+    assert staged("trtllm", [short]) == pytest.approx(1 + 2 + 0.5 + 3 + 2 + 1)
+    long = ops(attn_prepare=1, attn_core=2, gate=0.5, shared=4, dispatch=3, experts=2,
+               combine=1)
+    assert staged("trtllm", [long]) == pytest.approx(1 + 2 + 0.5 + 4 + 2 + 1)
+
+
+def test_trtllm_engine_picks_its_schedule_and_saves_the_shared_experts():
+    """``overlap_schedule: auto`` follows the engine, and TensorRT-LLM's decode step is
+    shorter than the sequential one by at most the shared experts' time per layer."""
+    def latency(schedule):
+        sim = _deepseek(False, overlap_schedule=schedule, shared_experts="local",
+                        all_to_all="low_latency")
+        return sim.executors["main"].iteration(decode_batch(32 * 64, 2048)).latency
+
+    seq, trt = latency("sglang"), latency("trtllm")
+    assert seq > trt
+    sim = build(config(model="deepseek-v3", cluster={"gpu": "h800", "tp": 1, "dp": 32,
+                                                      "engine": "trtllm"}))
+    assert block(sim).schedule == "trtllm"
+    assert block(_deepseek(False)).schedule == "sglang"
