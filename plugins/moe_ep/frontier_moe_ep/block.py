@@ -50,7 +50,7 @@ from frontier_moe_ep.comm import (
 )
 from frontier_moe_ep.eplb import LiveEPLB
 from frontier_moe_ep.overlap import sequential, staged, two_batch
-from frontier_moe_ep.placement import Placement, build_placement
+from frontier_moe_ep.placement import Placement, build_placement, busy_slots, rank_sums
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
 
 DTYPE_BYTES = {"bf16": 2.0, "fp8": 1.0}
@@ -512,7 +512,7 @@ class MoEBlock:
         ``tokens`` tokens: per-layer seconds of the slowest EP rank, the tokens per slot
         (layers × ep × per rank) and per rank (layers × ep). Records the load statistics."""
         slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
-        rank_tok = slot_tok.sum(axis=2)  # (L, ep)
+        rank_tok = rank_sums(slot_tok)  # (L, ep)
         experts = slowest_rank(slot_tok, rank_tok, tokens, self.gemms.times, answer, credit)
         self.stats.add_loads(counts, slot_tok, rank_tok)
         if self.live is not None and self.stats.recording:
@@ -581,7 +581,7 @@ def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times,
     if ranks == 1:
         experts, who = times(slot_tok[:, 0], tokens, answer)
     else:
-        busy = np.count_nonzero(slot_tok > 0, axis=2)
+        busy = busy_slots(slot_tok)
         # NOTE: perf — the slowest rank is the one with the most tokens or the most
         # busy experts (weights to read); only those two are predicted per layer.
         layer = np.arange(L)
