@@ -62,32 +62,8 @@ class Placement:
         layers, e = counts.shape
         if self._flat is None or self._flat[0] != e:
             self._flat = (e, (self.slot_expert + e * np.arange(layers)[:, None]).ravel())
-        tok = counts.ravel()[self._flat[1]].reshape(self.slot_expert.shape) * self.slot_share
+        tok = counts.ravel().take(self._flat[1]).reshape(self.slot_expert.shape) * self.slot_share
         return tok.reshape(layers, self.ep, self.per_rank)
-
-
-def rank_sums(slot_tok: np.ndarray) -> np.ndarray:
-    """``slot_tok.sum(axis=2)`` of tokens per slot (layers × ranks × slots per rank), the
-    same floats: numpy adds fewer than 8 items along the last axis one after another."""
-    n = slot_tok.shape[2]
-    if not 2 <= n < 8:
-        return slot_tok.sum(axis=2)
-    # NOTE: perf — a few whole-array additions instead of a reduction over a short axis.
-    out = slot_tok[:, :, 0] + slot_tok[:, :, 1]
-    for i in range(2, n):
-        out += slot_tok[:, :, i]
-    return out
-
-
-def busy_slots(slot_tok: np.ndarray) -> np.ndarray:
-    """Slots with tokens on each rank, (layers × ranks), of tokens per slot."""
-    n = slot_tok.shape[2]
-    if n >= 8:
-        return np.count_nonzero(slot_tok > 0, axis=2)
-    out = np.zeros(slot_tok.shape[:2], np.intp)
-    for i in range(n):
-        out += slot_tok[:, :, i] > 0
-    return out
 
 
 def build_placement(kind: str, p: np.ndarray, ep: int, redundant: int = 0, groups: int = 1,

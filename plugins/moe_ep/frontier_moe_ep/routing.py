@@ -127,14 +127,15 @@ def apportion(shares: np.ndarray, total: int, cap: int) -> np.ndarray:
     expert id first among equal ones)."""
     want = shares / shares.sum(axis=1, keepdims=True) * total
     # NOTE: perf — no expert above the cap (the common case) needs no capping pass.
-    for _ in range(64 if want.max(initial=0.0) > cap else 0):
-        over = np.clip(want - cap, 0.0, None).sum(axis=1)
-        if not (over > 1e-9).any():
-            break
+    if want.max(initial=0.0) > cap:
+        for _ in range(64):
+            over = np.clip(want - cap, 0.0, None).sum(axis=1)
+            if not (over > 1e-9).any():
+                break
+            want = np.minimum(want, cap)
+            room = np.where(want < cap, shares, 0.0)
+            want += over[:, None] * room / room.sum(axis=1, keepdims=True)
         want = np.minimum(want, cap)
-        room = np.where(want < cap, shares, 0.0)
-        want += over[:, None] * room / room.sum(axis=1, keepdims=True)
-    want = np.minimum(want, cap)
     base = np.floor(want + 1e-9)
     rest = (total - base.sum(axis=1)).astype(np.int64)
     return base.astype(np.int64) + largest(want - base, rest)
@@ -244,12 +245,16 @@ class ExpertRouting:
         self._flat = None
         np.put_along_axis(self.p, self.order, self._ranked, axis=1)
 
-    def _descending(self) -> np.ndarray:
-        """Flat (layer × experts) indices of each layer's experts from coldest to hottest:
-        where an ascending sort of a layer's loads goes (kept until ``order`` changes)."""
+    def _ranked_at(self) -> np.ndarray:
+        """Flat (layers × experts) indices, for each expert, of its place in an ascending
+        sort of its layer's loads: the hottest expert takes the last (kept until ``order``
+        changes)."""
         if self._flat is None:
             layers, e = self.order.shape
-            self._flat = (self.order[:, ::-1] + e * np.arange(layers)[:, None]).ravel()
+            rows = e * np.arange(layers)[:, None]
+            flat = np.empty(layers * e, np.intp)
+            flat[(self.order + rows).ravel()] = (e - 1 - np.arange(e) + rows).ravel()
+            self._flat = flat
         return self._flat
 
     def spread_over(self, order: np.ndarray) -> None:
@@ -278,9 +283,8 @@ class ExpertRouting:
             x = np.sort(power_law_loads(self.rng.random((layers, e)), self.spec.alpha,
                                         tokens, self.top_k), axis=1)
             # the largest load to each layer's hottest expert, and so on down the order
-            shares = np.empty(layers * e)
-            shares[self._descending()] = x.ravel()
-            return apportion(shares.reshape(layers, e), total, tokens)
+            shares = x.ravel().take(self._ranked_at()).reshape(layers, e)
+            return apportion(shares, total, tokens)
         # NOTE: perf — one multinomial over the top_k·tokens assignments per layer
         # (vectorised over layers) instead of per-token top-k draws.
         counts = self.rng.multinomial(total, self.p)

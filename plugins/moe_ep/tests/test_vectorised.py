@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from frontier_moe_ep.placement import Placement, build_placement, busy_slots, rank_sums
+from frontier_moe_ep.arrays import last_count, last_sum
+from frontier_moe_ep.placement import Placement, build_placement
 from frontier_moe_ep.routing import ExpertRouting, apportion, parse_routing, power_law_loads
 
 
@@ -81,13 +82,14 @@ def test_power_law_draws_match_the_reference_across_drift_steps(seed):
         assert (got.sum(axis=1) == tokens * 8).all()
 
 
-@pytest.mark.parametrize("per_rank", range(1, 12))
-def test_rank_sums_and_busy_slots_equal_numpy_reductions(per_rank):
-    rng = np.random.default_rng(per_rank)
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 15, 16, 24])
+def test_short_axis_sums_and_counts_equal_numpy_reductions(n):
+    rng = np.random.default_rng(n)
     # thirds and halves: tokens of experts split over copies, not exact in binary
-    tok = rng.integers(0, 9, (7, 5, per_rank)) / rng.integers(1, 4, (7, 5, per_rank))
-    assert np.array_equal(rank_sums(tok), tok.sum(axis=2))
-    assert np.array_equal(busy_slots(tok), np.count_nonzero(tok > 0, axis=2))
+    tok = rng.integers(0, 9, (7, 5, n)) / rng.integers(1, 4, (7, 5, n)) * 1e3 ** rng.random()
+    assert np.array_equal(last_sum(tok), tok.sum(axis=2))
+    assert np.array_equal(last_sum(tok[0]), tok[0].sum(axis=1))
+    assert np.array_equal(last_count(tok), np.count_nonzero(tok > 0, axis=2))
 
 
 def test_slot_tokens_gather_each_slot_its_share_of_its_expert():
@@ -101,3 +103,21 @@ def test_slot_tokens_gather_each_slot_its_share_of_its_expert():
         moved = Placement.from_slots(4, pl.slot_expert[:, ::-1].copy(), 32)
         want = np.take_along_axis(counts, moved.slot_expert, axis=1) * moved.slot_share
         assert np.array_equal(moved.slot_tokens(counts), want.reshape(4, 4, -1))
+
+
+def test_load_histogram_counts_each_ratio_in_its_bin():
+    from frontier_moe_ep.block import _Stats
+
+    rng = np.random.default_rng(5)
+    st = _Stats(8, 16, 0)
+    want = np.zeros(len(st.hist), np.int64)
+    for _ in range(20):
+        rank_tok = rng.integers(0, 40, (6, 8)).astype(float)
+        rank_tok[0] = [0.5, 1.5, 0.5, 1.5, 1, 1, 0.75, 1.25]  # mean 1: ratios on bin edges
+        rank_tok[1] = 0.0  # a layer without tokens is left out
+        st.add_loads(rng.integers(0, 9, (6, 16)), rank_tok[:, :, None], rank_tok)
+        mean = rank_tok.mean(axis=1)
+        rel = rank_tok[mean > 0] / mean[mean > 0, None]
+        bins = np.searchsorted(st.BINS, rel.ravel(), side="right") - 1
+        want += np.bincount(bins, minlength=len(want))[: len(want)]
+    assert np.array_equal(st.hist, want)
