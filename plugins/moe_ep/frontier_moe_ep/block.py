@@ -562,8 +562,8 @@ class ExpertGEMMs:
         memo = self._memo
         # NOTE: perf — memoised on (assignments, busy experts), which determine the
         # roofline exactly; the first call of a key passes its full distribution.
-        keys = list(zip(np.rint(assigned).astype(np.int64).tolist(), active.tolist(),
-                        strict=True))
+        # (sums of whole tokens: integral already)
+        keys = list(zip(assigned.astype(np.int64).tolist(), active.tolist(), strict=True))
         get = memo.get
         hits = [get(key) for key in keys]
         for j, hit in enumerate(hits):

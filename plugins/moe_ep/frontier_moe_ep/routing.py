@@ -136,9 +136,11 @@ def apportion(shares: np.ndarray, total: int, cap: int) -> np.ndarray:
             room = np.where(want < cap, shares, 0.0)
             want += over[:, None] * room / room.sum(axis=1, keepdims=True)
         want = np.minimum(want, cap)
-    base = np.floor(want + 1e-9)
+    base = want + 1e-9
+    np.floor(base, out=base)
     rest = (total - base.sum(axis=1)).astype(np.int64)
-    return base.astype(np.int64) + largest(want - base, rest)
+    base += largest(want - base, rest)  # whole numbers: exact in float
+    return base.astype(np.int64)
 
 
 def largest(x: np.ndarray, n: np.ndarray) -> np.ndarray:
