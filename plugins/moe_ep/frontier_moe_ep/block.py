@@ -38,6 +38,7 @@ from frontier_core import (
     effective_link,
 )
 from frontier_core.model.dtypes import gemm_dtype
+from frontier_moe_ep.arrays import last_count, last_sum
 from frontier_moe_ep.comm import (
     LL_HEADER,
     AllToAll,
@@ -509,7 +510,7 @@ class MoEBlock:
         if src.sum() <= 0:
             return np.zeros(len(rank_tok)), np.zeros(len(rank_tok))
         if kind == "low_latency":
-            c = busiest(d.ll_copies(src, rank_tok + shared_load))
+            c = busiest(d.ll_copies(src, rank_tok + shared_load if shared_load else rank_tok))
             return (d.seconds(c, token_bytes(h, dtype, LL_HEADER), True),
                     d.seconds(c, token_bytes(h, "bf16"), True))
         tr = self.traffic()
@@ -528,9 +529,11 @@ class MoEBlock:
         ``tokens`` tokens: per-layer seconds of the slowest EP rank, the tokens per slot
         (layers × ep × per rank) and per rank (layers × ep). Records the load statistics."""
         slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
-        rank_tok = slot_tok.sum(axis=2)  # (L, ep)
-        experts = slowest_rank(slot_tok, rank_tok, tokens, self.gemms.times, answer, credit)
-        self.stats.add_loads(counts, slot_tok, rank_tok)
+        rank_tok = last_sum(slot_tok)  # (L, ep)
+        busy = last_count(slot_tok)  # (L, ep) slots with tokens
+        experts = slowest_rank(slot_tok, rank_tok, tokens, self.gemms.times, answer, credit,
+                               busy)
+        self.stats.add_loads(counts, slot_tok, rank_tok, busy)
         if self.live is not None and self.stats.recording:
             self.live.observe(counts)
         return experts, slot_tok, rank_tok
@@ -570,34 +573,39 @@ class ExpertGEMMs:
         """Seconds (and answering backend, -1 for none) of each row's grouped expert GEMMs;
         ``rows`` is (n, slots per rank) tokens."""
         rows = np.ceil(rows)  # a copy of a split expert handles whole tokens
-        assigned = rows.sum(axis=1)
-        active = np.count_nonzero(rows, axis=1)
+        assigned = last_sum(rows)
+        active = last_count(rows)
         memo = self._memo
-        out = np.zeros(len(rows))
-        who = [-1] * len(rows)
         # NOTE: perf — memoised on (assignments, busy experts), which determine the
         # roofline exactly; the first call of a key passes its full distribution.
-        for j, key in enumerate(zip(np.rint(assigned).astype(np.int64).tolist(),
-                                    active.tolist(), strict=True)):
-            if key[1] == 0:
-                continue
-            hit = memo.get(key)
+        # (sums of whole tokens: integral already)
+        keys = list(zip(assigned.astype(np.int64).tolist(), active.tolist(), strict=True))
+        get = memo.get
+        hits = [get(key) for key in keys]
+        for j, hit in enumerate(hits):
             if hit is None:
-                hit = memo[key] = answer(self.call(rows[j], tokens_in, float(assigned[j])))
-            out[j], who[j] = hit
-        return out, who
+                key = keys[j]
+                hit = memo.get(key)  # an earlier row of this call may have priced it
+                if hit is None:
+                    hit = ((0.0, -1) if key[1] == 0 else answer(
+                        self.call(rows[j], tokens_in, float(assigned[j]))))
+                    if key[1]:
+                        memo[key] = hit
+                hits[j] = hit
+        return np.array([h[0] for h in hits], float), [h[1] for h in hits]
 
 
 def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times, answer,
-                 credit) -> np.ndarray:
+                 credit, busy: np.ndarray | None = None) -> np.ndarray:
     """Per-layer seconds of the slowest rank's experts, for tokens per slot (layers ×
     ranks × slots per rank) and per rank (layers × ranks); ``times(rows, tokens, answer)``
-    prices rows of slot tokens. The answering backends' seconds go to ``credit``."""
+    prices rows of slot tokens. The answering backends' seconds go to ``credit``. ``busy``:
+    the slots with tokens per rank, when known."""
     L, ranks = rank_tok.shape
     if ranks == 1:
         experts, who = times(slot_tok[:, 0], tokens, answer)
     else:
-        busy = np.count_nonzero(slot_tok > 0, axis=2)
+        busy = last_count(slot_tok) if busy is None else busy
         # NOTE: perf — the slowest rank is the one with the most tokens or the most
         # busy experts (weights to read); only those two are predicted per layer.
         layer = np.arange(L)
@@ -607,9 +615,12 @@ def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times,
         if other_rank.any():
             idx = layer[other_rank]
             alt, alt_who = times(slot_tok[idx, most_busy[idx]], tokens, answer)
-            for j, li in enumerate(idx.tolist()):
-                if alt[j] > experts[li]:
-                    experts[li], who[li] = alt[j], alt_who[j]
+            slower = alt > experts[idx]
+            if slower.any():
+                experts[idx[slower]] = alt[slower]
+                for li, w in zip(idx[slower].tolist(), np.flatnonzero(slower).tolist(),
+                                 strict=True):
+                    who[li] = alt_who[w]
     for x, i in zip(experts.tolist(), who, strict=True):
         if i >= 0:
             credit[i] += x
@@ -634,6 +645,7 @@ class _Stats:
     """What the block accumulates during a run (plain arrays; analysed afterwards)."""
 
     BINS = np.array([0.0, 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, np.inf])
+    EDGES = BINS[1:-1].tolist()
     recording = True
 
     def __init__(self, ep: int, experts: int, trace_iterations: int) -> None:
@@ -659,17 +671,27 @@ class _Stats:
     def tracing(self) -> bool:
         return self.trace_left > 0
 
-    def add_loads(self, counts: np.ndarray, slot_tok: np.ndarray, rank_tok: np.ndarray) -> None:
+    def add_loads(self, counts: np.ndarray, slot_tok: np.ndarray, rank_tok: np.ndarray,
+                  busy: np.ndarray | None = None) -> None:
+        """One micro-batch's loads; ``busy``: slots with tokens per rank, when known."""
         self.expert_tokens += counts.sum(axis=0)
         self.rank_tokens += rank_tok.sum(axis=0)
-        mean = rank_tok.mean(axis=1)
+        mean = rank_tok.sum(axis=1) / rank_tok.shape[1]  # what .mean(axis=1) computes
         ok = mean > 0
-        if ok.any():
+        if ok.all():
+            rel = rank_tok / mean[:, None]
+        elif ok.any():
             rel = rank_tok[ok] / mean[ok, None]
+        else:
+            rel = None
+        if rel is not None:
             self._ratios.append(float(rel.max(axis=1).mean()))
-            bins = np.searchsorted(self.BINS, rel.ravel(), side="right") - 1
-            self.hist += np.bincount(bins, minlength=len(self.hist))[: len(self.hist)]
-        self.busy_slots += float(np.count_nonzero(slot_tok > 0))
+            # NOTE: perf — the histogram from the items at or above each inner bin edge
+            # (a few comparisons instead of a binary search per item)
+            at_least = [rel.size] + [np.count_nonzero(rel >= b) for b in self.EDGES] + [0]
+            self.hist += -np.diff(at_least)
+        self.busy_slots += float(np.count_nonzero(slot_tok > 0) if busy is None
+                                 else busy.sum())
         self.slot_layers += slot_tok.shape[0] * slot_tok.shape[1] * slot_tok.shape[2]
 
     def trace_ranks(self, block: MoEBlock, slot_tok: np.ndarray, tokens: int, answer) -> None:

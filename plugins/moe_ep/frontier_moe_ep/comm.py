@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from frontier_core import Link
+from frontier_moe_ep.arrays import last_sum
 
 
 def copies(src: np.ndarray, load: np.ndarray, tokens: float, k: float) -> np.ndarray:
@@ -131,7 +132,7 @@ class DeepEP:
     def _node_sum(self, x: np.ndarray) -> np.ndarray:
         """(L, ep) -> (L, nodes): sums over each node's ranks."""
         if self.ep % self.g == 0:
-            return x.reshape(x.shape[0], self.nodes, self.g).sum(axis=2)
+            return last_sum(x.reshape(x.shape[0], self.nodes, self.g))
         out = np.zeros((x.shape[0], self.nodes))
         np.add.at(out.T, self.node_of, x.T)
         return out

@@ -141,6 +141,17 @@ def _program(schedule: str, layers: int, micro_batches: int):
     return steps, np.repeat(owner, lengths), flat, starts
 
 
+@lru_cache(maxsize=64)
+def _flat_program(schedule: str, layers: int, micro_batches: int):
+    """``_program`` ready for ``staged``: the steps as (kind, index), a transfer's index
+    flat into the micro-batches' stacked duration table, and which operations are GEMMs."""
+    steps, flat_owner, flat, starts = _program(schedule, layers, micro_batches)
+    width = len(_COLUMNS) * layers
+    prog = [(kind, slot if kind == _COMPUTE else b * width + slot) for b, kind, slot in steps]
+    is_gemm = np.repeat(np.array([c in GEMM_OPS for c in _COLUMNS]), layers)[flat]
+    return prog, flat_owner, flat, starts, is_gemm
+
+
 def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 1.0,
            shared_sms_scale: float = 1.0) -> float:
     """Makespan of micro-batches (one dict of per-layer seconds per micro-batch, keys as
@@ -150,37 +161,43 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
     their time while a transfer is in flight (they share the GPU with the kernels that
     hold SMs), spread evenly over their run of compute."""
     layers = len(ops[0]["experts"])
-    steps, flat_owner, flat, starts = _program(schedule, layers, len(ops))
-    gemm = np.array([c in GEMM_OPS for c in _COLUMNS])
+    prog, flat_owner, flat, starts, is_gemm = _flat_program(schedule, layers, len(ops))
     table = np.stack([np.concatenate([o[c] for c in _COLUMNS]) for o in ops])
-    is_gemm = np.repeat(gemm, layers)[flat]
     picked = table[flat_owner, flat]
     # NOTE: perf — each run of compute operations is summed at once (numpy), so the
-    # loop below only walks compute runs and transfers.
+    # loops below only walk compute runs and transfers.
     if len(starts):
         run_gemm = np.add.reduceat(np.where(is_gemm, picked, 0.0), starts) * gemm_scale
         run_other = np.add.reduceat(np.where(is_gemm, 0.0, picked), starts)
     else:
         run_gemm = run_other = np.zeros(0)
-    run_g, run_o = run_gemm.tolist(), run_other.tolist()
     stretch = shared_sms_scale - 1.0
-    times = table.tolist()
+    times = table.ravel().tolist()
+    done = [0.0] * len(times)  # when each issued transfer ends
     comp = comm = 0.0
-    done: list[dict[int, float]] = [{} for _ in ops]
-    for b, kind, slot in steps:
+    if not stretch:
+        run = (run_gemm + run_other).tolist()
+        for kind, i in prog:
+            if kind == _COMPUTE:
+                comp += run[i]
+            elif kind == _ISSUE:
+                comm = (comm if comm > comp else comp) + times[i]
+                done[i] = comm
+            elif done[i] > comp:
+                comp = done[i]
+        return max(comp, comm)
+    run_g, run_o = run_gemm.tolist(), run_other.tolist()
+    for kind, i in prog:
         if kind == _COMPUTE:
-            g, o = run_g[slot], run_o[slot]
+            g, o = run_g[i], run_o[i]
             run = g + o
-            if stretch and o and comm > comp:
+            if o and comm > comp:
                 # the part of the run's non-GEMM work inside the transfer's window
                 run += min(run, comm - comp) * o / run * stretch
             comp += run
         elif kind == _ISSUE:
-            start = comm if comm > comp else comp
-            comm = start + times[b][slot]
-            done[b][slot] = comm
-        else:
-            end = done[b][slot]
-            if end > comp:
-                comp = end
+            comm = (comm if comm > comp else comp) + times[i]
+            done[i] = comm
+        elif done[i] > comp:
+            comp = done[i]
     return max(comp, comm)

@@ -11,7 +11,7 @@ first, under the hierarchical policy).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,9 @@ class Placement:
     ep: int
     slot_expert: np.ndarray
     slot_share: np.ndarray
+    #: (experts, flat indices of the slots in a layers × experts array), on first use
+    _flat: tuple[int, np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                 compare=False)
 
     @property
     def per_rank(self) -> int:
@@ -55,8 +58,12 @@ class Placement:
 
     def slot_tokens(self, counts: np.ndarray) -> np.ndarray:
         """Tokens per slot, (layers × ep × per_rank), from tokens per expert (layers × experts)."""
-        tok = np.take_along_axis(counts, self.slot_expert, axis=1) * self.slot_share
-        return tok.reshape(len(counts), self.ep, self.per_rank)
+        # NOTE: perf — one gather through flat indices, computed once per placement.
+        layers, e = counts.shape
+        if self._flat is None or self._flat[0] != e:
+            self._flat = (e, (self.slot_expert + e * np.arange(layers)[:, None]).ravel())
+        tok = counts.ravel().take(self._flat[1]).reshape(self.slot_expert.shape) * self.slot_share
+        return tok.reshape(layers, self.ep, self.per_rank)
 
 
 def build_placement(kind: str, p: np.ndarray, ep: int, redundant: int = 0, groups: int = 1,

@@ -123,22 +123,43 @@ def power_law_loads(u: np.ndarray, alpha: float, tokens: int, top_k: int) -> np.
 def apportion(shares: np.ndarray, total: int, cap: int) -> np.ndarray:
     """Integer counts (one row per layer) summing to ``total`` in proportion to ``shares``,
     none above ``cap``: what exceeds the cap goes to the other experts in proportion to
-    their shares, then largest remainders round."""
+    their shares, then largest remainders round (the larger remainder first, the lower
+    expert id first among equal ones)."""
     want = shares / shares.sum(axis=1, keepdims=True) * total
-    for _ in range(64):
-        over = np.clip(want - cap, 0.0, None).sum(axis=1)
-        if not (over > 1e-9).any():
-            break
+    # NOTE: perf — no expert above the cap (the common case) needs no capping pass.
+    if want.max(initial=0.0) > cap:
+        for _ in range(64):
+            over = np.clip(want - cap, 0.0, None).sum(axis=1)
+            if not (over > 1e-9).any():
+                break
+            want = np.minimum(want, cap)
+            room = np.where(want < cap, shares, 0.0)
+            want += over[:, None] * room / room.sum(axis=1, keepdims=True)
         want = np.minimum(want, cap)
-        room = np.where(want < cap, shares, 0.0)
-        want += over[:, None] * room / room.sum(axis=1, keepdims=True)
-    want = np.minimum(want, cap)
-    base = np.floor(want + 1e-9)
+    base = want + 1e-9
+    np.floor(base, out=base)
     rest = (total - base.sum(axis=1)).astype(np.int64)
-    order = np.argsort(-(want - base), axis=1, kind="stable")
-    place = np.empty_like(order)
-    np.put_along_axis(place, order, np.arange(order.shape[1])[None, :], axis=1)
-    return (base + (place < rest[:, None])).astype(np.int64)
+    base += largest(want - base, rest)  # whole numbers: exact in float
+    return base.astype(np.int64)
+
+
+def largest(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """A mask of each row's ``n`` (per row) largest entries of ``x``, the lower index first
+    among equal ones (what ranking by a stable sort of ``-x`` picks)."""
+    rows, width = x.shape
+    r = np.minimum(np.maximum(n, 0), width)
+    # NOTE: perf — a value sort and a threshold instead of a stable argsort: each row's
+    # r-th largest value and everything at least as large; where more entries equal the
+    # threshold than are needed, the first of them in index order.
+    t = np.sort(x, axis=1)[np.arange(rows), width - np.maximum(r, 1)][:, None]
+    pick = x >= t
+    extra = np.flatnonzero(pick.sum(axis=1) > r)
+    if len(extra):
+        xs, ts = x[extra], t[extra]
+        tied = xs == ts
+        need = r[extra] - (xs > ts).sum(axis=1)
+        pick[extra] = (xs > ts) | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
+    return pick
 
 
 def token_experts(p: np.ndarray, top_k: int, n_group: int, topk_group: int, n: int,
@@ -208,6 +229,7 @@ class ExpertRouting:
         # Each expert's position in the order that receives balanced routing's leftover
         # assignments (layers × experts); see ``spread_over``.
         self._leftover_pos = np.tile(np.arange(e), (layers, 1))
+        self._flat: np.ndarray | None = None
 
     def drift(self, share: float) -> None:
         """Move part of every layer's order of hot experts: ``max(2, round(share ×
@@ -222,7 +244,20 @@ class ExpertRouting:
                                       axis=1)
         moved = np.take_along_axis(self.order, shuffled, axis=1)
         np.put_along_axis(self.order, pos, moved, axis=1)
+        self._flat = None
         np.put_along_axis(self.p, self.order, self._ranked, axis=1)
+
+    def _ranked_at(self) -> np.ndarray:
+        """Flat (layers × experts) indices, for each expert, of its place in an ascending
+        sort of its layer's loads: the hottest expert takes the last (kept until ``order``
+        changes)."""
+        if self._flat is None:
+            layers, e = self.order.shape
+            rows = e * np.arange(layers)[:, None]
+            flat = np.empty(layers * e, np.intp)
+            flat[(self.order + rows).ravel()] = (e - 1 - np.arange(e) + rows).ravel()
+            self._flat = flat
+        return self._flat
 
     def spread_over(self, order: np.ndarray) -> None:
         """Give balanced routing's leftover assignments to experts in ``order`` (layers ×
@@ -247,10 +282,10 @@ class ExpertRouting:
                 hit = self._balanced[tokens] = q + (self._leftover_pos < r).astype(np.int64)
             return hit
         if self.spec.kind == "power_law":
-            x = -np.sort(-power_law_loads(self.rng.random((layers, e)), self.spec.alpha,
-                                          tokens, self.top_k), axis=1)
-            shares = np.empty_like(x)
-            np.put_along_axis(shares, self.order, x, axis=1)
+            x = np.sort(power_law_loads(self.rng.random((layers, e)), self.spec.alpha,
+                                        tokens, self.top_k), axis=1)
+            # the largest load to each layer's hottest expert, and so on down the order
+            shares = x.ravel().take(self._ranked_at()).reshape(layers, e)
             return apportion(shares, total, tokens)
         # NOTE: perf — one multinomial over the top_k·tokens assignments per layer
         # (vectorised over layers) instead of per-token top-k draws.
