@@ -11,8 +11,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -296,50 +297,106 @@ def request_columns(col: dict[str, np.ndarray]) -> list[str]:
                                     and c not in _INTERNAL_COLUMNS]
 
 
-def requests_csv(col: dict[str, np.ndarray]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+# Rows formatted per write of requests.csv (bounds the text held at once).
+CSV_CHUNK = 10_000
+
+
+def write_requests_csv(col: dict[str, np.ndarray], f: TextIO) -> None:
+    """Write the per-request table as CSV, ``CSV_CHUNK`` rows at a time."""
     names = request_columns(col)
-    w.writerow(names)
+    csv.writer(f, lineterminator="\n").writerow(names)
     cols = [col[c] for c in names]
-    for row in zip(*cols, strict=True):
-        w.writerow([_fmt(v.item() if hasattr(v, "item") else v) for v in row])
+    for lo in range(0, len(col["id"]), CSV_CHUNK):
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        part = [c[lo:lo + CSV_CHUNK].tolist() for c in cols]
+        w.writerows([_fmt(v) for v in row] for row in zip(*part, strict=True))
+        f.write(buf.getvalue())
+
+
+def requests_csv(col: dict[str, np.ndarray]) -> str:
+    """The text of requests.csv (``write_requests_csv`` writes it to a file)."""
+    buf = io.StringIO()
+    write_requests_csv(col, buf)
     return buf.getvalue()
+
+
+# Events formatted per write of trace.json: bounds the text held at once.
+TRACE_CHUNK = 4096
+
+
+def _iteration_events(pid: int, tid: int, a: np.ndarray) -> Iterator[str]:
+    """One replica's iteration slices (rows of its iteration array) as compact JSON, the
+    events of a chunk joined by commas, the same text ``json.dumps`` gives their dicts
+    (keys in this order, floats by ``repr``)."""
+    # NOTE: perf — formatted directly: the bulk of the trace, and twice as fast as
+    # building a dict per slice for the C encoder.
+    head = f'{{"ph":"X","pid":{pid},"tid":{tid},"ts":'
+    for lo in range(0, len(a), TRACE_CHUNK):
+        out = []
+        for start, lat, pf, dc, tok, kvu in a[lo:lo + TRACE_CHUNK].tolist():
+            p, d = int(pf), int(dc)
+            out.append(
+                f'{head}{round(start * 1e6, 3)!r},"dur":{round(lat * 1e6, 3)!r},"name":'
+                f'"{f"P{p}+D{d}" if p else f"D{d}"}","args":{{"prefills":{p},"decodes":{d},'
+                f'"tokens":{int(tok)},"kv_blocks_used":{int(kvu)}}}}}')
+        yield ",".join(out)
+
+
+def _encoded(events: list[dict[str, Any]]) -> Iterator[str]:
+    """Events as compact JSON joined by commas, ``TRACE_CHUNK`` at a time."""
+    # NOTE: perf — json.dumps encodes with the C encoder; json.dump always takes the
+    # pure-Python one (it streams through iterencode), several times slower.
+    for lo in range(0, len(events), TRACE_CHUNK):
+        yield json.dumps(events[lo:lo + TRACE_CHUNK], separators=(",", ":"))[1:-1]
+
+
+def trace_parts(sim: Simulation) -> Iterator[str]:
+    """The events of ``trace.json`` in file order, as compact JSON text: each part is one
+    or more events joined by commas."""
+    for pid, (name, cw) in enumerate(sim.clusters.items(), start=1):
+        yield from _encoded([{"ph": "M", "name": "process_name", "pid": pid,
+                              "args": {"name": f"cluster {name}"}}])
+        for rep in cw.replicas:
+            tid = rep.index + 1
+            yield from _encoded([{"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                                  "args": {"name": f"replica {rep.index}"}}])
+            a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, len(ITER_FIELDS))
+            yield from _iteration_events(pid, tid, a)
+    yield from _encoded(workflow_report(sim).trace_events)
+    for rep in block_reports(sim).values():
+        yield from _encoded(rep.trace_events)
+    pids = trace_pids(sim)
+    done: set[int] = set()
+    for pc in sim.config.deployment.expert_clusters:
+        yield from _encoded([{"ph": "M", "name": "process_name", "pid": pids[pc.name],
+                              "args": {"name": f"expert cluster {pc.name}"}}])
+        pool = sim.expert_clusters.get(pc.name)
+        fn = getattr(pool, "trace_events", None)
+        if fn is not None and id(pool) not in done:  # one object may run several pools
+            done.add(id(pool))
+            yield from _encoded(fn(pids))
+
+
+def write_trace(sim: Simulation, f: TextIO) -> None:
+    """Write the Chrome trace-event JSON (``perfetto_trace``) as compact JSON, a chunk of
+    events at a time, never holding the whole trace."""
+    f.write('{"traceEvents":[')
+    sep = ""
+    for part in trace_parts(sim):
+        if part:
+            f.write(sep)
+            f.write(part)
+            sep = ","
+    f.write('],"displayTimeUnit":"ms"}')
 
 
 def perfetto_trace(sim: Simulation) -> dict[str, Any]:
     """Chrome trace-event JSON: a process per cluster, a track per replica, a slice per
     iteration carrying its batch composition. Opens in ui.perfetto.dev."""
-    events: list[dict[str, Any]] = []
-    for pid, (name, cw) in enumerate(sim.clusters.items(), start=1):
-        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"cluster {name}"}})
-        for rep in cw.replicas:
-            tid = rep.index + 1
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                           "args": {"name": f"replica {rep.index}"}})
-            a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, len(ITER_FIELDS))
-            for start, lat, pf, dc, tok, kvu in a.tolist():
-                events.append({
-                    "ph": "X", "pid": pid, "tid": tid, "ts": round(start * 1e6, 3),
-                    "dur": round(lat * 1e6, 3),
-                    "name": f"P{int(pf)}+D{int(dc)}" if pf else f"D{int(dc)}",
-                    "args": {"prefills": int(pf), "decodes": int(dc), "tokens": int(tok),
-                             "kv_blocks_used": int(kvu)},
-                })
-    events.extend(workflow_report(sim).trace_events)
-    for rep in block_reports(sim).values():
-        events.extend(rep.trace_events)
-    pids = trace_pids(sim)
-    done: set[int] = set()
-    for pc in sim.config.deployment.expert_clusters:
-        events.append({"ph": "M", "name": "process_name", "pid": pids[pc.name],
-                       "args": {"name": f"expert cluster {pc.name}"}})
-        pool = sim.expert_clusters.get(pc.name)
-        fn = getattr(pool, "trace_events", None)
-        if fn is not None and id(pool) not in done:  # one object may run several pools
-            done.add(id(pool))
-            events.extend(fn(pids))
-    return {"traceEvents": events, "displayTimeUnit": "ms"}
+    buf = io.StringIO()
+    write_trace(sim, buf)
+    return json.loads(buf.getvalue())
 
 
 def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False, *,
@@ -359,24 +416,25 @@ def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False,
         "simulator.json": json.dumps(simulator_stats(sim), indent=2) + "\n",
         "config.json": sim.config.model_dump_json(indent=2, exclude={"base_dir"}) + "\n",
     }
-    if sim.config.output.requests:
-        files["requests.csv"] = requests_csv(col)
     for name, text in workflow_report(sim).files.items():
-        if name in files or name == "trace.json" or "/" in name:
+        if name in files or name in ("trace.json", "requests.csv") or "/" in name:
             raise ValueError(f"workflow output file {name!r} clashes with the kernel's outputs")
         files[name] = text
     for rep in block_reports(sim).values():
         for name, text in rep.files.items():
-            if name in files or name == "trace.json" or "/" in name:
+            if name in files or name in ("trace.json", "requests.csv") or "/" in name:
                 raise ValueError(f"block output file {name!r} clashes with another output")
             files[name] = text
 
     def writer(tmp: Path) -> None:
         for name, text in files.items():
             (tmp / name).write_text(text)
+        if sim.config.output.requests:
+            with open(tmp / "requests.csv", "w") as f:
+                write_requests_csv(col, f)
         if sim.config.output.trace:
             with open(tmp / "trace.json", "w") as f:
-                json.dump(perfetto_trace(sim), f, separators=(",", ":"))
+                write_trace(sim, f)
 
     outdir.write(out_dir, "run", writer, overwrite, option="-o/--output (or output.dir)",
                  gitignore=gitignore)
