@@ -73,21 +73,21 @@ _INTERNAL_COLUMNS = ("generated",)
 
 def request_table(sim: Simulation) -> dict[str, np.ndarray]:
     """Columns of the per-request table, in id order (the workflow's columns last)."""
-    reqs = sorted(sim.controller.requests, key=lambda r: r.id)
-    n = len(reqs)
+    ctl = sim.controller
+    logged = ctl.log.columns(ctl.active.values())
     col = {
-        "id": np.fromiter((r.id for r in reqs), np.int64, n),
-        "arrival_s": np.fromiter((r.arrival for r in reqs), float, n),
-        "prompt_tokens": np.fromiter((r.prompt_len for r in reqs), np.int64, n),
-        "output_tokens": np.fromiter((r.output_len for r in reqs), np.int64, n),
-        "generated": np.fromiter((r.generated for r in reqs), np.int64, n),
-        "cluster": np.array([r.cluster for r in reqs], dtype=object),
-        "replica": np.fromiter((r.replica for r in reqs), np.int64, n),
-        "first_scheduled_s": np.fromiter((r.first_scheduled for r in reqs), float, n),
-        "first_token_s": np.fromiter((r.first_token for r in reqs), float, n),
-        "completion_s": np.fromiter((r.completion for r in reqs), float, n),
-        "preemptions": np.fromiter((r.preemptions for r in reqs), np.int64, n),
-        "rejected": np.array([r.rejected or "" for r in reqs], dtype=object),
+        "id": logged["id"],
+        "arrival_s": logged["arrival"],
+        "prompt_tokens": logged["prompt_len"],
+        "output_tokens": logged["output_len"],
+        "generated": logged["generated"],
+        "cluster": logged["cluster"],
+        "replica": logged["replica"],
+        "first_scheduled_s": logged["first_scheduled"],
+        "first_token_s": logged["first_token"],
+        "completion_s": logged["completion"],
+        "preemptions": logged["preemptions"],
+        "rejected": np.array([x or "" for x in logged["rejected"].tolist()], dtype=object),
     }
     ok = col["rejected"] == ""
     col["ttft_s"] = np.where(ok, col["first_token_s"] - col["arrival_s"], np.nan)
@@ -97,13 +97,13 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
     col["tpot_s"] = np.where(ok & (col["output_tokens"] > 1), tpot, np.nan)
     col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
     if sim.workload.warmup:
-        col["warmup"] = np.fromiter((r.warmup for r in reqs), np.int64, n)
+        col["warmup"] = logged["warmup"].astype(np.int64)
     if any(c.prefix_cache for c in sim.config.deployment.clusters):
-        col["cached_tokens"] = np.fromiter((r.cached_tokens for r in reqs), np.int64, n)
+        col["cached_tokens"] = logged["cached_tokens"]
     if sim.workload.conversation is not None:
         # Turns of a conversation after a rejected one are never sent: no row.
-        col["conversation"] = np.fromiter((r.conversation for r in reqs), np.int64, n)
-        col["turn"] = np.fromiter((r.turn for r in reqs), np.int64, n)
+        col["conversation"] = logged["conversation"]
+        col["turn"] = logged["turn"]
     for name, values in workflow_report(sim).columns.items():
         if name in col:
             raise ValueError(f"workflow column {name!r} clashes with a kernel column")
@@ -272,7 +272,7 @@ def simulator_stats(sim: Simulation) -> dict[str, Any]:
 
     from frontier_core._version import __version__
 
-    n = len(sim.controller.requests)
+    n = len(sim.controller.log) + len(sim.controller.active)
     wall = max(sim.wall_s, 1e-9)
     return {
         "frontier_version": __version__,

@@ -65,20 +65,21 @@ def _stats(x: np.ndarray) -> dict[str, float | None]:
             "p99": float(p99), "max": float(x.max())}
 
 
-def _times(reqs: list[Any]) -> dict[str, np.ndarray]:
-    n = len(reqs)
-    out = {
-        "arrival": np.fromiter((r.arrival for r in reqs), float, n),
-        "first_scheduled": np.fromiter((r.first_scheduled for r in reqs), float, n),
-        "first_token": np.fromiter((r.first_token for r in reqs), float, n),
-        "completion": np.fromiter((r.completion for r in reqs), float, n),
-    }
+def _times(sim: Any) -> dict[str, np.ndarray]:
+    """Each request's stamps in id order (NaN for a rejected one), from the controller's
+    log of finished requests and the ones still running."""
+    ctl = sim.controller
+    c = ctl.log.columns(ctl.active.values())
+    st = c["stage_times"]
+    out = {k: c[k] for k in ("arrival", "first_scheduled", "first_token", "completion")}
     # When the prefill ended (its token); a request that ended there has only first_token.
-    out["prefill_end"] = np.fromiter(
-        (r.stage_times.get("prefill_end", r.first_token) for r in reqs), float, n)
+    out["prefill_end"] = (np.where(np.isnan(st["prefill_end"]), c["first_token"],
+                                   st["prefill_end"])
+                          if "prefill_end" in st else c["first_token"])
+    nan = np.full(len(c["id"]), np.nan)
     for key in ("kv_reserved", "kv_transferred"):
-        out[key] = np.fromiter((r.stage_times.get(key, np.nan) for r in reqs), float, n)
-    ok = np.array([r.rejected is None for r in reqs], bool)
+        out[key] = st.get(key, nan)
+    ok = np.array([r is None for r in c["rejected"].tolist()], bool)
     for k in out:
         out[k] = np.where(ok, out[k], np.nan)
     return out
@@ -164,12 +165,11 @@ def _csv(cols: dict[str, np.ndarray]) -> str:
 
 
 def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
-    reqs = sorted(sim.controller.requests, key=lambda r: r.id)
-    times = _times(reqs)
+    times = _times(sim)
     col = segments(wf, times)
     # A request that finished at prefill (one output token) has no later stages.
     pre = ttft_segments(wf)
-    through = np.all([~np.isnan(col[k]) for k in pre], axis=0) if len(reqs) else np.zeros(0, bool)
+    through = np.all([~np.isnan(col[k]) for k in pre], axis=0) if len(times["arrival"]) else np.zeros(0, bool)
     ttft = times["first_token"] - times["arrival"]
     ts = timeseries(wf, sim, times)
     makespan = max(float(ts["time_s"][-1] - ts["time_s"][0]), 1e-12)
