@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from simhelpers import run_sim, small_config
 
+from frontier_core import ITER_FIELDS
 from frontier_core.app import metrics
-from frontier_core.app.metrics import ITER_FIELDS, block_reports, trace_pids, workflow_report
+from frontier_core.app.metrics import block_reports, trace_pids, workflow_report
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -205,3 +206,27 @@ def test_finished_requests_are_released(registry, monkeypatch):
         # requests, never the run's.
         assert len(alive) <= len(marked) // 5, sorted(alive)
         del sim
+
+
+@pytest.mark.parametrize("name", ["pd-backpressure-tiny-decode.yaml", None])
+def test_outputs_are_the_same_with_iterations_spilled_to_files(
+        registry, monkeypatch, tmp_path, name):
+    from frontier_core.app.metrics import write_outputs
+    from frontier_core.assemble import assemble
+    from frontier_core.engine import iterlog
+
+    cfg = small_config() if name is None else _config(name, 40)
+    write_outputs(assemble(cfg, registry).run(), tmp_path / "kept")
+    monkeypatch.setattr(iterlog, "SPILL_EVERY", 3)
+    monkeypatch.setattr(iterlog, "SPILL_MIN", 1)
+    sim = assemble(cfg, registry).run()
+    spill = sim.controller.iterlog
+    reps = [r for cw in sim.clusters.values() for r in cw.replicas]
+    # Spilled more than once, and some records still in memory at the end.
+    assert spill._files and all(spill._files[id(r)][2] > 12 for r in reps)
+    write_outputs(sim, tmp_path / "spilled")
+    kept = sorted(p.name for p in (tmp_path / "kept").iterdir())
+    assert "trace.json" in kept and "requests.csv" in kept
+    for f in kept:
+        if f != "simulator.json":
+            assert (tmp_path / "kept" / f).read_bytes() == (tmp_path / "spilled" / f).read_bytes(), f

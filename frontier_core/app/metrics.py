@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from frontier_core.components import WorkflowReport
-from frontier_core.engine.replica import ITER_FIELDS
 
 if TYPE_CHECKING:
     from frontier_core.assemble import Simulation
@@ -74,7 +73,10 @@ _INTERNAL_COLUMNS = ("generated",)
 def request_table(sim: Simulation) -> dict[str, np.ndarray]:
     """Columns of the per-request table, in id order (the workflow's columns last)."""
     ctl = sim.controller
-    logged = ctl.log.columns(ctl.active.values())
+    logged = ctl.log.columns(ctl.active.values(), (
+        "id", "arrival", "prompt_len", "output_len", "generated", "cluster", "replica",
+        "first_scheduled", "first_token", "completion", "preemptions", "rejected", "warmup",
+        "cached_tokens", "conversation", "turn"))
     col = {
         "id": logged["id"],
         "arrival_s": logged["arrival"],
@@ -180,7 +182,7 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     for name, cw in sim.clusters.items():
         plan = sim.plans[name]
         gpus_total += plan.gpus
-        it = _iterations(cw)
+        it = _iterations(sim, cw)
         busy = cw.busy_time / (len(cw.replicas) * run_span)
         kv_frac = it["kv_used"] / plan.kv_blocks if len(it["kv_used"]) else np.zeros(0)
         summary["clusters"][name] = {
@@ -191,8 +193,8 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
             "kv_capacity_tokens_per_replica": plan.kv_blocks * plan.block_size,
             "weight_gib_per_gpu": plan.weight_bytes_per_gpu / 1024**3,
             "busy_fraction": busy,
-            "iterations": int(len(it["start"])),
-            "batch_size": _stats((it["prefills"] + it["decodes"]).astype(float)),
+            "iterations": int(len(it["batch"])),
+            "batch_size": _stats(it["batch"]),
             "batch_tokens": _stats(it["tokens"].astype(float)),
             "kv_usage": _stats(kv_frac.astype(float)),
             "kv_peak_fraction": max(r.kv.peak_used for r in cw.replicas) / plan.kv_blocks,
@@ -260,10 +262,21 @@ def _predictor_share(sim: Simulation) -> dict[str, float]:
     return {k: (v / s if s else 0.0) for k, v in total.items()}
 
 
-def _iterations(cw) -> dict[str, np.ndarray]:
-    arrs = [np.frombuffer(r.iterations, dtype=float).reshape(-1, len(ITER_FIELDS)) for r in cw.replicas]
-    a = np.concatenate(arrs) if arrs else np.zeros((0, len(ITER_FIELDS)))
-    return {f: a[:, i] for i, f in enumerate(ITER_FIELDS)}
+def _iterations(sim: Simulation, cw) -> dict[str, np.ndarray]:
+    """The columns of a cluster's iteration records that the summary uses, replicas in
+    order, read a chunk at a time (the records may be spilled to files)."""
+    spill = sim.controller.iterlog
+    n = sum(spill.count(r) for r in cw.replicas)
+    out = {f: np.empty(n) for f in ("batch", "tokens", "kv_used")}
+    k = 0
+    for rep in cw.replicas:
+        for a in spill.chunks(rep):
+            m = len(a)
+            out["batch"][k:k + m] = a[:, 2] + a[:, 3]
+            out["tokens"][k:k + m] = a[:, 4]
+            out["kv_used"][k:k + m] = a[:, 5]
+            k += m
+    return out
 
 
 def simulator_stats(sim: Simulation) -> dict[str, Any]:
@@ -361,8 +374,8 @@ def trace_parts(sim: Simulation) -> Iterator[str]:
             tid = rep.index + 1
             yield from _encoded([{"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
                                   "args": {"name": f"replica {rep.index}"}}])
-            a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, len(ITER_FIELDS))
-            yield from _iteration_events(pid, tid, a)
+            for a in sim.controller.iterlog.chunks(rep, TRACE_CHUNK):
+                yield from _iteration_events(pid, tid, a)
     yield from _encoded(workflow_report(sim).trace_events)
     for rep in block_reports(sim).values():
         yield from _encoded(rep.trace_events)

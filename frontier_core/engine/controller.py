@@ -13,6 +13,8 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING
 
+from frontier_core.engine import iterlog
+from frontier_core.engine.replica import ITER_FIELDS
 from frontier_core.engine.requestlog import RequestLog
 from frontier_core.records import Request
 
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 class GlobalController:
     """Owns the workflow and the clusters. A finished request is recorded in ``log`` (compact
     columns) and released; ``active`` holds the ones not finished; ``requests`` lists every
-    admitted request (the finished ones rebuilt from the log)."""
+    admitted request (the finished ones rebuilt from the log). Every ``iterlog.SPILL_EVERY``
+    finished requests the replicas' iteration records move to ``iterlog``'s files."""
 
     def __init__(
         self,
@@ -43,6 +46,7 @@ class GlobalController:
         self.log = RequestLog()
         self.active: dict[int, Request] = {}
         self._order = array("q")  # request ids in the order they were admitted
+        self.iterlog = iterlog.IterationSpill(len(ITER_FIELDS))
         self.finished = 0
         self.total = len(workload)
 
@@ -66,6 +70,8 @@ class GlobalController:
         self.finished += 1
         self.log.add(request)
         del self.active[request.id]
+        if not self.finished % iterlog.SPILL_EVERY:
+            self.iterlog.spill([r for cw in self.clusters.values() for r in cw.replicas])
 
     def cluster(self, name: str) -> ClusterWorker:
         return self.clusters[name]

@@ -65,9 +65,12 @@ class RequestLog:
                     col.append(v)
         self.n += 1
 
-    def columns(self, more: Iterable[Request] = ()) -> dict[str, Any]:
-        """Every column as a numpy array in id order (the requests of ``more``, still
-        running, included), and ``stage_times``: key -> float array (NaN: no stamp)."""
+    def columns(self, more: Iterable[Request] = (), names: Iterable[str] | None = None
+                ) -> dict[str, Any]:
+        """The columns (``names``, default all) as numpy arrays in id order (the requests
+        of ``more``, still running, included), and ``stage_times``: key -> float array
+        (NaN: no stamp)."""
+        want = set(self.names if names is None else names)
         log = self
         more = list(more)
         if more:  # a copy with the unfinished ones added
@@ -80,13 +83,13 @@ class RequestLog:
                 log.add(r)
         order = np.argsort(np.frombuffer(log.cols["id"], np.int64), kind="stable")
         out: dict[str, Any] = {}
-        for name in FLOAT_FIELDS:
+        for name in (n for n in FLOAT_FIELDS if n in want):
             out[name] = np.frombuffer(log.cols[name], float)[order]
-        for name in INT_FIELDS:
+        for name in (n for n in INT_FIELDS if n in want):
             out[name] = np.frombuffer(log.cols[name], np.int64)[order]
-        for name in BOOL_FIELDS:
+        for name in (n for n in BOOL_FIELDS if n in want):
             out[name] = np.frombuffer(log.cols[name], np.int64)[order].astype(bool)
-        for name in OBJECT_FIELDS:
+        for name in (n for n in OBJECT_FIELDS if n in want):
             out[name] = np.array(log.cols[name], dtype=object)[order]
         out["stage_times"] = {k: np.frombuffer(v, float)[order]
                               for k, v in log.stage_times.items()}

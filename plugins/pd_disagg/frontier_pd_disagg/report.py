@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from frontier_core import ITER_FIELDS, WorkflowReport
+from frontier_core import WorkflowReport
 
 if TYPE_CHECKING:
     from frontier_pd_disagg.workflow import PDWorkflow
@@ -69,7 +69,8 @@ def _times(sim: Any) -> dict[str, np.ndarray]:
     """Each request's stamps in id order (NaN for a rejected one), from the controller's
     log of finished requests and the ones still running."""
     ctl = sim.controller
-    c = ctl.log.columns(ctl.active.values())
+    c = ctl.log.columns(ctl.active.values(), ("id", "arrival", "first_scheduled",
+                                               "first_token", "completion", "rejected"))
     st = c["stage_times"]
     out = {k: c[k] for k in ("arrival", "first_scheduled", "first_token", "completion")}
     # When the prefill ended (its token); a request that ended there has only first_token.
@@ -94,9 +95,9 @@ def _count_between(start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndar
     return np.searchsorted(s, t, side="right") - np.searchsorted(e, t, side="right")
 
 
-def _busy_curve(rep: Any, iter_fields: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative busy seconds of one replica as a piecewise-linear function of time."""
-    a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, iter_fields)
+def _busy_curve(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative busy seconds of one replica (``a``: its iteration records) as a
+    piecewise-linear function of time."""
     if not len(a):
         return np.zeros(1), np.zeros(1)
     start, lat = a[:, 0], a[:, 1]
@@ -110,9 +111,9 @@ def _busy_curve(rep: Any, iter_fields: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _kv_curve(rep: Any, iter_fields: int, t: np.ndarray) -> np.ndarray:
-    """KV blocks in use at the iteration last started at or before each ``t``."""
-    a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, iter_fields)
+def _kv_curve(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """KV blocks in use at the iteration last started at or before each ``t`` (``a``: the
+    replica's iteration records)."""
     if not len(a):
         return np.zeros(len(t))
     i = np.searchsorted(a[:, 0], t, side="right") - 1
@@ -123,7 +124,6 @@ def timeseries(wf: PDWorkflow, sim: Any, times: dict[str, np.ndarray]) -> dict[s
     """Queue lengths of each stage and busy / KV fractions of each cluster, sampled at
     ``timeseries_points`` evenly spaced times (busy: fraction of the interval before
     each sample)."""
-    nf = len(ITER_FIELDS)
     arr = times["arrival"]
     end = float(np.nanmax(times["completion"])) if np.isfinite(times["completion"]).any() else 0.0
     begin = float(np.nanmin(arr)) if len(arr) else 0.0
@@ -144,9 +144,11 @@ def timeseries(wf: PDWorkflow, sim: Any, times: dict[str, np.ndarray]) -> dict[s
         busy = np.zeros(len(t))
         kv = np.zeros(len(t))
         for rep in cw.replicas:
-            x, y = _busy_curve(rep, nf)
+            a = sim.controller.iterlog.rows(rep)  # records spilled to a file included
+            x, y = _busy_curve(a)
             busy += np.interp(t, x, y)
-            kv += _kv_curve(rep, nf, t) / rep.kv.num_blocks
+            kv += _kv_curve(a, t) / rep.kv.num_blocks
+            del a
         frac = np.zeros(len(t))
         frac[1:] = np.diff(busy)[0:] / (dt[1:] * len(cw.replicas))
         out[f"busy_{cname}"] = np.clip(frac, 0.0, 1.0)
