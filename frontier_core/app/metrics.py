@@ -11,7 +11,8 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -311,7 +312,7 @@ def request_columns(col: dict[str, np.ndarray]) -> list[str]:
 
 
 # Rows formatted per write of requests.csv (bounds the text held at once).
-CSV_CHUNK = 10_000
+CSV_CHUNK = 4096
 
 
 def write_requests_csv(col: dict[str, np.ndarray], f: TextIO) -> None:
@@ -356,12 +357,13 @@ def _iteration_events(pid: int, tid: int, a: np.ndarray) -> Iterator[str]:
         yield ",".join(out)
 
 
-def _encoded(events: list[dict[str, Any]]) -> Iterator[str]:
+def _encoded(events: Iterable[dict[str, Any]]) -> Iterator[str]:
     """Events as compact JSON joined by commas, ``TRACE_CHUNK`` at a time."""
     # NOTE: perf — json.dumps encodes with the C encoder; json.dump always takes the
     # pure-Python one (it streams through iterencode), several times slower.
-    for lo in range(0, len(events), TRACE_CHUNK):
-        yield json.dumps(events[lo:lo + TRACE_CHUNK], separators=(",", ":"))[1:-1]
+    it = iter(events)
+    while chunk := list(islice(it, TRACE_CHUNK)):
+        yield json.dumps(chunk, separators=(",", ":"))[1:-1]
 
 
 def trace_parts(sim: Simulation) -> Iterator[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -225,7 +226,7 @@ def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
     }
     return WorkflowReport(summary=summary, columns=col,
                           files={"pd_timeseries.csv": _csv(ts)},
-                          trace_events=_trace(wf, sim, pids), lines=_lines(summary))
+                          trace_events=_Events(wf, pids), lines=_lines(summary))
 
 
 def _decode_caches(wf: PDWorkflow) -> bool:
@@ -275,25 +276,34 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
-def _trace(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> list[dict[str, Any]]:
+class _Events:
+    """Trace events built each time they are iterated: only when trace.json is written,
+    and a chunk at a time (there are four per transfer)."""
+
+    def __init__(self, wf: PDWorkflow, pids: dict[str, int]) -> None:
+        self.wf, self.pids = wf, pids
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return _trace(self.wf, self.pids)
+
+
+def _trace(wf: PDWorkflow, pids: dict[str, int]) -> Iterator[dict[str, Any]]:
     """A 'KV send' track under each prefill replica with one slice per transfer, and a
     flow arrow from it to the decode replica that receives the cache."""
-    events: list[dict[str, Any]] = []
     named: set[tuple[int, int]] = set()
     for i, x in enumerate(wf.transfers):
         pid = pids[x.src]
         tid = 10_000 + x.src_replica
         if (pid, tid) not in named:
             named.add((pid, tid))
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                           "args": {"name": f"replica {x.src_replica} KV send"}})
+            yield {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                   "args": {"name": f"replica {x.src_replica} KV send"}}
         ts, te = round(x.start * 1e6, 3), round(x.end * 1e6, 3)
-        events.append({"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": round(te - ts, 3),
-                       "name": f"KV r{x.request}", "cat": "kv_transfer",
-                       "args": {"request": x.request, "bytes": x.nbytes, "link": x.link,
-                                "to": f"{x.dst}[{x.dst_replica}]"}})
-        events.append({"ph": "s", "id": i, "pid": pid, "tid": tid, "ts": ts,
-                       "name": "kv", "cat": "kv_transfer"})
-        events.append({"ph": "f", "bp": "e", "id": i, "pid": pids[x.dst],
-                       "tid": x.dst_replica + 1, "ts": te, "name": "kv", "cat": "kv_transfer"})
-    return events
+        yield {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": round(te - ts, 3),
+               "name": f"KV r{x.request}", "cat": "kv_transfer",
+               "args": {"request": x.request, "bytes": x.nbytes, "link": x.link,
+                        "to": f"{x.dst}[{x.dst_replica}]"}}
+        yield {"ph": "s", "id": i, "pid": pid, "tid": tid, "ts": ts,
+               "name": "kv", "cat": "kv_transfer"}
+        yield {"ph": "f", "bp": "e", "id": i, "pid": pids[x.dst],
+               "tid": x.dst_replica + 1, "ts": te, "name": "kv", "cat": "kv_transfer"}
