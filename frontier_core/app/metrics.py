@@ -183,9 +183,15 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     for name, cw in sim.clusters.items():
         plan = sim.plans[name]
         gpus_total += plan.gpus
-        it = _iterations(sim, cw)
         busy = cw.busy_time / (len(cw.replicas) * run_span)
-        kv_frac = it["kv_used"] / plan.kv_blocks if len(it["kv_used"]) else np.zeros(0)
+        # One column at a time: each is as long as the run.
+        batch = _iteration_column(sim, cw, "batch")
+        iterations, batch_size = len(batch), _stats(batch)
+        del batch
+        batch_tokens = _stats(_iteration_column(sim, cw, "tokens"))
+        kv_used = _iteration_column(sim, cw, "kv_used")
+        kv_frac = kv_used / plan.kv_blocks if len(kv_used) else np.zeros(0)
+        del kv_used
         summary["clusters"][name] = {
             "gpu": plan.gpu, "replicas": plan.replicas, "tp": plan.tp, "pp": plan.pp,
             "dp": plan.dp, "gpus": plan.gpus,
@@ -194,10 +200,10 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
             "kv_capacity_tokens_per_replica": plan.kv_blocks * plan.block_size,
             "weight_gib_per_gpu": plan.weight_bytes_per_gpu / 1024**3,
             "busy_fraction": busy,
-            "iterations": int(len(it["batch"])),
-            "batch_size": _stats(it["batch"]),
-            "batch_tokens": _stats(it["tokens"].astype(float)),
-            "kv_usage": _stats(kv_frac.astype(float)),
+            "iterations": iterations,
+            "batch_size": batch_size,
+            "batch_tokens": batch_tokens,
+            "kv_usage": _stats(kv_frac),
             "kv_peak_fraction": max(r.kv.peak_used for r in cw.replicas) / plan.kv_blocks,
             "preemptions": sum(r.preemptions for r in cw.replicas),
         }
@@ -263,21 +269,30 @@ def _predictor_share(sim: Simulation) -> dict[str, float]:
     return {k: (v / s if s else 0.0) for k, v in total.items()}
 
 
-def _iterations(sim: Simulation, cw) -> dict[str, np.ndarray]:
-    """The columns of a cluster's iteration records that the summary uses, replicas in
-    order, read a chunk at a time (the records may be spilled to files)."""
+# The per-iteration values the summary uses, from a chunk of iteration records.
+_ITER_COLUMNS = {
+    "batch": lambda a: a[:, 2] + a[:, 3],  # prefills + decodes
+    "tokens": lambda a: a[:, 4],
+    "kv_used": lambda a: a[:, 5],
+}
+
+
+def _iteration_column(sim: Simulation, cw, name: str) -> np.ndarray:
+    """One of ``_ITER_COLUMNS`` over a cluster's iterations, replicas in order, read a
+    chunk at a time (the records may be spilled to files)."""
     spill = sim.controller.iterlog
-    n = sum(spill.count(r) for r in cw.replicas)
-    out = {f: np.empty(n) for f in ("batch", "tokens", "kv_used")}
-    k = 0
+    out = np.empty(sum(spill.count(r) for r in cw.replicas))
+    fn, k = _ITER_COLUMNS[name], 0
     for rep in cw.replicas:
         for a in spill.chunks(rep):
-            m = len(a)
-            out["batch"][k:k + m] = a[:, 2] + a[:, 3]
-            out["tokens"][k:k + m] = a[:, 4]
-            out["kv_used"][k:k + m] = a[:, 5]
-            k += m
+            out[k:k + len(a)] = fn(a)
+            k += len(a)
     return out
+
+
+def _iterations(sim: Simulation, cw) -> dict[str, np.ndarray]:
+    """All of ``_ITER_COLUMNS`` of a cluster."""
+    return {name: _iteration_column(sim, cw, name) for name in _ITER_COLUMNS}
 
 
 def simulator_stats(sim: Simulation) -> dict[str, Any]:
