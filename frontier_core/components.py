@@ -8,7 +8,7 @@ model and calls the factory; the engine then calls the protocol method directly.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -243,14 +243,16 @@ class WorkflowReport:
       run's requests sorted by id.
     - ``files``: extra files (name -> text) in the output directory.
     - ``trace_events``: Chrome/Perfetto trace events appended to trace.json; the
-      kernel's tracks are pid = ``pids[cluster]``, tid = replica index + 1.
+      kernel's tracks are pid = ``pids[cluster]``, tid = replica index + 1. A list, or
+      any iterable that yields them anew on each iteration (so that events that grow with
+      the run are built only when the trace is written, a chunk at a time).
     - ``lines``: short highlights ``frontier run`` prints after its own summary.
     """
 
     summary: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, Sequence[Any]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-    trace_events: list[dict[str, Any]] = field(default_factory=list)
+    trace_events: Iterable[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
 

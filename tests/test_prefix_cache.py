@@ -728,7 +728,7 @@ def _again(tmp_path: Path) -> Path:
 def _prefill_tokens(sim) -> int:
     from frontier_core.app.metrics import _iterations
 
-    return int(_iterations(sim.clusters["main"])["tokens"].sum())
+    return int(_iterations(sim, sim.clusters["main"])["tokens"].sum())
 
 
 def test_a_run_with_a_disk_tier_prefills_less(registry, tmp_path):

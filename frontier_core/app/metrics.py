@@ -11,13 +11,14 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from frontier_core.components import WorkflowReport
-from frontier_core.engine.replica import ITER_FIELDS
 
 if TYPE_CHECKING:
     from frontier_core.assemble import Simulation
@@ -72,21 +73,24 @@ _INTERNAL_COLUMNS = ("generated",)
 
 def request_table(sim: Simulation) -> dict[str, np.ndarray]:
     """Columns of the per-request table, in id order (the workflow's columns last)."""
-    reqs = sorted(sim.controller.requests, key=lambda r: r.id)
-    n = len(reqs)
+    ctl = sim.controller
+    logged = ctl.log.columns(ctl.active.values(), (
+        "id", "arrival", "prompt_len", "output_len", "generated", "cluster", "replica",
+        "first_scheduled", "first_token", "completion", "preemptions", "rejected", "warmup",
+        "cached_tokens", "conversation", "turn"))
     col = {
-        "id": np.fromiter((r.id for r in reqs), np.int64, n),
-        "arrival_s": np.fromiter((r.arrival for r in reqs), float, n),
-        "prompt_tokens": np.fromiter((r.prompt_len for r in reqs), np.int64, n),
-        "output_tokens": np.fromiter((r.output_len for r in reqs), np.int64, n),
-        "generated": np.fromiter((r.generated for r in reqs), np.int64, n),
-        "cluster": np.array([r.cluster for r in reqs], dtype=object),
-        "replica": np.fromiter((r.replica for r in reqs), np.int64, n),
-        "first_scheduled_s": np.fromiter((r.first_scheduled for r in reqs), float, n),
-        "first_token_s": np.fromiter((r.first_token for r in reqs), float, n),
-        "completion_s": np.fromiter((r.completion for r in reqs), float, n),
-        "preemptions": np.fromiter((r.preemptions for r in reqs), np.int64, n),
-        "rejected": np.array([r.rejected or "" for r in reqs], dtype=object),
+        "id": logged["id"],
+        "arrival_s": logged["arrival"],
+        "prompt_tokens": logged["prompt_len"],
+        "output_tokens": logged["output_len"],
+        "generated": logged["generated"],
+        "cluster": logged["cluster"],
+        "replica": logged["replica"],
+        "first_scheduled_s": logged["first_scheduled"],
+        "first_token_s": logged["first_token"],
+        "completion_s": logged["completion"],
+        "preemptions": logged["preemptions"],
+        "rejected": np.array([x or "" for x in logged["rejected"].tolist()], dtype=object),
     }
     ok = col["rejected"] == ""
     col["ttft_s"] = np.where(ok, col["first_token_s"] - col["arrival_s"], np.nan)
@@ -96,13 +100,13 @@ def request_table(sim: Simulation) -> dict[str, np.ndarray]:
     col["tpot_s"] = np.where(ok & (col["output_tokens"] > 1), tpot, np.nan)
     col["queueing_s"] = np.where(ok, col["first_scheduled_s"] - col["arrival_s"], np.nan)
     if sim.workload.warmup:
-        col["warmup"] = np.fromiter((r.warmup for r in reqs), np.int64, n)
+        col["warmup"] = logged["warmup"].astype(np.int64)
     if any(c.prefix_cache for c in sim.config.deployment.clusters):
-        col["cached_tokens"] = np.fromiter((r.cached_tokens for r in reqs), np.int64, n)
+        col["cached_tokens"] = logged["cached_tokens"]
     if sim.workload.conversation is not None:
         # Turns of a conversation after a rejected one are never sent: no row.
-        col["conversation"] = np.fromiter((r.conversation for r in reqs), np.int64, n)
-        col["turn"] = np.fromiter((r.turn for r in reqs), np.int64, n)
+        col["conversation"] = logged["conversation"]
+        col["turn"] = logged["turn"]
     for name, values in workflow_report(sim).columns.items():
         if name in col:
             raise ValueError(f"workflow column {name!r} clashes with a kernel column")
@@ -179,9 +183,15 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
     for name, cw in sim.clusters.items():
         plan = sim.plans[name]
         gpus_total += plan.gpus
-        it = _iterations(cw)
         busy = cw.busy_time / (len(cw.replicas) * run_span)
-        kv_frac = it["kv_used"] / plan.kv_blocks if len(it["kv_used"]) else np.zeros(0)
+        # One column at a time: each is as long as the run.
+        batch = _iteration_column(sim, cw, "batch")
+        iterations, batch_size = len(batch), _stats(batch)
+        del batch
+        batch_tokens = _stats(_iteration_column(sim, cw, "tokens"))
+        kv_used = _iteration_column(sim, cw, "kv_used")
+        kv_frac = kv_used / plan.kv_blocks if len(kv_used) else np.zeros(0)
+        del kv_used
         summary["clusters"][name] = {
             "gpu": plan.gpu, "replicas": plan.replicas, "tp": plan.tp, "pp": plan.pp,
             "dp": plan.dp, "gpus": plan.gpus,
@@ -190,10 +200,10 @@ def summarize(sim: Simulation, col: dict[str, np.ndarray] | None = None) -> dict
             "kv_capacity_tokens_per_replica": plan.kv_blocks * plan.block_size,
             "weight_gib_per_gpu": plan.weight_bytes_per_gpu / 1024**3,
             "busy_fraction": busy,
-            "iterations": int(len(it["start"])),
-            "batch_size": _stats((it["prefills"] + it["decodes"]).astype(float)),
-            "batch_tokens": _stats(it["tokens"].astype(float)),
-            "kv_usage": _stats(kv_frac.astype(float)),
+            "iterations": iterations,
+            "batch_size": batch_size,
+            "batch_tokens": batch_tokens,
+            "kv_usage": _stats(kv_frac),
             "kv_peak_fraction": max(r.kv.peak_used for r in cw.replicas) / plan.kv_blocks,
             "preemptions": sum(r.preemptions for r in cw.replicas),
         }
@@ -259,10 +269,30 @@ def _predictor_share(sim: Simulation) -> dict[str, float]:
     return {k: (v / s if s else 0.0) for k, v in total.items()}
 
 
-def _iterations(cw) -> dict[str, np.ndarray]:
-    arrs = [np.frombuffer(r.iterations, dtype=float).reshape(-1, len(ITER_FIELDS)) for r in cw.replicas]
-    a = np.concatenate(arrs) if arrs else np.zeros((0, len(ITER_FIELDS)))
-    return {f: a[:, i] for i, f in enumerate(ITER_FIELDS)}
+# The per-iteration values the summary uses, from a chunk of iteration records.
+_ITER_COLUMNS = {
+    "batch": lambda a: a[:, 2] + a[:, 3],  # prefills + decodes
+    "tokens": lambda a: a[:, 4],
+    "kv_used": lambda a: a[:, 5],
+}
+
+
+def _iteration_column(sim: Simulation, cw, name: str) -> np.ndarray:
+    """One of ``_ITER_COLUMNS`` over a cluster's iterations, replicas in order, read a
+    chunk at a time (the records may be spilled to files)."""
+    spill = sim.controller.iterlog
+    out = np.empty(sum(spill.count(r) for r in cw.replicas))
+    fn, k = _ITER_COLUMNS[name], 0
+    for rep in cw.replicas:
+        for a in spill.chunks(rep):
+            out[k:k + len(a)] = fn(a)
+            k += len(a)
+    return out
+
+
+def _iterations(sim: Simulation, cw) -> dict[str, np.ndarray]:
+    """All of ``_ITER_COLUMNS`` of a cluster."""
+    return {name: _iteration_column(sim, cw, name) for name in _ITER_COLUMNS}
 
 
 def simulator_stats(sim: Simulation) -> dict[str, Any]:
@@ -271,7 +301,7 @@ def simulator_stats(sim: Simulation) -> dict[str, Any]:
 
     from frontier_core._version import __version__
 
-    n = len(sim.controller.requests)
+    n = len(sim.controller.log) + len(sim.controller.active)
     wall = max(sim.wall_s, 1e-9)
     return {
         "frontier_version": __version__,
@@ -296,50 +326,107 @@ def request_columns(col: dict[str, np.ndarray]) -> list[str]:
                                     and c not in _INTERNAL_COLUMNS]
 
 
-def requests_csv(col: dict[str, np.ndarray]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+# Rows formatted per write of requests.csv (bounds the text held at once).
+CSV_CHUNK = 4096
+
+
+def write_requests_csv(col: dict[str, np.ndarray], f: TextIO) -> None:
+    """Write the per-request table as CSV, ``CSV_CHUNK`` rows at a time."""
     names = request_columns(col)
-    w.writerow(names)
+    csv.writer(f, lineterminator="\n").writerow(names)
     cols = [col[c] for c in names]
-    for row in zip(*cols, strict=True):
-        w.writerow([_fmt(v.item() if hasattr(v, "item") else v) for v in row])
+    for lo in range(0, len(col["id"]), CSV_CHUNK):
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        part = [c[lo:lo + CSV_CHUNK].tolist() for c in cols]
+        w.writerows([_fmt(v) for v in row] for row in zip(*part, strict=True))
+        f.write(buf.getvalue())
+
+
+def requests_csv(col: dict[str, np.ndarray]) -> str:
+    """The text of requests.csv (``write_requests_csv`` writes it to a file)."""
+    buf = io.StringIO()
+    write_requests_csv(col, buf)
     return buf.getvalue()
+
+
+# Events formatted per write of trace.json: bounds the text held at once.
+TRACE_CHUNK = 4096
+
+
+def _iteration_events(pid: int, tid: int, a: np.ndarray) -> Iterator[str]:
+    """One replica's iteration slices (rows of its iteration array) as compact JSON, the
+    events of a chunk joined by commas, the same text ``json.dumps`` gives their dicts
+    (keys in this order, floats by ``repr``)."""
+    # NOTE: perf — formatted directly: the bulk of the trace, and twice as fast as
+    # building a dict per slice for the C encoder.
+    head = f'{{"ph":"X","pid":{pid},"tid":{tid},"ts":'
+    for lo in range(0, len(a), TRACE_CHUNK):
+        out = []
+        for start, lat, pf, dc, tok, kvu in a[lo:lo + TRACE_CHUNK].tolist():
+            p, d = int(pf), int(dc)
+            out.append(
+                f'{head}{round(start * 1e6, 3)!r},"dur":{round(lat * 1e6, 3)!r},"name":'
+                f'"{f"P{p}+D{d}" if p else f"D{d}"}","args":{{"prefills":{p},"decodes":{d},'
+                f'"tokens":{int(tok)},"kv_blocks_used":{int(kvu)}}}}}')
+        yield ",".join(out)
+
+
+def _encoded(events: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """Events as compact JSON joined by commas, ``TRACE_CHUNK`` at a time."""
+    # NOTE: perf — json.dumps encodes with the C encoder; json.dump always takes the
+    # pure-Python one (it streams through iterencode), several times slower.
+    it = iter(events)
+    while chunk := list(islice(it, TRACE_CHUNK)):
+        yield json.dumps(chunk, separators=(",", ":"))[1:-1]
+
+
+def trace_parts(sim: Simulation) -> Iterator[str]:
+    """The events of ``trace.json`` in file order, as compact JSON text: each part is one
+    or more events joined by commas."""
+    for pid, (name, cw) in enumerate(sim.clusters.items(), start=1):
+        yield from _encoded([{"ph": "M", "name": "process_name", "pid": pid,
+                              "args": {"name": f"cluster {name}"}}])
+        for rep in cw.replicas:
+            tid = rep.index + 1
+            yield from _encoded([{"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                                  "args": {"name": f"replica {rep.index}"}}])
+            for a in sim.controller.iterlog.chunks(rep, TRACE_CHUNK):
+                yield from _iteration_events(pid, tid, a)
+    yield from _encoded(workflow_report(sim).trace_events)
+    for rep in block_reports(sim).values():
+        yield from _encoded(rep.trace_events)
+    pids = trace_pids(sim)
+    done: set[int] = set()
+    for pc in sim.config.deployment.expert_clusters:
+        yield from _encoded([{"ph": "M", "name": "process_name", "pid": pids[pc.name],
+                              "args": {"name": f"expert cluster {pc.name}"}}])
+        pool = sim.expert_clusters.get(pc.name)
+        fn = getattr(pool, "trace_events", None)
+        if fn is not None and id(pool) not in done:  # one object may run several pools
+            done.add(id(pool))
+            yield from _encoded(fn(pids))
+
+
+def write_trace(sim: Simulation, f: TextIO) -> None:
+    """Write the Chrome trace-event JSON (``perfetto_trace``) as compact JSON, a chunk of
+    events at a time, never holding the whole trace."""
+    f.write('{"traceEvents":[')
+    sep = ""
+    for part in trace_parts(sim):
+        if part:
+            f.write(sep)
+            f.write(part)
+            sep = ","
+    f.write('],"displayTimeUnit":"ms"}')
 
 
 def perfetto_trace(sim: Simulation) -> dict[str, Any]:
     """Chrome trace-event JSON: a process per cluster, a track per replica, a slice per
     iteration carrying its batch composition. Opens in ui.perfetto.dev."""
-    events: list[dict[str, Any]] = []
-    for pid, (name, cw) in enumerate(sim.clusters.items(), start=1):
-        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": f"cluster {name}"}})
-        for rep in cw.replicas:
-            tid = rep.index + 1
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                           "args": {"name": f"replica {rep.index}"}})
-            a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, len(ITER_FIELDS))
-            for start, lat, pf, dc, tok, kvu in a.tolist():
-                events.append({
-                    "ph": "X", "pid": pid, "tid": tid, "ts": round(start * 1e6, 3),
-                    "dur": round(lat * 1e6, 3),
-                    "name": f"P{int(pf)}+D{int(dc)}" if pf else f"D{int(dc)}",
-                    "args": {"prefills": int(pf), "decodes": int(dc), "tokens": int(tok),
-                             "kv_blocks_used": int(kvu)},
-                })
-    events.extend(workflow_report(sim).trace_events)
-    for rep in block_reports(sim).values():
-        events.extend(rep.trace_events)
-    pids = trace_pids(sim)
-    done: set[int] = set()
-    for pc in sim.config.deployment.expert_clusters:
-        events.append({"ph": "M", "name": "process_name", "pid": pids[pc.name],
-                       "args": {"name": f"expert cluster {pc.name}"}})
-        pool = sim.expert_clusters.get(pc.name)
-        fn = getattr(pool, "trace_events", None)
-        if fn is not None and id(pool) not in done:  # one object may run several pools
-            done.add(id(pool))
-            events.extend(fn(pids))
-    return {"traceEvents": events, "displayTimeUnit": "ms"}
+    buf = io.StringIO()
+    write_trace(sim, buf)
+    return json.loads(buf.getvalue())
 
 
 def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False, *,
@@ -359,24 +446,25 @@ def write_outputs(sim: Simulation, out_dir: str | Path, overwrite: bool = False,
         "simulator.json": json.dumps(simulator_stats(sim), indent=2) + "\n",
         "config.json": sim.config.model_dump_json(indent=2, exclude={"base_dir"}) + "\n",
     }
-    if sim.config.output.requests:
-        files["requests.csv"] = requests_csv(col)
     for name, text in workflow_report(sim).files.items():
-        if name in files or name == "trace.json" or "/" in name:
+        if name in files or name in ("trace.json", "requests.csv") or "/" in name:
             raise ValueError(f"workflow output file {name!r} clashes with the kernel's outputs")
         files[name] = text
     for rep in block_reports(sim).values():
         for name, text in rep.files.items():
-            if name in files or name == "trace.json" or "/" in name:
+            if name in files or name in ("trace.json", "requests.csv") or "/" in name:
                 raise ValueError(f"block output file {name!r} clashes with another output")
             files[name] = text
 
     def writer(tmp: Path) -> None:
         for name, text in files.items():
             (tmp / name).write_text(text)
+        if sim.config.output.requests:
+            with open(tmp / "requests.csv", "w") as f:
+                write_requests_csv(col, f)
         if sim.config.output.trace:
             with open(tmp / "trace.json", "w") as f:
-                json.dump(perfetto_trace(sim), f, separators=(",", ":"))
+                write_trace(sim, f)
 
     outdir.write(out_dir, "run", writer, overwrite, option="-o/--output (or output.dir)",
                  gitignore=gitignore)

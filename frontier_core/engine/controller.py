@@ -10,8 +10,12 @@ turn's arrival time; closed loop, each client runs one conversation after anothe
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
+from frontier_core.engine import iterlog
+from frontier_core.engine.replica import ITER_FIELDS
+from frontier_core.engine.requestlog import RequestLog
 from frontier_core.records import Request
 
 if TYPE_CHECKING:
@@ -23,7 +27,10 @@ if TYPE_CHECKING:
 
 
 class GlobalController:
-    """Owns the workflow and the clusters; ``requests`` lists every admitted request."""
+    """Owns the workflow and the clusters. A finished request is recorded in ``log`` (compact
+    columns) and released; ``active`` holds the ones not finished; ``requests`` lists every
+    admitted request (the finished ones rebuilt from the log). Every ``iterlog.SPILL_EVERY``
+    finished requests the replicas' iteration records move to ``iterlog``'s files."""
 
     def __init__(
         self,
@@ -36,9 +43,35 @@ class GlobalController:
         self.clusters = clusters
         self.workflow = workflow
         self.workload = workload
-        self.requests: list[Request] = []
+        self.log = RequestLog()
+        self.active: dict[int, Request] = {}
+        self._order = array("q")  # request ids in the order they were admitted
+        self.iterlog = iterlog.IterationSpill(len(ITER_FIELDS))
         self.finished = 0
         self.total = len(workload)
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every admitted request in admission order: the finished ones rebuilt from the log
+        (copies), the unfinished ones themselves. Builds the list on each access."""
+        log, active = self.log, self.active
+        where = {i: k for k, i in enumerate(log.cols["id"])}
+        prefix = self.workload.prefix
+        out = []
+        for i in self._order:
+            r = active.get(i)
+            if r is None:
+                r = log.request(where[i], None if prefix is None else prefix[i])
+            out.append(r)
+        return out
+
+    def _done(self, request: Request) -> None:
+        """A request has left the workflow (finished or rejected): record it, let it go."""
+        self.finished += 1
+        self.log.add(request)
+        del self.active[request.id]
+        if not self.finished % iterlog.SPILL_EVERY:
+            self.iterlog.spill([r for cw in self.clusters.values() for r in cw.replicas])
 
     def cluster(self, name: str) -> ClusterWorker:
         return self.clusters[name]
@@ -75,7 +108,8 @@ class GlobalController:
                 r.prefix_tokens = int(wl.prefix_tokens[i])
         if wl.conversation is not None:
             r.conversation, r.turn = int(wl.conversation[i]), int(wl.turn[i])
-        self.requests.append(r)
+        self.active[i] = r
+        self._order.append(i)
         return r
 
     def _open_loop(self):
@@ -90,7 +124,7 @@ class GlobalController:
 
     def _lifecycle(self, run, request: Request):
         yield from run(request, self)
-        self.finished += 1
+        self._done(request)
 
     def _client(self, delay: float = 0.0):
         env = self.env
@@ -101,8 +135,10 @@ class GlobalController:
         while self._next < self.total:
             i = self._next
             self._next += 1
-            yield from run(self._new(i), self)
-            self.finished += 1
+            r = self._new(i)
+            yield from run(r, self)
+            self._done(r)
+            del r
             if think > 0:
                 yield env.timeout(think)
 
@@ -164,7 +200,7 @@ class GlobalController:
                     yield env.timeout(wait)
             r = self._new(i)
             yield from run(r, self)
-            self.finished += 1
+            self._done(r)
             if r.rejected is not None:
                 self.total -= len(turns) - k - 1  # never sent
                 return

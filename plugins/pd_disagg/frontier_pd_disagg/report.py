@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from frontier_core import ITER_FIELDS, WorkflowReport
+from frontier_core import WorkflowReport
 
 if TYPE_CHECKING:
     from frontier_pd_disagg.workflow import PDWorkflow
@@ -65,20 +66,22 @@ def _stats(x: np.ndarray) -> dict[str, float | None]:
             "p99": float(p99), "max": float(x.max())}
 
 
-def _times(reqs: list[Any]) -> dict[str, np.ndarray]:
-    n = len(reqs)
-    out = {
-        "arrival": np.fromiter((r.arrival for r in reqs), float, n),
-        "first_scheduled": np.fromiter((r.first_scheduled for r in reqs), float, n),
-        "first_token": np.fromiter((r.first_token for r in reqs), float, n),
-        "completion": np.fromiter((r.completion for r in reqs), float, n),
-    }
+def _times(sim: Any) -> dict[str, np.ndarray]:
+    """Each request's stamps in id order (NaN for a rejected one), from the controller's
+    log of finished requests and the ones still running."""
+    ctl = sim.controller
+    c = ctl.log.columns(ctl.active.values(), ("id", "arrival", "first_scheduled",
+                                               "first_token", "completion", "rejected"))
+    st = c["stage_times"]
+    out = {k: c[k] for k in ("arrival", "first_scheduled", "first_token", "completion")}
     # When the prefill ended (its token); a request that ended there has only first_token.
-    out["prefill_end"] = np.fromiter(
-        (r.stage_times.get("prefill_end", r.first_token) for r in reqs), float, n)
+    out["prefill_end"] = (np.where(np.isnan(st["prefill_end"]), c["first_token"],
+                                   st["prefill_end"])
+                          if "prefill_end" in st else c["first_token"])
+    nan = np.full(len(c["id"]), np.nan)
     for key in ("kv_reserved", "kv_transferred"):
-        out[key] = np.fromiter((r.stage_times.get(key, np.nan) for r in reqs), float, n)
-    ok = np.array([r.rejected is None for r in reqs], bool)
+        out[key] = st.get(key, nan)
+    ok = np.array([r is None for r in c["rejected"].tolist()], bool)
     for k in out:
         out[k] = np.where(ok, out[k], np.nan)
     return out
@@ -93,9 +96,9 @@ def _count_between(start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndar
     return np.searchsorted(s, t, side="right") - np.searchsorted(e, t, side="right")
 
 
-def _busy_curve(rep: Any, iter_fields: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative busy seconds of one replica as a piecewise-linear function of time."""
-    a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, iter_fields)
+def _busy_curve(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative busy seconds of one replica (``a``: its iteration records) as a
+    piecewise-linear function of time."""
     if not len(a):
         return np.zeros(1), np.zeros(1)
     start, lat = a[:, 0], a[:, 1]
@@ -109,9 +112,9 @@ def _busy_curve(rep: Any, iter_fields: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _kv_curve(rep: Any, iter_fields: int, t: np.ndarray) -> np.ndarray:
-    """KV blocks in use at the iteration last started at or before each ``t``."""
-    a = np.frombuffer(rep.iterations, dtype=float).reshape(-1, iter_fields)
+def _kv_curve(a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """KV blocks in use at the iteration last started at or before each ``t`` (``a``: the
+    replica's iteration records)."""
     if not len(a):
         return np.zeros(len(t))
     i = np.searchsorted(a[:, 0], t, side="right") - 1
@@ -122,7 +125,6 @@ def timeseries(wf: PDWorkflow, sim: Any, times: dict[str, np.ndarray]) -> dict[s
     """Queue lengths of each stage and busy / KV fractions of each cluster, sampled at
     ``timeseries_points`` evenly spaced times (busy: fraction of the interval before
     each sample)."""
-    nf = len(ITER_FIELDS)
     arr = times["arrival"]
     end = float(np.nanmax(times["completion"])) if np.isfinite(times["completion"]).any() else 0.0
     begin = float(np.nanmin(arr)) if len(arr) else 0.0
@@ -143,9 +145,11 @@ def timeseries(wf: PDWorkflow, sim: Any, times: dict[str, np.ndarray]) -> dict[s
         busy = np.zeros(len(t))
         kv = np.zeros(len(t))
         for rep in cw.replicas:
-            x, y = _busy_curve(rep, nf)
+            a = sim.controller.iterlog.rows(rep)  # records spilled to a file included
+            x, y = _busy_curve(a)
             busy += np.interp(t, x, y)
-            kv += _kv_curve(rep, nf, t) / rep.kv.num_blocks
+            kv += _kv_curve(a, t) / rep.kv.num_blocks
+            del a
         frac = np.zeros(len(t))
         frac[1:] = np.diff(busy)[0:] / (dt[1:] * len(cw.replicas))
         out[f"busy_{cname}"] = np.clip(frac, 0.0, 1.0)
@@ -164,12 +168,11 @@ def _csv(cols: dict[str, np.ndarray]) -> str:
 
 
 def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
-    reqs = sorted(sim.controller.requests, key=lambda r: r.id)
-    times = _times(reqs)
+    times = _times(sim)
     col = segments(wf, times)
     # A request that finished at prefill (one output token) has no later stages.
     pre = ttft_segments(wf)
-    through = np.all([~np.isnan(col[k]) for k in pre], axis=0) if len(reqs) else np.zeros(0, bool)
+    through = np.all([~np.isnan(col[k]) for k in pre], axis=0) if len(times["arrival"]) else np.zeros(0, bool)
     ttft = times["first_token"] - times["arrival"]
     ts = timeseries(wf, sim, times)
     makespan = max(float(ts["time_s"][-1] - ts["time_s"][0]), 1e-12)
@@ -223,7 +226,7 @@ def pd_report(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> WorkflowReport:
     }
     return WorkflowReport(summary=summary, columns=col,
                           files={"pd_timeseries.csv": _csv(ts)},
-                          trace_events=_trace(wf, sim, pids), lines=_lines(summary))
+                          trace_events=_Events(wf, pids), lines=_lines(summary))
 
 
 def _decode_caches(wf: PDWorkflow) -> bool:
@@ -273,25 +276,34 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
-def _trace(wf: PDWorkflow, sim: Any, pids: dict[str, int]) -> list[dict[str, Any]]:
+class _Events:
+    """Trace events built each time they are iterated: only when trace.json is written,
+    and a chunk at a time (there are four per transfer)."""
+
+    def __init__(self, wf: PDWorkflow, pids: dict[str, int]) -> None:
+        self.wf, self.pids = wf, pids
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return _trace(self.wf, self.pids)
+
+
+def _trace(wf: PDWorkflow, pids: dict[str, int]) -> Iterator[dict[str, Any]]:
     """A 'KV send' track under each prefill replica with one slice per transfer, and a
     flow arrow from it to the decode replica that receives the cache."""
-    events: list[dict[str, Any]] = []
     named: set[tuple[int, int]] = set()
     for i, x in enumerate(wf.transfers):
         pid = pids[x.src]
         tid = 10_000 + x.src_replica
         if (pid, tid) not in named:
             named.add((pid, tid))
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
-                           "args": {"name": f"replica {x.src_replica} KV send"}})
+            yield {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                   "args": {"name": f"replica {x.src_replica} KV send"}}
         ts, te = round(x.start * 1e6, 3), round(x.end * 1e6, 3)
-        events.append({"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": round(te - ts, 3),
-                       "name": f"KV r{x.request}", "cat": "kv_transfer",
-                       "args": {"request": x.request, "bytes": x.nbytes, "link": x.link,
-                                "to": f"{x.dst}[{x.dst_replica}]"}})
-        events.append({"ph": "s", "id": i, "pid": pid, "tid": tid, "ts": ts,
-                       "name": "kv", "cat": "kv_transfer"})
-        events.append({"ph": "f", "bp": "e", "id": i, "pid": pids[x.dst],
-                       "tid": x.dst_replica + 1, "ts": te, "name": "kv", "cat": "kv_transfer"})
-    return events
+        yield {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": round(te - ts, 3),
+               "name": f"KV r{x.request}", "cat": "kv_transfer",
+               "args": {"request": x.request, "bytes": x.nbytes, "link": x.link,
+                        "to": f"{x.dst}[{x.dst_replica}]"}}
+        yield {"ph": "s", "id": i, "pid": pid, "tid": tid, "ts": ts,
+               "name": "kv", "cat": "kv_transfer"}
+        yield {"ph": "f", "bp": "e", "id": i, "pid": pids[x.dst],
+               "tid": x.dst_replica + 1, "ts": te, "name": "kv", "cat": "kv_transfer"}
