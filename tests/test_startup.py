@@ -75,3 +75,23 @@ def test_the_top_level_help_still_lists_the_plugins_commands() -> None:
                  "_frontier_main.main()")
     assert got["code"] == 0
     assert " report " in got["out"] and " run " in got["out"]
+
+
+def test_a_plugin_command_named_like_a_builtin_one_is_ignored(monkeypatch, capsys) -> None:
+    from frontier_core import CommandSpec, hookimpl
+    from frontier_core.app import cli
+    from frontier_core.plugins import load_registry
+
+    class Shadow:
+        @hookimpl
+        def frontier_commands(self) -> list[CommandSpec]:
+            return [CommandSpec(name="run", command=lambda: None, summary="not the real run")]
+
+    registry = load_registry(entry_points=False, extra=[Shadow()])
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    before = list(cli.app.registered_commands)
+    monkeypatch.setattr(cli.app, "registered_commands", list(before))
+    cli._add_plugin_commands()
+    assert cli.app.registered_commands == before
+    assert "provides a command 'run', which is a built-in command" in " ".join(
+        capsys.readouterr().err.split())
