@@ -1,8 +1,9 @@
 """The ``frontier`` console script: Ctrl-C and SIGTERM handled before Frontier is imported.
 
-A module of its own, outside the ``frontier_core`` package on purpose: importing any
-module of the package first imports the package (numpy, pydantic, simpy: about 0.8 s),
-and a Ctrl-C in that time would otherwise print a ``KeyboardInterrupt`` traceback.
+A module of its own, outside the ``frontier_core`` package on purpose: importing the
+command (the command-line library, rich) and, for a run, the simulator (numpy, pydantic,
+simpy, the plugins) takes a noticeable time, and a Ctrl-C in that time would otherwise
+print a ``KeyboardInterrupt`` traceback.
 
 Every interrupt gives one line on stderr, saying what stopped and that nothing was
 written (or, for a sweep, which finished runs are kept), and no traceback. Exit status:

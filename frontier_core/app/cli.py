@@ -638,7 +638,7 @@ def _add_plugin_commands() -> None:
         reg = _registry()
     except FrontierError:
         return  # reported when a command needs the registry
-    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    taken = _command_names()
     for p in reg.provided("command"):
         spec = p.item
         if spec.name in taken:
@@ -653,15 +653,35 @@ def _add_plugin_commands() -> None:
             app.command(name=spec.name, help=spec.summary)(spec.command)
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command the command line names (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _command_names() -> set[str]:
+    """The names of the commands and command groups the app has now (typer leaves a
+    command's name unset when it comes from its function's name)."""
+    from typer.main import get_command_name
+
+    return ({c.name or get_command_name(c.callback.__name__) for c in app.registered_commands}
+            | {g.name for g in app.registered_groups})
+
+
+def _builtin_command(argv: Sequence[str]) -> bool:
+    """Whether the command line names a command the app has before the plugins' are
+    added: one of the kernel's own (``run``, ``config``)."""
+    return _command_name(argv) in _command_names()
+
+
 def _missing_command(argv: Sequence[str]) -> None:
     """A PluginError when the command asked for is one a plugin of the project provides
     and that plugin is not installed (the command-line library would only say "No such
     command")."""
     from frontier_core.plugins import KNOWN_PROVIDERS
 
-    name = next((a for a in argv if not a.startswith("-")), None)
+    name = _command_name(argv)
     dist = KNOWN_PROVIDERS.get(("command", name or ""))
-    taken = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    taken = _command_names()
     if dist is None or name in taken:
         return
     folder = dist.removeprefix("frontier-").replace("-", "_")
@@ -686,8 +706,12 @@ def main() -> None:
     """Console entry point: user errors become one paragraph on stderr and exit 2."""
     warnings.showwarning = _show_warning
     try:
-        _add_plugin_commands()
-        _missing_command(sys.argv[1:])
+        # NOTE: perf — a built-in command runs without loading the plugins up front (its
+        # run loads them when it assembles), so `frontier run --help` starts fast; no
+        # plugin's command can take a built-in command's name anyway.
+        if not _builtin_command(sys.argv[1:]):
+            _add_plugin_commands()
+            _missing_command(sys.argv[1:])
         app()
     except FrontierError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
