@@ -286,6 +286,17 @@ class ExecutionPredictor:
             it.latency += d
         return it
 
+    def decode_step(self, kvd: np.ndarray, ranks: np.ndarray | None, replica: int = 0,
+                    now: float = 0.0) -> IterationTime:
+        """``iteration`` of a decode-only batch without speculation, from its arrays: each
+        sequence's context ``kvd`` (its new token included) and, with dp > 1, its DP
+        rank. An iteration leap (``ReplicaWorker._leap``) prices its iterations with it;
+        the calls, and so the results, are those ``iteration`` makes."""
+        if self.spec is not None:
+            raise ValueError("decode_step prices iterations without speculative decoding")
+        ids_p = None if ranks is None else np.zeros(0, np.int64)
+        return self.run(None, None, None, kvd, None, ids_p, ranks, replica, now)
+
     def run(self, q: np.ndarray | None, kvp: np.ndarray | None, emits: np.ndarray | None,
             kvd: np.ndarray | None, wd: np.ndarray | None, ids_p: np.ndarray | None,
             ids_d: np.ndarray | None, replica: int = 0, now: float = 0.0) -> IterationTime:
