@@ -101,7 +101,8 @@ def dense_configs(draw) -> dict[str, Any]:
         cluster.pop("scheduler")
     return {
         "model": "llama-2-7b", "deployment": {"clusters": [cluster]},
-        "predictor": ["linear-test"],
+        # the roofline prices a leap's decode attention as one series
+        "predictor": draw(st.sampled_from([["linear-test"], ["roofline"]])),
         "workload": workload(draw(st.integers(5, 30)), draw(st.sampled_from([2.0, 20.0, 200.0])),
                              16, draw(st.sampled_from([64, 2048])), 1,
                              draw(st.sampled_from([8, 120])),
@@ -146,6 +147,7 @@ def pd_configs(draw) -> dict[str, Any]:
     gpu = "h100-sxm"
     tp = 8 if moe else draw(st.sampled_from([1, 2]))
     decode: dict[str, Any] = {"name": "decode", "gpu": gpu, "tp": tp,
+                              "gpu_memory_fraction": draw(st.sampled_from([0.9, 0.5])),
                               "replicas": draw(st.sampled_from([1, 2])),
                               "block_size": draw(st.sampled_from([4, 16])),
                               "scheduler": draw(st.sampled_from(SCHEDULERS[:4]))}
@@ -156,7 +158,7 @@ def pd_configs(draw) -> dict[str, Any]:
         "model": model,
         "deployment": {"workflow": {"name": "pd"},
                        "clusters": [{"name": "prefill", "gpu": gpu, "tp": tp}, decode]},
-        "predictor": ["linear-test"],
+        "predictor": draw(st.sampled_from([["linear-test"], ["roofline"]])),
         "workload": workload(draw(st.integers(4, 20)), draw(st.sampled_from([5.0, 50.0])),
                              16, 512, 1, draw(st.sampled_from([8, 80]))),
         "seed": draw(st.integers(0, 3)), "output": {"trace": False},

@@ -119,6 +119,7 @@ class ReplicaWorker:
         # iteration from arrays (``decode_step``), without pipelining or speculation.
         self._skip_decodes = getattr(scheduler, "skip_decodes", None)
         self._decode_step = getattr(executor, "decode_step", None)
+        self._decode_series = getattr(executor, "decode_series", None)
         self.leaps = 0  # leaps taken, and the iterations they covered
         self.leapt = 0
         self._leap_on = (leaping_enabled() and self.pp == 1 and self.spec is None
@@ -378,14 +379,18 @@ class ReplicaWorker:
         starts, lats = [], []
         j = 1
         kvd = c + 1
+        series = (self._decode_series(c + 2, limit - 1)
+                  if self._decode_series is not None else None)
         while j < limit and end < horizon:
             if tight and int((np.maximum(j + 1 - first + bs, 0) // bs).sum()) > room:
                 break
             j += 1
             busy += lat
-            kvd = kvd + 1  # a new array: the predictor may keep the one it was given
-            it = run(kvd, ranks, index, end)
-            start, lat = end, it.latency
+            if series is not None:
+                start, lat = end, series(j - 2)
+            else:
+                kvd = kvd + 1  # a new array: the predictor may keep the one it was given
+                start, lat = end, run(kvd, ranks, index, end).latency
             end = start + lat
             starts.append(start)
             lats.append(lat)
