@@ -245,6 +245,26 @@ class RooflinePredictor:
                     + 2.0 * len(kv) * call.num_heads * s_elem) * hd
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
 
+    def predict_series(self, call: OpCall, steps: int) -> np.ndarray | None:
+        """Seconds of ``steps`` successive decode steps of ``call`` (an
+        ``attention_decode`` call; step i has every context ``kv_lens + i``), as
+        ``predict`` gives them one by one (the same float operations, element by
+        element); None for any other call. An iteration leap prices its attention so."""
+        if call.op != "attention_decode" or (call.extra and call.extra.get("window")):
+            return None
+        kv = call.kv_lens
+        if kv is None or len(kv) == 0:
+            return None
+        s_flop, s_elem = self._rate(call.dtype)
+        n = len(kv)
+        sum_kv = (int(kv.sum()) + n * np.arange(steps, dtype=np.int64)).astype(float)
+        hd = call.head_dim
+        planes, kv_elem = self._kv_layout(call, s_elem)
+        t_compute = 4.0 * call.num_heads * hd * sum_kv * s_flop
+        t_memory = (planes * sum_kv * call.num_kv_heads * kv_elem
+                    + 2.0 * n * call.num_heads * s_elem) * hd
+        return np.where(t_compute > t_memory, t_compute, t_memory) + self.launch_s
+
     def _linear_attention(self, call: OpCall) -> float:
         # Gated DeltaNet over each sequence's q tokens, H value heads, key width dk, value
         # width dv (Yang et al., ICLR 2025; the flash-linear-attention kernels engines

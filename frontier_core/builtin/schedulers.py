@@ -57,6 +57,9 @@ class VLLMScheduler:
         decode_running(view, batch)
         return batch
 
+    def skip_decodes(self, n: int) -> None:
+        """Nothing to update for ``n`` schedules that decoded every running request."""
+
 
 class SarathiOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -80,6 +83,9 @@ class SarathiScheduler:
         budget = continue_chunks(view, batch, budget)
         admit_chunks(view, batch, budget, self.max_seqs)
         return batch
+
+    def skip_decodes(self, n: int) -> None:
+        """Nothing to update for ``n`` schedules that decoded every running request."""
 
 
 class OrcaOptions(BatchLimits):
@@ -126,6 +132,9 @@ class OrcaScheduler:
                 batch.chunks.append(chunk)
                 tokens += chunk
         return batch
+
+    def skip_decodes(self, n: int) -> None:
+        """Nothing to update for ``n`` schedules that decoded every running request."""
 
 
 class SGLangOptions(BaseModel):
@@ -212,3 +221,11 @@ class SGLangScheduler:
             elif batch.decode:
                 self.ratio = max(self.min_ratio, self.ratio - self.decay)
         return batch
+
+    def skip_decodes(self, n: int) -> None:
+        """``n`` schedules that decoded every running request, nothing retracted: the
+        ratio decays once each (step by step, as the schedules would round it)."""
+        ratio, low, decay = self.ratio, self.min_ratio, self.decay
+        for _ in range(n):
+            ratio = max(low, ratio - decay)
+        self.ratio = ratio

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -285,6 +285,59 @@ class ExecutionPredictor:
             it.stage += d
             it.latency += d
         return it
+
+    def decode_step(self, kvd: np.ndarray, ranks: np.ndarray | None, replica: int = 0,
+                    now: float = 0.0) -> IterationTime:
+        """``iteration`` of a decode-only batch without speculation, from its arrays: each
+        sequence's context ``kvd`` (its new token included) and, with dp > 1, its DP
+        rank. An iteration leap (``ReplicaWorker._leap``) prices its iterations with it;
+        the calls, and so the results, are those ``iteration`` makes."""
+        if self.spec is not None:
+            raise ValueError("decode_step prices iterations without speculative decoding")
+        ids_p = None if ranks is None else np.zeros(0, np.int64)
+        return self.run(None, None, None, kvd, None, ids_p, ranks, replica, now)
+
+    def decode_series(self, kvd: np.ndarray, steps: int) -> Callable[[int], float] | None:
+        """Up to ``steps`` successive decode-only iterations of one batch (step i: every
+        context ``kvd + i``) priced at once where the predictor chain allows it: a
+        replica without DP ranks or a per-iteration block, one kind of attention, and a
+        first predictor with ``predict_series`` for its decode attention. Returns
+        ``price(i)``, the latency of step i, which credits the backends as ``iteration``
+        would (call it once per step, in order); None when not priced so. Everything
+        but the attention is the same at every step (memoised on the tokens)."""
+        if (self.moe_step is not None or self.dp > 1 or self.spec is not None
+                or len(self.mixers) != 1):
+            return None
+        calls = self.mixers[0].calls(None, None, kvd, None)
+        series = getattr(self.chain[0][1], "predict_series", None)
+        if len(calls) != 1 or series is None:
+            return None
+        attn = series(calls[0], steps)
+        if attn is None:
+            return None
+        a = attn.tolist()
+        n = len(kvd)
+        eng = self.engine
+        layers, lc = self._layers(n if eng is None else self._graph_tokens(n, n, True))
+        extras, ec = self._extras(n, n)
+        pp = self.pp
+        nl = self.model.num_layers / pp
+        add = [x * pp + y for x, y in zip(lc, ec, strict=True)]
+        credit = self.credit
+        with_host = self._with_host
+
+        def price(i: int) -> float:
+            # NOTE: perf — ``forward``'s arithmetic for a decode-only batch, in its order
+            x = a[i]
+            credit[0] += x * nl
+            for j, v in enumerate(add):
+                credit[j] += v
+            stage = layers + x * nl
+            if eng is not None:
+                return with_host(stage + extras, stage * pp + extras, n, n).latency
+            return stage * pp + extras
+
+        return price
 
     def run(self, q: np.ndarray | None, kvp: np.ndarray | None, emits: np.ndarray | None,
             kvd: np.ndarray | None, wd: np.ndarray | None, ids_p: np.ndarray | None,

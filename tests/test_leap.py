@@ -1,0 +1,244 @@
+"""Iteration leaping (``ReplicaWorker._leap``) gives what stepping one iteration at a
+time gives: the same summary, per-request table and per-iteration records, on random
+small configs (dense and MoE, co-located and PD), and a leap stops where stepping would
+see something new (an arrival, a completion, a KV block it cannot take)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from frontier_core.assemble import assemble
+from frontier_core.config import RunConfig
+from frontier_core.plugins import load_registry
+from frontier_core.testing import linear_test_plugin
+
+
+@contextmanager
+def leaping(on: bool) -> Iterator[None]:
+    old = os.environ.get("FRONTIER_LEAP")
+    os.environ["FRONTIER_LEAP"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FRONTIER_LEAP"]
+        else:
+            os.environ["FRONTIER_LEAP"] = old
+
+
+_REGISTRY: list[Any] = []
+
+
+def _registry() -> Any:
+    if not _REGISTRY:
+        _REGISTRY.append(load_registry(extra=[linear_test_plugin()]))
+    return _REGISTRY[0]
+
+
+def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int]:
+    """summary.json and requests.csv as written, each replica's iteration records, and
+    how many iterations leaps covered."""
+    from frontier_core.app.metrics import request_table, requests_csv, summarize
+
+    cfg = RunConfig.model_validate(data)
+    with leaping(on):
+        sim = assemble(cfg, _registry()).run()
+    col = request_table(sim)
+    summary = json.dumps(summarize(sim, col), sort_keys=True, default=str)
+    reps = [r for cw in sim.clusters.values() for r in cw.replicas]
+    return (summary, requests_csv(col), [bytes(r.iterations) for r in reps],
+            sum(r.leapt for r in reps))
+
+
+def assert_same(data: dict[str, Any]) -> int:
+    step = outputs(data, on=False)
+    leap = outputs(data, on=True)
+    assert step[3] == 0
+    assert leap[0] == step[0]
+    assert leap[1] == step[1]
+    assert leap[2] == step[2]
+    return leap[3]
+
+
+def workload(n: int, rate: float, low: int, high: int, out_low: int, out_high: int,
+             arrival: str = "poisson") -> dict[str, Any]:
+    return {"arrival": {"process": arrival, "rate": rate},
+            "prompt_len": {"dist": "uniform", "low": low, "high": high},
+            "output_len": {"dist": "uniform", "low": out_low, "high": out_high},
+            "num_requests": n}
+
+
+SCHEDULERS = [{"name": "vllm"}, {"name": "sarathi", "token_budget": 256},
+              {"name": "orca", "capacity": "max_utilization"}, {"name": "sglang"},
+              {"name": "vllm", "max_num_seqs": 4}]
+
+
+@st.composite
+def dense_configs(draw) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": "main", "gpu": "a100-80g-sxm",
+        "replicas": draw(st.sampled_from([1, 1, 2])),
+        "block_size": draw(st.sampled_from([1, 4, 16])),
+        "scheduler": draw(st.sampled_from(SCHEDULERS)),
+        "router": {"name": draw(st.sampled_from(["round_robin", "least_outstanding", "least_kv"]))},
+        "gpu_memory_fraction": 0.2,
+        # 1.5 GB of activations leaves ~1700 tokens of KV: block limits, preemptions
+        "activation_reserve_gb": draw(st.sampled_from([0.2, 1.5])),
+        "prefix_cache": draw(st.booleans()),
+    }
+    engine = draw(st.sampled_from([None, "vllm", "sglang"]))
+    if engine is not None:
+        cluster["engine"] = {"name": engine}
+        cluster.pop("scheduler")
+    return {
+        "model": "llama-2-7b", "deployment": {"clusters": [cluster]},
+        # the roofline prices a leap's decode attention as one series
+        "predictor": draw(st.sampled_from([["linear-test"], ["roofline"]])),
+        "workload": workload(draw(st.integers(5, 30)), draw(st.sampled_from([2.0, 20.0, 200.0])),
+                             16, draw(st.sampled_from([64, 2048])), 1,
+                             draw(st.sampled_from([8, 120])),
+                             draw(st.sampled_from(["poisson", "fixed"]))),
+        "seed": draw(st.integers(0, 3)), "output": {"trace": False},
+    }
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dense_configs())
+def test_dense_leaping_equals_stepping(data: dict[str, Any]) -> None:
+    assert_same(data)
+
+
+@st.composite
+def moe_configs(draw) -> dict[str, Any]:
+    dp = draw(st.sampled_from([1, 2, 4]))
+    cluster = {"name": "main", "gpu": "h100-sxm", "tp": 8 // dp, "dp": dp,
+               "block_size": draw(st.sampled_from([4, 16])),
+               "scheduler": draw(st.sampled_from(SCHEDULERS[:4])),
+               "moe": {"name": "moe", "routing": draw(st.sampled_from(["uniform", "power_law:1.2"]))}}
+    return {
+        "model": "mixtral-8x7b", "deployment": {"clusters": [cluster]},
+        "predictor": ["linear-test"],
+        "workload": workload(draw(st.integers(4, 16)), draw(st.sampled_from([5.0, 50.0])),
+                             16, 256, 1, draw(st.sampled_from([8, 60]))),
+        "seed": draw(st.integers(0, 3)), "output": {"trace": False},
+    }
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(moe_configs())
+def test_moe_leaping_equals_stepping(data: dict[str, Any]) -> None:
+    pytest.importorskip("frontier_moe_ep")
+    assert_same(data)
+
+
+@st.composite
+def pd_configs(draw) -> dict[str, Any]:
+    moe = draw(st.booleans())
+    model = "mixtral-8x7b" if moe else "llama-2-7b"
+    gpu = "h100-sxm"
+    tp = 8 if moe else draw(st.sampled_from([1, 2]))
+    decode: dict[str, Any] = {"name": "decode", "gpu": gpu, "tp": tp,
+                              "gpu_memory_fraction": draw(st.sampled_from([0.9, 0.5])),
+                              "replicas": draw(st.sampled_from([1, 2])),
+                              "block_size": draw(st.sampled_from([4, 16])),
+                              "scheduler": draw(st.sampled_from(SCHEDULERS[:4]))}
+    if draw(st.booleans()):
+        decode["engine"] = {"name": "sglang"}
+        decode.pop("scheduler")
+    return {
+        "model": model,
+        "deployment": {"workflow": {"name": "pd"},
+                       "clusters": [{"name": "prefill", "gpu": gpu, "tp": tp}, decode]},
+        "predictor": draw(st.sampled_from([["linear-test"], ["roofline"]])),
+        "workload": workload(draw(st.integers(4, 20)), draw(st.sampled_from([5.0, 50.0])),
+                             16, 512, 1, draw(st.sampled_from([8, 80]))),
+        "seed": draw(st.integers(0, 3)), "output": {"trace": False},
+    }
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pd_configs())
+def test_pd_leaping_equals_stepping(data: dict[str, Any]) -> None:
+    pytest.importorskip("frontier_pd_disagg")
+    if "mixtral" in data["model"]:
+        pytest.importorskip("frontier_moe_ep")
+    assert_same(data)
+
+
+# ---- where a leap stops ------------------------------------------------------------
+
+
+def one_replica(n: int, rate: float, prompt: int, out: int, **cluster: Any) -> dict[str, Any]:
+    return {"model": "llama-2-7b",
+            "deployment": {"clusters": [{"name": "main", "gpu": "a100-80g-sxm", **cluster}]},
+            "predictor": ["linear-test"],
+            "workload": {"arrival": {"process": "fixed", "rate": rate},
+                         "prompt_len": {"dist": "fixed", "value": prompt},
+                         "output_len": {"dist": "fixed", "value": out}, "num_requests": n},
+            "seed": 0, "output": {"trace": False}}
+
+
+def iteration_records(data: dict[str, Any], on: bool) -> np.ndarray:
+    from frontier_core.engine.replica import ITER_FIELDS
+
+    cfg = RunConfig.model_validate(data)
+    with leaping(on):
+        sim = assemble(cfg, _registry()).run()
+    rep = sim.clusters["main"].replicas[0]
+    return np.frombuffer(rep.iterations, float).reshape(-1, len(ITER_FIELDS)), rep
+
+
+def test_leap_stops_at_an_arrival() -> None:
+    """Requests arrive while others decode: the prefill of each arrival starts at the
+    same iteration boundary as when stepping, and leaps happen between arrivals."""
+    data = one_replica(6, 40.0, 64, 200)
+    a, _ = iteration_records(data, False)
+    b, rep = iteration_records(data, True)
+    assert rep.leaps > 0
+    assert np.array_equal(a, b)
+    # every prefill after the first starts the iteration after its arrival
+    assert int((b[:, 2] > 0).sum()) == 6
+    assert assert_same(data) > 0
+
+
+def test_leap_ends_with_a_completion() -> None:
+    """One request alone: the leaps end at its completion, none runs past it."""
+    data = one_replica(1, 1.0, 64, 100)
+    a, _ = iteration_records(data, False)
+    b, rep = iteration_records(data, True)
+    assert np.array_equal(a, b)
+    assert len(b) == 100  # a prefill and 99 decodes
+    assert rep.leaps >= 1 and rep.leapt <= 99
+    assert assert_same(data) > 0
+
+
+def test_leap_stops_at_a_block_it_cannot_take() -> None:
+    """Block size 1 and barely enough KV: every decode grows by a block and the cache
+    runs out, so leaps stop before the grow that would preempt; stepping and leaping
+    preempt the same requests at the same times."""
+    # ~1700 tokens of KV for 8 requests of up to 340
+    data = one_replica(8, 1000.0, 40, 300, block_size=1, gpu_memory_fraction=0.2,
+                       activation_reserve_gb=1.5, scheduler={"name": "vllm", "watermark": 0.0})
+    a, _ = iteration_records(data, False)
+    b, rep = iteration_records(data, True)
+    assert np.array_equal(a, b)
+    assert rep.preemptions > 0 and rep.leaps > 0
+    assert_same(data)
+
+
+def test_leap_off_switch() -> None:
+    """``FRONTIER_LEAP=0`` steps one iteration at a time."""
+    data = one_replica(3, 5.0, 64, 50)
+    _, rep = iteration_records(data, False)
+    assert rep.leaps == 0
+    _, rep = iteration_records(data, True)
+    assert rep.leaps > 0
