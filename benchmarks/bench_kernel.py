@@ -100,7 +100,7 @@ def run_case(case: str, predictor: str, model: str | None = None) -> dict:
     t1 = time.perf_counter()
     s = summarize(sim)
     t_sum = time.perf_counter() - t1
-    n = len(sim.controller.requests)
+    n = len(sim.controller.log)
     return {
         "case": case, "predictor": predictor, "requests": n,
         "replicas": CASES[case]["replicas"],
