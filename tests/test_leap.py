@@ -1,4 +1,4 @@
-"""Iteration leaping (``ReplicaWorker._leap``) gives what stepping one iteration at a
+"""Iteration leaping (``frontier_core.engine.leap``) gives what stepping one iteration at a
 time gives: the same summary, per-request table and per-iteration records, on random
 small configs (dense and MoE, co-located and PD), and a leap stops where stepping would
 see something new (an arrival, a completion, a KV block it cannot take)."""

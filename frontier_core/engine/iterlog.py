@@ -17,6 +17,9 @@ from typing import IO, Any
 
 import numpy as np
 
+# Per-iteration record fields, flattened into one array (a replica's ``iterations``).
+ITER_FIELDS = ("start", "latency", "prefills", "decodes", "tokens", "kv_used")
+
 # Finished requests between two spills, and the records a replica must hold for its
 # array to be spilled (fewer stay in memory: not worth a write).
 SPILL_EVERY = 4096

@@ -2,26 +2,23 @@
 
 The loop is schedule -> predict the iteration -> advance time -> update
 requests: one simpy event per iteration, never per token, or one per leap over
-decode-only iterations that nothing else can interleave with (``_leap``). With pipeline
-parallelism up to ``pp`` batches are in flight; the next batch starts when the
-first stage is free, and a request is in at most one batch at a time.
+decode-only iterations that nothing else can interleave with (``leap_decodes``, in
+frontier_core/engine/leap.py). With pipeline parallelism up to ``pp`` batches are in
+flight; the next batch starts when the first stage is free, and a request is in at most
+one batch at a time.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from array import array
 from collections import deque
 from collections.abc import Callable
-from heapq import heappush
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
-import numpy as np
-from simpy.events import NORMAL
-
+from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
 from frontier_core.engine.kv import PagedKVCache
+from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
 from frontier_core.records import Batch, Request
 
 if TYPE_CHECKING:
@@ -32,19 +29,6 @@ if TYPE_CHECKING:
 
 # Waiting requests (from the head) matched against the prefix cache before a schedule.
 MATCH_WINDOW = 256
-
-# Per-iteration record fields, flattened into one array (see ``iterations``).
-ITER_FIELDS = ("start", "latency", "prefills", "decodes", "tokens", "kv_used")
-
-# What an iteration leap reads of each decoding request (see ``ReplicaWorker._leap``).
-_LEAP_FIELDS = attrgetter("generated", "output_len", "computed", "blocks", "shared_blocks")
-
-
-def leaping_enabled() -> bool:
-    """Iteration leaping (``ReplicaWorker._leap``) is on unless ``FRONTIER_LEAP=0``: the
-    results are the same either way; stepping one iteration at a time is the reference
-    that the leap is tested against."""
-    return os.environ.get("FRONTIER_LEAP", "1") != "0"
 
 
 class ReplicaWorker:
@@ -114,7 +98,7 @@ class ReplicaWorker:
         engine = getattr(executor, "engine", None)  # stand-in executors may have none
         self.overlap = engine is not None and engine.overlap
         self._cutoff = math.inf  # requests queued after this are not yet visible
-        # Iteration leaping (``_leap``): a scheduler that can skip its decode-only
+        # Iteration leaping (``leap_decodes``): a scheduler that can skip its decode-only
         # schedules (``skip_decodes``) and an execution model that prices a decode-only
         # iteration from arrays (``decode_step``), without pipelining or speculation.
         self._skip_decodes = getattr(scheduler, "skip_decodes", None)
@@ -307,10 +291,10 @@ class ReplicaWorker:
                 if (leap and not batch.prefill and not self.waiting and not self._unstamped
                         and len(batch.decode) == len(self.running) and not kv.rank_short
                         and now + lat < env.peek()):
-                    step = self._leap(batch, now, lat)
+                    step = leap_decodes(self, batch, now, lat)
                     if step is not None:
                         now, lat, end = step
-                        done = _timeout_at(env, end)
+                        done = timeout_at(env, end)
                 yield env.timeout(lat) if done is None else done
                 self.busy_time += lat
                 self._apply(batch, start=now)
@@ -323,121 +307,6 @@ class ReplicaWorker:
                 done.callbacks.append(lambda _ev, b=batch, t=now: self._land(b, t))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
-
-    def _leap(self, batch: Batch, now: float, lat: float) -> tuple[float, float, float] | None:
-        """Run the decode-only iterations that follow ``batch`` (just scheduled at ``now``,
-        ``lat`` seconds long) in one simpy event, as long as nothing else can happen
-        before each of them starts: no other event is pending before its start (so no
-        arrival, transfer or completion elsewhere can reach this replica, nor look at
-        it, meanwhile), no request finishes before the last one, nothing waits, and
-        every block a decode grows into is free without evicting anything (or, with a
-        fixed-size part per sequence, no decode grows at all). Under those conditions
-        each skipped schedule would decode the same requests, so their iterations are
-        priced in order (the same predictor calls and random draws, at the same start
-        times), recorded, and applied at once: the requests advance by all but the last
-        iteration now, which no one can observe before the last one's start; the last
-        is applied by the loop when the returned delay has passed, as stepping would.
-        Returns the start, latency and end time of the last iteration,
-        or None when no second iteration fits.
-
-        # NOTE: perf — between two arrivals a replica runs many decode-only iterations;
-        # this replaces their schedules, batch walks and events with one pass over the
-        # batch per leap.
-        """
-        env = self.env
-        horizon = env.peek()
-        dec = batch.decode
-        n = len(dec)
-        kv = self.kv
-        if kv.caching and any(r.pending for r in dec):
-            return None
-        a = np.array(list(map(_LEAP_FIELDS, dec)), np.int64).reshape(n, 5)
-        c, b, sh = a[:, 2], a[:, 3], a[:, 4]
-        # Iterations until the first request finishes: at most the last one of the leap.
-        limit = int((a[:, 1] - a[:, 0]).min())
-        bs = kv.block_size
-        first = None
-        if kv.seq_blocks:
-            # decode_running's block check ignores the fixed part: stop before any grow.
-            limit = min(limit, int((b * bs - c).min()))
-        else:
-            # Iteration j needs c + j tokens (its KV includes the new one): the first
-            # iteration for which a request needs one more block.
-            first = (b + sh) * bs - c + 1
-            room = kv.free_blocks - kv.idle_blocks
-        if limit < 2:
-            return None
-        run = self._decode_step
-        ranks = (np.fromiter((r.dp_rank for r in dec), np.int64, n) if self.dp > 1
-                 else None)
-        index = self.index
-        busy = self.busy_time
-        start, end = now, now + lat  # the last iteration planned (the first: ``batch``)
-        # Blocks that can run short only if every request may grow by one every ``bs``
-        # iterations: then check each iteration before pricing it.
-        tight = first is not None and n * (limit // bs + 2) > room
-        starts, lats = [], []
-        j = 1
-        kvd = c + 1
-        series = (self._decode_series(c + 2, limit - 1)
-                  if self._decode_series is not None else None)
-        while j < limit and end < horizon:
-            if tight and int((np.maximum(j + 1 - first + bs, 0) // bs).sum()) > room:
-                break
-            j += 1
-            busy += lat
-            if series is not None:
-                start, lat = end, series(j - 2)
-            else:
-                kvd = kvd + 1  # a new array: the predictor may keep the one it was given
-                start, lat = end, run(kvd, ranks, index, end).latency
-            end = start + lat
-            starts.append(start)
-            lats.append(lat)
-        if j == 1:
-            return None
-        used = kv.num_blocks - kv.free_blocks
-        m = j - 1
-        rows = np.empty((m, len(ITER_FIELDS)))
-        rows[:, 0] = starts
-        rows[:, 1] = lats
-        rows[:, 2] = 0
-        rows[:, 3:5] = n
-        extra = 0
-        if first is None:
-            rows[:, 5] = used
-        else:
-            # Blocks the skipped schedules grew by each iteration (decode_running's grows,
-            # all of them from free blocks): a request needs its next block from
-            # iteration ``first`` on, and one more every ``bs`` iterations.
-            js = np.arange(2, j + 1)
-            grown = (np.maximum(js[:, None] - first[None, :] + bs, 0) // bs).sum(axis=1)
-            rows[:, 5] = used + grown
-            extra = int(grown[-1])
-        self.iterations.frombytes(rows.tobytes())
-        self.leaps += 1
-        self.leapt += j
-        self.busy_time = busy
-        self._skip_decodes(m)
-        self._cutoff = start
-        if extra:
-            blocks = np.maximum(b, -(-(c + j) // bs) - sh)
-            grown = blocks - b
-            kv.free_blocks -= extra
-            used += extra
-            if used > kv.peak_used:
-                kv.peak_used = used
-            for i in np.flatnonzero(grown).tolist():
-                dec[i].blocks = int(blocks[i])
-            ru = kv.rank_used
-            if ru is not None and ranks is not None:
-                add = np.bincount(ranks, weights=grown, minlength=self.dp)
-                for k in np.flatnonzero(add).tolist():
-                    ru[k] += int(add[k])
-        for r in dec:
-            r.generated += j - 1
-            r.computed += j - 1
-        return start, lat, end
 
     def _hide_late(self) -> list[Request] | None:
         """Take the requests queued after the running step started off the tail of
@@ -625,24 +494,6 @@ class ReplicaWorker:
                 self.on_free(self)
         r.done.succeed()
 
-
-def _timeout_at(env: simpy.Environment, at: float) -> simpy.Event:
-    """A timeout that fires at exactly ``at``: the end time stepping reaches by adding
-    each iteration's latency to the clock in turn. ``env.timeout(at - env.now)`` may
-    miss it by an ulp (simpy adds the delay to the clock, and ``at`` need not be
-    reachable from ``now`` by one rounded addition).
-
-    # NOTE: perf — this is ``Environment.schedule``'s one line (simpy 4) with the time
-    # given instead of a delay; the event is queued as a timeout created now would be.
-    """
-    d = at - env.now
-    if env.now + d == at:
-        return env.timeout(d)
-    ev = env.event()
-    ev._ok = True
-    ev._value = None
-    heappush(env._queue, (at, NORMAL, next(env._eid), ev))  # type: ignore[attr-defined]
-    return ev
 
 
 def replica_kv_blocks(

@@ -290,8 +290,8 @@ class ExecutionPredictor:
                     now: float = 0.0) -> IterationTime:
         """``iteration`` of a decode-only batch without speculation, from its arrays: each
         sequence's context ``kvd`` (its new token included) and, with dp > 1, its DP
-        rank. An iteration leap (``ReplicaWorker._leap``) prices its iterations with it;
-        the calls, and so the results, are those ``iteration`` makes."""
+        rank. An iteration leap (``frontier_core.engine.leap``) prices its iterations with
+        it; the calls, and so the results, are those ``iteration`` makes."""
         if self.spec is not None:
             raise ValueError("decode_step prices iterations without speculative decoding")
         ids_p = None if ranks is None else np.zeros(0, np.int64)

@@ -1,0 +1,173 @@
+"""Iteration leaping: a replica's run of decode-only iterations in one simpy event.
+
+Between two arrivals a replica mostly decodes the same batch, iteration after
+iteration. When nothing else can happen before each of them starts,
+``leap_decodes`` prices them in order (as stepping would), records them and applies
+them at once, and the replica waits for one event at the end of the last
+(``timeout_at``). The results are those of stepping one iteration at a time
+(tests/test_leap.py compares both); ``FRONTIER_LEAP=0`` turns leaping off.
+"""
+
+from __future__ import annotations
+
+import os
+from heapq import heappush
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+import numpy as np
+from simpy.events import NORMAL
+
+from frontier_core.engine.iterlog import ITER_FIELDS
+
+if TYPE_CHECKING:
+    import simpy
+
+    from frontier_core.engine.replica import ReplicaWorker
+    from frontier_core.records import Batch
+
+# What an iteration leap reads of each decoding request.
+_LEAP_FIELDS = attrgetter("generated", "output_len", "computed", "blocks", "shared_blocks")
+
+
+def leaping_enabled() -> bool:
+    """Iteration leaping (``leap_decodes``) is on unless ``FRONTIER_LEAP=0``: the results
+    are the same either way; stepping one iteration at a time is the reference that the
+    leap is tested against."""
+    return os.environ.get("FRONTIER_LEAP", "1") != "0"
+
+
+def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float,
+                 lat: float) -> tuple[float, float, float] | None:
+    """Run the decode-only iterations that follow ``batch`` (just scheduled at ``now``,
+    ``lat`` seconds long) in one simpy event, as long as nothing else can happen
+    before each of them starts: no other event is pending before its start (so no
+    arrival, transfer or completion elsewhere can reach this replica, nor look at
+    it, meanwhile), no request finishes before the last one, nothing waits, and
+    every block a decode grows into is free without evicting anything (or, with a
+    fixed-size part per sequence, no decode grows at all). Under those conditions
+    each skipped schedule would decode the same requests, so their iterations are
+    priced in order (the same predictor calls and random draws, at the same start
+    times), recorded, and applied at once: the requests advance by all but the last
+    iteration now, which no one can observe before the last one's start; the last
+    is applied by the loop when the returned delay has passed, as stepping would.
+    Returns the start, latency and end time of the last iteration,
+    or None when no second iteration fits.
+
+    # NOTE: perf — between two arrivals a replica runs many decode-only iterations;
+    # this replaces their schedules, batch walks and events with one pass over the
+    # batch per leap.
+    """
+    env = rep.env
+    horizon = env.peek()
+    dec = batch.decode
+    n = len(dec)
+    kv = rep.kv
+    if kv.caching and any(r.pending for r in dec):
+        return None
+    a = np.array(list(map(_LEAP_FIELDS, dec)), np.int64).reshape(n, 5)
+    c, b, sh = a[:, 2], a[:, 3], a[:, 4]
+    # Iterations until the first request finishes: at most the last one of the leap.
+    limit = int((a[:, 1] - a[:, 0]).min())
+    bs = kv.block_size
+    first = None
+    if kv.seq_blocks:
+        # decode_running's block check ignores the fixed part: stop before any grow.
+        limit = min(limit, int((b * bs - c).min()))
+    else:
+        # Iteration j needs c + j tokens (its KV includes the new one): the first
+        # iteration for which a request needs one more block.
+        first = (b + sh) * bs - c + 1
+        room = kv.free_blocks - kv.idle_blocks
+    if limit < 2:
+        return None
+    run = rep._decode_step
+    ranks = (np.fromiter((r.dp_rank for r in dec), np.int64, n) if rep.dp > 1
+             else None)
+    index = rep.index
+    busy = rep.busy_time
+    start, end = now, now + lat  # the last iteration planned (the first: ``batch``)
+    # Blocks that can run short only if every request may grow by one every ``bs``
+    # iterations: then check each iteration before pricing it.
+    tight = first is not None and n * (limit // bs + 2) > room
+    starts, lats = [], []
+    j = 1
+    kvd = c + 1
+    series = (rep._decode_series(c + 2, limit - 1)
+              if rep._decode_series is not None else None)
+    while j < limit and end < horizon:
+        if tight and int((np.maximum(j + 1 - first + bs, 0) // bs).sum()) > room:
+            break
+        j += 1
+        busy += lat
+        if series is not None:
+            start, lat = end, series(j - 2)
+        else:
+            kvd = kvd + 1  # a new array: the predictor may keep the one it was given
+            start, lat = end, run(kvd, ranks, index, end).latency
+        end = start + lat
+        starts.append(start)
+        lats.append(lat)
+    if j == 1:
+        return None
+    used = kv.num_blocks - kv.free_blocks
+    m = j - 1
+    rows = np.empty((m, len(ITER_FIELDS)))
+    rows[:, 0] = starts
+    rows[:, 1] = lats
+    rows[:, 2] = 0
+    rows[:, 3:5] = n
+    extra = 0
+    if first is None:
+        rows[:, 5] = used
+    else:
+        # Blocks the skipped schedules grew by each iteration (decode_running's grows,
+        # all of them from free blocks): a request needs its next block from
+        # iteration ``first`` on, and one more every ``bs`` iterations.
+        js = np.arange(2, j + 1)
+        grown = (np.maximum(js[:, None] - first[None, :] + bs, 0) // bs).sum(axis=1)
+        rows[:, 5] = used + grown
+        extra = int(grown[-1])
+    rep.iterations.frombytes(rows.tobytes())
+    rep.leaps += 1
+    rep.leapt += j
+    rep.busy_time = busy
+    rep._skip_decodes(m)
+    rep._cutoff = start
+    if extra:
+        blocks = np.maximum(b, -(-(c + j) // bs) - sh)
+        grown = blocks - b
+        kv.free_blocks -= extra
+        used += extra
+        if used > kv.peak_used:
+            kv.peak_used = used
+        for i in np.flatnonzero(grown).tolist():
+            dec[i].blocks = int(blocks[i])
+        ru = kv.rank_used
+        if ru is not None and ranks is not None:
+            add = np.bincount(ranks, weights=grown, minlength=rep.dp)
+            for k in np.flatnonzero(add).tolist():
+                ru[k] += int(add[k])
+    for r in dec:
+        r.generated += j - 1
+        r.computed += j - 1
+    return start, lat, end
+
+
+def timeout_at(env: simpy.Environment, at: float) -> simpy.Event:
+    """A timeout that fires at exactly ``at``: the end time stepping reaches by adding
+    each iteration's latency to the clock in turn. ``env.timeout(at - env.now)`` may
+    miss it by an ulp (simpy adds the delay to the clock, and ``at`` need not be
+    reachable from ``now`` by one rounded addition).
+
+    # NOTE: perf — this is ``Environment.schedule``'s one line (simpy 4) with the time
+    # given instead of a delay; the event is queued as a timeout created now would be.
+    """
+    d = at - env.now
+    if env.now + d == at:
+        return env.timeout(d)
+    ev = env.event()
+    ev._ok = True
+    ev._value = None
+    heappush(env._queue, (at, NORMAL, next(env._eid), ev))  # type: ignore[attr-defined]
+    return ev
