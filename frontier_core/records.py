@@ -205,3 +205,12 @@ class Link:
     latency: float
     switched: bool = False
     mesh_links: int = 0
+
+
+@dataclass(slots=True)
+class IterationTime:
+    """``stage``: how long the first pipeline stage is busy (when the next batch may
+    start); ``latency``: from start to tokens out (equal when pp == 1)."""
+
+    stage: float
+    latency: float

@@ -16,24 +16,36 @@ iteration): the kernel calls its ``step`` once per iteration instead.
 With ``dp`` > 1 (DP attention) a replica's batch is split over ``dp`` attention
 ranks as the replica assigned them (a request's KV lives on one rank); a layer waits for the
 slowest rank before its MoE block, which spans all ranks.
+
+Two parts of the class live in modules of their own, as functions of it bound into the
+class body (``ExecutionPredictor.dp_summary`` and the others are methods as before): the
+iteration over DP attention ranks and its load statistics
+(frontier_core/execution/dp_ranks.py), and the pricing of an iteration leap's
+decode-only iterations (frontier_core/execution/series.py).
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from frontier_core.components import FFNBlock, LayerStep, MoELayers, Predictor
+from frontier_core.components import FFNBlock, MoELayers, Predictor
 from frontier_core.errors import ConfigError
+from frontier_core.execution import dp_ranks, series
+from frontier_core.execution.dp_ranks import DP_STRAGGLER_EVERY
 from frontier_core.model.catalog import HardwareSpec, ModelSpec
 from frontier_core.model.dtypes import DTYPE_BYTES, gemm_dtype
-from frontier_core.records import Batch, OpCall
+from frontier_core.records import Batch, IterationTime, OpCall
+
+# DP_STRAGGLER_EVERY (execution/dp_ranks.py) and IterationTime (records.py) are defined
+# elsewhere and importable from here, as they were.
+__all__ = ["DP_STRAGGLER_EVERY", "DenseFFN", "ExecutionPredictor", "IterationTime",
+           "chain_answer", "dtype_bytes", "weight_bytes_per_gpu"]
 
 if TYPE_CHECKING:
     from frontier_core.execution.engines import EngineModel
@@ -43,20 +55,9 @@ if TYPE_CHECKING:
 # two RMSNorms (read+write each), RoPE on Q/K (~1), two residual adds (read 2,
 # write 1 each). Counted as reads+writes of bf16 activations.
 _ELEMENTWISE_PASSES_PER_LAYER = 12
-#: DP attention: the attention straggler is measured on every this many iterations
-DP_STRAGGLER_EVERY = 8
 
 _computed = attrgetter("computed")
 _target = attrgetter("prefill_target")
-
-
-@dataclass(slots=True)
-class IterationTime:
-    """``stage``: how long the first pipeline stage is busy (when the next batch may
-    start); ``latency``: from start to tokens out (equal when pp == 1)."""
-
-    stage: float
-    latency: float
 
 
 class ExecutionPredictor:
@@ -286,58 +287,9 @@ class ExecutionPredictor:
             it.latency += d
         return it
 
-    def decode_step(self, kvd: np.ndarray, ranks: np.ndarray | None, replica: int = 0,
-                    now: float = 0.0) -> IterationTime:
-        """``iteration`` of a decode-only batch without speculation, from its arrays: each
-        sequence's context ``kvd`` (its new token included) and, with dp > 1, its DP
-        rank. An iteration leap (``frontier_core.engine.leap``) prices its iterations with
-        it; the calls, and so the results, are those ``iteration`` makes."""
-        if self.spec is not None:
-            raise ValueError("decode_step prices iterations without speculative decoding")
-        ids_p = None if ranks is None else np.zeros(0, np.int64)
-        return self.run(None, None, None, kvd, None, ids_p, ranks, replica, now)
-
-    def decode_series(self, kvd: np.ndarray, steps: int) -> Callable[[int], float] | None:
-        """Up to ``steps`` successive decode-only iterations of one batch (step i: every
-        context ``kvd + i``) priced at once where the predictor chain allows it: a
-        replica without DP ranks or a per-iteration block, one kind of attention, and a
-        first predictor with ``predict_series`` for its decode attention. Returns
-        ``price(i)``, the latency of step i, which credits the backends as ``iteration``
-        would (call it once per step, in order); None when not priced so. Everything
-        but the attention is the same at every step (memoised on the tokens)."""
-        if (self.moe_step is not None or self.dp > 1 or self.spec is not None
-                or len(self.mixers) != 1):
-            return None
-        calls = self.mixers[0].calls(None, None, kvd, None)
-        series = getattr(self.chain[0][1], "predict_series", None)
-        if len(calls) != 1 or series is None:
-            return None
-        attn = series(calls[0], steps)
-        if attn is None:
-            return None
-        a = attn.tolist()
-        n = len(kvd)
-        eng = self.engine
-        layers, lc = self._layers(n if eng is None else self._graph_tokens(n, n, True))
-        extras, ec = self._extras(n, n)
-        pp = self.pp
-        nl = self.model.num_layers / pp
-        add = [x * pp + y for x, y in zip(lc, ec, strict=True)]
-        credit = self.credit
-        with_host = self._with_host
-
-        def price(i: int) -> float:
-            # NOTE: perf — ``forward``'s arithmetic for a decode-only batch, in its order
-            x = a[i]
-            credit[0] += x * nl
-            for j, v in enumerate(add):
-                credit[j] += v
-            stage = layers + x * nl
-            if eng is not None:
-                return with_host(stage + extras, stage * pp + extras, n, n).latency
-            return stage * pp + extras
-
-        return price
+    # ---- the leap's pricing (frontier_core.execution.series) ------------
+    decode_step = series.decode_step
+    decode_series = series.decode_series
 
     def run(self, q: np.ndarray | None, kvp: np.ndarray | None, emits: np.ndarray | None,
             kvd: np.ndarray | None, wd: np.ndarray | None, ids_p: np.ndarray | None,
@@ -415,149 +367,10 @@ class ExecutionPredictor:
             parts += [(x * share, i) for x, i in gp]
         return total, parts
 
-    def _iteration_ranks(self, q: np.ndarray | None, kvp: np.ndarray | None,
-                         emits: np.ndarray | None, kvd: np.ndarray | None,
-                         wd: np.ndarray | None, ids_p: np.ndarray | None,
-                         ids_d: np.ndarray | None, replica: int, now: float) -> IterationTime:
-        """An iteration over ``dp`` attention ranks, with a per-iteration MoE block."""
-        m, dp, credit = self.model, self.dp, self.credit
-        empty = np.zeros(0, np.int64)
-        q = empty if q is None else q
-        kvp = empty if kvp is None else kvp
-        emits = np.zeros(0, bool) if emits is None else emits
-        kvd = empty if kvd is None else kvd
-        nd = len(kvd)
-        wdv = np.ones(nd, np.int64) if wd is None else wd
-        if dp == 1:
-            tokens = np.array([int(q.sum()) + int(wdv.sum())], np.int64)
-            seqs = int(emits.sum()) + int(wdv.sum())
-            best, parts = self._attention(q, kvp, kvd, wd)
-            c, cc = self._part("common", int(tokens[0]))
-            worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
-            worst_a = best
-        else:
-            # A request stays on the DP rank its replica gave it (its KV lives there).
-            rp = empty if ids_p is None else ids_p % dp
-            rd = empty if ids_d is None else ids_d % dp
-            tokens = (np.bincount(rp, weights=q, minlength=dp)
-                      + np.bincount(rd, weights=wdv, minlength=dp)).astype(np.int64)
-            seqs = int(np.bincount(rp[emits], minlength=dp).max(initial=0)
-                       + np.bincount(rd, weights=wdv, minlength=dp).max(initial=0))
-            # NOTE: perf — only ranks that can be the slowest are predicted: the most
-            # tokens, the most prefill attention work, the most decode context.
-            cand = {int(np.argmax(tokens))}
-            if len(q):
-                cand.add(int(np.argmax(np.bincount(rp, weights=q * kvp, minlength=dp))))
-            if nd:
-                cand.add(int(np.argmax(np.bincount(rd, weights=kvd * wdv, minlength=dp))))
-            worst = -1.0
-            priced = {}
-            for r in sorted(cand):
-                sp, sd = rp == r, rd == r
-                a, parts = self._attention(q[sp], kvp[sp], kvd[sd],
-                                           None if wd is None else wd[sd])
-                c, cc = self._part("common", int(tokens[r]))
-                priced[r] = c + a
-                if c + a > worst:
-                    worst, worst_t, worst_parts, worst_cc = c + a, int(tokens[r]), parts, cc
-                    worst_a = a
-            if self.spec_of is None:
-                self._record_ranks(tokens, priced, worst, q, kvp, kvd, wd, rp, rd)
-        eng = self.engine
-        # Each DP rank runs its own scheduler and replays its own graphs: per-rank sizes.
-        rank_seqs = len(q) + nd if dp == 1 else max(1, -(-(len(q) + nd) // dp))
-        if eng is not None:
-            worst_t = self._graph_tokens(worst_t, rank_seqs, not len(q))
-        nl = m.num_layers
-        for a, i in worst_parts:
-            credit[i] += a * nl
-        for j, v in enumerate(worst_cc):
-            credit[j] += v * nl
-        n_moe = self.block_layers
-        n_dense = nl - n_moe
-        # Of the layers outside the block, those with a dense FFN (Nemotron-H has fewer).
-        n_ffn = n_dense if m.ffn_layers is None else min(n_dense, m.ffn_layers)
-        total = 0.0
-        if n_dense:
-            d, dc = self._part("dense", worst_t)
-            if n_ffn == n_dense:
-                total += (worst + d) * n_dense
-            else:
-                total += worst * n_dense + d * n_ffn
-            for j, v in enumerate(dc):
-                credit[j] += v * n_ffn
-        if n_moe:
-            if self.moe_step is not None:
-                rank_t = worst_t
-
-                def rest_at(share: float) -> tuple[float, float]:
-                    # a micro-batch with ``share`` of the slowest rank's tokens: its
-                    # projections priced again at its own size, attention in proportion
-                    return (self._part("common", max(1, math.ceil(rank_t * share)))[0],
-                            worst_a * share)
-
-                total += self.moe_step(LayerStep(tokens, n_moe, worst, self.answer, credit,
-                                                 replica, now, self.spec_of is None,
-                                                 q is not None and len(q) > 0, rest_at))
-            else:
-                assert self.moe_ffn is not None
-                mo, mc = self._sum(self.moe_ffn.ops(worst_t))
-                total += (worst + mo) * n_moe
-                for j, v in enumerate(mc):
-                    credit[j] += v * n_moe
-        extras, ec = self._extras(worst_t, seqs)
-        for j, v in enumerate(ec):
-            credit[j] += v
-        stage = total / self.pp
-        if eng is not None:
-            return self._with_host(stage + extras, stage * self.pp + extras,
-                                   int(tokens.max()), rank_seqs)
-        return IterationTime(stage + extras, stage * self.pp + extras)
-
-    def _record_ranks(self, tokens: np.ndarray, priced: dict[int, float], worst: float,
-                      q: np.ndarray, kvp: np.ndarray, kvd: np.ndarray,
-                      wd: np.ndarray | None, rp: np.ndarray, rd: np.ndarray) -> None:
-        """Record an iteration's DP load imbalance, and on every ``DP_STRAGGLER_EVERY``-th
-        iteration its attention straggler: the ranks not priced yet are priced then (a
-        rank without tokens takes no time)."""
-        dp = self.dp
-        ctx = (np.bincount(rp, weights=kvp, minlength=dp)
-               + np.bincount(rd, weights=kvd, minlength=dp))
-        mean, cmean = float(tokens.mean()), float(ctx.mean())
-        self.dp_stats.extend((float(tokens.max()) / mean if mean else 1.0,
-                              float(ctx.max()) / cmean if cmean else 1.0))
-        self._dp_seen += 1
-        # NOTE: perf — pricing every rank's attention costs dp predictions; a sample of
-        # the iterations gives the straggler's distribution.
-        if self._dp_seen % DP_STRAGGLER_EVERY:
-            return
-        total = 0.0
-        for r in np.flatnonzero(tokens).tolist():
-            x = priced.get(r)
-            if x is None:
-                sp, sd = rp == r, rd == r
-                a, _ = self._attention(q[sp], kvp[sp], kvd[sd], None if wd is None else wd[sd])
-                x = self._part("common", int(tokens[r]))[0] + a
-            total += x
-        self.dp_straggler.extend((worst, total / dp))
-
-    def dp_summary(self) -> dict[str, object]:
-        """DP attention load over the run (dp > 1), as distributions over iterations of:
-        ``token_imbalance``, the most tokens computed on one rank over the mean over ranks;
-        ``context_imbalance``, the same for the context (KV) tokens the ranks attend over;
-        ``attention_straggler``, the slowest rank's attention-side time (attention and
-        the per-token work around it) over the mean rank's. ``attention_wait_fraction``
-        is the share of the ranks' attention-side time spent waiting for the slowest
-        one, over the run."""
-        a = np.frombuffer(self.dp_stats, dtype=float).reshape(-1, 2)
-        b = np.frombuffer(self.dp_straggler, dtype=float).reshape(-1, 2)
-        ratio = np.divide(b[:, 0], b[:, 1], out=np.ones(len(b)), where=b[:, 1] > 0)
-        worst = float(b[:, 0].sum())
-        return {"token_imbalance": _dist(a[:, 0]), "context_imbalance": _dist(a[:, 1]),
-                "attention_straggler": _dist(ratio),
-                "attention_wait_fraction": (worst - float(b[:, 1].sum())) / worst
-                if worst > 0 else 0.0,
-                "straggler_sampled_every": DP_STRAGGLER_EVERY}
+    # ---- DP attention ranks (frontier_core.execution.dp_ranks) ----------
+    _iteration_ranks = dp_ranks.iteration_ranks
+    _record_ranks = dp_ranks.record_ranks
+    dp_summary = dp_ranks.dp_summary
 
     def recompute_s(self, tokens: int, context: int) -> float:
         """Seconds a prefill spends on ``tokens`` prompt tokens that follow ``context``
@@ -608,15 +421,6 @@ class DenseFFN:
                    flops=8.0 * t * self.inter),
             OpCall("gemm", "mlp_down", self.dtype, t, self.h, self.inter),
         ]
-
-
-def _dist(x: np.ndarray) -> dict[str, float]:
-    """Mean, median, p90, p99 and max of a per-iteration ratio (1.0 when empty)."""
-    if not len(x):
-        return {"mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0, "max": 1.0}
-    p50, p90, p99 = np.percentile(x, (50, 90, 99))
-    return {"mean": float(x.mean()), "p50": float(p50), "p90": float(p90),
-            "p99": float(p99), "max": float(x.max())}
 
 
 def chain_answer(chain: Sequence[tuple[str, Predictor]], device: str):

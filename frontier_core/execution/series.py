@@ -1,0 +1,73 @@
+"""The execution model's pricing for an iteration leap (frontier_core/engine/leap.py):
+a decode-only iteration from its arrays (``decode_step``), and a run of them priced at
+once where the predictor chain allows it (``decode_series``). Methods of
+``ExecutionPredictor``, written as functions of it; the calls they make, and so the
+results, are those ``ExecutionPredictor.iteration`` makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from frontier_core.execution.predictor import ExecutionPredictor
+    from frontier_core.records import IterationTime
+
+
+def decode_step(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray | None,
+                replica: int = 0, now: float = 0.0) -> IterationTime:
+    """``iteration`` of a decode-only batch without speculation, from its arrays: each
+    sequence's context ``kvd`` (its new token included) and, with dp > 1, its DP
+    rank. An iteration leap (``frontier_core.engine.leap``) prices its iterations with
+    it; the calls, and so the results, are those ``iteration`` makes."""
+    if ex.spec is not None:
+        raise ValueError("decode_step prices iterations without speculative decoding")
+    ids_p = None if ranks is None else np.zeros(0, np.int64)
+    return ex.run(None, None, None, kvd, None, ids_p, ranks, replica, now)
+
+
+def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
+                  steps: int) -> Callable[[int], float] | None:
+    """Up to ``steps`` successive decode-only iterations of one batch (step i: every
+    context ``kvd + i``) priced at once where the predictor chain allows it: a
+    replica without DP ranks or a per-iteration block, one kind of attention, and a
+    first predictor with ``predict_series`` for its decode attention. Returns
+    ``price(i)``, the latency of step i, which credits the backends as ``iteration``
+    would (call it once per step, in order); None when not priced so. Everything
+    but the attention is the same at every step (memoised on the tokens)."""
+    if (ex.moe_step is not None or ex.dp > 1 or ex.spec is not None
+            or len(ex.mixers) != 1):
+        return None
+    calls = ex.mixers[0].calls(None, None, kvd, None)
+    series = getattr(ex.chain[0][1], "predict_series", None)
+    if len(calls) != 1 or series is None:
+        return None
+    attn = series(calls[0], steps)
+    if attn is None:
+        return None
+    a = attn.tolist()
+    n = len(kvd)
+    eng = ex.engine
+    layers, lc = ex._layers(n if eng is None else ex._graph_tokens(n, n, True))
+    extras, ec = ex._extras(n, n)
+    pp = ex.pp
+    nl = ex.model.num_layers / pp
+    add = [x * pp + y for x, y in zip(lc, ec, strict=True)]
+    credit = ex.credit
+    with_host = ex._with_host
+
+    def price(i: int) -> float:
+        # NOTE: perf — ``forward``'s arithmetic for a decode-only batch, in its order
+        x = a[i]
+        credit[0] += x * nl
+        for j, v in enumerate(add):
+            credit[j] += v
+        stage = layers + x * nl
+        if eng is not None:
+            return with_host(stage + extras, stage * pp + extras, n, n).latency
+        return stage * pp + extras
+
+    return price
