@@ -20,7 +20,7 @@ from frontier_core.components import BuildContext, ComponentSpec, MoELayers
 from frontier_core.config import ClusterConfig, ComponentRef, RunConfig
 from frontier_core.configfile import validate_options
 from frontier_core.engine import ClusterWorker, GlobalController, PagedKVCache, ReplicaWorker
-from frontier_core.engine.replica import replica_kv_blocks
+from frontier_core.engine.kv import replica_kv_blocks
 from frontier_core.errors import ConfigError
 from frontier_core.execution.engines import EngineModel, resolve_engine
 from frontier_core.execution.predictor import ExecutionPredictor

@@ -26,12 +26,28 @@ recorded matches) and the host and disk tiers below the GPU
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
 from frontier_core.engine.kv_tiers import KVTiers
 from frontier_core.engine.prefix_cache import PrefixCache
 from frontier_core.records import Request
+
+
+def replica_kv_blocks(
+    gpu_bytes: float,
+    memory_fraction: float,
+    weight_bytes_per_gpu: float,
+    activation_bytes: float,
+    kv_bytes_per_token_per_gpu: float,
+    block_size: int,
+) -> int:
+    """Blocks that fit in one GPU's share after weights and the activation reserve."""
+    free = gpu_bytes * memory_fraction - weight_bytes_per_gpu - activation_bytes
+    if free <= 0:
+        return 0
+    return int(math.floor(free / (kv_bytes_per_token_per_gpu * block_size)))
 
 
 class PagedKVCache(PrefixCache, KVTiers):

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
-from frontier_core.engine.kv import PagedKVCache
+from frontier_core.engine.kv import PagedKVCache, replica_kv_blocks  # noqa: F401 - re-exported
 from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
 from frontier_core.records import Batch, Request
 
@@ -493,19 +493,3 @@ class ReplicaWorker:
             if self.on_free is not None:
                 self.on_free(self)
         r.done.succeed()
-
-
-
-def replica_kv_blocks(
-    gpu_bytes: float,
-    memory_fraction: float,
-    weight_bytes_per_gpu: float,
-    activation_bytes: float,
-    kv_bytes_per_token_per_gpu: float,
-    block_size: int,
-) -> int:
-    """Blocks that fit in one GPU's share after weights and the activation reserve."""
-    free = gpu_bytes * memory_fraction - weight_bytes_per_gpu - activation_bytes
-    if free <= 0:
-        return 0
-    return int(math.floor(free / (kv_bytes_per_token_per_gpu * block_size)))
