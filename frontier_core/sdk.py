@@ -99,6 +99,23 @@ def decode_running(view: SchedulerView, batch: Batch, budget: int | None = None)
     w = getattr(view, "decode_width", 1)
     cap = budget // w if budget is not None else None
     i = 0
+    if w == 1 and (cap is None or len(running) + len(decode) <= cap):
+        # NOTE: perf — the common case in one pass: every request past its prefill
+        # decodes and the cap cannot bind; a request at a block boundary grows, in order.
+        # The first one that cannot grow hands over to the loop below, which preempts.
+        ready = [r for r in running if r.computed >= r.prefill_target]
+        for r in ready:
+            c = r.computed
+            if c >= r.blocks * bs and not grow(r, c + 1):
+                break
+            append(r)
+        else:
+            return len(decode)
+        i = next(j for j, x in enumerate(running) if x is r)
+        victim = running[-1]  # as the loop below does when r cannot grow
+        view.preempt(victim)
+        if victim is r:
+            return len(decode)
     # NOTE: perf — the per-request hot loop of every decode iteration: the block
     # check is inlined so that grow() is called only when a new block is needed.
     while i < len(running):

@@ -42,6 +42,10 @@ from frontier_core.model.catalog import HardwareSpec, ModelSpec
 from frontier_core.model.dtypes import DTYPE_BYTES, gemm_dtype
 from frontier_core.records import Batch, IterationTime, OpCall
 
+# NOTE: perf — ndarray.sum() is this ufunc reduction behind a Python wrapper that costs
+# more than the sum itself on a batch's short arrays.
+_sum = np.add.reduce
+
 # DP_STRAGGLER_EVERY (execution/dp_ranks.py) and IterationTime (records.py) are defined
 # elsewhere and importable from here, as they were.
 __all__ = ["DP_STRAGGLER_EVERY", "DenseFFN", "ExecutionPredictor", "IterationTime",
@@ -312,7 +316,7 @@ class ExecutionPredictor:
         dec_tokens = 0 if kvd is None else (len(kvd) if wd is None else int(wd.sum()))
         t = (0 if q is None else int(q.sum())) + dec_tokens
         # LM head and sampling run for every emitting prefill and every decode token.
-        seqs = (0 if emits is None else int(emits.sum())) + dec_tokens
+        seqs = (0 if emits is None else int(_sum(emits))) + dec_tokens
         eng = self.engine
         n_seqs = dec_tokens if wd is None else len(kvd)
         n_seqs += 0 if q is None else len(q)
