@@ -33,3 +33,23 @@ def test_summary_and_requests_agree(registry, tmp_path):
     slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert len(slices) == summary["clusters"]["main"]["iterations"]
     assert all({"prefills", "decodes", "tokens"} <= set(e["args"]) for e in slices)
+
+
+def test_iteration_slices_format_times_as_repr_of_round():
+    """The trace's iteration slices print times as ``repr(round(us, 3))`` (what
+    json.dumps gives), on the fast path and past it (times over ``_FAST_US``)."""
+    import numpy as np
+
+    from frontier_core.app import metrics as m
+
+    rng = np.random.default_rng(1)
+    xs = np.concatenate([rng.random(2000) * s for s in (1e-3, 1, 1e3, 1e6, 1e9, 9e11)])
+    xs = np.concatenate([xs, np.arange(4000) * 0.0005, np.arange(2000) / 1024])
+    assert m._us3(xs.tolist()) == [repr(round(x, 3)) for x in xs.tolist()]
+    rows = np.array([[1e-7, 2.5e-4, 1, 3, 515, 40], [2e9, 0.0123456, 0, 7, 7, 41]])
+    got = json.loads("[" + ",".join(m._iteration_events(1, 2, rows)) + "]")
+    want = [{"ph": "X", "pid": 1, "tid": 2, "ts": round(s * 1e6, 3), "dur": round(d * 1e6, 3),
+             "name": f"P{p}+D{k}" if p else f"D{k}",
+             "args": {"prefills": p, "decodes": k, "tokens": t, "kv_blocks_used": u}}
+            for s, d, p, k, t, u in [(r[0], r[1], *map(int, r[2:])) for r in rows.tolist()]]
+    assert got == want
