@@ -20,6 +20,7 @@ are measured / roofline ratios) through the public names ``RooflinePredictor`` a
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import mul as _mul
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from frontier_core.records import OpCall
 # NOTE: perf — ndarray.sum() is this ufunc reduction behind a Python wrapper that costs
 # more than the sum itself on a batch's short arrays.
 _sum = np.add.reduce
+_FEW = 16  # sequences a prefill call sums in Python
 
 if TYPE_CHECKING:
     from frontier_core.components import BuildContext
@@ -204,15 +206,23 @@ class RooflinePredictor:
         q, kv = call.q_lens, call.kv_lens
         if q is None or kv is None or len(q) == 0:
             return self.launch_s
-        sum_q = float(_sum(q))
         window = call.extra.get("window") if call.extra else None
-        if window:
+        if not window and len(q) <= _FEW and q.dtype.kind == kv.dtype.kind == "i":
+            # NOTE: perf — a few integer lengths (a prefill batch's usual size): the same
+            # exact integer sums in Python, without a numpy call per term.
+            ql, kl = q.tolist(), kv.tolist()
+            sum_q, sum_kv = float(sum(ql)), float(sum(kl))
+            pairs = (float(sum(map(_mul, ql, kl))) - 0.5 * float(sum(map(_mul, ql, ql)))
+                     + 0.5 * sum_q)
+        elif window:
+            sum_q = float(_sum(q))
             # Sliding window of w keys (gpt-oss): query j of the chunk, at position
             # p = kv - q + j, sees min(w, p + 1) keys; K and V are read for the last
             # q + w positions at most.
             pairs = float((_band(kv, window) - _band(kv - q, window)).sum())
             sum_kv = float(np.minimum(kv, q + window).sum())
         else:
+            sum_q = float(_sum(q))
             sum_kv = float(_sum(kv))
             pairs = float(np.dot(q, kv)) - 0.5 * float(np.dot(q, q)) + 0.5 * sum_q
         hd = call.head_dim
