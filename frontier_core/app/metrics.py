@@ -320,6 +320,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _fmt_column(c: np.ndarray) -> list[str]:
+    """``_fmt`` of every value of a column."""
+    if c.dtype.kind == "f":
+        return ["" if x != x else repr(x) for x in c.tolist()]
+    if c.dtype.kind in "iu":
+        return list(map(str, c.tolist()))
+    return [_fmt(v) for v in c.tolist()]
+
+
 def request_columns(col: dict[str, np.ndarray]) -> list[str]:
     """The columns of requests.csv, in order: the kernel's, then any others present."""
     return list(REQUEST_COLUMNS) + [c for c in col if c not in REQUEST_COLUMNS
@@ -338,8 +347,10 @@ def write_requests_csv(col: dict[str, np.ndarray], f: TextIO) -> None:
     for lo in range(0, len(col["id"]), CSV_CHUNK):
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        part = [c[lo:lo + CSV_CHUNK].tolist() for c in cols]
-        w.writerows([_fmt(v) for v in row] for row in zip(*part, strict=True))
+        # NOTE: perf — formatted a column at a time (a float column without a type
+        # check per value); the same text as ``_fmt`` of each value.
+        part = [_fmt_column(c[lo:lo + CSV_CHUNK]) for c in cols]
+        w.writerows(zip(*part, strict=True))
         f.write(buf.getvalue())
 
 
