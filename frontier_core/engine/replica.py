@@ -462,15 +462,20 @@ class ReplicaWorker:
                 else:
                     append(r)
         else:
-            for r in batch.decode:
-                g = r.generated + 1
-                r.generated = g
+            # NOTE: perf — every decode advances by one, then the finished ones (found in
+            # one pass) complete in batch order; finishing reads none of the others.
+            dec = batch.decode
+            for r in dec:
+                r.generated += 1
                 r.computed += 1
-                if g >= r.output_len:
+            done = [r for r in dec if r.generated >= r.output_len]
+            if done:
+                for r in done:
                     self._finish(r)
-                    finished = True
-                else:
-                    append(r)
+                finished = True
+                out += [r for r in dec if r.generated < r.output_len]
+            else:
+                out += dec
         if finished and not back_to_running:
             self.running = [r for r in self.running if r.done is not None and not r.done.triggered]
         return out

@@ -313,10 +313,16 @@ class ExecutionPredictor:
         context and compute ``wd`` tokens each (None: one; more when verifying drafts).
         """
         credit = self.credit
-        dec_tokens = 0 if kvd is None else (len(kvd) if wd is None else int(wd.sum()))
-        t = (0 if q is None else int(q.sum())) + dec_tokens
+        dec_tokens = 0 if kvd is None else (len(kvd) if wd is None else int(_sum(wd)))
         # LM head and sampling run for every emitting prefill and every decode token.
-        seqs = (0 if emits is None else int(_sum(emits))) + dec_tokens
+        if q is None:
+            t = seqs = dec_tokens
+        elif len(q) <= 16:  # NOTE: perf — a few prefills: Python sums, no numpy call
+            t = sum(q.tolist()) + dec_tokens
+            seqs = (0 if emits is None else sum(emits.tolist())) + dec_tokens
+        else:
+            t = int(_sum(q)) + dec_tokens
+            seqs = (0 if emits is None else int(_sum(emits))) + dec_tokens
         eng = self.engine
         n_seqs = dec_tokens if wd is None else len(kvd)
         n_seqs += 0 if q is None else len(q)
