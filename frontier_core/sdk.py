@@ -101,16 +101,17 @@ def decode_running(view: SchedulerView, batch: Batch, budget: int | None = None)
     i = 0
     if w == 1 and (cap is None or len(running) + len(decode) <= cap):
         # NOTE: perf — the common case in one pass: every request past its prefill
-        # decodes and the cap cannot bind; a request at a block boundary grows, in order.
-        # The first one that cannot grow hands over to the loop below, which preempts.
+        # decodes and the cap cannot bind; those at a block boundary grow, in order. The
+        # first one that cannot grow hands over (the ones before it decode) to the loop
+        # below, which preempts.
         ready = [r for r in running if r.computed >= r.prefill_target]
-        for r in ready:
-            c = r.computed
-            if c >= r.blocks * bs and not grow(r, c + 1):
+        for r in [r for r in ready if r.computed >= r.blocks * bs]:
+            if not grow(r, r.computed + 1):
                 break
-            append(r)
         else:
+            decode += ready
             return len(decode)
+        decode += ready[:next(j for j, x in enumerate(ready) if x is r)]
         i = next(j for j, x in enumerate(running) if x is r)
         victim = running[-1]  # as the loop below does when r cannot grow
         view.preempt(victim)
@@ -167,16 +168,16 @@ def continue_chunks(view: SchedulerView, batch: Batch, budget: int) -> int:
     """Add the next chunk of every running request still prefilling (a prompt cut by an
     earlier token budget), in order, within ``budget``; returns the budget left."""
     kv = view.kv
-    for r in view.running:
+    # NOTE: perf — the few requests still prefilling, found in one pass over running.
+    for r in [r for r in view.running if r.computed < r.prefill_target]:
         if budget <= 0:
             break
-        if r.computed < r.prefill_target:
-            chunk = min(r.prefill_target - r.computed, budget)
-            if not kv.grow(r, r.computed + chunk):
-                break
-            batch.prefill.append(r)
-            batch.chunks.append(chunk)
-            budget -= chunk
+        chunk = min(r.prefill_target - r.computed, budget)
+        if not kv.grow(r, r.computed + chunk):
+            break
+        batch.prefill.append(r)
+        batch.chunks.append(chunk)
+        budget -= chunk
     return budget
 
 
