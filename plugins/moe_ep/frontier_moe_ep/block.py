@@ -510,7 +510,7 @@ class MoEBlock:
         if src.sum() <= 0:
             return np.zeros(len(rank_tok)), np.zeros(len(rank_tok))
         if kind == "low_latency":
-            c = busiest(d.ll_copies(src, rank_tok + shared_load if shared_load else rank_tok))
+            c = d.ll_busiest(src, rank_tok + shared_load if shared_load else rank_tok)
             return (d.seconds(c, token_bytes(h, dtype, LL_HEADER), True),
                     d.seconds(c, token_bytes(h, "bf16"), True))
         tr = self.traffic()
