@@ -154,38 +154,55 @@ def _flat_program(schedule: str, layers: int, micro_batches: int):
     return flat_owner, flat, starts, is_gemm, _walker(prog, False), _walker(prog, True)
 
 
+#: steps per generated function of a walk (compiling one function of every step of a
+#: 61-layer model would take ~10 MiB for a moment)
+_CHUNK = 96
+
+
 def _walker(prog: list[tuple[int, int]], stretch: bool):
-    """The walk over ``prog`` as one function of straight-line code: ``walk(run_g, run_o,
-    times, s)`` returns the makespan. A compute run adds its seconds to the compute
-    stream (``run_g`` + ``run_o``, or ``run_g`` alone without stretch); an issued
-    transfer starts when both streams are free and ends ``times[i]`` later; a wait holds
-    the compute stream until that transfer's end. With ``stretch``, the non-GEMM part of
-    a run inside a transfer's window takes ``1 + s`` times as long, spread evenly over
-    the run. The same floating-point operations, in the same order, as a loop over the
-    steps would do."""
+    """The walk over ``prog`` as straight-line code: ``walk(run_g, run_o, times, s)``
+    returns the makespan. A compute run adds its seconds to the compute stream
+    (``run_g`` + ``run_o``, or ``run_g`` alone without stretch); an issued transfer
+    starts when both streams are free and ends ``times[i]`` later; a wait holds the
+    compute stream until that transfer's end. With ``stretch``, the non-GEMM part of a
+    run inside a transfer's window takes ``1 + s`` times as long, spread evenly over the
+    run. The same floating-point operations, in the same order, as a loop over the steps
+    would do."""
     # NOTE: perf — the loop over ~10 steps per layer and micro-batch costs more in
-    # interpretation than in arithmetic; the generated code keeps every value local.
-    lines = ["def walk(g, o, t, s):", "    comp = comm = 0.0"]
+    # interpretation than in arithmetic; the generated code, one function per chunk of
+    # steps, keeps the two streams' clocks local.
     issued: set[int] = set()
-    for kind, i in prog:
-        if kind == _COMPUTE:
-            if stretch:
-                lines += [f"    r = g[{i}] + o[{i}]",
-                          f"    if o[{i}] and comm > comp:",
-                          f"        r += min(r, comm - comp) * o[{i}] / r * s",
-                          "    comp += r"]
-            else:
-                lines.append(f"    comp += g[{i}]")
-        elif kind == _ISSUE:
-            issued.add(i)
-            lines += [f"    comm = (comm if comm > comp else comp) + t[{i}]", f"    d{i} = comm"]
-        elif i in issued:
-            lines.append(f"    if d{i} > comp: comp = d{i}")
-        # a wait for a transfer never issued waits for nothing
-    lines.append("    return max(comp, comm)")
-    scope: dict = {}
-    exec(compile("\n".join(lines), f"<overlap walk of {len(prog)} steps>", "exec"), scope)
-    return scope["walk"]
+    parts = []
+    for first in range(0, max(len(prog), 1), _CHUNK):
+        lines = ["def part(g, o, t, s, d, comp, comm):"]
+        for kind, i in prog[first:first + _CHUNK]:
+            if kind == _COMPUTE:
+                if stretch:
+                    lines += [f"    r = g[{i}] + o[{i}]",
+                              f"    if o[{i}] and comm > comp:",
+                              f"        r += min(r, comm - comp) * o[{i}] / r * s",
+                              "    comp += r"]
+                else:
+                    lines.append(f"    comp += g[{i}]")
+            elif kind == _ISSUE:
+                issued.add(i)
+                lines += [f"    comm = (comm if comm > comp else comp) + t[{i}]",
+                          f"    d[{i}] = comm"]
+            elif i in issued:  # a wait for a transfer never issued waits for nothing
+                lines.append(f"    if d[{i}] > comp: comp = d[{i}]")
+        lines.append("    return comp, comm")
+        scope: dict = {}
+        exec(compile("\n".join(lines), "<overlap walk>", "exec"), scope)
+        parts.append(scope["part"])
+
+    def walk(g, o, t, s) -> float:
+        d = {}
+        comp = comm = 0.0
+        for part in parts:
+            comp, comm = part(g, o, t, s, d, comp, comm)
+        return max(comp, comm)
+
+    return walk
 
 
 def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 1.0,
