@@ -143,24 +143,14 @@ def record_ranks(ex: ExecutionPredictor, tokens: np.ndarray, priced: dict[int, f
     if ex._dp_seen % DP_STRAGGLER_EVERY:
         return
     total = 0.0
-    # NOTE: perf — each rank's requests from one stable sort by rank (the same requests
-    # in the same order as a mask per rank would pick), not a scan of all per rank.
-    by_p, by_d = _by_rank(rp, dp), _by_rank(rd, dp)
     for r in np.flatnonzero(tokens).tolist():
         x = priced.get(r)
         if x is None:
-            sp, sd = by_p[r], by_d[r]
+            sp, sd = rp == r, rd == r
             a, _ = ex._attention(q[sp], kvp[sp], kvd[sd], None if wd is None else wd[sd])
             x = ex._part("common", int(tokens[r]))[0] + a
         total += x
     ex.dp_straggler.extend((worst, total / dp))
-
-
-def _by_rank(rank: np.ndarray, dp: int) -> list[np.ndarray]:
-    """The indices of the requests on each of ``dp`` ranks, in their order."""
-    order = np.argsort(rank, kind="stable")
-    cuts = np.searchsorted(rank[order], np.arange(1, dp)).tolist()
-    return np.split(order, cuts)
 
 
 def dp_summary(ex: ExecutionPredictor) -> dict[str, object]:

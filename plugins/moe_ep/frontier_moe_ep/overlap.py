@@ -143,66 +143,13 @@ def _program(schedule: str, layers: int, micro_batches: int):
 
 @lru_cache(maxsize=64)
 def _flat_program(schedule: str, layers: int, micro_batches: int):
-    """``_program`` ready for ``staged``: the flat indices of the compute runs, which
-    operations are GEMMs, and the walk over the steps as two functions (without and
-    with the stretch of non-GEMM work beside a transfer), written out once as
-    straight-line code (see ``_walker``)."""
+    """``_program`` ready for ``staged``: the steps as (kind, index), a transfer's index
+    flat into the micro-batches' stacked duration table, and which operations are GEMMs."""
     steps, flat_owner, flat, starts = _program(schedule, layers, micro_batches)
     width = len(_COLUMNS) * layers
     prog = [(kind, slot if kind == _COMPUTE else b * width + slot) for b, kind, slot in steps]
     is_gemm = np.repeat(np.array([c in GEMM_OPS for c in _COLUMNS]), layers)[flat]
-    return flat_owner, flat, starts, is_gemm, _walker(prog, False), _walker(prog, True)
-
-
-#: steps per generated function of a walk (compiling one function of every step of a
-#: 61-layer model would take ~10 MiB for a moment)
-_CHUNK = 96
-
-
-def _walker(prog: list[tuple[int, int]], stretch: bool):
-    """The walk over ``prog`` as straight-line code: ``walk(run_g, run_o, times, s)``
-    returns the makespan. A compute run adds its seconds to the compute stream
-    (``run_g`` + ``run_o``, or ``run_g`` alone without stretch); an issued transfer
-    starts when both streams are free and ends ``times[i]`` later; a wait holds the
-    compute stream until that transfer's end. With ``stretch``, the non-GEMM part of a
-    run inside a transfer's window takes ``1 + s`` times as long, spread evenly over the
-    run. The same floating-point operations, in the same order, as a loop over the steps
-    would do."""
-    # NOTE: perf — the loop over ~10 steps per layer and micro-batch costs more in
-    # interpretation than in arithmetic; the generated code, one function per chunk of
-    # steps, keeps the two streams' clocks local.
-    issued: set[int] = set()
-    parts = []
-    for first in range(0, max(len(prog), 1), _CHUNK):
-        lines = ["def part(g, o, t, s, d, comp, comm):"]
-        for kind, i in prog[first:first + _CHUNK]:
-            if kind == _COMPUTE:
-                if stretch:
-                    lines += [f"    r = g[{i}] + o[{i}]",
-                              f"    if o[{i}] and comm > comp:",
-                              f"        r += min(r, comm - comp) * o[{i}] / r * s",
-                              "    comp += r"]
-                else:
-                    lines.append(f"    comp += g[{i}]")
-            elif kind == _ISSUE:
-                issued.add(i)
-                lines += [f"    comm = (comm if comm > comp else comp) + t[{i}]",
-                          f"    d[{i}] = comm"]
-            elif i in issued:  # a wait for a transfer never issued waits for nothing
-                lines.append(f"    if d[{i}] > comp: comp = d[{i}]")
-        lines.append("    return comp, comm")
-        scope: dict = {}
-        exec(compile("\n".join(lines), "<overlap walk>", "exec"), scope)
-        parts.append(scope["part"])
-
-    def walk(g, o, t, s) -> float:
-        d = {}
-        comp = comm = 0.0
-        for part in parts:
-            comp, comm = part(g, o, t, s, d, comp, comm)
-        return max(comp, comm)
-
-    return walk
+    return prog, flat_owner, flat, starts, is_gemm
 
 
 def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 1.0,
@@ -214,12 +161,11 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
     their time while a transfer is in flight (they share the GPU with the kernels that
     hold SMs), spread evenly over their run of compute."""
     layers = len(ops[0]["experts"])
-    flat_owner, flat, starts, is_gemm, walk, walk_stretch = _flat_program(
-        schedule, layers, len(ops))
+    prog, flat_owner, flat, starts, is_gemm = _flat_program(schedule, layers, len(ops))
     table = np.stack([np.concatenate([o[c] for c in _COLUMNS]) for o in ops])
     picked = table[flat_owner, flat]
     # NOTE: perf — each run of compute operations is summed at once (numpy), so the
-    # walk only steps through compute runs and transfers.
+    # loops below only walk compute runs and transfers.
     if len(starts):
         run_gemm = np.add.reduceat(np.where(is_gemm, picked, 0.0), starts) * gemm_scale
         run_other = np.add.reduceat(np.where(is_gemm, 0.0, picked), starts)
@@ -227,6 +173,31 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
         run_gemm = run_other = np.zeros(0)
     stretch = shared_sms_scale - 1.0
     times = table.ravel().tolist()
+    done = [0.0] * len(times)  # when each issued transfer ends
+    comp = comm = 0.0
     if not stretch:
-        return walk((run_gemm + run_other).tolist(), None, times, 0.0)
-    return walk_stretch(run_gemm.tolist(), run_other.tolist(), times, stretch)
+        run = (run_gemm + run_other).tolist()
+        for kind, i in prog:
+            if kind == _COMPUTE:
+                comp += run[i]
+            elif kind == _ISSUE:
+                comm = (comm if comm > comp else comp) + times[i]
+                done[i] = comm
+            elif done[i] > comp:
+                comp = done[i]
+        return max(comp, comm)
+    run_g, run_o = run_gemm.tolist(), run_other.tolist()
+    for kind, i in prog:
+        if kind == _COMPUTE:
+            g, o = run_g[i], run_o[i]
+            run = g + o
+            if o and comm > comp:
+                # the part of the run's non-GEMM work inside the transfer's window
+                run += min(run, comm - comp) * o / run * stretch
+            comp += run
+        elif kind == _ISSUE:
+            comm = (comm if comm > comp else comp) + times[i]
+            done[i] = comm
+        elif done[i] > comp:
+            comp = done[i]
+    return max(comp, comm)

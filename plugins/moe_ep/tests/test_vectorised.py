@@ -154,13 +154,13 @@ def _walk_reference(schedule: str, ops, gemm_scale: float, shared_sms_scale: flo
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_generated_overlap_walk_equals_a_loop_over_the_steps(seed):
+def test_staged_walk_equals_a_loop_over_the_program_steps(seed):
     from frontier_moe_ep.overlap import SCHEDULES, staged
 
     rng = np.random.default_rng(seed)
     cols = ("attn_prepare", "attn_core", "gate", "shared", "experts", "dispatch", "combine")
     for schedule in SCHEDULES:
-        layers = int(rng.integers(1, 70))  # past one generated chunk of steps
+        layers = int(rng.integers(1, 70))
         for micro_batches in (1, 2):
             ops = [{c: rng.random(layers) * rng.choice([0.0, 1.0, 1e-3]) for c in cols}
                    for _ in range(micro_batches)]
