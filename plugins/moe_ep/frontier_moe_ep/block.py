@@ -510,7 +510,7 @@ class MoEBlock:
         if src.sum() <= 0:
             return np.zeros(len(rank_tok)), np.zeros(len(rank_tok))
         if kind == "low_latency":
-            c = busiest(d.ll_copies(src, rank_tok + shared_load if shared_load else rank_tok))
+            c = d.ll_busiest(src, rank_tok + shared_load if shared_load else rank_tok)
             return (d.seconds(c, token_bytes(h, dtype, LL_HEADER), True),
                     d.seconds(c, token_bytes(h, "bf16"), True))
         tr = self.traffic()
@@ -555,7 +555,8 @@ class ExpertGEMMs:
         self.routing = routing
         self.dtype = gemm_dtype(model.experts_dtype)
         self.inter_local = math.ceil(model.moe_intermediate_size / tp)
-        self._memo: dict[tuple[int, int], tuple[float, int]] = {}
+        #: priced rows, keyed by ``times``' codes of (assignments, busy experts)
+        self._memo: dict[int, tuple[float, int]] = {}
 
     def call(self, slot_tokens: np.ndarray, tokens_in: int, assigned: float) -> OpCall:
         """The ``moe_experts`` call of one rank: grouped GEMMs over its slots' token counts."""
@@ -577,21 +578,21 @@ class ExpertGEMMs:
         active = last_count(rows)
         memo = self._memo
         # NOTE: perf — memoised on (assignments, busy experts), which determine the
-        # roofline exactly; the first call of a key passes its full distribution.
-        # (sums of whole tokens: integral already)
-        keys = list(zip(assigned.astype(np.int64).tolist(), active.tolist(), strict=True))
-        get = memo.get
-        hits = [get(key) for key in keys]
-        for j, hit in enumerate(hits):
-            if hit is None:
-                key = keys[j]
-                hit = memo.get(key)  # an earlier row of this call may have priced it
+        # roofline exactly; the first call of a key passes its full distribution. The
+        # key is one integer, assignments × 2^16 + busy experts (fewer than 2^16 slots;
+        # sums of whole tokens: integral already).
+        codes = (assigned.astype(np.int64) * 65536 + active).tolist()
+        hits = list(map(memo.get, codes))
+        if None in hits:
+            for j, hit in enumerate(hits):
                 if hit is None:
-                    hit = ((0.0, -1) if key[1] == 0 else answer(
-                        self.call(rows[j], tokens_in, float(assigned[j]))))
-                    if key[1]:
-                        memo[key] = hit
-                hits[j] = hit
+                    hit = memo.get(codes[j])  # an earlier row of this call may have priced it
+                    if hit is None:
+                        hit = ((0.0, -1) if not active[j] else answer(
+                            self.call(rows[j], tokens_in, float(assigned[j]))))
+                        if active[j]:
+                            memo[codes[j]] = hit
+                    hits[j] = hit
         return np.array([h[0] for h in hits], float), [h[1] for h in hits]
 
 

@@ -128,6 +128,7 @@ class DeepEP:
         self.nodes = int(self.node_of[-1]) + 1
         self.nvlink, self.rdma = nvlink, rdma
         self.ll_nvlink = ll_nvlink
+        self._ll_memo: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _node_sum(self, x: np.ndarray) -> np.ndarray:
         """(L, ep) -> (L, nodes): sums over each node's ranks."""
@@ -174,6 +175,26 @@ class DeepEP:
             "rdma_send": f * (total - node_tok), "rdma_recv": rank_tok * (1.0 - f_node),
             "nvl_send": f * (node_tok - rank_tok), "nvl_recv": rank_tok * (f_node - f),
         }
+
+    def ll_busiest(self, src: np.ndarray, rank_tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``busiest(self.ll_copies(src, rank_tok))``, the same floats: the source shares
+        of a token vector are kept (decode batches repeat theirs over many iterations)."""
+        # NOTE: perf — per distinct ``src`` (a small bounded memo), its shares and their
+        # node complements; per call only the (L, ep) products and maxima.
+        key = src.tobytes()
+        hit = self._ll_memo.get(key)
+        if hit is None:
+            if len(self._ll_memo) >= 256:
+                self._ll_memo.clear()
+            f = src / src.sum()
+            f_node = np.bincount(self.node_of, weights=f)[self.node_of] if self.ll_nvlink else f
+            hit = self._ll_memo[key] = (f, 1.0 - f_node, f_node - f)
+        f, out_node, in_node = hit
+        total = rank_tok.sum(axis=1, keepdims=True)
+        node_tok = self._node_sum(rank_tok)[:, self.node_of] if self.ll_nvlink else rank_tok
+        rdma = np.maximum(f * (total - node_tok), rank_tok * out_node).max(axis=1)
+        nvl = np.maximum(f * (node_tok - rank_tok), rank_tok * in_node).max(axis=1)
+        return rdma, nvl
 
     # -- seconds ---------------------------------------------------------------------
     def seconds(self, copies: dict[str, np.ndarray] | tuple[np.ndarray, np.ndarray],

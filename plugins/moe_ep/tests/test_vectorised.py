@@ -121,3 +121,66 @@ def test_load_histogram_counts_each_ratio_in_its_bin():
         bins = np.searchsorted(st.BINS, rel.ravel(), side="right") - 1
         want += np.bincount(bins, minlength=len(want))[: len(want)]
     assert np.array_equal(st.hist, want)
+
+
+def _walk_reference(schedule: str, ops, gemm_scale: float, shared_sms_scale: float) -> float:
+    """The overlap walk as a plain loop over the compiled program's steps."""
+    from frontier_moe_ep.overlap import _COLUMNS, _COMPUTE, _ISSUE, GEMM_OPS, _program
+
+    layers = len(ops[0]["experts"])
+    steps, owner, flat, starts = _program(schedule, layers, len(ops))
+    table = np.stack([np.concatenate([o[c] for c in _COLUMNS]) for o in ops])
+    gemm = np.repeat(np.array([c in GEMM_OPS for c in _COLUMNS]), layers)[flat]
+    picked = table[owner, flat]
+    bounds = [*starts.tolist(), len(flat)]
+    width = len(_COLUMNS) * layers
+    done: dict[int, float] = {}
+    comp = comm = 0.0
+    for b, kind, slot in steps:
+        if kind == _COMPUTE:
+            part = slice(bounds[slot], bounds[slot + 1])
+            g = float(np.add.reduce(np.where(gemm[part], picked[part], 0.0))) * gemm_scale
+            o = float(np.add.reduce(np.where(gemm[part], 0.0, picked[part])))
+            run = g + o
+            if shared_sms_scale != 1.0 and o and comm > comp:
+                run += min(run, comm - comp) * o / run * (shared_sms_scale - 1.0)
+            comp += run
+        elif kind == _ISSUE:
+            comm = max(comm, comp) + float(table.ravel()[b * width + slot])
+            done[b * width + slot] = comm
+        else:
+            comp = max(comp, done.get(b * width + slot, 0.0))
+    return max(comp, comm)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_staged_walk_equals_a_loop_over_the_program_steps(seed):
+    from frontier_moe_ep.overlap import SCHEDULES, staged
+
+    rng = np.random.default_rng(seed)
+    cols = ("attn_prepare", "attn_core", "gate", "shared", "experts", "dispatch", "combine")
+    for schedule in SCHEDULES:
+        layers = int(rng.integers(1, 70))
+        for micro_batches in (1, 2):
+            ops = [{c: rng.random(layers) * rng.choice([0.0, 1.0, 1e-3]) for c in cols}
+                   for _ in range(micro_batches)]
+            for scales in ((1.0, 1.0), (1.2, 1.2), (1.0, 1.17)):
+                assert staged(schedule, ops, *scales) == _walk_reference(schedule, ops, *scales)
+
+
+@pytest.mark.parametrize("ll_nvlink", [True, False])
+def test_low_latency_busiest_copies_equal_the_per_rank_copies(ll_nvlink):
+    from frontier_moe_ep.comm import DeepEP, busiest
+
+    from frontier_core import Link
+
+    rng = np.random.default_rng(7)
+    for ep in (8, 32, 144):
+        d = DeepEP(ep, 8, Link(200e9, 1e-6), Link(50e9, 3e-6), ll_nvlink)
+        src = rng.integers(0, 9, ep).astype(float)
+        src[0] += 1
+        for _ in range(3):  # the same token vector again: its shares from the memo
+            rank_tok = rng.random((5, ep)) * 100
+            want = busiest(d.ll_copies(src, rank_tok))
+            got = d.ll_busiest(src, rank_tok)
+            assert all(np.array_equal(w, g) for w, g in zip(want, got, strict=True))
