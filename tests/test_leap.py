@@ -1,6 +1,7 @@
 """Iteration leaping (``frontier_core.engine.leap``) gives what stepping one iteration at a
 time gives: the same summary, per-request table and per-iteration records, on random
-small configs (dense and MoE, co-located and PD), and a leap stops where stepping would
+small configs (dense and MoE, co-located and PD, chunked prefill with small token
+budgets), and a leap stops where stepping would
 see something new (an arrival, a completion, a KV block it cannot take)."""
 
 from __future__ import annotations
@@ -114,6 +115,37 @@ def dense_configs(draw) -> dict[str, Any]:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dense_configs())
 def test_dense_leaping_equals_stepping(data: dict[str, Any]) -> None:
+    assert_same(data)
+
+
+@st.composite
+def chunked_configs(draw) -> dict[str, Any]:
+    """Sarathi-Serve with token budgets small next to the prompts and sequence caps that
+    keep prompts waiting: most iterations carry prefill chunks beside the decodes, and
+    decode-only runs start and end at the iterations around them."""
+    cluster: dict[str, Any] = {
+        "name": "main", "gpu": "a100-80g-sxm",
+        "replicas": draw(st.sampled_from([1, 1, 2])),
+        "block_size": draw(st.sampled_from([1, 4, 16])),
+        "scheduler": {"name": "sarathi", "token_budget": draw(st.sampled_from([8, 32, 100, 256])),
+                      "max_num_seqs": draw(st.sampled_from([2, 4, 256]))},
+        "gpu_memory_fraction": 0.2,
+        "activation_reserve_gb": draw(st.sampled_from([0.2, 1.5])),
+    }
+    return {
+        "model": "llama-2-7b", "deployment": {"clusters": [cluster]},
+        "predictor": draw(st.sampled_from([["linear-test"], ["roofline"]])),
+        "workload": workload(draw(st.integers(3, 25)), draw(st.sampled_from([2.0, 20.0, 200.0])),
+                             16, draw(st.sampled_from([300, 1500])), 1,
+                             draw(st.sampled_from([4, 60])),
+                             draw(st.sampled_from(["poisson", "fixed"]))),
+        "seed": draw(st.integers(0, 3)), "output": {"trace": False},
+    }
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunked_configs())
+def test_chunked_leaping_equals_stepping(data: dict[str, Any]) -> None:
     assert_same(data)
 
 
