@@ -165,7 +165,7 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
     table = np.stack([np.concatenate([o[c] for c in _COLUMNS]) for o in ops])
     picked = table[flat_owner, flat]
     # NOTE: perf — each run of compute operations is summed at once (numpy), so the
-    # loops below only walk compute runs and transfers.
+    # loop below only walks compute runs and transfers.
     if len(starts):
         run_gemm = np.add.reduceat(np.where(is_gemm, picked, 0.0), starts) * gemm_scale
         run_other = np.add.reduceat(np.where(is_gemm, 0.0, picked), starts)
@@ -175,26 +175,14 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
     times = table.ravel().tolist()
     done = [0.0] * len(times)  # when each issued transfer ends
     comp = comm = 0.0
-    if not stretch:
-        run = (run_gemm + run_other).tolist()
-        for kind, i in prog:
-            if kind == _COMPUTE:
-                comp += run[i]
-            elif kind == _ISSUE:
-                comm = (comm if comm > comp else comp) + times[i]
-                done[i] = comm
-            elif done[i] > comp:
-                comp = done[i]
-        return max(comp, comm)
-    run_g, run_o = run_gemm.tolist(), run_other.tolist()
+    run, other = (run_gemm + run_other).tolist(), run_other.tolist()
     for kind, i in prog:
         if kind == _COMPUTE:
-            g, o = run_g[i], run_o[i]
-            run = g + o
-            if o and comm > comp:
+            r = run[i]
+            if stretch and comm > comp and other[i]:
                 # the part of the run's non-GEMM work inside the transfer's window
-                run += min(run, comm - comp) * o / run * stretch
-            comp += run
+                r += min(r, comm - comp) * other[i] / r * stretch
+            comp += r
         elif kind == _ISSUE:
             comm = (comm if comm > comp else comp) + times[i]
             done[i] = comm
