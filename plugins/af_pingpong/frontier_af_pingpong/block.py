@@ -272,7 +272,8 @@ class AFBlock:
         a[n_dense:, i] += g
         s.credit[gi] += g * m.num_moe_layers
         counts = moe.routing.draw(t)
-        experts, _, rank_tok = moe.expert_phase(counts, t, self.answer_f, s.credit)
+        experts, _, rank_tok, loads = moe.expert_phase(counts, t, self.answer_f, s.credit)
+        moe.stats.apply_loads(loads)
         shared = 0.0
         if self.shared:  # shared experts on the FFN side, tokens spread evenly
             load = math.ceil(t / self.n_f)  # every token visits each shared expert

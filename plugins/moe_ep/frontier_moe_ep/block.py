@@ -21,7 +21,6 @@ MoE, SGLang's ``dp_gather``/``dp_scatter``).
 from __future__ import annotations
 
 import math
-from array import array
 from typing import Literal
 
 import numpy as np
@@ -53,8 +52,11 @@ from frontier_moe_ep.eplb import LiveEPLB
 from frontier_moe_ep.overlap import sequential, staged, two_batch
 from frontier_moe_ep.placement import Placement, build_placement
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
+from frontier_moe_ep.stats import CreditTape, Loads, QuietStats, TokenPart, _Stats
 
 DTYPE_BYTES = {"bf16": 2.0, "fp8": 1.0}
+#: batch shapes ``layer_ops`` keeps priced (its memo starts over when full)
+TOKEN_MEMO_SIZE = 4096
 
 
 class MoEOptions(BaseModel):
@@ -264,6 +266,11 @@ class MoEBlock:
         self.gemms = ExpertGEMMs(m, ep, self.per_rank, self.moe_tp, str(self.spec))
         self._gemm_memo: dict[tuple[str, int], tuple[float, int]] = {}
         self.stats = _Stats(ep, e, options.trace_iterations)
+        #: parts of ``layer_ops`` by (tokens per rank, prefill): kept where the routing is
+        #: deterministic (balanced, its experts fixed), None elsewhere
+        self._token_memo: dict[tuple[bytes, bool], TokenPart] | None = (
+            {} if TOKEN_MEMO_SIZE > 0 and self.spec.kind == "balanced" and self.live is None
+            else None)
 
     def _eplb_check(self, o: MoEOptions, m, dev, where: str) -> None:
         """Check the EPLB and drift options; find the expert groups and the nodes."""
@@ -448,6 +455,39 @@ class MoEBlock:
         """Per-layer seconds of each operation of one micro-batch of ``tok`` tokens per DP
         rank (the keys of ``overlap.SCHEDULES``, plus ``dispatch`` and ``combine``);
         ``rest`` is the rest of a layer, (projections and norms, attention)."""
+        memo = self._token_memo
+        if memo is None or trace:
+            part = self._token_part(tok, answer, credit, trace, prefill)
+        else:
+            # NOTE: perf — with a deterministic routing everything but the attention
+            # depends on the tokens per rank alone; a repeated batch shape replays its
+            # credits and statistics in the order they were first made.
+            key = (tok.tobytes(), prefill)
+            part = memo.get(key)
+            if part is None:
+                tape = CreditTape(credit)
+                part = self._token_part(tok, answer, tape, False, prefill)
+                part.credits = tape.log
+                if len(memo) >= TOKEN_MEMO_SIZE:
+                    memo.clear()
+                memo[key] = part
+            else:
+                for i, x in part.credits:
+                    credit[i] += x
+        stats = self.stats
+        stats.apply_loads(part.loads)
+        if part.kernel is not None:
+            stats.kernels[part.kernel] += 1
+            if part.kernel != "gather":
+                stats.last_kernel = part.kernel
+        L = self.layers
+        return {"attn_prepare": np.full(L, rest[0]), "attn_core": np.full(L, rest[1]),
+                **part.ops}
+
+    def _token_part(self, tok: np.ndarray, answer, credit, trace: bool,
+                    prefill: bool) -> TokenPart:
+        """What ``layer_ops`` prices from the tokens per rank: every operation but the
+        attention, the load statistics and the all-to-all kernels used."""
         L = self.layers
         T = int(tok.sum())
         counts = self.routing.draw(T)
@@ -470,9 +510,10 @@ class MoEBlock:
             post = sh
             for x, i in sparts:
                 credit[i] += x * L
-        experts, slot_tok, rank_tok = self.expert_phase(counts, T, answer, credit)
+        experts, slot_tok, rank_tok, loads = self.expert_phase(counts, T, answer, credit)
+        kind = None
         if self.gathered:
-            self.stats.kernels["gather"] += 1
+            kind = "gather"
             # every GPU gathers all T tokens (bf16 activations) and reduce-scatters the
             # outputs of all T back to their DP ranks, over the DP group (the ranks that
             # hold different tokens: vLLM's AgRsAll2AllManager uses get_dp_group())
@@ -483,8 +524,6 @@ class MoEBlock:
         elif self.moves != "none":
             src = np.repeat(tok / self.tp, self.tp).astype(float)  # tokens each EP rank sends
             kind = self.kernels(prefill)
-            self.stats.kernels[kind] += 1
-            self.stats.last_kernel = kind
             if kind == "simple":
                 moved = copies(src, rank_tok + shared_load, T, self.k_comm)
                 disp = self.a2a.seconds(moved * self.disp_b).max(axis=1)
@@ -495,10 +534,11 @@ class MoEBlock:
             disp = comb = np.zeros(L)
         if trace:
             self.stats.trace_ranks(self, slot_tok, T, answer)
-        full = np.full
-        return {"attn_prepare": full(L, rest[0]), "attn_core": full(L, rest[1]),
-                "gate": full(L, gate), "shared": full(L, shared), "dispatch": disp,
-                "experts": experts + post, "combine": comb}
+        ops = {"gate": np.full(L, gate), "shared": np.full(L, shared), "dispatch": disp,
+               "experts": experts + post, "combine": comb}
+        for v in ops.values():
+            v.flags.writeable = False  # shared by every replay of a memoised part
+        return TokenPart(ops, loads, kind)
 
     def deepep_phases(self, kind: str, src: np.ndarray, rank_tok: np.ndarray,
                       shared_load: float) -> tuple[np.ndarray, np.ndarray]:
@@ -524,19 +564,19 @@ class MoEBlock:
                 d.seconds(c, token_bytes(h, "bf16"), False))
 
     def expert_phase(self, counts: np.ndarray, tokens: int, answer, credit
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Loads]:
         """The experts of every MoE layer for drawn ``counts`` (layers × experts) of
         ``tokens`` tokens: per-layer seconds of the slowest EP rank, the tokens per slot
-        (layers × ep × per rank) and per rank (layers × ep). Records the load statistics."""
+        (layers × ep × per rank) and per rank (layers × ep), and the load statistics to
+        record."""
         slot_tok = self.placement.slot_tokens(counts)  # (L, ep, per_rank)
         rank_tok = last_sum(slot_tok)  # (L, ep)
         busy = last_count(slot_tok)  # (L, ep) slots with tokens
         experts = slowest_rank(slot_tok, rank_tok, tokens, self.gemms.times, answer, credit,
                                busy)
-        self.stats.add_loads(counts, slot_tok, rank_tok, busy)
         if self.live is not None and self.stats.recording:
             self.live.observe(counts)
-        return experts, slot_tok, rank_tok
+        return experts, slot_tok, rank_tok, Loads.of(counts, slot_tok, rank_tok, busy)
 
     # ---- the report --------------------------------------------------------------
     def report(self, pid: int, name: str) -> WorkflowReport:
@@ -626,99 +666,3 @@ def slowest_rank(slot_tok: np.ndarray, rank_tok: np.ndarray, tokens: int, times,
         if i >= 0:
             credit[i] += x
     return experts
-
-
-class QuietStats:
-    """Statistics that record nothing (for passes outside the model's iterations)."""
-
-    def __init__(self) -> None:
-        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0, "gather": 0}
-    recording = False
-
-    def tracing(self) -> bool:
-        return False
-
-    def __getattr__(self, name: str):
-        return lambda *a, **k: None
-
-
-class _Stats:
-    """What the block accumulates during a run (plain arrays; analysed afterwards)."""
-
-    BINS = np.array([0.0, 0.25, 0.5, 0.75, 0.9, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, np.inf])
-    EDGES = BINS[1:-1].tolist()
-    recording = True
-
-    def __init__(self, ep: int, experts: int, trace_iterations: int) -> None:
-        self.steps = 0
-        self.step_s = array("d")
-        self.ratio = array("d")  # per step: mean over layers of max/mean rank tokens
-        self.phase_s = np.zeros(5)  # other, gate+shared (beyond other), experts, dispatch, combine
-        self.rank_tokens = np.zeros(ep)
-        self.expert_tokens = np.zeros(experts)
-        self.hist = np.zeros(len(self.BINS) - 1, np.int64)
-        self.busy_slots = 0.0
-        self.slot_layers = 0
-        self.trace_left = trace_iterations
-        #: layer stacks priced with each all-to-all kernel family
-        self.kernels = {"normal": 0, "low_latency": 0, "simple": 0, "gather": 0}
-        self.last_kernel = "none"
-        self.stall_s = 0.0  # live EPLB: seconds iterations waited for weight moves
-        self.last_ratio: float | None = None  # the last iteration's straggler ratio
-        self.trace: list[tuple[int, float, float, np.ndarray, np.ndarray, str]] = []
-        self._ratios: list[float] = []
-        self._rank_busy: list[np.ndarray] = []
-
-    def tracing(self) -> bool:
-        return self.trace_left > 0
-
-    def add_loads(self, counts: np.ndarray, slot_tok: np.ndarray, rank_tok: np.ndarray,
-                  busy: np.ndarray | None = None) -> None:
-        """One micro-batch's loads; ``busy``: slots with tokens per rank, when known."""
-        self.expert_tokens += counts.sum(axis=0)
-        self.rank_tokens += rank_tok.sum(axis=0)
-        mean = rank_tok.sum(axis=1) / rank_tok.shape[1]  # what .mean(axis=1) computes
-        ok = mean > 0
-        if ok.all():
-            rel = rank_tok / mean[:, None]
-        elif ok.any():
-            rel = rank_tok[ok] / mean[ok, None]
-        else:
-            rel = None
-        if rel is not None:
-            self._ratios.append(float(rel.max(axis=1).mean()))
-            # NOTE: perf — the histogram from the items at or above each inner bin edge
-            # (a few comparisons instead of a binary search per item)
-            at_least = [rel.size] + [np.count_nonzero(rel >= b) for b in self.EDGES] + [0]
-            self.hist += -np.diff(at_least)
-        self.busy_slots += float(np.count_nonzero(slot_tok > 0) if busy is None
-                                 else busy.sum())
-        self.slot_layers += slot_tok.shape[0] * slot_tok.shape[1] * slot_tok.shape[2]
-
-    def trace_ranks(self, block: MoEBlock, slot_tok: np.ndarray, tokens: int, answer) -> None:
-        """Every rank's own expert seconds (summed over layers) for the trace."""
-        layers, ep, per_rank = slot_tok.shape
-        t, _ = block._expert_times(slot_tok.reshape(layers * ep, per_rank), tokens, answer)
-        self._rank_busy.append(t.reshape(layers, ep).sum(axis=0))
-
-    def end_step(self) -> None:
-        """Close an iteration's load statistics (called once per iteration)."""
-        self.last_ratio = None
-        if self._ratios:
-            self.last_ratio = sum(self._ratios) / len(self._ratios)
-            self.ratio.append(self.last_ratio)
-            self._ratios.clear()
-
-    def add_step(self, t: float, a, d, e, c, other: float, replica: int, now: float,
-                 trace: bool) -> None:
-        self.steps += 1
-        self.step_s.append(t)
-        self.end_step()
-        self.phase_s += (other, float(a.sum()) - other, float(e.sum()), float(d.sum()),
-                         float(c.sum()))
-        if trace:
-            self.trace_left -= 1
-            busy = np.sum(self._rank_busy, axis=0)
-            self.trace.append((replica, now, t, busy, np.array([d.sum(), c.sum()]),
-                               self.last_kernel))
-        self._rank_busy.clear()

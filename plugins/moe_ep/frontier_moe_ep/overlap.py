@@ -101,6 +101,7 @@ def _stages(ops: tuple[str, ...], layers: int) -> list[list[tuple[str, int]]]:
 #: columns of the per-micro-batch duration table ``staged`` gathers from
 _COLUMNS = ("attn_prepare", "attn_core", "gate", "shared", "experts", "dispatch", "combine")
 _ISSUE, _WAIT, _COMPUTE = 0, 1, 2
+_DISPATCH, _COMBINE = _COLUMNS.index("dispatch"), _COLUMNS.index("combine")
 
 
 @lru_cache(maxsize=64)
@@ -172,6 +173,16 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
     else:
         run_gemm = run_other = np.zeros(0)
     stretch = shared_sms_scale - 1.0
+    if len(ops) == 1 and schedule == "trtllm" and not stretch:
+        # NOTE: perf — one batch under TensorRT-LLM's schedule: each layer ends waiting
+        # for its combine, so the walk below adds, layer after layer, the first compute
+        # run, the longer of the shared experts and the dispatch (rounding is monotonic:
+        # max(x + s, x + d) = x + max(s, d)), the routed experts and the combine. The
+        # same additions in the same order: a running sum.
+        r = (run_gemm + run_other).reshape(layers, 3)  # (attention and gate, shared, experts)
+        d, c = table[0].reshape(len(_COLUMNS), layers)[[_DISPATCH, _COMBINE]]
+        terms = np.stack([r[:, 0], np.maximum(r[:, 1], d), r[:, 2], c], axis=1)
+        return float(np.add.accumulate(terms.ravel())[-1])
     times = table.ravel().tolist()
     done = [0.0] * len(times)  # when each issued transfer ends
     comp = comm = 0.0

@@ -184,3 +184,50 @@ def test_low_latency_busiest_copies_equal_the_per_rank_copies(ll_nvlink):
             want = busiest(d.ll_copies(src, rank_tok))
             got = d.ll_busiest(src, rank_tok)
             assert all(np.array_equal(w, g) for w, g in zip(want, got, strict=True))
+
+
+def test_trtllm_one_batch_sum_is_the_walk(monkeypatch):
+    """TensorRT-LLM's schedule on one batch, summed layer by layer, gives the walk's float
+    bit for bit (the walk runs under another name, which takes the general path)."""
+    from frontier_moe_ep import overlap
+
+    monkeypatch.setitem(overlap.SCHEDULES, "trtllm_walk", overlap.SCHEDULES["trtllm"])
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        layers = int(rng.integers(1, 70))
+        o = {c: rng.random(layers) * rng.choice([1e-6, 1e-3, 1.0]) for c in overlap._COLUMNS}
+        if trial % 3 == 0:
+            o["shared"] = np.zeros(layers)  # no shared experts: the dispatch alone
+        scale = float(rng.choice([1.0, 1.3]))
+        assert overlap.staged("trtllm", [o], scale) == overlap.staged("trtllm_walk", [o], scale)
+
+
+@pytest.mark.parametrize("cluster", [
+    # DP attention with DeepEP's kernels and two-batch overlap (uneven ranks)
+    {"model": "deepseek-v3", "gpu": "h800", "tp": 1, "dp": 16,
+     "moe": {"two_batch_overlap": True, "all_to_all": "deepep"}},
+    # TensorRT-LLM: one batch, its own overlap schedule, gathered tokens
+    {"model": "deepseek-v3", "gpu": "h200", "tp": 1, "dp": 8, "engine": {"name": "trtllm"}},
+    # TP attention, experts over the TP group (no transfer)
+    {"model": "mixtral-8x7b", "gpu": "h100-sxm", "tp": 8, "moe": {}},
+])
+def test_memoised_token_parts_replay_what_pricing_gives(monkeypatch, cluster):
+    """With balanced routing the block keeps each batch shape's pricing and replays it;
+    the run is the same, to the last bit, as pricing every micro-batch anew."""
+    import frontier_moe_ep.block as block_mod
+    from moehelpers import build, config
+
+    from frontier_core.app.metrics import summarize
+
+    def run() -> tuple[dict, list[float]]:
+        c = dict(cluster)
+        sim = build(config(model=c.pop("model"), predictor="roofline", cluster=c))
+        sim.run()
+        return summarize(sim), list(sim.executors["main"].credit)
+
+    memo, memo_credit = run()
+    assert block_mod.TOKEN_MEMO_SIZE > 0
+    monkeypatch.setattr(block_mod, "TOKEN_MEMO_SIZE", 0)  # no memo: every part priced
+    plain, plain_credit = run()
+    assert memo == plain
+    assert memo_credit == plain_credit
