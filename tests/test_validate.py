@@ -255,3 +255,34 @@ def test_a_gpu_is_found_by_its_aliases_as_benchmark_files_name_it(registry) -> N
 
     assert gpu_of("b300_sxm") == "b300" and gpu_of("h200_sxm") == "h200"
     assert gpu_of("h200_custom_system") == "h200-custom"
+
+
+def test_rows_run_longest_first_and_keep_their_results(monkeypatch) -> None:
+    """The pool gets the rows with the most generated tokens first (a long row taken last
+    would run alone at the end), and each result still lands on its own row."""
+    from frontier_core.app import validate as v
+
+    seen: list[dict] = []
+
+    def fake_run_all(fn, configs, done, **kw) -> None:
+        seen.extend(configs)
+        for i, c in enumerate(configs):
+            w = c["workload"]
+            done(i, {"pred_ttft_ms": float(w["num_requests"]), "pred_tpot_ms": 1.0,
+                     "wall_s": 0.0})
+
+    monkeypatch.setattr(v, "run_all", fake_run_all)
+    res = v.validate_serving(SAMPLE)
+    work = [v.row_work(type("M", (), {"config": c})) for c in seen]
+    assert len(seen) > 3 and work == sorted(work, reverse=True) and work[0] > work[-1]
+    by_id = {r["id"]: r for r in res.simulated()}
+    mapped = {m.row.id: m for m in v.map_rows(v.read_rows(SAMPLE), _registry(), ("roofline",))
+              if m.config is not None and m.duplicate_of is None}
+    for rid, r in by_id.items():
+        assert r["pred_ttft_ms"] == mapped[rid].config["workload"]["num_requests"]
+
+
+def _registry():
+    from frontier_core.plugins import load_registry
+
+    return load_registry()

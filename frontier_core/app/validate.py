@@ -287,12 +287,24 @@ def _run(todo: list[Mapped], jobs: int, ray_mod: Any, registry: Any,
     total = len(todo)
     if progress is not None:
         progress(0, total)
+    # The longest rows first: a pool that takes a long row last waits for it alone.
+    order = sorted(todo, key=row_work, reverse=True)
 
     def done(i: int, result: dict[str, Any]) -> None:
-        out[id(todo[i])] = result
+        out[id(order[i])] = result
         if progress is not None:
             progress(len(out), total)
 
-    run_all(simulate_row, [m.config for m in todo], done, jobs=jobs, ray=ray_mod,
+    run_all(simulate_row, [m.config for m in order], done, jobs=jobs, ray=ray_mod,
             registry=registry)
     return out
+
+
+def row_work(m: Mapped) -> float:
+    """A row's decode steps, the tokens its requests generate: what a row's run time
+    grows with, to start the longest rows first."""
+    w = m.config["workload"] if m.config else {}
+    out = w.get("output_len", {})
+    mean = (out.get("value") or out.get("median")
+            or (out.get("low", 0) + out.get("high", 0)) / 2)
+    return float(w.get("num_requests", 0)) * float(mean or 0)
