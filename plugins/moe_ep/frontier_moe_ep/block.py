@@ -380,7 +380,9 @@ class MoEBlock:
         else:
             rest = (s.other_s / len(halves), 0.0)
         ops = [self.layer_ops(tok, rest, answer, credit, trace, s.prefill) for tok in halves]
-        a, d, e, c = (np.stack(x) for x in zip(
+        # (micro-batches × layers) each: compute before the dispatch, dispatch, experts,
+        # combine (one batch: views, not copies)
+        a, d, e, c = (np.stack(x) if two else x[0][None] for x in zip(
             *((o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
                o["experts"], o["combine"]) for o in ops), strict=True))
         if not two and self.schedule == "trtllm":
