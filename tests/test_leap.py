@@ -1,8 +1,9 @@
-"""Iteration leaping (``frontier_core.engine.leap``) gives what stepping one iteration at a
+"""Iteration leaping (``frontier_core.engine.leap``) and the decode roster
+(``frontier_core.engine.roster``) give what scheduling and stepping one iteration at a
 time gives: the same summary, per-request table and per-iteration records, on random
 small configs (dense and MoE, co-located and PD, chunked prefill with small token
-budgets), and a leap stops where stepping would
-see something new (an arrival, a completion, a KV block it cannot take)."""
+budgets, preemptions, prefix caching), and a leap stops where stepping would see
+something new (an arrival, a completion, a KV block it cannot take)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,10 @@ def _registry() -> Any:
     return _REGISTRY[0]
 
 
-def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int]:
-    """summary.json and requests.csv as written, each replica's iteration records, and
-    how many iterations leaps covered."""
+def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int, int, list]:
+    """summary.json and requests.csv as written, each replica's iteration records, how
+    many iterations leaps covered, how many the roster scheduled, and each replica's
+    scheduler state at the end (e.g. SGLang's new-token ratio)."""
     from frontier_core.app.metrics import request_table, requests_csv, summarize
 
     cfg = RunConfig.model_validate(data)
@@ -57,16 +59,18 @@ def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int]
     summary = json.dumps(summarize(sim, col), sort_keys=True, default=str)
     reps = [r for cw in sim.clusters.values() for r in cw.replicas]
     return (summary, requests_csv(col), [bytes(r.iterations) for r in reps],
-            sum(r.leapt for r in reps))
+            sum(r.leapt for r in reps), sum(r.rostered for r in reps),
+            [vars(r.scheduler) for r in reps])
 
 
 def assert_same(data: dict[str, Any]) -> int:
     step = outputs(data, on=False)
     leap = outputs(data, on=True)
-    assert step[3] == 0
+    assert step[3] == 0 and step[4] == 0
     assert leap[0] == step[0]
     assert leap[1] == step[1]
     assert leap[2] == step[2]
+    assert leap[5] == step[5]
     return leap[3]
 
 
@@ -274,3 +278,33 @@ def test_leap_off_switch() -> None:
     assert rep.leaps == 0
     _, rep = iteration_records(data, True)
     assert rep.leaps > 0
+
+
+# ---- the decode roster ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
+@pytest.mark.parametrize("kv", ["roomy", "tight", "cached"])
+def test_roster_schedules_as_the_scheduler_would(scheduler, kv) -> None:
+    """Two replicas under a closed loop: the other replica's events stop every leap, so
+    decode-only iterations come from the roster (completions among them); with a tight
+    KV cache some of its block grows fail and the scheduler preempts instead; with
+    prefix caching the blocks of finished requests stay cached and evictable."""
+    cluster: dict[str, Any] = {"name": "main", "gpu": "a100-80g-sxm", "replicas": 2,
+                               "block_size": 4, "scheduler": scheduler,
+                               "gpu_memory_fraction": 0.2,
+                               "activation_reserve_gb": 1.5 if kv == "tight" else 0.2,
+                               "prefix_cache": kv == "cached"}
+    data = {"model": "llama-2-7b", "deployment": {"clusters": [cluster]},
+            "predictor": ["roofline"],
+            "workload": {"closed_loop": {"concurrency": 24},
+                         "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
+                         "output_len": {"dist": "uniform", "low": 20, "high": 120},
+                         "num_requests": 96},
+            "seed": 1, "output": {"trace": False}}
+    step = outputs(data, on=False)
+    fast = outputs(data, on=True)
+    assert fast[:3] == step[:3] and fast[5] == step[5]
+    assert fast[4] > 20  # the roster scheduled many of the iterations
+    if kv == "tight":
+        assert json.loads(step[0])["clusters"]["main"]["preemptions"] > 0

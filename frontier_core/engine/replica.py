@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
 from frontier_core.engine.kv import PagedKVCache, replica_kv_blocks  # noqa: F401 - re-exported
 from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
+from frontier_core.engine.roster import DecodeRoster, apply_roster, roster_batch
 from frontier_core.records import Batch, Request
 
 if TYPE_CHECKING:
@@ -108,6 +109,10 @@ class ReplicaWorker:
         self.leapt = 0
         self._leap_on = (leaping_enabled() and self.pp == 1 and self.spec is None
                          and self._skip_decodes is not None and self._decode_step is not None)
+        # The running requests as arrays while every iteration decodes all of them
+        # (frontier_core/engine/roster.py); the same switch as leaping.
+        self._roster: DecodeRoster | None = None
+        self.rostered = 0  # iterations scheduled from the roster
         self.process = env.process(self._loop())
 
     # ---- SchedulerView ----------------------------------------------------
@@ -237,14 +242,18 @@ class ReplicaWorker:
                 continue
             if kv.caching and (self._match_pending or kv.epoch != self._matched_epoch):
                 self._match_waiting()
-            admitted = len(self.running)
-            late = self._hide_late() if self.overlap else None
-            short = self._hide_short_ranks() if kv.rank_short else None
-            batch = schedule(self)
-            if short:
-                self._unhide(short)
-            if late:
-                self.waiting.extend(late)
+            ro = self._roster
+            batch = roster_batch(self) if ro is not None else None
+            if batch is None:
+                ro = self._roster = None
+                admitted = len(self.running)
+                late = self._hide_late() if self.overlap else None
+                short = self._hide_short_ranks() if kv.rank_short else None
+                batch = schedule(self)
+                if short:
+                    self._unhide(short)
+                if late:
+                    self.waiting.extend(late)
             if not batch.prefill and not batch.decode:
                 if len(self.running) > admitted:
                     # The scheduler only moved requests that arrived with their KV (a PD
@@ -273,7 +282,10 @@ class ReplicaWorker:
                 if queued:
                     self._admitted(r)
             self._cutoff = now  # arrivals from here on wait for the schedule after next
-            it = iteration(batch, self.index, now)
+            if ro is not None:
+                it = self._decode_step(ro.comp + 1, ro.rank, self.index, now)
+            else:
+                it = iteration(batch, self.index, now)
             if kv.host_capacity:
                 # Cached blocks copied back from host memory arrive before the prefill.
                 load = 0.0
@@ -288,16 +300,24 @@ class ReplicaWorker:
             if pp == 1:
                 lat = it.latency
                 done = None
-                if (leap and not batch.prefill and not self.waiting and not self._unstamped
-                        and len(batch.decode) == len(self.running) and not kv.rank_short
-                        and now + lat < env.peek()):
+                every = (leap and not batch.prefill and not self.waiting and not self._unstamped
+                         and len(batch.decode) == len(self.running) and not kv.rank_short)
+                if every and now + lat < env.peek():
+                    if ro is not None:
+                        ro.sync()  # the leap reads the requests
                     step = leap_decodes(self, batch, now, lat)
                     if step is not None:
                         now, lat, end = step
                         done = timeout_at(env, end)
+                        ro = None  # the leap moved the requests on
                 yield env.timeout(lat) if done is None else done
                 self.busy_time += lat
-                self._apply(batch, start=now)
+                if ro is not None:
+                    apply_roster(self, ro)
+                else:
+                    self._apply(batch, start=now)
+                    self._roster = (DecodeRoster(list(self.running), self.dp)
+                                    if every and self.running else None)
             else:
                 members = {id(r) for r in batch.prefill}
                 members.update(id(r) for r in batch.decode)
