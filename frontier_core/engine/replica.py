@@ -20,6 +20,7 @@ from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
 from frontier_core.engine.kv import PagedKVCache, replica_kv_blocks  # noqa: F401 - re-exported
 from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
 from frontier_core.engine.roster import DecodeRoster, apply_roster, roster_batch
+from frontier_core.engine.visibility import MATCH_WINDOW, hide_late, hide_short_ranks, unhide
 from frontier_core.records import Batch, Request
 
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from frontier_core.components import Scheduler
     from frontier_core.execution.predictor import ExecutionPredictor
 
-# Waiting requests (from the head) matched against the prefix cache before a schedule.
-MATCH_WINDOW = 256
 
 
 class ReplicaWorker:
@@ -247,11 +246,11 @@ class ReplicaWorker:
             if batch is None:
                 ro = self._roster = None
                 admitted = len(self.running)
-                late = self._hide_late() if self.overlap else None
-                short = self._hide_short_ranks() if kv.rank_short else None
+                late = hide_late(self) if self.overlap else None
+                short = hide_short_ranks(self) if kv.rank_short else None
                 batch = schedule(self)
                 if short:
-                    self._unhide(short)
+                    unhide(self, short)
                 if late:
                     self.waiting.extend(late)
             if not batch.prefill and not batch.decode:
@@ -327,64 +326,6 @@ class ReplicaWorker:
                 done.callbacks.append(lambda _ev, b=batch, t=now: self._land(b, t))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
-
-    def _hide_late(self) -> list[Request] | None:
-        """Take the requests queued after the running step started off the tail of
-        ``waiting`` (arrival order), to be put back after this schedule."""
-        w = self.waiting
-        cut = self._cutoff
-        if not w or w[-1].queued_at <= cut:
-            return None
-        late = []
-        while w and w[-1].queued_at > cut:
-            late.append(w.pop())
-        late.reverse()
-        return late
-
-    def _hide_short_ranks(self) -> list[Request] | None:
-        """Take off ``waiting`` (for one schedule) each DP rank's requests from the first
-        one that does not fit in the room left on that rank, counting the requests of the
-        rank ahead of it: each rank has its own queue in the engines, so a rank without
-        room must not hold back the others (schedulers stop at the first request that
-        does not fit). Only the first ``MATCH_WINDOW`` waiting requests are looked at,
-        and only after an admission failed for want of room on its rank
-        (``PagedKVCache.rank_short``)."""
-        kv = self.kv
-        kv.rank_short = False
-        w = self.waiting
-        used, cap, need = kv.rank_used, kv.rank_cap, kv.blocks_for
-        assert used is not None
-        room = [cap - u for u in used]
-        full = [False] * self.dp
-        keep: list[Request] = []
-        hide: list[Request] = []
-        for _ in range(min(len(w), MATCH_WINDOW)):
-            r = w.popleft()
-            k = r.dp_rank
-            if not full[k] and not (r.blocks or r.shared_blocks):
-                n = need(r.prefill_target)
-                if n <= room[k]:
-                    room[k] -= n
-                else:
-                    full[k] = True
-            (hide if full[k] else keep).append(r)
-        w.extendleft(reversed(keep))
-        if not hide:
-            return None
-        kv.rank_short = True  # look again before the next schedule
-        return hide
-
-    def _unhide(self, hidden: list[Request]) -> None:
-        """Put requests of full ranks back, behind the waiting requests queued before
-        them (those the schedule preempted) and ahead of the rest; the order between
-        ranks is free, each rank keeping its own."""
-        w = self.waiting
-        first = hidden[0].queued_at
-        front = []
-        while w and w[0].queued_at < first:
-            front.append(w.popleft())
-        w.extendleft(reversed(hidden))
-        w.extendleft(reversed(front))
 
     def _match_waiting(self) -> None:
         """Match the first ``MATCH_WINDOW`` waiting requests that have not started
