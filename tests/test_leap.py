@@ -40,6 +40,13 @@ def leaping(on: bool) -> Iterator[None]:
 _REGISTRY: list[Any] = []
 
 
+@pytest.fixture(autouse=True)
+def every_batch_on_the_roster(monkeypatch) -> None:
+    """The roster takes batches of any size here (the engine's threshold only saves
+    time), so that the small random configs below exercise it."""
+    monkeypatch.setattr("frontier_core.engine.replica.ROSTER_MIN", 1)
+
+
 def _registry() -> Any:
     if not _REGISTRY:
         _REGISTRY.append(load_registry(extra=[linear_test_plugin()]))
@@ -308,3 +315,23 @@ def test_roster_schedules_as_the_scheduler_would(scheduler, kv) -> None:
     assert fast[4] > 20  # the roster scheduled many of the iterations
     if kv == "tight":
         assert json.loads(step[0])["clusters"]["main"]["preemptions"] > 0
+
+
+def test_roster_takes_large_batches_at_its_default_threshold(monkeypatch) -> None:
+    """At the engine's own threshold: a closed loop of 192 requests over two replicas."""
+    from frontier_core.engine import replica, roster
+
+    monkeypatch.setattr(replica, "ROSTER_MIN", roster.ROSTER_MIN)
+    cluster = {"name": "main", "gpu": "a100-80g-sxm", "replicas": 2, "block_size": 16,
+               "scheduler": {"name": "sglang"}}
+    data = {"model": "llama-2-7b", "deployment": {"clusters": [cluster]},
+            "predictor": ["roofline"],
+            "workload": {"closed_loop": {"concurrency": 192},
+                         "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
+                         "output_len": {"dist": "uniform", "low": 20, "high": 120},
+                         "num_requests": 400},
+            "seed": 2, "output": {"trace": False}}
+    step = outputs(data, on=False)
+    fast = outputs(data, on=True)
+    assert fast[:3] == step[:3] and fast[5] == step[5]
+    assert fast[4] > 50

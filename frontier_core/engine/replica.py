@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
 from frontier_core.engine.kv import PagedKVCache, replica_kv_blocks  # noqa: F401 - re-exported
 from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
-from frontier_core.engine.roster import DecodeRoster, apply_roster, roster_batch
+from frontier_core.engine.roster import ROSTER_MIN, apply_roster, roster_batch
 from frontier_core.engine.visibility import MATCH_WINDOW, hide_late, hide_short_ranks, unhide
 from frontier_core.records import Batch, Request
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import simpy
 
     from frontier_core.components import Scheduler
+    from frontier_core.engine.roster import DecodeRoster
     from frontier_core.execution.predictor import ExecutionPredictor
 
 
@@ -111,6 +112,8 @@ class ReplicaWorker:
         # The running requests as arrays while every iteration decodes all of them
         # (frontier_core/engine/roster.py); the same switch as leaping.
         self._roster: DecodeRoster | None = None
+        self._roster_due = False  # the last iteration decoded every running request
+        self._roster_min = ROSTER_MIN
         self.rostered = 0  # iterations scheduled from the roster
         self.process = env.process(self._loop())
 
@@ -241,8 +244,9 @@ class ReplicaWorker:
                 continue
             if kv.caching and (self._match_pending or kv.epoch != self._matched_epoch):
                 self._match_waiting()
+            batch = (roster_batch(self) if self._roster is not None or self._roster_due
+                     else None)
             ro = self._roster
-            batch = roster_batch(self) if ro is not None else None
             if batch is None:
                 ro = self._roster = None
                 admitted = len(self.running)
@@ -315,8 +319,9 @@ class ReplicaWorker:
                     apply_roster(self, ro)
                 else:
                     self._apply(batch, start=now)
-                    self._roster = (DecodeRoster(list(self.running), self.dp)
-                                    if every and self.running else None)
+                    # The next schedule may come from a roster, built then if it does.
+                    self._roster = None
+                    self._roster_due = every and len(self.running) >= self._roster_min
             else:
                 members = {id(r) for r in batch.prefill}
                 members.update(id(r) for r in batch.decode)

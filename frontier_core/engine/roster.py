@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 _FIELDS = attrgetter("computed", "blocks", "output_len", "generated", "dp_rank")
 
+#: running requests from which a roster pays: below, its array operations cost more
+#: than the passes over the requests they replace
+ROSTER_MIN = 64
+
 
 class DecodeRoster:
     """Arrays of the requests ``reqs`` (every running request, all decoding), in their
@@ -79,8 +83,12 @@ def roster_batch(rep: ReplicaWorker) -> Batch | None:
     ro = rep._roster
     kv = rep.kv
     if ro is None:
-        return None
-    if (not ro.reqs or rep.waiting or rep._unstamped or kv.rank_short
+        # The iteration just applied decoded every running request: a roster of them.
+        rep._roster_due = False
+        if rep.waiting or rep._unstamped or kv.rank_short or not rep.running:
+            return None
+        ro = rep._roster = DecodeRoster(list(rep.running), rep.dp)
+    elif (not ro.reqs or rep.waiting or rep._unstamped or kv.rank_short
             or rep.running != ro.reqs):  # identity, element by element (C speed)
         ro.sync()
         return None
