@@ -290,31 +290,40 @@ def test_leap_off_switch() -> None:
 # ---- the decode roster ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
-@pytest.mark.parametrize("kv", ["roomy", "tight", "cached"])
-def test_roster_schedules_as_the_scheduler_would(scheduler, kv) -> None:
-    """Two replicas under a closed loop: the other replica's events stop every leap, so
-    decode-only iterations come from the roster (completions among them); with a tight
-    KV cache some of its block grows fail and the scheduler preempts instead; with
-    prefix caching the blocks of finished requests stay cached and evictable."""
-    cluster: dict[str, Any] = {"name": "main", "gpu": "a100-80g-sxm", "replicas": 2,
-                               "block_size": 4, "scheduler": scheduler,
-                               "gpu_memory_fraction": 0.2,
-                               "activation_reserve_gb": 1.5 if kv == "tight" else 0.2,
-                               "prefix_cache": kv == "cached"}
-    data = {"model": "llama-2-7b", "deployment": {"clusters": [cluster]},
+def closed_loop_roster(cluster: dict[str, Any], concurrency: int, n: int,
+                       seed: int) -> tuple[str, int]:
+    """Two replicas of ``cluster`` under a closed loop, with and without the roster:
+    checks that both give the same outputs and scheduler states; returns the summary
+    and how many iterations the roster scheduled."""
+    data = {"model": "llama-2-7b",
+            "deployment": {"clusters": [{"name": "main", "gpu": "a100-80g-sxm",
+                                         "replicas": 2, **cluster}]},
             "predictor": ["roofline"],
-            "workload": {"closed_loop": {"concurrency": 24},
+            "workload": {"closed_loop": {"concurrency": concurrency},
                          "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
                          "output_len": {"dist": "uniform", "low": 20, "high": 120},
-                         "num_requests": 96},
-            "seed": 1, "output": {"trace": False}}
+                         "num_requests": n},
+            "seed": seed, "output": {"trace": False}}
     step = outputs(data, on=False)
     fast = outputs(data, on=True)
     assert fast[:3] == step[:3] and fast[5] == step[5]
-    assert fast[4] > 20  # the roster scheduled many of the iterations
+    return step[0], fast[4]
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
+@pytest.mark.parametrize("kv", ["roomy", "tight", "cached"])
+def test_roster_schedules_as_the_scheduler_would(scheduler, kv) -> None:
+    """The other replica's events stop every leap, so decode-only iterations come from
+    the roster (completions among them); with a tight KV cache some of its block grows
+    fail and the scheduler preempts instead; with prefix caching the blocks of finished
+    requests stay cached and evictable."""
+    summary, rostered = closed_loop_roster(
+        {"block_size": 4, "scheduler": scheduler, "gpu_memory_fraction": 0.2,
+         "activation_reserve_gb": 1.5 if kv == "tight" else 0.2,
+         "prefix_cache": kv == "cached"}, 24, 96, 1)
+    assert rostered > 20  # the roster scheduled many of the iterations
     if kv == "tight":
-        assert json.loads(step[0])["clusters"]["main"]["preemptions"] > 0
+        assert json.loads(summary)["clusters"]["main"]["preemptions"] > 0
 
 
 def test_roster_takes_large_batches_at_its_default_threshold(monkeypatch) -> None:
@@ -322,16 +331,6 @@ def test_roster_takes_large_batches_at_its_default_threshold(monkeypatch) -> Non
     from frontier_core.engine import replica, roster
 
     monkeypatch.setattr(replica, "ROSTER_MIN", roster.ROSTER_MIN)
-    cluster = {"name": "main", "gpu": "a100-80g-sxm", "replicas": 2, "block_size": 16,
-               "scheduler": {"name": "sglang"}}
-    data = {"model": "llama-2-7b", "deployment": {"clusters": [cluster]},
-            "predictor": ["roofline"],
-            "workload": {"closed_loop": {"concurrency": 192},
-                         "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
-                         "output_len": {"dist": "uniform", "low": 20, "high": 120},
-                         "num_requests": 400},
-            "seed": 2, "output": {"trace": False}}
-    step = outputs(data, on=False)
-    fast = outputs(data, on=True)
-    assert fast[:3] == step[:3] and fast[5] == step[5]
-    assert fast[4] > 50
+    _, rostered = closed_loop_roster({"block_size": 16, "scheduler": {"name": "sglang"}},
+                                     192, 400, 2)
+    assert rostered > 50
