@@ -92,8 +92,6 @@ def roster_batch(rep: ReplicaWorker) -> Batch | None:
             or rep.running != ro.reqs):  # identity, element by element (C speed)
         ro.sync()
         return None
-    if kv.caching and (rep._match_pending or kv.epoch != rep._matched_epoch):
-        rep._match_waiting()  # what the schedule's prelude does (nothing waits to match)
     edge = np.flatnonzero(ro.comp >= ro.blk * kv.block_size)
     if len(edge):
         reqs, grow, blk, comp = ro.reqs, kv.grow, ro.blk, ro.comp
