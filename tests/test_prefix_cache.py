@@ -119,6 +119,20 @@ def test_a_preempted_request_gives_its_blocks_back():
     assert kv.free_blocks == 16 and kv.idle_blocks == 8
 
 
+def content_hashes(drawn: list[int], prompt: int, block: int,
+                   names: dict[tuple[tuple[int, ...], int], int]) -> tuple[int, ...]:
+    """Hashes that name content, as a trace's do: block ``j``'s hash stands for the drawn
+    values up to ``j`` and the block's length (a prompt's last block may be short), so
+    one hash never names blocks of different lengths or at different places."""
+    out = []
+    for j in range(len(drawn)):
+        tokens = min(block, prompt - j * block)
+        if tokens <= 0:
+            break
+        out.append(names.setdefault((tuple(drawn[:j + 1]), tokens), len(names)))
+    return tuple(out)
+
+
 # Recompute estimates for the host tier: none (always load), one that makes loading a
 # run of whole blocks faster and a run of short blocks slower, and one that never loads.
 RECOMPUTE = [None, lambda tokens, context: (tokens + context) * 1e-7, lambda t, c: 0.0]
@@ -131,7 +145,7 @@ RECOMPUTE = [None, lambda tokens, context: (tokens + context) * 1e-7, lambda t, 
        st.sampled_from([(0, False), (6, False), (6, True), (1000, False)]))
 # A recorded GPU block evicted into the host tier while recomputing is always faster: it
 # must leave the waiting request's match, not be copied back at admission.
-@example([(1, [], False, False), (1, [0], False, False), (81, [], False, False),
+@example([(1, [], False, False), (32, [0], False, False), (81, [], False, False),
           (193, [], False, False), (225, [], False, False), (81, [0], True, True),
           (1, [], True, False), (65, [], True, False)], 4, RECOMPUTE[2], (0, False))
 def test_invariants_under_random_traffic(ops, host, recompute, disk):
@@ -144,8 +158,9 @@ def test_invariants_under_random_traffic(ops, host, recompute, disk):
                       write_through=through)
     live: list[Request] = []
     queue: list[Request] = []
+    names: dict[tuple[tuple[int, ...], int], int] = {}
     for i, (prompt, hashes, leave_one, queued) in enumerate(ops):
-        r = req(i, prompt, tuple(hashes), block=32)
+        r = req(i, prompt, content_hashes(hashes, prompt, 32, names), block=32)
         if queued:
             kv.match(r, queued=True)
             queue.append(r)
