@@ -90,14 +90,21 @@ def decode_running(view: SchedulerView, batch: Batch, budget: int | None = None)
     KV by the tokens a decode computes (one, or k + 1 under speculative decoding, never
     past its last output token) and preempting from the tail (newest first) when blocks
     run out. ``budget`` bounds the decode tokens. Returns the decode tokens added."""
+    w = getattr(view, "decode_width", 1)
+    cap = budget // w if budget is not None else None
+    # The engine may hold the running requests as arrays (its decode roster): it then
+    # makes this same batch without a pass over them.
+    from_arrays = getattr(view, "decode_from_arrays", None)
+    if from_arrays is not None:
+        n = from_arrays(batch, cap)
+        if n is not None:
+            return n
     kv = view.kv
     bs = kv.block_size
     grow = kv.grow
     running = view.running
     decode = batch.decode
     append = decode.append
-    w = getattr(view, "decode_width", 1)
-    cap = budget // w if budget is not None else None
     i = 0
     if w == 1 and (cap is None or len(running) + len(decode) <= cap):
         # NOTE: perf — the common case in one pass: every request past its prefill

@@ -334,3 +334,32 @@ def test_roster_takes_large_batches_at_its_default_threshold(monkeypatch) -> Non
     _, rostered = closed_loop_roster({"block_size": 16, "scheduler": {"name": "sglang"}},
                                      192, 400, 2)
     assert rostered > 50
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
+def test_roster_serves_the_scheduler_while_transfers_arrive(scheduler, monkeypatch) -> None:
+    """A PD decode replica under a closed loop: requests arrive with their KV between
+    almost every two iterations, so the scheduler is called each time, and its
+    ``decode_running`` takes the batch from the roster (the roster's own schedule is
+    switched off here, so every rostered iteration went through the scheduler), and the
+    first token of each is streamed from the decode replica's first iteration with it.
+    The same outputs and scheduler states as stepping."""
+    pytest.importorskip("frontier_pd_disagg")
+    from frontier_core.engine import replica
+
+    monkeypatch.setattr(replica, "roster_batch", lambda rep: None)
+    data = {"model": "llama-2-7b",
+            "deployment": {"workflow": {"name": "pd", "first_token": "decode"},
+                           "clusters": [{"name": "prefill", "gpu": "h100-sxm", "replicas": 2},
+                                        {"name": "decode", "gpu": "h100-sxm", "block_size": 4,
+                                         "scheduler": scheduler}]},
+            "predictor": ["roofline"],
+            "workload": {"closed_loop": {"concurrency": 32},
+                         "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
+                         "output_len": {"dist": "uniform", "low": 20, "high": 120},
+                         "num_requests": 160},
+            "seed": 3, "output": {"trace": False}}
+    step = outputs(data, on=False)
+    fast = outputs(data, on=True)
+    assert fast[:3] == step[:3] and fast[5] == step[5]
+    assert fast[4] > 200  # iterations whose batch came from the roster

@@ -43,6 +43,8 @@ class VLLMScheduler:
     waiting and fit (token budget, sequence cap, free blocks above the watermark),
     the iteration is prefill-only; otherwise every running request decodes."""
 
+    running_via_sdk = True  # see docs/plugins.md, iteration leaping
+
     def __init__(self, opts: VLLMOptions) -> None:
         self.max_seqs = opts.max_num_seqs
         self.max_tokens = opts.max_num_batched_tokens
@@ -72,6 +74,8 @@ class SarathiScheduler:
     """Sarathi-Serve: stall-free batching. Every iteration carries all running decodes,
     then fills the token budget with prefill chunks — ongoing partial prefills first,
     then new prompts — so long prompts never stall decodes."""
+
+    running_via_sdk = True  # see docs/plugins.md, iteration leaping
 
     def __init__(self, opts: SarathiOptions) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -104,6 +108,8 @@ class OrcaScheduler:
     can be reserved, so nothing is ever preempted (at the price of reserved, idle
     memory); MAX_UTILIZATION admits what fits now and pauses the newest request when a
     decode runs out of KV (TensorRT-LLM ``CapacitySchedulerPolicy``)."""
+
+    running_via_sdk = True  # see docs/plugins.md, iteration leaping
 
     def __init__(self, opts: BatchLimits) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -174,6 +180,8 @@ class SGLangScheduler:
     output. When a decode step runs out of KV, requests are retracted (their KV dropped,
     back to the queue: ``retract_decode``) and the ratio returns to its start."""
 
+    running_via_sdk = True  # see docs/plugins.md, iteration leaping
+
     def __init__(self, opts: SGLangOptions) -> None:
         self.max_seqs = opts.max_num_seqs
         self.budget = opts.max_num_batched_tokens
@@ -196,7 +204,10 @@ class SGLangScheduler:
         if view.waiting and budget > 0:
             kv = view.kv
             ratio = self.ratio
-            room = [kv.free_blocks * kv.block_size - self._reserved(view.running)]
+            # The free KV less what running requests are yet to decode, taken only when
+            # a prompt waits (requests that arrived with their KV join without it).
+            room = ([kv.free_blocks * kv.block_size - self._reserved(view.running)]
+                    if any(r.computed < r.prefill_target for r in view.waiting) else [])
 
             def admit(r: Request) -> bool:
                 # Matched blocks that nobody holds (in host memory, or cached on the GPU

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
 from frontier_core.engine.kv import PagedKVCache, replica_kv_blocks  # noqa: F401 - re-exported
 from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
-from frontier_core.engine.roster import ROSTER_MIN, apply_roster, roster_batch
+from frontier_core.engine.roster import (
+    ROSTER_MIN,
+    apply_roster,
+    offer_roster,
+    roster_batch,
+    roster_decode,
+    roster_taken,
+)
 from frontier_core.engine.visibility import MATCH_WINDOW, hide_late, hide_short_ranks, unhide
 from frontier_core.records import Batch, Request
 
@@ -112,8 +119,14 @@ class ReplicaWorker:
         # The running requests as arrays while every iteration decodes all of them
         # (frontier_core/engine/roster.py); the same switch as leaping.
         self._roster: DecodeRoster | None = None
-        self._roster_due = False  # the last iteration decoded every running request
+        self._roster_due = False  # the last iteration decoded, and prefilled nothing
         self._roster_min = ROSTER_MIN
+        # The scheduler reads running requests only through the SDK's blocks, so it may
+        # be called with the roster in place while requests that hold their KV wait
+        # (``decode_from_arrays``); the batch its ``decode_running`` took from it.
+        self._roster_admits = self._leap_on and getattr(scheduler, "running_via_sdk", False)
+        self._arrays_ok = False
+        self._roster_batch: Batch | None = None
         self.rostered = 0  # iterations scheduled from the roster
         self.process = env.process(self._loop())
 
@@ -136,6 +149,13 @@ class ReplicaWorker:
         self.waiting.appendleft(request)
         if self.dp > 1:
             self._queue_tokens(request)
+
+    def decode_from_arrays(self, batch: Batch, cap: int | None) -> int | None:
+        """``decode_running``'s batch from the decode roster where the engine allows it
+        (see ``roster_decode``); None: ``decode_running`` runs as written."""
+        if not self._arrays_ok:
+            return None
+        return roster_decode(self, batch, cap)
 
     # ---- load, as routers see it ---------------------------------------
     @property
@@ -248,11 +268,12 @@ class ReplicaWorker:
                      else None)
             ro = self._roster
             if batch is None:
-                ro = self._roster = None
                 admitted = len(self.running)
                 late = hide_late(self) if self.overlap else None
                 short = hide_short_ranks(self) if kv.rank_short else None
+                offer_roster(self)
                 batch = schedule(self)
+                ro = roster_taken(self, batch)
                 if short:
                     unhide(self, short)
                 if late:
@@ -321,7 +342,8 @@ class ReplicaWorker:
                     self._apply(batch, start=now)
                     # The next schedule may come from a roster, built then if it does.
                     self._roster = None
-                    self._roster_due = every and len(self.running) >= self._roster_min
+                    self._roster_due = (leap and not batch.prefill
+                                        and len(self.running) >= self._roster_min)
             else:
                 members = {id(r) for r in batch.prefill}
                 members.update(id(r) for r in batch.decode)

@@ -9,10 +9,17 @@ what this schedule, the execution model and the completion check read of each re
 request list, so such an iteration is scheduled, priced and applied with array
 operations, without a pass over the requests. Their ``Request`` objects fall behind
 meanwhile: each is brought up to date when it finishes, and all of them before anything
-else reads them (the scheduler, once an arrival, a prefill or a preemption ends the run
+else reads them (the scheduler, once a prompt to prefill or a preemption ends the run
 of such iterations, and an iteration leap); nothing outside the replica reads running
-requests. The results are those of scheduling every iteration (tests/test_leap.py
-compares both; ``FRONTIER_LEAP=0`` turns both off).
+requests.
+
+Requests that arrive with their KV (a PD decode replica's) do not end the run: a
+scheduler that reads running requests only through ``decode_running`` and
+``continue_chunks`` (``running_via_sdk``) is called with the roster in place, its
+``decode_running`` takes the batch from the roster (``roster_decode``), and the
+requests it admitted join the roster when they first decode. The results are those of
+scheduling every iteration (tests/test_leap.py compares both; ``FRONTIER_LEAP=0`` turns
+both off).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ if TYPE_CHECKING:
     from frontier_core.engine.replica import ReplicaWorker
     from frontier_core.records import Request
 
-_FIELDS = attrgetter("computed", "blocks", "output_len", "generated", "dp_rank")
+_FIELDS = attrgetter("computed", "blocks", "output_len", "generated", "dp_rank",
+                     "prefill_target")
 
 #: running requests from which a roster pays: below, its array operations cost more
 #: than the passes over the requests they replace
@@ -44,13 +52,20 @@ class DecodeRoster:
 
     __slots__ = ("reqs", "comp", "blk", "gen", "olen", "rank", "stale")
 
-    def __init__(self, reqs: list[Request], dp: int) -> None:
-        n = len(reqs)
-        a = np.array(list(map(_FIELDS, reqs)), np.int64).reshape(n, 5)
+    def __init__(self, reqs: list[Request], a: np.ndarray, dp: int) -> None:
         self.reqs = reqs
         self.comp, self.blk, self.olen, self.gen = (a[:, i].copy() for i in range(4))
         self.rank = a[:, 4].copy() if dp > 1 else None
         self.stale = False
+
+    def extend(self, tail: list[Request], a: np.ndarray) -> None:
+        """Append the requests ``tail`` (up to date), ``a`` their ``_arrays``."""
+        self.reqs = self.reqs + tail
+        self.comp, self.blk, self.olen, self.gen = (
+            np.concatenate((x, a[:, i])) for i, x in
+            enumerate((self.comp, self.blk, self.olen, self.gen)))
+        if self.rank is not None:
+            self.rank = np.concatenate((self.rank, a[:, 4]))
 
     def sync(self) -> None:
         """Bring the request objects up to date."""
@@ -74,39 +89,139 @@ class DecodeRoster:
             self.rank = self.rank[keep]
 
 
-def roster_batch(rep: ReplicaWorker) -> Batch | None:
-    """The batch the scheduler would make now, from the roster: its requests, after
-    growing the KV of those at a block boundary (the calls ``decode_running`` makes, in
-    its order), and the scheduler told of one skipped decode-only schedule. None, with
-    the requests brought up to date, unless nothing waits, the running requests are the
-    roster's, and no per-rank admission or first-token stamp is pending."""
-    ro = rep._roster
-    kv = rep.kv
-    if ro is None:
-        # The iteration just applied decoded every running request: a roster of them.
-        rep._roster_due = False
-        if rep.waiting or rep._unstamped or kv.rank_short or not rep.running:
-            return None
-        ro = rep._roster = DecodeRoster(list(rep.running), rep.dp)
-    elif (not ro.reqs or rep.waiting or rep._unstamped or kv.rank_short
-            or rep.running != ro.reqs):  # identity, element by element (C speed)
-        ro.sync()
+def _arrays(reqs: list[Request]) -> np.ndarray:
+    """(requests × 6) int64: the ``_FIELDS`` of each request."""
+    return np.array(list(map(_FIELDS, reqs)), np.int64).reshape(len(reqs), 6)
+
+
+def _new_roster(rep: ReplicaWorker) -> DecodeRoster | None:
+    """A roster of the running requests, if every one of them is past its prefill."""
+    rep._roster_due = False
+    running = rep.running
+    if not running:
         return None
+    a = _arrays(running)
+    if not (a[:, 0] >= a[:, 5]).all():
+        return None
+    ro = rep._roster = DecodeRoster(list(running), a, rep.dp)
+    return ro
+
+
+def _drop(rep: ReplicaWorker, ro: DecodeRoster) -> None:
+    """Bring the requests up to date and schedule without the roster from now on."""
+    ro.sync()
+    rep._roster = None
+
+
+def _grow_edges(rep: ReplicaWorker, ro: DecodeRoster) -> bool:
+    """Grow the KV of the roster's requests at a block boundary by one token, in order
+    (what ``decode_running`` does first); False, with the roster dropped, where one
+    cannot grow: the scheduler takes over from there (those grown so far are past their
+    boundary, so it grows the rest in the same order and preempts)."""
+    kv = rep.kv
     edge = np.flatnonzero(ro.comp >= ro.blk * kv.block_size)
     if len(edge):
         reqs, grow, blk, comp = ro.reqs, kv.grow, ro.blk, ro.comp
         for i in edge.tolist():
             r = reqs[i]
             if not grow(r, int(comp[i]) + 1):
-                # The scheduler takes over from here: the requests grown so far are past
-                # their boundary, so it grows the rest in the same order and preempts.
-                ro.sync()
-                rep._roster = None
-                return None
+                _drop(rep, ro)
+                return False
             blk[i] = r.blocks
+    return True
+
+
+def roster_batch(rep: ReplicaWorker) -> Batch | None:
+    """The batch the scheduler would make now, from the roster (built first if one is
+    due): its requests, after growing the KV of those at a block boundary (the calls
+    ``decode_running`` makes, in its order), and the scheduler told of one skipped
+    decode-only schedule. None where the scheduler must be called: something waits, a
+    first-token stamp or a per-rank admission is pending, or requests the roster does
+    not hold run (``roster_decode`` may then still serve its ``decode_running``)."""
+    if rep.waiting or rep._unstamped or rep.kv.rank_short:
+        return None
+    ro = rep._roster
+    if ro is None:
+        ro = _new_roster(rep)
+        if ro is None:
+            return None
+    elif not ro.reqs or rep.running != ro.reqs:  # identity, element by element (C speed)
+        return None
+    if not _grow_edges(rep, ro):
+        return None
     rep._skip_decodes(1)
     rep.rostered += 1
     return Batch(decode=ro.reqs)
+
+
+def offer_roster(rep: ReplicaWorker) -> None:
+    """Before the scheduler is called: let its ``decode_running`` take the batch from
+    the roster (held, or due to be built) if the scheduler reads running requests only
+    through the SDK and every request it sees waiting holds its KV (arrived by
+    transfer); otherwise bring the requests up to date and drop the roster."""
+    ro = rep._roster
+    rep._roster_batch = None
+    rep._arrays_ok = ok = (rep._roster_admits and (ro is not None or rep._roster_due)
+                           and len(rep.running) >= rep._roster_min and not rep.kv.rank_short
+                           and all(r.computed >= r.prefill_target for r in rep.waiting))
+    if ro is not None and not ok:
+        _drop(rep, ro)
+
+
+def roster_taken(rep: ReplicaWorker, batch: Batch) -> DecodeRoster | None:
+    """After the scheduler returned ``batch``: the roster, if the batch is its requests
+    decoding and nothing else; else None, with the requests up to date."""
+    rep._arrays_ok = False
+    ro = rep._roster
+    if ro is not None and (rep._roster_batch is not batch or batch.prefill):
+        _drop(rep, ro)
+        return None
+    return ro
+
+
+def roster_decode(rep: ReplicaWorker, batch: Batch, cap: int | None) -> int | None:
+    """``decode_running`` from the roster, for a scheduler called while only requests
+    that hold their KV wait (``ReplicaWorker.decode_from_arrays``): the running requests
+    the roster does not hold yet (admitted since, all past their prefill) join it, with
+    their first-token time where it is pending, and every running request decodes.
+    Returns the decode tokens, or None (with the requests up to date and the roster
+    dropped) where ``decode_running`` must run: a request still prefills, the sequence
+    cap binds, or a block cannot be grown."""
+    ro = rep._roster
+    running = rep.running
+    if batch.decode or (cap is not None and len(running) > cap):
+        if ro is not None:
+            _drop(rep, ro)
+        return None
+    if ro is None:
+        ro = _new_roster(rep)
+        if ro is None:
+            return None
+    else:
+        n = len(ro.reqs)
+        if running[:n] != ro.reqs:
+            _drop(rep, ro)
+            return None
+        if len(running) > n:
+            tail = running[n:]
+            a = _arrays(tail)
+            if not (a[:, 0] >= a[:, 5]).all():
+                _drop(rep, ro)
+                return None
+            ro.extend(tail, a)
+    if rep._unstamped:
+        # Admitted with their KV, without a first token: this iteration streams it.
+        now = rep.env.now
+        for r in running[max(0, len(running) - rep._unstamped):]:  # the newest
+            if r.first_token != r.first_token:
+                r.first_token = now
+                rep._unstamped -= 1
+    if not _grow_edges(rep, ro):
+        return None
+    rep.rostered += 1
+    batch.decode += ro.reqs
+    rep._roster_batch = batch
+    return len(batch.decode)
 
 
 def apply_roster(rep: ReplicaWorker, ro: DecodeRoster) -> None:
@@ -125,5 +240,10 @@ def apply_roster(rep: ReplicaWorker, ro: DecodeRoster) -> None:
             r.computed = int(comp[i])
             r.generated = int(gen[i])
             rep._finish(r)
-        rep.running = [r for r in rep.running if r.done is not None and not r.done.triggered]
+        running = rep.running
+        n = len(reqs)
         ro.drop(done)
+        # The running list is the roster's requests and those admitted after its
+        # decodes (``roster_decode``): the same list, less the finished ones.
+        rep.running = (ro.reqs + running[n:] if running[:n] == reqs else
+                       [r for r in running if r.done is not None and not r.done.triggered])
