@@ -63,6 +63,7 @@ __all__ = [
     "continue_chunks",
     "decode_running",
     "hookimpl",
+    "remaining_output",
     "start_prefill",
 ]
 
@@ -175,8 +176,12 @@ def continue_chunks(view: SchedulerView, batch: Batch, budget: int) -> int:
     """Add the next chunk of every running request still prefilling (a prompt cut by an
     earlier token budget), in order, within ``budget``; returns the budget left."""
     kv = view.kv
-    # NOTE: perf — the few requests still prefilling, found in one pass over running.
-    for r in [r for r in view.running if r.computed < r.prefill_target]:
+    from_arrays = getattr(view, "prefilling_from_arrays", None)
+    prefilling = from_arrays() if from_arrays is not None else None
+    if prefilling is None:
+        # NOTE: perf — the few requests still prefilling, found in one pass over running.
+        prefilling = [r for r in view.running if r.computed < r.prefill_target]
+    for r in prefilling:
         if budget <= 0:
             break
         chunk = min(r.prefill_target - r.computed, budget)
@@ -186,6 +191,20 @@ def continue_chunks(view: SchedulerView, batch: Batch, budget: int) -> int:
         batch.chunks.append(chunk)
         budget -= chunk
     return budget
+
+
+def remaining_output(view: SchedulerView, clip: int) -> int:
+    """Output tokens the running requests are yet to decode, each counted up to
+    ``clip`` (what SGLang's admission keeps room for)."""
+    from_arrays = getattr(view, "remaining_from_arrays", None)
+    if from_arrays is not None:
+        left = from_arrays(clip)
+        if left is not None:
+            return left
+    left = 0
+    for r in view.running:
+        left += min(r.output_len - r.generated, clip)
+    return left
 
 
 def admit_chunks(view: SchedulerView, batch: Batch, budget: int, max_seqs: int,

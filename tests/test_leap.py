@@ -363,3 +363,29 @@ def test_roster_serves_the_scheduler_while_transfers_arrive(scheduler, monkeypat
     fast = outputs(data, on=True)
     assert fast[:3] == step[:3] and fast[5] == step[5]
     assert fast[4] > 200  # iterations whose batch came from the roster
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
+def test_roster_decodes_beside_new_prompts(scheduler, monkeypatch) -> None:
+    """Co-located under a closed loop, a prompt arrives whenever a request finishes: the
+    scheduler admits it with the roster in place, and an iteration that prefills it
+    beside the roster's decodes is priced from both (``mixed_step``) where the scheduler
+    mixes them (Sarathi, Orca). The same outputs and scheduler states as stepping."""
+    from frontier_core.engine import replica
+    from frontier_core.execution.predictor import ExecutionPredictor
+
+    mixed = [0]
+    real = ExecutionPredictor.mixed_step
+
+    def counted(self: Any, *args: Any) -> Any:
+        mixed[0] += 1
+        return real(self, *args)
+
+    monkeypatch.setattr(ExecutionPredictor, "mixed_step", counted)
+    monkeypatch.setattr(replica, "roster_batch", lambda rep: None)
+    summary, rostered = closed_loop_roster(
+        {"block_size": 4, "scheduler": scheduler, "gpu_memory_fraction": 0.2,
+         "activation_reserve_gb": 0.2}, 24, 96, 1)
+    assert rostered > 300
+    if scheduler["name"] in ("sarathi", "orca"):
+        assert mixed[0] > 10

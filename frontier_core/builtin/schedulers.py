@@ -21,6 +21,7 @@ from frontier_core.sdk import (
     admit_whole,
     continue_chunks,
     decode_running,
+    remaining_output,
 )
 
 
@@ -43,7 +44,9 @@ class VLLMScheduler:
     waiting and fit (token budget, sequence cap, free blocks above the watermark),
     the iteration is prefill-only; otherwise every running request decodes."""
 
-    running_via_sdk = True  # see docs/plugins.md, iteration leaping
+    # While only requests holding their KV wait, running requests are read through
+    # the SDK's blocks alone (docs/plugins.md, iteration leaping).
+    running_via_sdk = True
 
     def __init__(self, opts: VLLMOptions) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -75,7 +78,9 @@ class SarathiScheduler:
     then fills the token budget with prefill chunks — ongoing partial prefills first,
     then new prompts — so long prompts never stall decodes."""
 
-    running_via_sdk = True  # see docs/plugins.md, iteration leaping
+    # While only requests holding their KV wait, running requests are read through
+    # the SDK's blocks alone (docs/plugins.md, iteration leaping).
+    running_via_sdk = True
 
     def __init__(self, opts: SarathiOptions) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -109,7 +114,9 @@ class OrcaScheduler:
     memory); MAX_UTILIZATION admits what fits now and pauses the newest request when a
     decode runs out of KV (TensorRT-LLM ``CapacitySchedulerPolicy``)."""
 
-    running_via_sdk = True  # see docs/plugins.md, iteration leaping
+    # While only requests holding their KV wait, running requests are read through
+    # the SDK's blocks alone (docs/plugins.md, iteration leaping).
+    running_via_sdk = True
 
     def __init__(self, opts: BatchLimits) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -180,7 +187,9 @@ class SGLangScheduler:
     output. When a decode step runs out of KV, requests are retracted (their KV dropped,
     back to the queue: ``retract_decode``) and the ratio returns to its start."""
 
-    running_via_sdk = True  # see docs/plugins.md, iteration leaping
+    # While only requests holding their KV wait, running requests are read through
+    # the SDK's blocks alone (docs/plugins.md, iteration leaping).
+    running_via_sdk = True
 
     def __init__(self, opts: SGLangOptions) -> None:
         self.max_seqs = opts.max_num_seqs
@@ -191,12 +200,9 @@ class SGLangScheduler:
         self.ratio = self.init_ratio
         self.retractions = 0
 
-    def _reserved(self, running: list) -> float:
+    def _reserved(self, view: SchedulerView) -> float:
         """Tokens admission keeps free for what running requests are yet to decode."""
-        left = 0
-        for r in running:
-            left += min(r.output_len - r.generated, CLIP_MAX_NEW_TOKENS)
-        return left * self.ratio
+        return remaining_output(view, CLIP_MAX_NEW_TOKENS) * self.ratio
 
     def schedule(self, view: SchedulerView) -> Batch:
         batch = Batch()
@@ -206,7 +212,7 @@ class SGLangScheduler:
             ratio = self.ratio
             # The free KV less what running requests are yet to decode, taken only when
             # a prompt waits (requests that arrived with their KV join without it).
-            room = ([kv.free_blocks * kv.block_size - self._reserved(view.running)]
+            room = ([kv.free_blocks * kv.block_size - self._reserved(view)]
                     if any(r.computed < r.prefill_target for r in view.waiting) else [])
 
             def admit(r: Request) -> bool:

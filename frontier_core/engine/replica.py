@@ -25,6 +25,8 @@ from frontier_core.engine.roster import (
     offer_roster,
     roster_batch,
     roster_decode,
+    roster_prefilling,
+    roster_remaining,
     roster_taken,
 )
 from frontier_core.engine.visibility import MATCH_WINDOW, hide_late, hide_short_ranks, unhide
@@ -150,12 +152,16 @@ class ReplicaWorker:
         if self.dp > 1:
             self._queue_tokens(request)
 
+    # The SDK's blocks answered from the decode roster where the engine allows it
+    # (frontier_core/engine/roster.py); None: the block runs as written.
     def decode_from_arrays(self, batch: Batch, cap: int | None) -> int | None:
-        """``decode_running``'s batch from the decode roster where the engine allows it
-        (see ``roster_decode``); None: ``decode_running`` runs as written."""
-        if not self._arrays_ok:
-            return None
-        return roster_decode(self, batch, cap)
+        return roster_decode(self, batch, cap) if self._arrays_ok else None
+
+    def prefilling_from_arrays(self) -> list[Request] | None:
+        return roster_prefilling(self) if self._arrays_ok else None
+
+    def remaining_from_arrays(self, clip: int) -> int | None:
+        return roster_remaining(self, clip) if self._arrays_ok else None
 
     # ---- load, as routers see it ---------------------------------------
     @property
@@ -307,7 +313,9 @@ class ReplicaWorker:
                     self._admitted(r)
             self._cutoff = now  # arrivals from here on wait for the schedule after next
             if ro is not None:
-                it = self._decode_step(ro.comp + 1, ro.rank, self.index, now)
+                it = (self.executor.mixed_step(batch, ro.comp + 1, ro.rank, self.index, now)
+                      if batch.prefill else
+                      self._decode_step(ro.comp + 1, ro.rank, self.index, now))
             else:
                 it = iteration(batch, self.index, now)
             if kv.host_capacity:
@@ -337,13 +345,18 @@ class ReplicaWorker:
                 yield env.timeout(lat) if done is None else done
                 self.busy_time += lat
                 if ro is not None:
+                    if batch.prefill:
+                        self._apply(batch, start=now, decodes=False)
                     apply_roster(self, ro)
                 else:
                     self._apply(batch, start=now)
-                    # The next schedule may come from a roster, built then if it does.
-                    self._roster = None
-                    self._roster_due = (leap and not batch.prefill
-                                        and len(self.running) >= self._roster_min)
+                    if batch.decode or self._roster is None:
+                        # The next schedule may come from a roster (one the scheduler's
+                        # prefills left alone lives on), built then if it does.
+                        self._roster = None
+                        self._roster_due = (leap and len(self.running) >= self._roster_min
+                                            and all(r.computed >= r.prefill_target
+                                                    for r in batch.prefill))
             else:
                 members = {id(r) for r in batch.prefill}
                 members.update(id(r) for r in batch.decode)
@@ -410,11 +423,12 @@ class ReplicaWorker:
         self._poke()
 
     def _apply(self, batch: Batch, back_to_running: bool = False,
-               start: float = 0.0) -> list[Request]:
+               start: float = 0.0, decodes: bool = True) -> list[Request]:
         """Advance every member by the tokens it computed; complete the finished ones.
         A decoding request without a first-token time (its first token came from a
         remote prefill, and this replica streams it: PD with the engines' path) gets the
-        start of this iteration, when the engine hands the buffered token out."""
+        start of this iteration, when the engine hands the buffered token out. Without
+        ``decodes``, only the prefills (the decode roster applies the decodes)."""
         now = self.env.now
         out: list[Request] = []
         finished = False
@@ -433,14 +447,15 @@ class ReplicaWorker:
                     continue
             out.append(r)
         append = out.append
+        dec = batch.decode if decodes else []
         if self._unstamped:
-            for r in batch.decode:
+            for r in dec:
                 if r.first_token != r.first_token:
                     r.first_token = start
                     self._unstamped -= 1
         if batch.accepted:
             # Speculative step: the accepted drafts plus the target's own token.
-            for r, a in zip(batch.decode, batch.accepted, strict=True):
+            for r, a in zip(dec, batch.accepted, strict=True):
                 g = r.generated + a + 1
                 r.generated = g
                 r.computed += a + 1
@@ -452,7 +467,6 @@ class ReplicaWorker:
         else:
             # NOTE: perf — every decode advances by one, then the finished ones (found in
             # one pass) complete in batch order; finishing reads none of the others.
-            dec = batch.decode
             for r in dec:
                 r.generated += 1
                 r.computed += 1

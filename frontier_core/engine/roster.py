@@ -9,17 +9,17 @@ what this schedule, the execution model and the completion check read of each re
 request list, so such an iteration is scheduled, priced and applied with array
 operations, without a pass over the requests. Their ``Request`` objects fall behind
 meanwhile: each is brought up to date when it finishes, and all of them before anything
-else reads them (the scheduler, once a prompt to prefill or a preemption ends the run
-of such iterations, and an iteration leap); nothing outside the replica reads running
-requests.
+else reads them (a scheduler that reads them directly, a preemption, an iteration
+leap); nothing outside the replica reads running requests.
 
-Requests that arrive with their KV (a PD decode replica's) do not end the run: a
-scheduler that reads running requests only through ``decode_running`` and
-``continue_chunks`` (``running_via_sdk``) is called with the roster in place, its
-``decode_running`` takes the batch from the roster (``roster_decode``), and the
-requests it admitted join the roster when they first decode. The results are those of
-scheduling every iteration (tests/test_leap.py compares both; ``FRONTIER_LEAP=0`` turns
-both off).
+Admissions do not end the run either: a scheduler that reads running requests only
+through the SDK's blocks (``running_via_sdk``: ``decode_running``, ``continue_chunks``,
+``remaining_output``) is called with the roster in place, and those blocks answer from
+it (``roster_decode`` and the others below). The requests it admits (arrived with their
+KV, or prefilled beside the roster's decodes) join the roster when they first decode;
+an iteration with prefill chunks prices them from their objects and the decodes from
+the arrays (``mixed_step``). The results are those of scheduling every iteration
+(tests/test_leap.py compares both; ``FRONTIER_LEAP=0`` turns both off).
 """
 
 from __future__ import annotations
@@ -155,35 +155,37 @@ def roster_batch(rep: ReplicaWorker) -> Batch | None:
 
 
 def offer_roster(rep: ReplicaWorker) -> None:
-    """Before the scheduler is called: let its ``decode_running`` take the batch from
-    the roster (held, or due to be built) if the scheduler reads running requests only
-    through the SDK and every request it sees waiting holds its KV (arrived by
-    transfer); otherwise bring the requests up to date and drop the roster."""
+    """Before the scheduler is called: let the SDK's blocks answer from the roster (held,
+    or due to be built) if the scheduler reads running requests only through them
+    (``running_via_sdk``); otherwise bring the requests up to date and drop the
+    roster."""
     ro = rep._roster
     rep._roster_batch = None
     rep._arrays_ok = ok = (rep._roster_admits and (ro is not None or rep._roster_due)
-                           and len(rep.running) >= rep._roster_min and not rep.kv.rank_short
-                           and all(r.computed >= r.prefill_target for r in rep.waiting))
+                           and len(rep.running) >= rep._roster_min and not rep.kv.rank_short)
     if ro is not None and not ok:
         _drop(rep, ro)
 
 
 def roster_taken(rep: ReplicaWorker, batch: Batch) -> DecodeRoster | None:
-    """After the scheduler returned ``batch``: the roster, if the batch is its requests
-    decoding and nothing else; else None, with the requests up to date."""
+    """After the scheduler returned ``batch``: the roster, if the batch's decodes are
+    its requests (``roster_decode``; prefill chunks may come with them); None
+    otherwise. A batch without decodes leaves the roster as it is (the next one may
+    use it); any other drops it, with the requests up to date."""
     rep._arrays_ok = False
     ro = rep._roster
-    if ro is not None and (rep._roster_batch is not batch or batch.prefill):
+    if ro is None or rep._roster_batch is batch:
+        return ro
+    if batch.decode:
         _drop(rep, ro)
-        return None
-    return ro
+    return None
 
 
 def roster_decode(rep: ReplicaWorker, batch: Batch, cap: int | None) -> int | None:
-    """``decode_running`` from the roster, for a scheduler called while only requests
-    that hold their KV wait (``ReplicaWorker.decode_from_arrays``): the running requests
-    the roster does not hold yet (admitted since, all past their prefill) join it, with
-    their first-token time where it is pending, and every running request decodes.
+    """``decode_running`` from the roster, for a scheduler called with the roster in
+    place (``ReplicaWorker.decode_from_arrays``): the running requests the roster does
+    not hold yet (admitted since, all past their prefill) join it, with their
+    first-token time where it is pending, and every running request decodes.
     Returns the decode tokens, or None (with the requests up to date and the roster
     dropped) where ``decode_running`` must run: a request still prefills, the sequence
     cap binds, or a block cannot be grown."""
@@ -197,22 +199,26 @@ def roster_decode(rep: ReplicaWorker, batch: Batch, cap: int | None) -> int | No
         ro = _new_roster(rep)
         if ro is None:
             return None
+        joined = ro.reqs
     else:
         n = len(ro.reqs)
         if running[:n] != ro.reqs:
             _drop(rep, ro)
             return None
-        if len(running) > n:
-            tail = running[n:]
-            a = _arrays(tail)
+        joined = running[n:]
+        if joined:
+            a = _arrays(joined)
             if not (a[:, 0] >= a[:, 5]).all():
                 _drop(rep, ro)
                 return None
-            ro.extend(tail, a)
+            ro.extend(joined, a)
+        elif not n:
+            _drop(rep, ro)
+            return None
     if rep._unstamped:
         # Admitted with their KV, without a first token: this iteration streams it.
         now = rep.env.now
-        for r in running[max(0, len(running) - rep._unstamped):]:  # the newest
+        for r in joined:
             if r.first_token != r.first_token:
                 r.first_token = now
                 rep._unstamped -= 1
@@ -222,6 +228,31 @@ def roster_decode(rep: ReplicaWorker, batch: Batch, cap: int | None) -> int | No
     batch.decode += ro.reqs
     rep._roster_batch = batch
     return len(batch.decode)
+
+
+def roster_prefilling(rep: ReplicaWorker) -> list[Request] | None:
+    """The running requests still prefilling, in order (``continue_chunks``), from the
+    roster: only those it does not hold can be; None where it cannot tell."""
+    ro = rep._roster
+    running = rep.running
+    if ro is None or running[:len(ro.reqs)] != ro.reqs:
+        return None
+    return [r for r in running[len(ro.reqs):] if r.computed < r.prefill_target]
+
+
+def roster_remaining(rep: ReplicaWorker, clip: int) -> int | None:
+    """Output tokens the running requests are yet to decode, each counted up to
+    ``clip`` (``remaining_output``), the roster's from its arrays; None where it
+    cannot tell."""
+    ro = rep._roster
+    running = rep.running
+    n = len(ro.reqs) if ro is not None else 0
+    if ro is None or running[:n] != ro.reqs:
+        return None
+    left = int(np.minimum(ro.olen - ro.gen, clip).sum())
+    for r in running[n:]:
+        left += min(r.output_len - r.generated, clip)
+    return left
 
 
 def apply_roster(rep: ReplicaWorker, ro: DecodeRoster) -> None:

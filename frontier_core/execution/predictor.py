@@ -260,14 +260,10 @@ class ExecutionPredictor:
     def iteration(self, batch: Batch, replica: int = 0, now: float = 0.0) -> IterationTime:
         """Seconds for one batch run by ``replica`` starting at ``now``; credits each
         backend with the time it supplied."""
-        pre, dec, chunks = batch.prefill, batch.decode, batch.chunks
-        np_, nd = len(pre), len(dec)
-        q = kvp = emits = kvd = wd = None
-        if np_:
-            q = np.fromiter(chunks, np.int64, np_)
-            kvp = np.fromiter(map(_computed, pre), np.int64, np_) + q
-            # Prefills whose last chunk this is emit a token (LM head and sampling).
-            emits = kvp >= np.fromiter(map(_target, pre), np.int64, np_)
+        dec = batch.decode
+        nd = len(dec)
+        q, kvp, emits, ids_p = self.prefill_arrays(batch)
+        kvd = wd = None
         if nd:
             kvd = np.fromiter(map(_computed, dec), np.int64, nd)
             if batch.spec:
@@ -275,9 +271,8 @@ class ExecutionPredictor:
                 kvd += wd
             else:
                 kvd += 1
-        ids_p = ids_d = None
+        ids_d = None
         if self.dp > 1:
-            ids_p = np.fromiter((r.dp_rank for r in pre), np.int64, np_)
             ids_d = np.fromiter((r.dp_rank for r in dec), np.int64, nd)
         it = self.run(q, kvp, emits, kvd, wd, ids_p, ids_d, replica, now)
         sp = self.spec
@@ -291,8 +286,26 @@ class ExecutionPredictor:
             it.latency += d
         return it
 
+    def prefill_arrays(self, batch: Batch) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                   np.ndarray | None, np.ndarray | None]:
+        """A batch's prefill chunks as ``run`` takes them: tokens, context after the
+        chunk, whether the chunk ends the prompt (and so emits a token), and with
+        dp > 1 the DP ranks (an empty array without prefills)."""
+        pre = batch.prefill
+        np_ = len(pre)
+        q = kvp = emits = ids_p = None
+        if np_:
+            q = np.fromiter(batch.chunks, np.int64, np_)
+            kvp = np.fromiter(map(_computed, pre), np.int64, np_) + q
+            # Prefills whose last chunk this is emit a token (LM head and sampling).
+            emits = kvp >= np.fromiter(map(_target, pre), np.int64, np_)
+        if self.dp > 1:
+            ids_p = np.fromiter((r.dp_rank for r in pre), np.int64, np_)
+        return q, kvp, emits, ids_p
+
     # ---- the leap's pricing (frontier_core.execution.series) ------------
     decode_step = series.decode_step
+    mixed_step = series.mixed_step
     decode_series = series.decode_series
 
     def run(self, q: np.ndarray | None, kvp: np.ndarray | None, emits: np.ndarray | None,

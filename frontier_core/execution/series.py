@@ -14,7 +14,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from frontier_core.execution.predictor import ExecutionPredictor
-    from frontier_core.records import IterationTime
+    from frontier_core.records import Batch, IterationTime
 
 
 def decode_step(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray | None,
@@ -27,6 +27,17 @@ def decode_step(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray | Non
         raise ValueError("decode_step prices iterations without speculative decoding")
     ids_p = None if ranks is None else np.zeros(0, np.int64)
     return ex.run(None, None, None, kvd, None, ids_p, ranks, replica, now)
+
+
+def mixed_step(ex: ExecutionPredictor, batch: Batch, kvd: np.ndarray,
+               ranks: np.ndarray | None, replica: int = 0, now: float = 0.0) -> IterationTime:
+    """``iteration`` of ``batch`` (its prefill chunks, and decodes without speculation)
+    with the decodes given as arrays, as ``decode_step`` takes them (the decode roster's
+    mixed iterations); the calls, and so the results, are those ``iteration`` makes."""
+    if ex.spec is not None:
+        raise ValueError("mixed_step prices iterations without speculative decoding")
+    q, kvp, emits, ids_p = ex.prefill_arrays(batch)
+    return ex.run(q, kvp, emits, kvd if len(kvd) else None, None, ids_p, ranks, replica, now)
 
 
 def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
