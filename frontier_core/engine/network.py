@@ -125,23 +125,36 @@ class Network:
                 ch.bytes_moved += moved
 
     def _rates(self) -> None:
-        """Progressive filling: saturate the most contended channel first."""
-        left = {id(ch): ch.capacity for f in self._flows for ch in f.channels}
-        count: dict[int, int] = {}
-        for f in self._flows:
+        """Progressive filling: saturate the most contended channel first. Among equally
+        contended channels, the first in the order of the flows left and their channels
+        goes first (the order fixes how the leftover capacities round)."""
+        flows = self._flows
+        left: dict[Channel, float] = {}
+        count: dict[Channel, int] = {}
+        for f in flows:
             f.rate = -1.0
             for ch in f.channels:
-                count[id(ch)] = count.get(id(ch), 0) + 1
-        pending = len(self._flows)
+                n = count.get(ch)
+                if n is None:
+                    left[ch] = ch.capacity
+                    count[ch] = 1
+                else:
+                    count[ch] = n + 1
+        pending = len(flows)
+        # NOTE: perf — each round scans the channels that still carry flows without a
+        # rate (a few), not every such flow's channels; the flows are read only to
+        # break a tie.
         while pending:
-            best, share = None, float("inf")
-            for f in self._flows:
-                if f.rate >= 0:
-                    continue
-                for ch in f.channels:
-                    s = left[id(ch)] / count[id(ch)]
-                    if s < share:
-                        best, share = ch, s
+            share = float("inf")
+            for ch, n in count.items():
+                s = left[ch] / n
+                if s < share:
+                    share = s
+            tied = [ch for ch, n in count.items() if left[ch] / n == share]
+            best = tied[0] if tied else None
+            if len(tied) > 1:
+                first = set(tied)
+                best = next(ch for f in flows if f.rate < 0 for ch in f.channels if ch in first)
             assert best is not None
             for f in best.flows:
                 if f.rate >= 0:
@@ -149,8 +162,12 @@ class Network:
                 f.rate = share
                 pending -= 1
                 for ch in f.channels:
-                    left[id(ch)] -= share
-                    count[id(ch)] -= 1
+                    left[ch] -= share
+                    n = count[ch] - 1
+                    if n:
+                        count[ch] = n
+                    else:
+                        del count[ch]
 
     def _reschedule(self) -> None:
         self._rates()
