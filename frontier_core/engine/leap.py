@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import simpy
 
     from frontier_core.engine.replica import ReplicaWorker
+    from frontier_core.engine.roster import DecodeRoster
     from frontier_core.records import Batch
 
 # What an iteration leap reads of each decoding request.
@@ -37,8 +38,8 @@ def leaping_enabled() -> bool:
     return os.environ.get("FRONTIER_LEAP", "1") != "0"
 
 
-def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float,
-                 lat: float) -> tuple[float, float, float] | None:
+def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float, lat: float,
+                 ro: DecodeRoster | None = None) -> tuple[float, float, float] | None:
     """Run the decode-only iterations that follow ``batch`` (just scheduled at ``now``,
     ``lat`` seconds long) in one simpy event, as long as nothing else can happen
     before each of them starts: no other event is pending before its start (so no
@@ -52,7 +53,9 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float,
     iteration now, which no one can observe before the last one's start; the last
     is applied by the loop when the returned delay has passed, as stepping would.
     Returns the start, latency and end time of the last iteration,
-    or None when no second iteration fits.
+    or None when no second iteration fits. With the decode roster ``ro`` (the batch's
+    requests as arrays, without prefix caching) the leap reads and advances the
+    arrays instead of the requests, and the roster lives on.
 
     # NOTE: perf — between two arrivals a replica runs many decode-only iterations;
     # this replaces their schedules, batch walks and events with one pass over the
@@ -63,12 +66,20 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float,
     dec = batch.decode
     n = len(dec)
     kv = rep.kv
-    if kv.caching and any(r.pending for r in dec):
-        return None
-    a = np.array(list(map(_LEAP_FIELDS, dec)), np.int64).reshape(n, 5)
-    c, b, sh = a[:, 2], a[:, 3], a[:, 4]
+    if ro is not None:
+        c, b, sh = ro.comp, ro.blk, ro.shared
+        left = ro.olen - ro.gen
+        ranks = ro.rank
+    else:
+        if kv.caching and any(r.pending for r in dec):
+            return None
+        a = np.array(list(map(_LEAP_FIELDS, dec)), np.int64).reshape(n, 5)
+        c, b, sh = a[:, 2], a[:, 3], a[:, 4]
+        left = a[:, 1] - a[:, 0]
+        ranks = (np.fromiter((r.dp_rank for r in dec), np.int64, n) if rep.dp > 1
+                 else None)
     # Iterations until the first request finishes: at most the last one of the leap.
-    limit = int((a[:, 1] - a[:, 0]).min())
+    limit = int(left.min())
     bs = kv.block_size
     first = None
     if kv.seq_blocks:
@@ -82,8 +93,6 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float,
     if limit < 2:
         return None
     run = rep._decode_step
-    ranks = (np.fromiter((r.dp_rank for r in dec), np.int64, n) if rep.dp > 1
-             else None)
     index = rep.index
     busy = rep.busy_time
     start, end = now, now + lat  # the last iteration planned (the first: ``batch``)
@@ -143,14 +152,21 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float,
             kv.peak_used = used
         for i in np.flatnonzero(grown).tolist():
             dec[i].blocks = int(blocks[i])
+        if ro is not None:
+            ro.blk = blocks
         ru = kv.rank_used
         if ru is not None and ranks is not None:
             add = np.bincount(ranks, weights=grown, minlength=rep.dp)
             for k in np.flatnonzero(add).tolist():
                 ru[k] += int(add[k])
-    for r in dec:
-        r.generated += j - 1
-        r.computed += j - 1
+    if ro is not None:
+        ro.comp += j - 1
+        ro.gen += j - 1
+        ro.stale = True
+    else:
+        for r in dec:
+            r.generated += j - 1
+            r.computed += j - 1
     return start, lat, end
 
 

@@ -335,13 +335,16 @@ class ReplicaWorker:
                 every = (leap and not batch.prefill and not self.waiting and not self._unstamped
                          and len(batch.decode) == len(self.running) and not kv.rank_short)
                 if every and now + lat < env.peek():
-                    if ro is not None:
-                        ro.sync()  # the leap reads the requests
-                    step = leap_decodes(self, batch, now, lat)
+                    # The leap reads and moves the roster's arrays, or the requests
+                    # (brought up to date first) where their prefix-cache matches count.
+                    lro = ro if not kv.caching else None
+                    if ro is not None and lro is None:
+                        ro.sync()
+                    step = leap_decodes(self, batch, now, lat, lro)
                     if step is not None:
                         now, lat, end = step
                         done = timeout_at(env, end)
-                        ro = None  # the leap moved the requests on
+                        ro = lro
                 yield env.timeout(lat) if done is None else done
                 self.busy_time += lat
                 if ro is not None:

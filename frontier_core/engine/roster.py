@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from frontier_core.records import Request
 
 _FIELDS = attrgetter("computed", "blocks", "output_len", "generated", "dp_rank",
-                     "prefill_target")
+                     "prefill_target", "shared_blocks")
 
 #: running requests from which a roster pays: below, its array operations cost more
 #: than the passes over the requests they replace
@@ -47,15 +47,16 @@ class DecodeRoster:
     """Arrays of the requests ``reqs`` (every running request, all decoding), in their
     order: ``comp`` their contexts (tokens computed), ``blk`` the blocks they hold,
     ``gen`` the tokens generated, ``olen`` their output lengths, ``rank`` their DP ranks
-    (None with one rank). ``stale``: the objects' ``computed`` and ``generated`` lag
-    the arrays (``sync``)."""
+    (None with one rank), ``shared`` the cached blocks they hold by reference.
+    ``stale``: the objects' ``computed`` and ``generated`` lag the arrays (``sync``)."""
 
-    __slots__ = ("reqs", "comp", "blk", "gen", "olen", "rank", "stale")
+    __slots__ = ("reqs", "comp", "blk", "gen", "olen", "rank", "shared", "stale")
 
     def __init__(self, reqs: list[Request], a: np.ndarray, dp: int) -> None:
         self.reqs = reqs
         self.comp, self.blk, self.olen, self.gen = (a[:, i].copy() for i in range(4))
         self.rank = a[:, 4].copy() if dp > 1 else None
+        self.shared = a[:, 6].copy()
         self.stale = False
 
     def extend(self, tail: list[Request], a: np.ndarray) -> None:
@@ -66,6 +67,7 @@ class DecodeRoster:
             enumerate((self.comp, self.blk, self.olen, self.gen)))
         if self.rank is not None:
             self.rank = np.concatenate((self.rank, a[:, 4]))
+        self.shared = np.concatenate((self.shared, a[:, 6]))
 
     def sync(self) -> None:
         """Bring the request objects up to date."""
@@ -87,11 +89,12 @@ class DecodeRoster:
             self.comp[keep], self.blk[keep], self.gen[keep], self.olen[keep])
         if self.rank is not None:
             self.rank = self.rank[keep]
+        self.shared = self.shared[keep]
 
 
 def _arrays(reqs: list[Request]) -> np.ndarray:
-    """(requests × 6) int64: the ``_FIELDS`` of each request."""
-    return np.array(list(map(_FIELDS, reqs)), np.int64).reshape(len(reqs), 6)
+    """(requests × 7) int64: the ``_FIELDS`` of each request."""
+    return np.array(list(map(_FIELDS, reqs)), np.int64).reshape(len(reqs), 7)
 
 
 def _new_roster(rep: ReplicaWorker) -> DecodeRoster | None:
