@@ -72,6 +72,8 @@ class Network:
         self.env = env
         self.channels: list[Channel] = []
         self._flows: list[Flow] = []
+        # The channels that carry a flow now, in the order they took their first one.
+        self._busy: dict[Channel, None] = {}
         self._last = 0.0
         self._generation = 0
 
@@ -99,6 +101,7 @@ class Network:
         self._flows.append(f)
         for ch in f.channels:
             ch.flows.append(f)
+            self._busy[ch] = None
         self._reschedule()
         return done
 
@@ -129,17 +132,11 @@ class Network:
         contended channels, the first in the order of the flows left and their channels
         goes first (the order fixes how the leftover capacities round)."""
         flows = self._flows
-        left: dict[Channel, float] = {}
-        count: dict[Channel, int] = {}
         for f in flows:
             f.rate = -1.0
-            for ch in f.channels:
-                n = count.get(ch)
-                if n is None:
-                    left[ch] = ch.capacity
-                    count[ch] = 1
-                else:
-                    count[ch] = n + 1
+        # A channel's flows are listed on it, once per time a flow crosses it.
+        left = {ch: ch.capacity for ch in self._busy}
+        count = {ch: len(ch.flows) for ch in self._busy}
         pending = len(flows)
         # NOTE: perf — each round scans the channels that still carry flows without a
         # rate (a few), not every such flow's channels; the flows are read only to
@@ -192,6 +189,8 @@ class Network:
             self._flows.remove(f)
             for ch in f.channels:
                 ch.flows.remove(f)
+                if not ch.flows:
+                    self._busy.pop(ch, None)
             if f.latency > 0:
                 self.env.timeout(f.latency).callbacks.append(lambda _e, d=f.done: d.succeed())
             else:
