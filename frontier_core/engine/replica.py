@@ -29,7 +29,7 @@ from frontier_core.engine.roster import (
     roster_remaining,
     roster_taken,
 )
-from frontier_core.engine.visibility import MATCH_WINDOW, hide_late, hide_short_ranks, unhide
+from frontier_core.engine.visibility import hide_late, hide_short_ranks, match_waiting, unhide
 from frontier_core.records import Batch, Request
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class ReplicaWorker:
         self.on_free: Callable[[ReplicaWorker], None] | None = None
         self._wake: simpy.Event | None = None
         # Prefix caching: waiting requests are matched against the cache just before a
-        # schedule (see ``_match_waiting``) when some arrived or the cache grew since.
+        # schedule (``visibility.match_waiting``) when some arrived or the cache grew since.
         self._match_pending = False
         self._matched_epoch = -1
         # An engine that overlaps host and GPU work (vLLM's async scheduling, SGLang's
@@ -269,7 +269,7 @@ class ReplicaWorker:
                 self._wake = None
                 continue
             if kv.caching and (self._match_pending or kv.epoch != self._matched_epoch):
-                self._match_waiting()
+                match_waiting(self)
             batch = (roster_batch(self) if self._roster is not None or self._roster_due
                      else None)
             ro = self._roster
@@ -369,26 +369,6 @@ class ReplicaWorker:
                 done.callbacks.append(lambda _ev, b=batch, t=now: self._land(b, t))
                 yield env.timeout(it.stage)
                 self.busy_time += it.stage
-
-    def _match_waiting(self) -> None:
-        """Match the first ``MATCH_WINDOW`` waiting requests that have not started
-        against the prefix cache, or extend their earlier match with blocks cached since
-        (vLLM matches a request when it schedules it, so a burst of requests sharing a
-        prompt finds the blocks the first of them computed). The match only records what
-        is cached: a waiting request holds no GPU blocks, and the scheduler's first
-        allocation for it takes them (see ``PagedKVCache.match``)."""
-        kv = self.kv
-        epoch = kv.epoch
-        self._match_pending = False
-        self._matched_epoch = epoch
-        match = kv.match
-        for i, r in enumerate(self.waiting):
-            if i >= MATCH_WINDOW:
-                break
-            if r.matched_at != epoch and not r.blocks and r.prefix:
-                got = match(r, queued=True)
-                if not r.preemptions:
-                    r.cached_tokens = got  # prompt tokens found on its first admission
 
     def _unblock(self) -> bool:
         """An idle replica whose head request cannot start. If other waiting requests

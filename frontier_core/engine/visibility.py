@@ -1,6 +1,7 @@
 """What a replica's scheduler sees of its queue: the requests an overlapped schedule
 cannot see yet, and those of DP ranks without room, are taken off ``waiting`` for one
-schedule and put back after it (``ReplicaWorker._loop``)."""
+schedule and put back after it (``ReplicaWorker._loop``); the waiting requests' prefix
+cache matches, refreshed before a schedule."""
 
 from __future__ import annotations
 
@@ -72,3 +73,24 @@ def unhide(rep: ReplicaWorker, hidden: list[Request]) -> None:
         front.append(w.popleft())
     w.extendleft(reversed(hidden))
     w.extendleft(reversed(front))
+
+
+def match_waiting(rep: ReplicaWorker) -> None:
+    """Match the first ``MATCH_WINDOW`` waiting requests that have not started against
+    the prefix cache, or extend their earlier match with blocks cached since (vLLM
+    matches a request when it schedules it, so a burst of requests sharing a prompt
+    finds the blocks the first of them computed). The match only records what is
+    cached: a waiting request holds no GPU blocks, and the scheduler's first allocation
+    for it takes them (see ``PagedKVCache.match``)."""
+    kv = rep.kv
+    epoch = kv.epoch
+    rep._match_pending = False
+    rep._matched_epoch = epoch
+    match = kv.match
+    for i, r in enumerate(rep.waiting):
+        if i >= MATCH_WINDOW:
+            break
+        if r.matched_at != epoch and not r.blocks and r.prefix:
+            got = match(r, queued=True)
+            if not r.preemptions:
+                r.cached_tokens = got  # prompt tokens found on its first admission
