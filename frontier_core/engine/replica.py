@@ -14,6 +14,7 @@ import math
 from array import array
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
@@ -124,10 +125,15 @@ class ReplicaWorker:
         self._roster_due = False  # the last iteration decoded, and prefilled nothing
         self._roster_min = ROSTER_MIN
         # The scheduler reads running requests only through the SDK's blocks, so it may
-        # be called with the roster in place while requests that hold their KV wait
-        # (``decode_from_arrays``); the batch its ``decode_running`` took from it.
+        # be called with the roster in place, those blocks answering from it through
+        # the three hooks below (set by ``offer_roster`` for one schedule, None
+        # otherwise); the batch its ``decode_running`` took from the roster.
         self._roster_admits = self._leap_on and getattr(scheduler, "running_via_sdk", False)
-        self._arrays_ok = False
+        self.decode_from_arrays: Callable[[Batch, int | None], int | None] | None = None
+        self.prefilling_from_arrays: Callable[[], list[Request] | None] | None = None
+        self.remaining_from_arrays: Callable[[int], int | None] | None = None
+        self._roster_hooks = (partial(roster_decode, self), partial(roster_prefilling, self),
+                              partial(roster_remaining, self))
         self._roster_batch: Batch | None = None
         self.rostered = 0  # iterations scheduled from the roster
         self.process = env.process(self._loop())
@@ -151,17 +157,6 @@ class ReplicaWorker:
         self.waiting.appendleft(request)
         if self.dp > 1:
             self._queue_tokens(request)
-
-    # The SDK's blocks answered from the decode roster where the engine allows it
-    # (frontier_core/engine/roster.py); None: the block runs as written.
-    def decode_from_arrays(self, batch: Batch, cap: int | None) -> int | None:
-        return roster_decode(self, batch, cap) if self._arrays_ok else None
-
-    def prefilling_from_arrays(self) -> list[Request] | None:
-        return roster_prefilling(self) if self._arrays_ok else None
-
-    def remaining_from_arrays(self, clip: int) -> int | None:
-        return roster_remaining(self, clip) if self._arrays_ok else None
 
     # ---- load, as routers see it ---------------------------------------
     @property
@@ -277,9 +272,11 @@ class ReplicaWorker:
                 admitted = len(self.running)
                 late = hide_late(self) if self.overlap else None
                 short = hide_short_ranks(self) if kv.rank_short else None
-                offer_roster(self)
+                offered = self._roster is not None or self._roster_due
+                if offered:
+                    offer_roster(self)
                 batch = schedule(self)
-                ro = roster_taken(self, batch)
+                ro = roster_taken(self, batch) if offered else None
                 if short:
                     unhide(self, short)
                 if late:

@@ -164,9 +164,11 @@ def offer_roster(rep: ReplicaWorker) -> None:
     roster."""
     ro = rep._roster
     rep._roster_batch = None
-    rep._arrays_ok = ok = (rep._roster_admits and (ro is not None or rep._roster_due)
-                           and len(rep.running) >= rep._roster_min and not rep.kv.rank_short)
-    if ro is not None and not ok:
+    if (rep._roster_admits and (ro is not None or rep._roster_due)
+            and len(rep.running) >= rep._roster_min and not rep.kv.rank_short):
+        rep.decode_from_arrays, rep.prefilling_from_arrays, rep.remaining_from_arrays = (
+            rep._roster_hooks)
+    elif ro is not None:
         _drop(rep, ro)
 
 
@@ -175,7 +177,7 @@ def roster_taken(rep: ReplicaWorker, batch: Batch) -> DecodeRoster | None:
     its requests (``roster_decode``; prefill chunks may come with them); None
     otherwise. A batch without decodes leaves the roster as it is (the next one may
     use it); any other drops it, with the requests up to date."""
-    rep._arrays_ok = False
+    rep.decode_from_arrays = rep.prefilling_from_arrays = rep.remaining_from_arrays = None
     ro = rep._roster
     if ro is None or rep._roster_batch is batch:
         return ro
