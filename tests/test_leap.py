@@ -389,3 +389,29 @@ def test_roster_decodes_beside_new_prompts(scheduler, monkeypatch) -> None:
     assert rostered > 300
     if scheduler["name"] in ("sarathi", "orca"):
         assert mixed[0] > 10
+
+
+@pytest.mark.parametrize("budget", [4, 8])
+def test_roster_leaves_a_binding_sequence_cap_to_the_scheduler(budget) -> None:
+    """Sarathi on a PD decode replica with a token budget below the requests it admits
+    with their KV (admitting them takes no budget): its decode_running decodes only
+    ``budget`` of them, so after such a schedule the roster's own schedule, which
+    decodes every running request, must not start; the roster takes over once the cap
+    no longer binds."""
+    pytest.importorskip("frontier_pd_disagg")
+    data = {"model": "llama-2-7b",
+            "deployment": {"workflow": {"name": "pd"},
+                           "clusters": [{"name": "prefill", "gpu": "h100-sxm", "replicas": 2},
+                                        {"name": "decode", "gpu": "h100-sxm", "block_size": 4,
+                                         "scheduler": {"name": "sarathi", "token_budget": budget,
+                                                       "max_num_seqs": 64}}]},
+            "predictor": ["roofline"],
+            "workload": {"closed_loop": {"concurrency": 32},
+                         "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
+                         "output_len": {"dist": "uniform", "low": 20, "high": 120},
+                         "num_requests": 160},
+            "seed": 3, "output": {"trace": False}}
+    step = outputs(data, on=False)
+    fast = outputs(data, on=True)
+    assert fast[:3] == step[:3] and fast[5] == step[5]
+    assert fast[4] > 50

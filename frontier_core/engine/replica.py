@@ -123,6 +123,10 @@ class ReplicaWorker:
         # (frontier_core/engine/roster.py); the same switch as leaping.
         self._roster: DecodeRoster | None = None
         self._roster_due = False  # the last iteration decoded, and prefilled nothing
+        # ... and decoded every running request with nothing waiting: the scheduler's
+        # sequence cap (Sarathi's token budget) did not bind, so a roster's own schedule
+        # may take them all (``roster_batch``)
+        self._roster_every = False
         self._roster_min = ROSTER_MIN
         # The scheduler reads running requests only through the SDK's blocks, so it may
         # be called with the roster in place, those blocks answering from it through
@@ -357,6 +361,7 @@ class ReplicaWorker:
                         self._roster_due = (leap and len(self.running) >= self._roster_min
                                             and all(r.computed >= r.prefill_target
                                                     for r in batch.prefill))
+                        self._roster_every = every
             else:
                 members = {id(r) for r in batch.prefill}
                 members.update(id(r) for r in batch.decode)

@@ -135,8 +135,8 @@ def _grow_edges(rep: ReplicaWorker, ro: DecodeRoster) -> bool:
 
 
 def roster_batch(rep: ReplicaWorker) -> Batch | None:
-    """The batch the scheduler would make now, from the roster (built first if one is
-    due): its requests, after growing the KV of those at a block boundary (the calls
+    """The batch the scheduler would make now, from the roster (built first if the last
+    schedule decoded every running request with nothing waiting): its requests, after growing the KV of those at a block boundary (the calls
     ``decode_running`` makes, in its order), and the scheduler told of one skipped
     decode-only schedule. None where the scheduler must be called: something waits, a
     first-token stamp or a per-rank admission is pending, or requests the roster does
@@ -145,6 +145,8 @@ def roster_batch(rep: ReplicaWorker) -> Batch | None:
         return None
     ro = rep._roster
     if ro is None:
+        if not rep._roster_every:
+            return None  # the scheduler's cap may bind: its decode_running checks
         ro = _new_roster(rep)
         if ro is None:
             return None
