@@ -336,20 +336,12 @@ def test_roster_takes_large_batches_at_its_default_threshold(monkeypatch) -> Non
     assert rostered > 50
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
-def test_roster_serves_the_scheduler_while_transfers_arrive(scheduler, monkeypatch) -> None:
-    """A PD decode replica under a closed loop: requests arrive with their KV between
-    almost every two iterations, so the scheduler is called each time, and its
-    ``decode_running`` takes the batch from the roster (the roster's own schedule is
-    switched off here, so every rostered iteration went through the scheduler), and the
-    first token of each is streamed from the decode replica's first iteration with it.
-    The same outputs and scheduler states as stepping."""
-    pytest.importorskip("frontier_pd_disagg")
-    from frontier_core.engine import replica
-
-    monkeypatch.setattr(replica, "roster_batch", lambda rep: None)
+def pd_closed_loop_roster(scheduler: dict[str, Any], first_token: str) -> int:
+    """A PD closed loop whose decode replica runs ``scheduler``, with and without the
+    roster: checks that both give the same outputs and scheduler states; returns how
+    many iterations the roster scheduled."""
     data = {"model": "llama-2-7b",
-            "deployment": {"workflow": {"name": "pd", "first_token": "decode"},
+            "deployment": {"workflow": {"name": "pd", "first_token": first_token},
                            "clusters": [{"name": "prefill", "gpu": "h100-sxm", "replicas": 2},
                                         {"name": "decode", "gpu": "h100-sxm", "block_size": 4,
                                          "scheduler": scheduler}]},
@@ -362,7 +354,23 @@ def test_roster_serves_the_scheduler_while_transfers_arrive(scheduler, monkeypat
     step = outputs(data, on=False)
     fast = outputs(data, on=True)
     assert fast[:3] == step[:3] and fast[5] == step[5]
-    assert fast[4] > 200  # iterations whose batch came from the roster
+    return fast[4]
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
+def test_roster_serves_the_scheduler_while_transfers_arrive(scheduler, monkeypatch) -> None:
+    """A PD decode replica under a closed loop: requests arrive with their KV between
+    almost every two iterations, so the scheduler is called each time, and its
+    ``decode_running`` takes the batch from the roster (the roster's own schedule is
+    switched off here, so every rostered iteration went through the scheduler), and the
+    first token of each is streamed from the decode replica's first iteration with it.
+    The same outputs and scheduler states as stepping."""
+    pytest.importorskip("frontier_pd_disagg")
+    from frontier_core.engine import replica
+
+    monkeypatch.setattr(replica, "roster_batch", lambda rep: None)
+    rostered = pd_closed_loop_roster(scheduler, "decode")
+    assert rostered > 200  # iterations whose batch came from the roster
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS[:4])
@@ -399,19 +407,6 @@ def test_roster_leaves_a_binding_sequence_cap_to_the_scheduler(budget) -> None:
     decodes every running request, must not start; the roster takes over once the cap
     no longer binds."""
     pytest.importorskip("frontier_pd_disagg")
-    data = {"model": "llama-2-7b",
-            "deployment": {"workflow": {"name": "pd"},
-                           "clusters": [{"name": "prefill", "gpu": "h100-sxm", "replicas": 2},
-                                        {"name": "decode", "gpu": "h100-sxm", "block_size": 4,
-                                         "scheduler": {"name": "sarathi", "token_budget": budget,
-                                                       "max_num_seqs": 64}}]},
-            "predictor": ["roofline"],
-            "workload": {"closed_loop": {"concurrency": 32},
-                         "prompt_len": {"dist": "uniform", "low": 16, "high": 400},
-                         "output_len": {"dist": "uniform", "low": 20, "high": 120},
-                         "num_requests": 160},
-            "seed": 3, "output": {"trace": False}}
-    step = outputs(data, on=False)
-    fast = outputs(data, on=True)
-    assert fast[:3] == step[:3] and fast[5] == step[5]
-    assert fast[4] > 50
+    rostered = pd_closed_loop_roster({"name": "sarathi", "token_budget": budget,
+                                      "max_num_seqs": 64}, "auto")
+    assert rostered > 50
