@@ -286,3 +286,40 @@ def _registry():
     from frontier_core.plugins import load_registry
 
     return load_registry()
+
+
+def test_rows_with_equal_configs_run_once(monkeypatch, tmp_path: Path) -> None:
+    """Two sources publishing the same benchmark (different measurements, the same config)
+    make one simulation: both rows get its predictions, the second names the first."""
+    import csv
+
+    from frontier_core.app import validate as v
+
+    with open(SAMPLE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    mapped = [m for m in v.map_rows(v.read_rows(SAMPLE), _registry(), ("roofline",))
+              if m.config is not None and m.duplicate_of is None]
+    row = next(r for r in rows if r["id"] == mapped[0].row.id)
+    twin = {**row, "id": row["id"] + "_twin",
+            "silicon_ttft_ms": str(2 * float(row["silicon_ttft_ms"]))}
+    path = tmp_path / "twins.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, list(row))
+        w.writeheader()
+        w.writerows([row, twin])
+    runs: list[dict] = []
+
+    def fake_run_all(fn, configs, done, **kw) -> None:
+        runs.extend(configs)
+        for i in range(len(configs)):
+            done(i, {"pred_ttft_ms": 7.0, "pred_tpot_ms": 2.0, "wall_s": 3.0})
+
+    monkeypatch.setattr(v, "run_all", fake_run_all)
+    res = v.validate_serving(path)
+    ok = {r["id"]: r for r in res.simulated()}
+    assert len(runs) == 1 and set(ok) == {row["id"], twin["id"]}
+    first, second = ok[row["id"]], ok[twin["id"]]
+    assert first["pred_ttft_ms"] == second["pred_ttft_ms"] == 7.0
+    assert second["ttft_err"] == pytest.approx(first["ttft_err"] / 2 - 0.5)
+    assert first["wall_s"] == 3.0 and first["same_config_as"] is None
+    assert second["wall_s"] is None and second["same_config_as"] == row["id"]

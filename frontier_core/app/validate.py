@@ -269,7 +269,8 @@ def validate_serving(
                 rec.update(status="ok", measured_ttft_ms=mt, pred_ttft_ms=out["pred_ttft_ms"],
                            ttft_err=out["pred_ttft_ms"] / mt - 1, measured_tpot_ms=mp,
                            pred_tpot_ms=out["pred_tpot_ms"], tpot_err=out["pred_tpot_ms"] / mp - 1,
-                           wall_s=out["wall_s"])
+                           wall_s=out.get("wall_s"),
+                           same_config_as=out.get("same_config_as"))
         res.rows.append(rec)
     res.coverage = {
         "rows": len(rows), "unique": len(unique), "duplicates": len(rows) - len(unique),
@@ -282,16 +283,30 @@ def validate_serving(
 
 def _run(todo: list[Mapped], jobs: int, ray_mod: Any, registry: Any,
          progress: Callable[[int, int], None] | None) -> dict[int, dict[str, Any]]:
-    """Simulate every mapped row (``runner.run_all``); results by ``id`` of the row."""
+    """Simulate every mapped row (``runner.run_all``); results by ``id`` of the row. Rows
+    whose configs are equal run once: a config and seed give the same outputs, so the
+    others take its result, less its ``wall_s``, with ``same_config_as`` naming its row
+    (two sources often publish the same measurement)."""
     out: dict[int, dict[str, Any]] = {}
     total = len(todo)
     if progress is not None:
         progress(0, total)
+    first: dict[str, Mapped] = {}
+    followers: dict[int, list[Mapped]] = {}
+    for m in todo:
+        lead = first.setdefault(json.dumps(m.config, sort_keys=True, default=str), m)
+        followers.setdefault(id(lead), [])
+        if lead is not m:
+            followers[id(lead)].append(m)
     # The longest rows first: a pool that takes a long row last waits for it alone.
-    order = sorted(todo, key=row_work, reverse=True)
+    order = sorted(first.values(), key=row_work, reverse=True)
 
     def done(i: int, result: dict[str, Any]) -> None:
-        out[id(order[i])] = result
+        lead = order[i]
+        out[id(lead)] = result
+        for m in followers[id(lead)]:
+            out[id(m)] = {k: v for k, v in result.items() if k != "wall_s"} | {
+                "same_config_as": lead.row.id}
         if progress is not None:
             progress(len(out), total)
 
