@@ -37,15 +37,18 @@ def iteration_ranks(ex: ExecutionPredictor, q: np.ndarray | None, kvp: np.ndarra
     emits = np.zeros(0, bool) if emits is None else emits
     kvd = empty if kvd is None else kvd
     nd = len(kvd)
-    wdv = np.ones(nd, np.int64) if wd is None else wd
     if dp == 1:
-        tokens = np.array([int(q.sum()) + int(wdv.sum())], np.int64)
-        seqs = int(emits.sum()) + int(wdv.sum())
+        # NOTE: perf — a decode batch has no prompt tokens and, without speculation, one
+        # token per sequence: no sums over empty or all-ones arrays.
+        nw = nd if wd is None else int(wd.sum())
+        tokens = np.array([(int(q.sum()) if len(q) else 0) + nw], np.int64)
+        seqs = (int(emits.sum()) if len(emits) else 0) + nw
         best, parts = ex._attention(q, kvp, kvd, wd)
         c, cc = ex._part("common", int(tokens[0]))
         worst, worst_t, worst_parts, worst_cc = c + best, int(tokens[0]), parts, cc
         worst_a = best
     else:
+        wdv = np.ones(nd, np.int64) if wd is None else wd
         # A request stays on the DP rank its replica gave it (its KV lives there).
         rp = empty if ids_p is None else ids_p % dp
         rd = empty if ids_d is None else ids_d % dp

@@ -382,9 +382,14 @@ class MoEBlock:
         ops = [self.layer_ops(tok, rest, answer, credit, trace, s.prefill) for tok in halves]
         # (micro-batches × layers) each: compute before the dispatch, dispatch, experts,
         # combine (one batch: views, not copies)
-        a, d, e, c = (np.stack(x) if two else x[0][None] for x in zip(
-            *((o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"], o["dispatch"],
-               o["experts"], o["combine"]) for o in ops), strict=True))
+        if two:
+            a, d, e, c = (np.stack(x) for x in zip(
+                *((o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"],
+                   o["dispatch"], o["experts"], o["combine"]) for o in ops), strict=True))
+        else:
+            o = ops[0]
+            a = (o["attn_prepare"] + o["attn_core"] + o["gate"] + o["shared"])[None]
+            d, e, c = o["dispatch"][None], o["experts"][None], o["combine"][None]
         if not two and self.schedule == "trtllm":
             t = staged("trtllm", ops)
         elif not two:

@@ -161,6 +161,19 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
     DeepEP's normal kernels leave); the other operations take ``shared_sms_scale`` times
     their time while a transfer is in flight (they share the GPU with the kernels that
     hold SMs), spread evenly over their run of compute."""
+    stretch = shared_sms_scale - 1.0
+    if len(ops) == 1 and schedule == "trtllm" and not stretch:
+        # NOTE: perf — one batch under TensorRT-LLM's schedule: each layer ends waiting
+        # for its combine, so the walk below adds, layer after layer, the first compute
+        # run (attention and gate: its GEMMs, scaled, then the attention core), the
+        # longer of the shared experts and the dispatch (rounding is monotonic:
+        # max(x + s, x + d) = x + max(s, d)), the routed experts and the combine. The
+        # same additions in the same order: a running sum.
+        o = ops[0]
+        terms = np.stack([(o["attn_prepare"] + o["gate"]) * gemm_scale + o["attn_core"],
+                          np.maximum(o["shared"] * gemm_scale, o["dispatch"]),
+                          o["experts"] * gemm_scale, o["combine"]], axis=1)
+        return float(np.add.accumulate(terms.ravel())[-1])
     layers = len(ops[0]["experts"])
     prog, flat_owner, flat, starts, is_gemm = _flat_program(schedule, layers, len(ops))
     table = np.stack([np.concatenate([o[c] for c in _COLUMNS]) for o in ops])
@@ -172,17 +185,6 @@ def staged(schedule: str, ops: list[dict[str, np.ndarray]], gemm_scale: float = 
         run_other = np.add.reduceat(np.where(is_gemm, 0.0, picked), starts)
     else:
         run_gemm = run_other = np.zeros(0)
-    stretch = shared_sms_scale - 1.0
-    if len(ops) == 1 and schedule == "trtllm" and not stretch:
-        # NOTE: perf — one batch under TensorRT-LLM's schedule: each layer ends waiting
-        # for its combine, so the walk below adds, layer after layer, the first compute
-        # run, the longer of the shared experts and the dispatch (rounding is monotonic:
-        # max(x + s, x + d) = x + max(s, d)), the routed experts and the combine. The
-        # same additions in the same order: a running sum.
-        r = (run_gemm + run_other).reshape(layers, 3)  # (attention and gate, shared, experts)
-        d, c = table[0].reshape(len(_COLUMNS), layers)[[_DISPATCH, _COMBINE]]
-        terms = np.stack([r[:, 0], np.maximum(r[:, 1], d), r[:, 2], c], axis=1)
-        return float(np.add.accumulate(terms.ravel())[-1])
     times = table.ravel().tolist()
     done = [0.0] * len(times)  # when each issued transfer ends
     comp = comm = 0.0
