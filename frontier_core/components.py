@@ -228,8 +228,11 @@ class MoELayers(Protocol):
     instead of sharding them over TP); ``offloads_ffn = True`` (the cluster's GPUs
     hold no feed-forward weights at all: they run elsewhere) with ``external_gpus``
     (GPUs per replica the block uses outside the cluster, counted in the run's GPUs);
-    and ``report(pid, name) -> WorkflowReport`` (summary, trace events and CLI lines
-    of the cluster's block)."""
+    ``report(pid, name) -> WorkflowReport`` (summary, trace events and CLI lines
+    of the cluster's block); and ``step_series(s) -> step(other_s) | None``: for an
+    iteration leap, a pricer of iterations like ``s`` that differ only in ``other_s``
+    (the same seconds, credits and statistics as ``step``, in the same order; None
+    where it cannot)."""
 
     def step(self, s: LayerStep) -> float: ...
 

@@ -53,10 +53,12 @@ def _registry() -> Any:
     return _REGISTRY[0]
 
 
-def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int, int, list]:
+def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int, int, list,
+                                                      list]:
     """summary.json and requests.csv as written, each replica's iteration records, how
-    many iterations leaps covered, how many the roster scheduled, and each replica's
-    scheduler state at the end (e.g. SGLang's new-token ratio)."""
+    many iterations leaps covered, how many the roster scheduled, each replica's
+    scheduler state at the end (e.g. SGLang's new-token ratio) and each cluster's
+    credited seconds per backend."""
     from frontier_core.app.metrics import request_table, requests_csv, summarize
 
     cfg = RunConfig.model_validate(data)
@@ -67,7 +69,9 @@ def outputs(data: dict[str, Any], on: bool) -> tuple[str, str, list[bytes], int,
     reps = [r for cw in sim.clusters.values() for r in cw.replicas]
     return (summary, requests_csv(col), [bytes(r.iterations) for r in reps],
             sum(r.leapt for r in reps), sum(r.rostered for r in reps),
-            [vars(r.scheduler) for r in reps])
+            [vars(r.scheduler) for r in reps],
+            # every backend's credited seconds (the summary shows only their shares)
+            [list(ex.credit) for ex in sim.executors.values()])
 
 
 def assert_same(data: dict[str, Any]) -> int:
@@ -78,6 +82,7 @@ def assert_same(data: dict[str, Any]) -> int:
     assert leap[1] == step[1]
     assert leap[2] == step[2]
     assert leap[5] == step[5]
+    assert leap[6] == step[6]
     return leap[3]
 
 
@@ -181,6 +186,72 @@ def moe_configs(draw) -> dict[str, Any]:
 def test_moe_leaping_equals_stepping(data: dict[str, Any]) -> None:
     pytest.importorskip("frontier_moe_ep")
     assert_same(data)
+
+
+@st.composite
+def moe_series_configs(draw) -> dict[str, Any]:
+    """Balanced routing (the block memoises each batch shape) and the roofline (it prices
+    a run of decode attention at once): a leap prices its MoE iterations as a series."""
+    model, gpu = draw(st.sampled_from([("mixtral-8x7b", "h100-sxm"), ("kimi-k2.5", "h200")]))
+    cluster: dict[str, Any] = {
+        "name": "main", "gpu": gpu, "tp": 8, "block_size": draw(st.sampled_from([4, 16])),
+        "replicas": draw(st.sampled_from([1, 1, 2])),
+        "moe": {"name": "moe", "routing": "balanced", "ep": draw(st.sampled_from([1, 8])),
+                "two_batch_overlap": draw(st.booleans())}}
+    engine = draw(st.sampled_from([None, "vllm", "sglang", "trtllm"]))
+    if engine is not None:
+        cluster["engine"] = {"name": engine}
+        if engine == "trtllm":
+            cluster["moe"]["two_batch_overlap"] = False
+    else:
+        cluster["scheduler"] = draw(st.sampled_from(SCHEDULERS[:4]))
+    return {
+        "model": model, "deployment": {"clusters": [cluster]}, "predictor": ["roofline"],
+        "workload": workload(draw(st.integers(4, 16)), draw(st.sampled_from([5.0, 50.0])),
+                             16, 256, 1, draw(st.sampled_from([8, 60]))),
+        "seed": draw(st.integers(0, 3)), "output": {"trace": False},
+    }
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(moe_series_configs())
+def test_moe_series_leaping_equals_stepping(data: dict[str, Any]) -> None:
+    pytest.importorskip("frontier_moe_ep")
+    assert_same(data)
+
+
+def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
+    """A single batch and single-micro-batch schedules: the block's series prices the
+    leapt iterations (counted here), and the run is the same as stepping."""
+    pytest.importorskip("frontier_moe_ep")
+    from frontier_moe_ep.block import MoEBlock
+
+    priced = [0]
+    made = MoEBlock.step_series
+
+    def counting(block, s):
+        step = made(block, s)
+        if step is None:
+            return None
+
+        def counted(other: float) -> float:
+            priced[0] += 1
+            return step(other)
+
+        return counted
+
+    monkeypatch.setattr(MoEBlock, "step_series", counting)
+    for engine in ("trtllm", "vllm"):
+        data = {"model": "mixtral-8x7b",
+                "deployment": {"clusters": [{
+                    "name": "main", "gpu": "h100-sxm", "tp": 8, "engine": {"name": engine},
+                    "moe": {"name": "moe", "routing": "balanced", "ep": 8}}]},
+                "predictor": ["roofline"],
+                "workload": workload(6, 2.0, 16, 64, 100, 200), "seed": 1,
+                "output": {"trace": False}}
+        before = priced[0]
+        leapt = assert_same(data)
+        assert priced[0] - before > 100 and leapt > priced[0] - before
 
 
 @st.composite

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # What an iteration leap reads of each decoding request.
 _LEAP_FIELDS = attrgetter("generated", "output_len", "computed", "blocks", "shared_blocks")
+#: iterations a leap's first ``decode_series`` prices
+_SERIES_FIRST = 32
 
 
 def leaping_enabled() -> bool:
@@ -101,19 +103,27 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float, lat: float,
     tight = first is not None and n * (limit // bs + 2) > room
     starts, lats = [], []
     j = 1
-    kvd = c + 1
-    series = (rep._decode_series(c + 2, limit - 1)
-              if rep._decode_series is not None else None)
+    # The predictor's pricing of a run of these iterations at once, where it has one
+    # (``decode_series``): made when the first is priced, for a stretch that doubles
+    # each time it runs out (a leap cut short by the next event prices few).
+    make = rep._decode_series
+    series, base, upto = None, 0, 0
     while j < limit and end < horizon:
         if tight and int((np.maximum(j + 1 - first + bs, 0) // bs).sum()) > room:
             break
         j += 1
         busy += lat
+        i = j - 2  # iteration j has every context c + j
+        if make is not None and i >= upto:
+            n_more = min(limit - 1 - i, max(_SERIES_FIRST, 2 * (upto - base)))
+            series, base, upto = make(c + j, n_more), i, i + n_more
+            if series is None:
+                make = None
         if series is not None:
-            start, lat = end, series(j - 2)
+            start, lat = end, series(i - base)
         else:
-            kvd = kvd + 1  # a new array: the predictor may keep the one it was given
-            start, lat = end, run(kvd, ranks, index, end).latency
+            # a new array: the predictor may keep the one it was given
+            start, lat = end, run(c + j, ranks, index, end).latency
         end = start + lat
         starts.append(start)
         lats.append(lat)

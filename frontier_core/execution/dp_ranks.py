@@ -92,13 +92,7 @@ def iteration_ranks(ex: ExecutionPredictor, q: np.ndarray | None, kvp: np.ndarra
     n_ffn = n_dense if m.ffn_layers is None else min(n_dense, m.ffn_layers)
     total = 0.0
     if n_dense:
-        d, dc = ex._part("dense", worst_t)
-        if n_ffn == n_dense:
-            total += (worst + d) * n_dense
-        else:
-            total += worst * n_dense + d * n_ffn
-        for j, v in enumerate(dc):
-            credit[j] += v * n_ffn
+        total += dense_layers(worst, *ex._part("dense", worst_t), n_dense, n_ffn, credit)
     if n_moe:
         if ex.moe_step is not None:
             rank_t = worst_t
@@ -126,6 +120,16 @@ def iteration_ranks(ex: ExecutionPredictor, q: np.ndarray | None, kvp: np.ndarra
         return ex._with_host(stage + extras, stage * ex.pp + extras,
                                int(tokens.max()), rank_seqs)
     return IterationTime(stage + extras, stage * ex.pp + extras)
+
+
+def dense_layers(worst: float, d: float, dc: list[float], n_dense: int, n_ffn: int,
+                 credit: list[float]) -> float:
+    """Seconds of the ``n_dense`` layers outside a per-iteration block: each one's
+    attention side ``worst``, and for ``n_ffn`` of them a dense FFN of ``d`` seconds
+    (credited ``dc`` per layer)."""
+    for j, v in enumerate(dc):
+        credit[j] += v * n_ffn
+    return (worst + d) * n_dense if n_ffn == n_dense else worst * n_dense + d * n_ffn
 
 
 def record_ranks(ex: ExecutionPredictor, tokens: np.ndarray, priced: dict[int, float], worst: float,

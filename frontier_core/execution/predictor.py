@@ -103,6 +103,9 @@ class ExecutionPredictor:
         self._dp_seen = 0
         # A block with a per-iteration ``step`` (MoE routing) is never memoised.
         self.moe_step = moe_ffn.step if isinstance(moe_ffn, MoELayers) else None
+        # Optional: its pricing of a leap's iterations of one batch shape (``decode_series``)
+        self.moe_series = (getattr(moe_ffn, "step_series", None) if self.moe_step is not None
+                           else None)
         # A cluster ``ffn`` block runs every layer's feed-forward part, dense layers too.
         self.block_layers = model.num_layers if all_layers else model.num_moe_layers
         self._answer = self.answer = chain_answer(self.chain, device.name)

@@ -49,17 +49,13 @@ def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
     ``price(i)``, the latency of step i, which credits the backends as ``iteration``
     would (call it once per step, in order); None when not priced so. Everything
     but the attention is the same at every step (memoised on the tokens)."""
-    if (ex.moe_step is not None or ex.dp > 1 or ex.spec is not None
-            or len(ex.mixers) != 1):
+    if ex.dp > 1 or ex.spec is not None or len(ex.mixers) != 1:
         return None
-    calls = ex.mixers[0].calls(None, None, kvd, None)
-    series = getattr(ex.chain[0][1], "predict_series", None)
-    if len(calls) != 1 or series is None:
+    if ex.moe_step is not None:
+        return _moe_series(ex, kvd, steps)
+    a = _attention_series(ex, ex.mixers[0].calls(None, None, kvd, None), steps)
+    if a is None:
         return None
-    attn = series(calls[0], steps)
-    if attn is None:
-        return None
-    a = attn.tolist()
     n = len(kvd)
     eng = ex.engine
     layers, lc = ex._layers(n if eng is None else ex._graph_tokens(n, n, True))
@@ -77,6 +73,71 @@ def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
         for j, v in enumerate(add):
             credit[j] += v
         stage = layers + x * nl
+        if eng is not None:
+            return with_host(stage + extras, stage * pp + extras, n, n).latency
+        return stage * pp + extras
+
+    return price
+
+
+def _attention_series(ex: ExecutionPredictor, calls: list, steps: int) -> list[float] | None:
+    """The per-layer attention seconds of ``steps`` decode steps, when one call prices
+    it and the first predictor prices its series (and so answers it); else None."""
+    series = getattr(ex.chain[0][1], "predict_series", None)
+    if len(calls) != 1 or series is None:
+        return None
+    attn = series(calls[0], steps)
+    return None if attn is None else attn.tolist()
+
+
+def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
+                steps: int) -> Callable[[int], float] | None:
+    """``decode_series`` with a per-iteration block (dp 1): ``iteration_ranks``'s
+    arithmetic for a decode-only batch, in its order, with the block's own pricing of
+    the batch shape (its optional ``step_series``)."""
+    from frontier_core.components import LayerStep
+    from frontier_core.execution.dp_ranks import dense_layers
+
+    if ex.moe_series is None or ex.spec_of is not None:
+        return None
+    empty = np.zeros(0, np.int64)
+    n = len(kvd)
+    tokens = np.array([n], np.int64)
+    eng = ex.engine
+    worst_t = n if eng is None else ex._graph_tokens(n, n, True)
+    nl = ex.model.num_layers
+    n_moe = ex.block_layers
+    n_dense = nl - n_moe
+    n_ffn = n_dense if ex.model.ffn_layers is None else min(n_dense, ex.model.ffn_layers)
+    c, cc = ex._part("common", n)
+    credit = ex.credit
+    block = ex.moe_series(LayerStep(tokens, n_moe, c, ex.answer, credit, 0, 0.0, True,
+                                    False, None))
+    if block is None:
+        return None
+    a = _attention_series(ex, ex.mixers[0].calls(empty, empty, kvd, None), steps)
+    if a is None:
+        return None
+    d, dc = ex._part("dense", worst_t) if n_dense else (0.0, [])
+    extras, ec = ex._extras(worst_t, n)
+    pp = ex.pp
+    with_host = ex._with_host
+
+    def price(i: int) -> float:
+        # NOTE: perf — ``iteration_ranks``'s arithmetic for a decode-only batch at dp 1
+        x = a[i]
+        credit[0] += x * nl
+        for j, v in enumerate(cc):
+            credit[j] += v * nl
+        worst = c + (0 + x)
+        total = 0.0
+        if n_dense:
+            total += dense_layers(worst, d, dc, n_dense, n_ffn, credit)
+        if n_moe:
+            total += block(worst)
+        for j, v in enumerate(ec):
+            credit[j] += v
+        stage = total / pp
         if eng is not None:
             return with_host(stage + extras, stage * pp + extras, n, n).latency
         return stage * pp + extras

@@ -52,6 +52,7 @@ from frontier_moe_ep.eplb import LiveEPLB
 from frontier_moe_ep.overlap import sequential, staged, two_batch
 from frontier_moe_ep.placement import Placement, build_placement
 from frontier_moe_ep.routing import ExpertRouting, RoutingSpec, parse_routing
+from frontier_moe_ep.series import step_series
 from frontier_moe_ep.stats import CreditTape, Loads, QuietStats, TokenPart, _Stats
 
 DTYPE_BYTES = {"bf16": 2.0, "fp8": 1.0}
@@ -364,6 +365,9 @@ class MoEBlock:
             finally:
                 self.stats = saved
         return self._step(s)
+
+    #: an iteration leap's pricing of one batch shape (frontier_moe_ep.series)
+    step_series = step_series
 
     def _step(self, s: LayerStep) -> float:
         total_tokens = int(s.tokens.sum())
