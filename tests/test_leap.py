@@ -192,7 +192,11 @@ def test_moe_leaping_equals_stepping(data: dict[str, Any]) -> None:
 def moe_series_configs(draw) -> dict[str, Any]:
     """Balanced routing (the block memoises each batch shape) and the roofline (it prices
     a run of decode attention at once): a leap prices its MoE iterations as a series."""
-    model, gpu = draw(st.sampled_from([("mixtral-8x7b", "h100-sxm"), ("kimi-k2.5", "h200")]))
+    # kimi-k2.5 has a dense layer, gpt-oss windowed and full attention, qwen3-next
+    # linear and full attention
+    model, gpu = draw(st.sampled_from([("mixtral-8x7b", "h100-sxm"), ("kimi-k2.5", "h200"),
+                                       ("gpt-oss-20b", "h100-sxm"),
+                                       ("qwen3-next-80b-a3b", "h100-sxm")]))
     cluster: dict[str, Any] = {
         "name": "main", "gpu": gpu, "tp": 8, "block_size": draw(st.sampled_from([4, 16])),
         "replicas": draw(st.sampled_from([1, 1, 2])),
@@ -213,7 +217,7 @@ def moe_series_configs(draw) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(moe_series_configs())
 def test_moe_series_leaping_equals_stepping(data: dict[str, Any]) -> None:
     pytest.importorskip("frontier_moe_ep")
@@ -221,8 +225,9 @@ def test_moe_series_leaping_equals_stepping(data: dict[str, Any]) -> None:
 
 
 def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
-    """A single batch and single-micro-batch schedules: the block's series prices the
-    leapt iterations (counted here), and the run is the same as stepping."""
+    """Single-micro-batch schedules, with full, windowed and linear attention: the
+    block's series prices the leapt iterations (counted here), and the run is the same
+    as stepping."""
     pytest.importorskip("frontier_moe_ep")
     from frontier_moe_ep.block import MoEBlock
 
@@ -241,8 +246,9 @@ def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
         return counted
 
     monkeypatch.setattr(MoEBlock, "step_series", counting)
-    for engine in ("trtllm", "vllm"):
-        data = {"model": "mixtral-8x7b",
+    for engine, model in (("trtllm", "mixtral-8x7b"), ("vllm", "gpt-oss-20b"),
+                          ("sglang", "qwen3-next-80b-a3b")):
+        data = {"model": model,
                 "deployment": {"clusters": [{
                     "name": "main", "gpu": "h100-sxm", "tp": 8, "engine": {"name": engine},
                     "moe": {"name": "moe", "routing": "balanced", "ep": 8}}]},

@@ -420,6 +420,28 @@ def test_sliding_window_attention_reads_and_scores_only_the_window() -> None:
     assert band < windowed < full / 50
 
 
+def test_a_decode_series_is_predict_step_by_step() -> None:
+    """``predict_series`` gives each decode step's ``predict`` (step i: every context + i)
+    bit for bit: full attention, a window that the contexts cross during the series,
+    an MLA-style cache, and linear attention (the same every step); other ops: None."""
+    rp = roofline("h100-sxm")
+    rng = np.random.default_rng(5)
+    kw = dict(num_heads=32, num_kv_heads=8, head_dim=64)
+    for extra in (None, {"window": 128}, {"window": 4096}, {"kv_planes": 1, "kv_bytes": 1}):
+        for _ in range(5):
+            kv = rng.integers(1, 300, int(rng.integers(1, 40)))
+            call = OpCall("attention_decode", q_lens=np.ones(len(kv), np.int64), kv_lens=kv,
+                          extra=extra, **kw)
+            got = rp.predict_series(call, 200)
+            want = [rp.predict(replace(call, kv_lens=kv + i)) for i in range(200)]
+            assert got.tolist() == want
+    lin = OpCall("linear_attention", "linear_decode", "bf16", num_heads=32, num_kv_heads=16,
+                 head_dim=128, q_lens=np.ones(7, np.int64))
+    assert rp.predict_series(lin, 5).tolist() == [rp.predict(lin)] * 5
+    gemm = OpCall("gemm", "qkv", "bf16", 8, 4096, 4096)
+    assert rp.predict_series(gemm, 5) is None
+
+
 # ---- discovery: the kernel's own, with no plugin installed ------------------------------
 
 

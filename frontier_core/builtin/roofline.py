@@ -260,18 +260,32 @@ class RooflinePredictor:
         return (t_compute if t_compute > t_memory else t_memory) + self.launch_s
 
     def predict_series(self, call: OpCall, steps: int) -> np.ndarray | None:
-        """Seconds of ``steps`` successive decode steps of ``call`` (an
-        ``attention_decode`` call; step i has every context ``kv_lens + i``), as
-        ``predict`` gives them one by one (the same float operations, element by
-        element); None for any other call. An iteration leap prices its attention so."""
-        if call.op != "attention_decode" or (call.extra and call.extra.get("window")):
+        """Seconds of ``steps`` successive decode steps of ``call`` (step i has every
+        context ``kv_lens + i``), as ``predict`` gives them one by one (the same float
+        operations, element by element): an ``attention_decode`` call, windowed or not,
+        or a ``linear_attention`` one (its state does not grow: the same every step);
+        None for any other call. An iteration leap prices its attention so."""
+        if call.op == "linear_attention":
+            return np.full(steps, self._linear_attention(call))
+        if call.op != "attention_decode":
             return None
         kv = call.kv_lens
         if kv is None or len(kv) == 0:
             return None
         s_flop, s_elem = self._rate(call.dtype)
         n = len(kv)
-        sum_kv = (int(kv.sum()) + n * np.arange(steps, dtype=np.int64)).astype(float)
+        i = np.arange(steps, dtype=np.int64)
+        window = call.extra.get("window") if call.extra else None
+        if window:
+            # sum(min(kv + i, w)): the contexts below w - i in full, the others at w
+            # (exact integer sums, as ``_attention_decode`` takes them)
+            srt = np.sort(kv)
+            below = np.searchsorted(srt, window - i, side="left")
+            run = np.concatenate([[0], np.cumsum(srt)])
+            sums = run[below] + below * i + (n - below) * int(window)
+        else:
+            sums = int(kv.sum()) + n * i
+        sum_kv = sums.astype(float)
         hd = call.head_dim
         planes, kv_elem = self._kv_layout(call, s_elem)
         t_compute = 4.0 * call.num_heads * hd * sum_kv * s_flop

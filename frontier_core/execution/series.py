@@ -44,18 +44,20 @@ def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
                   steps: int) -> Callable[[int], float] | None:
     """Up to ``steps`` successive decode-only iterations of one batch (step i: every
     context ``kvd + i``) priced at once where the predictor chain allows it: a
-    replica without DP ranks or a per-iteration block, one kind of attention, and a
-    first predictor with ``predict_series`` for its decode attention. Returns
+    replica without DP ranks, a first predictor whose ``predict_series`` covers the
+    one call of each kind of token mixing, and a per-iteration block (MoE) only with
+    its ``step_series``. Returns
     ``price(i)``, the latency of step i, which credits the backends as ``iteration``
     would (call it once per step, in order); None when not priced so. Everything
     but the attention is the same at every step (memoised on the tokens)."""
-    if ex.dp > 1 or ex.spec is not None or len(ex.mixers) != 1:
+    if ex.dp > 1 or ex.spec is not None:
         return None
     if ex.moe_step is not None:
         return _moe_series(ex, kvd, steps)
-    a = _attention_series(ex, ex.mixers[0].calls(None, None, kvd, None), steps)
-    if a is None:
+    got = _attention_series(ex, kvd, steps, False)
+    if got is None:
         return None
+    a, parts = got
     n = len(kvd)
     eng = ex.engine
     layers, lc = ex._layers(n if eng is None else ex._graph_tokens(n, n, True))
@@ -68,11 +70,11 @@ def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
 
     def price(i: int) -> float:
         # NOTE: perf — ``forward``'s arithmetic for a decode-only batch, in its order
-        x = a[i]
-        credit[0] += x * nl
+        for p in parts:
+            credit[0] += p[i] * nl
         for j, v in enumerate(add):
             credit[j] += v
-        stage = layers + x * nl
+        stage = layers + a[i] * nl
         if eng is not None:
             return with_host(stage + extras, stage * pp + extras, n, n).latency
         return stage * pp + extras
@@ -80,14 +82,37 @@ def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
     return price
 
 
-def _attention_series(ex: ExecutionPredictor, calls: list, steps: int) -> list[float] | None:
-    """The per-layer attention seconds of ``steps`` decode steps, when one call prices
-    it and the first predictor prices its series (and so answers it); else None."""
+def _attention_series(ex: ExecutionPredictor, kvd: np.ndarray, steps: int,
+                      arrays: bool) -> tuple[list[float], list[list[float]]] | None:
+    """``_attention`` of ``steps`` decode steps (step i: every context ``kvd + i``):
+    the per-layer token-mixing seconds of each step, and the part credited to the first
+    predictor for each kind of layer; when each kind prices with one call that the
+    first predictor's ``predict_series`` covers (and so answers), else None. ``arrays``:
+    the callers' empty prefill arrays (``iteration_ranks``) rather than None
+    (``forward``)."""
     series = getattr(ex.chain[0][1], "predict_series", None)
-    if len(calls) != 1 or series is None:
+    if series is None:
         return None
-    attn = series(calls[0], steps)
-    return None if attn is None else attn.tolist()
+    empty = np.zeros(0, np.int64) if arrays else None
+    got = []
+    for g in ex.mixers:
+        calls = g.calls(empty, empty, kvd, None)
+        if len(calls) != 1:
+            return None
+        a = series(calls[0], steps)
+        if a is None:
+            return None
+        got.append(a)
+    if len(got) == 1:
+        a = got[0].tolist()
+        return a, [a]
+    # NOTE: perf — ``_attention``'s several kinds: each kind's seconds times its share
+    # of the layers, summed in order from 0.0
+    parts = [a * share for a, share in zip(got, ex.mixer_share, strict=True)]
+    total = np.zeros(steps)
+    for p in parts:
+        total = total + p
+    return total.tolist(), [p.tolist() for p in parts]
 
 
 def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
@@ -100,7 +125,6 @@ def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
 
     if ex.moe_series is None or ex.spec_of is not None:
         return None
-    empty = np.zeros(0, np.int64)
     n = len(kvd)
     tokens = np.array([n], np.int64)
     eng = ex.engine
@@ -115,9 +139,10 @@ def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
                                     False, None))
     if block is None:
         return None
-    a = _attention_series(ex, ex.mixers[0].calls(empty, empty, kvd, None), steps)
-    if a is None:
+    got = _attention_series(ex, kvd, steps, True)
+    if got is None:
         return None
+    a, parts = got
     d, dc = ex._part("dense", worst_t) if n_dense else (0.0, [])
     extras, ec = ex._extras(worst_t, n)
     pp = ex.pp
@@ -125,11 +150,11 @@ def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
 
     def price(i: int) -> float:
         # NOTE: perf — ``iteration_ranks``'s arithmetic for a decode-only batch at dp 1
-        x = a[i]
-        credit[0] += x * nl
+        for p in parts:
+            credit[0] += p[i] * nl
         for j, v in enumerate(cc):
             credit[j] += v * nl
-        worst = c + (0 + x)
+        worst = c + a[i]
         total = 0.0
         if n_dense:
             total += dense_layers(worst, d, dc, n_dense, n_ffn, credit)
