@@ -197,8 +197,10 @@ def moe_series_configs(draw) -> dict[str, Any]:
     model, gpu = draw(st.sampled_from([("mixtral-8x7b", "h100-sxm"), ("kimi-k2.5", "h200"),
                                        ("gpt-oss-20b", "h100-sxm"),
                                        ("qwen3-next-80b-a3b", "h100-sxm")]))
+    dp = draw(st.sampled_from([1, 1, 2, 4]))
     cluster: dict[str, Any] = {
-        "name": "main", "gpu": gpu, "tp": 8, "block_size": draw(st.sampled_from([4, 16])),
+        "name": "main", "gpu": gpu, "tp": 8 // dp, "dp": dp,
+        "block_size": draw(st.sampled_from([4, 16])),
         "replicas": draw(st.sampled_from([1, 1, 2])),
         "moe": {"name": "moe", "routing": "balanced", "ep": draw(st.sampled_from([1, 8])),
                 "two_batch_overlap": draw(st.booleans())}}
@@ -225,9 +227,9 @@ def test_moe_series_leaping_equals_stepping(data: dict[str, Any]) -> None:
 
 
 def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
-    """Single-micro-batch schedules, with full, windowed and linear attention: the
-    block's series prices the leapt iterations (counted here), and the run is the same
-    as stepping."""
+    """Single-micro-batch schedules, with full, windowed and linear attention, with and
+    without DP attention ranks: the block's series prices the leapt iterations (counted
+    here), and the run is the same as stepping."""
     pytest.importorskip("frontier_moe_ep")
     from frontier_moe_ep.block import MoEBlock
 
@@ -246,11 +248,13 @@ def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
         return counted
 
     monkeypatch.setattr(MoEBlock, "step_series", counting)
-    for engine, model in (("trtllm", "mixtral-8x7b"), ("vllm", "gpt-oss-20b"),
-                          ("sglang", "qwen3-next-80b-a3b")):
+    for engine, model, dp in (("trtllm", "mixtral-8x7b", 1), ("vllm", "gpt-oss-20b", 1),
+                              ("sglang", "qwen3-next-80b-a3b", 1),
+                              ("trtllm", "mixtral-8x7b", 4), ("sglang", "gpt-oss-20b", 2)):
         data = {"model": model,
                 "deployment": {"clusters": [{
-                    "name": "main", "gpu": "h100-sxm", "tp": 8, "engine": {"name": engine},
+                    "name": "main", "gpu": "h100-sxm", "tp": 8 // dp, "dp": dp,
+                    "engine": {"name": engine},
                     "moe": {"name": "moe", "routing": "balanced", "ep": 8}}]},
                 "predictor": ["roofline"],
                 "workload": workload(6, 2.0, 16, 64, 100, 200), "seed": 1,

@@ -116,7 +116,7 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float, lat: float,
         i = j - 2  # iteration j has every context c + j
         if make is not None and i >= upto:
             n_more = min(limit - 1 - i, max(_SERIES_FIRST, 2 * (upto - base)))
-            series, base, upto = make(c + j, n_more), i, i + n_more
+            series, base, upto = make(c + j, n_more, ranks), i, i + n_more
             if series is None:
                 make = None
         if series is not None:

@@ -40,18 +40,21 @@ def mixed_step(ex: ExecutionPredictor, batch: Batch, kvd: np.ndarray,
     return ex.run(q, kvp, emits, kvd if len(kvd) else None, None, ids_p, ranks, replica, now)
 
 
-def decode_series(ex: ExecutionPredictor, kvd: np.ndarray,
-                  steps: int) -> Callable[[int], float] | None:
+def decode_series(ex: ExecutionPredictor, kvd: np.ndarray, steps: int,
+                  ranks: np.ndarray | None = None) -> Callable[[int], float] | None:
     """Up to ``steps`` successive decode-only iterations of one batch (step i: every
-    context ``kvd + i``) priced at once where the predictor chain allows it: a
-    replica without DP ranks, a first predictor whose ``predict_series`` covers the
-    one call of each kind of token mixing, and a per-iteration block (MoE) only with
-    its ``step_series``. Returns
+    context ``kvd + i``; with dp > 1 each sequence on its DP rank in ``ranks``) priced
+    at once where the predictor chain allows it: a first predictor whose
+    ``predict_series`` covers the one call of each kind of token mixing, and a
+    per-iteration block (MoE; with dp > 1 there is one) only with its
+    ``step_series``. Returns
     ``price(i)``, the latency of step i, which credits the backends as ``iteration``
     would (call it once per step, in order); None when not priced so. Everything
     but the attention is the same at every step (memoised on the tokens)."""
-    if ex.dp > 1 or ex.spec is not None:
+    if ex.spec is not None:
         return None
+    if ex.dp > 1:
+        return None if ranks is None else _ranks_series(ex, kvd, ranks, steps)
     if ex.moe_step is not None:
         return _moe_series(ex, kvd, steps)
     got = _attention_series(ex, kvd, steps, False)
@@ -145,8 +148,6 @@ def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
     a, parts = got
     d, dc = ex._part("dense", worst_t) if n_dense else (0.0, [])
     extras, ec = ex._extras(worst_t, n)
-    pp = ex.pp
-    with_host = ex._with_host
 
     def price(i: int) -> float:
         # NOTE: perf — ``iteration_ranks``'s arithmetic for a decode-only batch at dp 1
@@ -160,11 +161,106 @@ def _moe_series(ex: ExecutionPredictor, kvd: np.ndarray,
             total += dense_layers(worst, d, dc, n_dense, n_ffn, credit)
         if n_moe:
             total += block(worst)
-        for j, v in enumerate(ec):
-            credit[j] += v
-        stage = total / pp
-        if eng is not None:
-            return with_host(stage + extras, stage * pp + extras, n, n).latency
-        return stage * pp + extras
+        return _ranks_end(ex, total, extras, ec, n, n)
 
     return price
+
+
+def _ranks_series(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray,
+                  steps: int) -> Callable[[int], float] | None:
+    """``decode_series`` over dp > 1 attention ranks with a per-iteration block:
+    ``iteration_ranks`` and ``record_ranks`` for a decode-only batch, in their order,
+    each rank's attention from its own series, the block's from its ``step_series``."""
+    from frontier_core.components import LayerStep
+    from frontier_core.execution.dp_ranks import DP_STRAGGLER_EVERY, dense_layers
+
+    if ex.moe_series is None or ex.spec_of is not None:
+        return None
+    dp = ex.dp
+    rd = ranks % dp
+    ones = np.ones(len(kvd), np.int64)
+    tokens = np.bincount(rd, weights=ones, minlength=dp).astype(np.int64)
+    seqs = int(np.bincount(np.zeros(0, np.int64), minlength=dp).max(initial=0)
+               + np.bincount(rd, weights=ones, minlength=dp).max(initial=0))
+    credit = ex.credit
+    nl = ex.model.num_layers
+    n_moe = ex.block_layers
+    n_dense = nl - n_moe
+    n_ffn = n_dense if ex.model.ffn_layers is None else min(n_dense, ex.model.ffn_layers)
+    block = ex.moe_series(LayerStep(tokens, n_moe, 0.0, ex.answer, credit, 0, 0.0, True,
+                                    False, None))
+    if block is None:
+        return None
+    busy = np.flatnonzero(tokens).tolist()
+    attn: dict[int, tuple[list[float], list[list[float]]]] = {}
+    common = {}
+    for r in busy:
+        got = _attention_series(ex, kvd[rd == r], steps, True)
+        if got is None:
+            return None
+        attn[r] = got
+        common[r] = ex._part("common", int(tokens[r]))
+    top = int(np.argmax(tokens))
+    # each rank's context at step i: its sequences' contexts plus i each (exact sums)
+    ctx0 = np.bincount(rd, weights=kvd, minlength=dp)
+    per = tokens.astype(float)
+    ctx_top = np.argmax(ctx0[None, :] + per[None, :] * np.arange(steps)[:, None],
+                        axis=1).tolist()
+    t_max = float(tokens.max())
+    t_mean = float(tokens.mean())
+    t_ratio = t_max / t_mean if t_mean else 1.0
+    eng = ex.engine
+    rank_seqs = max(1, -(-len(kvd) // dp))
+    stats, strag = ex.dp_stats, ex.dp_straggler
+    most = int(tokens.max())
+
+    def price(i: int) -> float:
+        # NOTE: perf — ``iteration_ranks`` (dp > 1) for a decode-only batch, in its order
+        worst = -1.0
+        priced = {}
+        for r in sorted({top, ctx_top[i]}):
+            a = attn[r][0][i]
+            c, cc = common[r]
+            priced[r] = c + a
+            if c + a > worst:
+                worst, w_rank, worst_cc = c + a, r, cc
+        ctx = ctx0 + per * i
+        cmean = float(ctx.mean())
+        stats.extend((t_ratio, float(ctx.max()) / cmean if cmean else 1.0))
+        ex._dp_seen += 1
+        if not ex._dp_seen % DP_STRAGGLER_EVERY:
+            total = 0.0
+            for r in busy:
+                x = priced.get(r)
+                if x is None:
+                    x = common[r][0] + attn[r][0][i]
+                total += x
+            strag.extend((worst, total / dp))
+        worst_t = int(tokens[w_rank])
+        if eng is not None:
+            worst_t = ex._graph_tokens(worst_t, rank_seqs, True)
+        for p in attn[w_rank][1]:
+            credit[0] += p[i] * nl
+        for j, v in enumerate(worst_cc):
+            credit[j] += v * nl
+        total = 0.0
+        if n_dense:
+            total += dense_layers(worst, *ex._part("dense", worst_t), n_dense, n_ffn, credit)
+        if n_moe:
+            total += block(worst)
+        return _ranks_end(ex, total, *ex._extras(worst_t, seqs), most, rank_seqs)
+
+    return price
+
+
+def _ranks_end(ex: ExecutionPredictor, total: float, extras: float, ec: list[float],
+               tokens: int, seqs: int) -> float:
+    """``iteration_ranks``'s end: the model's layers (``total``) over the pipeline
+    stages, the per-iteration extras credited, and the engine's host time."""
+    credit = ex.credit
+    for j, v in enumerate(ec):
+        credit[j] += v
+    stage = total / ex.pp
+    if ex.engine is not None:
+        return ex._with_host(stage + extras, stage * ex.pp + extras, tokens, seqs).latency
+    return stage * ex.pp + extras
