@@ -269,7 +269,7 @@ class MoEBlock:
         self.stats = _Stats(ep, e, options.trace_iterations)
         #: parts of ``layer_ops`` by (tokens per rank, prefill): kept where the routing is
         #: deterministic (balanced, its experts fixed), None elsewhere
-        self._token_memo: dict[tuple[bytes, bool], TokenPart] | None = (
+        self._token_memo: dict[tuple, TokenPart] | None = (
             {} if TOKEN_MEMO_SIZE > 0 and self.spec.kind == "balanced" and self.live is None
             else None)
 
@@ -473,7 +473,7 @@ class MoEBlock:
             # NOTE: perf — with a deterministic routing everything but the attention
             # depends on the tokens per rank alone; a repeated batch shape replays its
             # credits and statistics in the order they were first made.
-            key = (tok.tobytes(), prefill)
+            key = self.memo_key(tok, prefill)
             part = memo.get(key)
             if part is None:
                 tape = CreditTape(credit)
@@ -494,6 +494,16 @@ class MoEBlock:
         L = self.layers
         return {"attn_prepare": np.full(L, rest[0]), "attn_core": np.full(L, rest[1]),
                 **part.ops}
+
+    def memo_key(self, tok: np.ndarray, prefill: bool) -> tuple:
+        """The key of ``layer_ops``'s memo for ``tok`` tokens per rank: what its part
+        depends on. An all-to-all moves each rank's tokens (the whole vector); gathered
+        tokens, or none moved, leave the total and the most on one rank (the gate and
+        shared experts' GEMMs), so batch shapes that differ only in which rank holds
+        what share one entry."""
+        if self.gathered or self.moves == "none":
+            return int(tok.sum()), int(tok.max(initial=0)), prefill
+        return tok.tobytes(), prefill
 
     def _token_part(self, tok: np.ndarray, answer, credit, trace: bool,
                     prefill: bool) -> TokenPart:

@@ -39,7 +39,7 @@ def step_series(block: MoEBlock, s: LayerStep) -> Callable[[float], float] | Non
     tok = s.tokens
     if int(tok.sum()) == 0 or (block.opts.two_batch_overlap and int(tok.max(initial=0)) >= 2):
         return None
-    part = memo.get((tok.tobytes(), False))
+    part = memo.get(block.memo_key(tok, False))
     if part is None:
         return None
     L = block.layers
