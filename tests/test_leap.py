@@ -264,6 +264,40 @@ def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
         assert priced[0] - before > 100 and leapt > priced[0] - before
 
 
+def test_sibling_replicas_price_unchanged_batches_as_a_series(monkeypatch) -> None:
+    """Replicas stepping side by side stop each other's leaps; an iteration whose batch
+    is the last one's, each sequence a token further, is still priced from a series
+    (counted here beyond the leaps' iterations), and the run is the same as stepping."""
+    pytest.importorskip("frontier_moe_ep")
+    from frontier_moe_ep.block import MoEBlock
+
+    priced = [0]
+    made = MoEBlock.step_series
+
+    def counting(block, s):
+        step = made(block, s)
+        if step is None:
+            return None
+
+        def counted(other: float) -> float:
+            priced[0] += 1
+            return step(other)
+
+        return counted
+
+    monkeypatch.setattr(MoEBlock, "step_series", counting)
+    data = {"model": "mixtral-8x7b",
+            "deployment": {"clusters": [{
+                "name": "main", "gpu": "h100-sxm", "tp": 8, "replicas": 3,
+                "engine": {"name": "trtllm"},
+                "moe": {"name": "moe", "routing": "balanced", "ep": 8}}]},
+            "predictor": ["roofline"],
+            "workload": workload(9, 50.0, 16, 64, 150, 300), "seed": 2,
+            "output": {"trace": False}}
+    leapt = assert_same(data)
+    assert priced[0] - leapt > 300
+
+
 @st.composite
 def pd_configs(draw) -> dict[str, Any]:
     moe = draw(st.booleans())

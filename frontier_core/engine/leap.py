@@ -19,16 +19,19 @@ import numpy as np
 from simpy.events import NORMAL
 
 from frontier_core.engine.iterlog import ITER_FIELDS
+from frontier_core.records import IterationTime
 
 if TYPE_CHECKING:
     import simpy
 
     from frontier_core.engine.replica import ReplicaWorker
     from frontier_core.engine.roster import DecodeRoster
-    from frontier_core.records import Batch
+    from frontier_core.records import Batch, Request
 
 # What an iteration leap reads of each decoding request.
 _LEAP_FIELDS = attrgetter("generated", "output_len", "computed", "blocks", "shared_blocks")
+_COMPUTED = attrgetter("computed")
+_RANK = attrgetter("dp_rank")
 #: iterations a leap's first ``decode_series`` prices
 _SERIES_FIRST = 32
 
@@ -178,6 +181,57 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float, lat: float,
             r.generated += j - 1
             r.computed += j - 1
     return start, lat, end
+
+
+class RunningSeries:
+    """A replica's decode-only iterations priced by one ``decode_series`` for as long as
+    its batch stays the same between events (other replicas' iterations in between, as
+    on a cluster of many replicas where leaps stop at each sibling's next iteration).
+
+    Called as ``decode_step`` is, with each iteration's contexts and DP ranks; when they
+    are the last iteration's plus one (the same sequences, each one token further) it
+    prices the iteration from a series made at the second such iteration (twice as long
+    each time it runs out), else by ``decode_step``. A series prices exactly what
+    ``decode_step`` would, in the same order, so the results are the same either way.
+    """
+
+    __slots__ = ("make", "step", "price", "i", "n", "expect", "ranks")
+
+    def __init__(self, make, step) -> None:
+        self.make = make  # ExecutionPredictor.decode_series
+        self.step = step  # ExecutionPredictor.decode_step
+        self.price = None
+        self.i = self.n = 0  # the next step of the series, and its length
+        self.expect: np.ndarray | None = None  # the contexts of the same batch's next one
+        self.ranks: np.ndarray | None = None
+
+    def of(self, dec: list[Request], ranked: bool, replica: int, now: float
+           ) -> IterationTime:
+        """The iteration of decodes ``dec`` (with their DP ranks when ``ranked``)."""
+        n = len(dec)
+        return self(np.fromiter(map(_COMPUTED, dec), np.int64, n) + 1,
+                    np.fromiter(map(_RANK, dec), np.int64, n) if ranked else None,
+                    replica, now)
+
+    def __call__(self, kvd: np.ndarray, ranks: np.ndarray | None, replica: int,
+                 now: float) -> IterationTime:
+        exp, prev = self.expect, self.ranks
+        same = (exp is not None and len(exp) == len(kvd)
+                and (ranks is prev or (ranks is not None and prev is not None
+                                       and np.array_equal(ranks, prev)))
+                and np.array_equal(kvd, exp))
+        self.expect, self.ranks = kvd + 1, ranks
+        if not same:
+            self.price, self.i, self.n = None, 0, 0
+            return self.step(kvd, ranks, replica, now)
+        if self.i >= self.n:
+            n = max(_SERIES_FIRST, 2 * self.n)
+            self.price, self.i, self.n = self.make(kvd, n, ranks), 0, n
+        if self.price is None:
+            return self.step(kvd, ranks, replica, now)
+        lat = self.price(self.i)
+        self.i += 1
+        return IterationTime(lat, lat)
 
 
 def timeout_at(env: simpy.Environment, at: float) -> simpy.Event:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from frontier_core.engine.iterlog import ITER_FIELDS  # noqa: F401 - re-exported
 from frontier_core.engine.kv import PagedKVCache, replica_kv_blocks  # noqa: F401 - re-exported
-from frontier_core.engine.leap import leap_decodes, leaping_enabled, timeout_at
+from frontier_core.engine.leap import RunningSeries, leap_decodes, leaping_enabled, timeout_at
 from frontier_core.engine.roster import (
     ROSTER_MIN,
     apply_roster,
@@ -261,6 +261,10 @@ class ReplicaWorker:
         kv = self.kv
         spec = self.spec
         leap = self._leap_on
+        # decode-only iterations of the same batch, priced as one series between events
+        series = (RunningSeries(self._decode_series, self._decode_step)
+                  if leap and self._decode_series is not None else None)
+        decodes = series if series is not None else self._decode_step
         while True:
             if (not self.waiting and not self.running) or self.inflight >= pp:
                 self._wake = env.event()
@@ -315,8 +319,9 @@ class ReplicaWorker:
             self._cutoff = now  # arrivals from here on wait for the schedule after next
             if ro is not None:
                 it = (self.executor.mixed_step(batch, ro.comp + 1, ro.rank, self.index, now)
-                      if batch.prefill else
-                      self._decode_step(ro.comp + 1, ro.rank, self.index, now))
+                      if batch.prefill else decodes(ro.comp + 1, ro.rank, self.index, now))
+            elif series is not None and not batch.prefill:
+                it = series.of(batch.decode, self.dp > 1, self.index, now)
             else:
                 it = iteration(batch, self.index, now)
             if kv.host_capacity:
