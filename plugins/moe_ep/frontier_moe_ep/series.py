@@ -62,7 +62,6 @@ def step_series(block: MoEBlock, s: LayerStep) -> Callable[[float], float] | Non
         dec_s = d.sum()
         ex_s = e.sum()
         co_s = c.sum()
-    zero = np.zeros(L)
 
     def step(other: float) -> float:
         # NOTE: perf — ``_step`` of one memoised micro-batch, in its order: the part's
@@ -75,13 +74,17 @@ def step_series(block: MoEBlock, s: LayerStep) -> Callable[[float], float] | Non
             if kernel != "gather":
                 st.last_kernel = kernel
         prep = np.full(L, other / 1)
-        a = prep + zero + g + sh
+        # ``_step``'s (prep + core) + gate and staged's (prep + gate) * 1.0 + core, with
+        # core all zeros: adding or multiplying by them leaves these non-negative
+        # seconds as they are, bit for bit
+        pg = prep + g
+        a = pg + sh
         if trtllm:
-            first[:] = (prep + g) * 1.0 + zero
+            first[:] = pg
             t = float(np.add.accumulate(flat)[-1])
         else:
             t = float(a.sum() + dec_s + ex_s + co_s)
-        rest_s = float(prep.sum() + zero.sum())
+        rest_s = float(prep.sum() + 0.0)
         st.steps += 1
         st.step_s.append(t)
         st.end_step()
