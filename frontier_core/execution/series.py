@@ -192,20 +192,40 @@ def _ranks_series(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray,
     if block is None:
         return None
     busy = np.flatnonzero(tokens).tolist()
+    # NOTE: perf — each rank's sequences (in batch order), and its attention series and
+    # common part made when first needed: a leap or a running batch that soon changes
+    # uses the one or two candidate ranks, the sampled straggler every rank at one step.
+    order = np.argsort(rd, kind="stable")
+    cut = np.searchsorted(rd[order], np.arange(dp + 1)).tolist()
+    empty = np.zeros(0, np.int64)
     attn: dict[int, tuple[list[float], list[list[float]]]] = {}
-    common = {}
-    for r in busy:
-        got = _attention_series(ex, kvd[rd == r], steps, True)
+    common: dict[int, tuple[float, list[float]]] = {}
+
+    def rank_kvd(r: int) -> np.ndarray:
+        return kvd[order[cut[r]:cut[r + 1]]]
+
+    def series_of(r: int) -> tuple[list[float], list[list[float]]] | None:
+        got = attn.get(r)
         if got is None:
-            return None
-        attn[r] = got
-        common[r] = ex._part("common", int(tokens[r]))
+            got = _attention_series(ex, rank_kvd(r), steps, True)
+            if got is not None:
+                attn[r] = got
+        return got
+
+    def common_of(r: int) -> tuple[float, list[float]]:
+        got = common.get(r)
+        if got is None:
+            got = common[r] = ex._part("common", int(tokens[r]))
+        return got
+
     top = int(np.argmax(tokens))
     # each rank's context at step i: its sequences' contexts plus i each (exact sums)
     ctx0 = np.bincount(rd, weights=kvd, minlength=dp)
     per = tokens.astype(float)
     ctx_top = np.argmax(ctx0[None, :] + per[None, :] * np.arange(steps)[:, None],
                         axis=1).tolist()
+    if series_of(top) is None:  # every rank's calls are of the same kinds
+        return None
     t_max = float(tokens.max())
     t_mean = float(tokens.mean())
     t_ratio = t_max / t_mean if t_mean else 1.0
@@ -219,8 +239,8 @@ def _ranks_series(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray,
         worst = -1.0
         priced = {}
         for r in sorted({top, ctx_top[i]}):
-            a = attn[r][0][i]
-            c, cc = common[r]
+            a = series_of(r)[0][i]  # type: ignore[index]
+            c, cc = common_of(r)
             priced[r] = c + a
             if c + a > worst:
                 worst, w_rank, worst_cc = c + a, r, cc
@@ -233,7 +253,7 @@ def _ranks_series(ex: ExecutionPredictor, kvd: np.ndarray, ranks: np.ndarray,
             for r in busy:
                 x = priced.get(r)
                 if x is None:
-                    x = common[r][0] + attn[r][0][i]
+                    x = common_of(r)[0] + ex._attention(empty, empty, rank_kvd(r) + i)[0]
                 total += x
             strag.extend((worst, total / dp))
         worst_t = int(tokens[w_rank])
