@@ -262,8 +262,11 @@ class ReplicaWorker:
         spec = self.spec
         leap = self._leap_on
         # decode-only iterations of the same batch, priced as one series between events
+        # NOTE: perf — where an iteration's pricing is dear (a per-iteration block, DP
+        # ranks); a dense replica's is one attention call, about what the check costs
+        dear = getattr(self.executor, "moe_step", None) is not None or self.dp > 1
         series = (RunningSeries(self._decode_series, self._decode_step)
-                  if leap and self._decode_series is not None else None)
+                  if leap and dear and self._decode_series is not None else None)
         decodes = series if series is not None else self._decode_step
         while True:
             if (not self.waiting and not self.running) or self.inflight >= pp:
