@@ -226,10 +226,8 @@ def test_moe_series_leaping_equals_stepping(data: dict[str, Any]) -> None:
     assert_same(data)
 
 
-def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
-    """Single-micro-batch schedules, with full, windowed and linear attention, with and
-    without DP attention ranks: the block's series prices the leapt iterations (counted
-    here), and the run is the same as stepping."""
+def series_priced(monkeypatch) -> list[int]:
+    """A counter, in a list, of the iterations the MoE block's ``step_series`` prices."""
     pytest.importorskip("frontier_moe_ep")
     from frontier_moe_ep.block import MoEBlock
 
@@ -248,6 +246,14 @@ def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
         return counted
 
     monkeypatch.setattr(MoEBlock, "step_series", counting)
+    return priced
+
+
+def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
+    """Single-micro-batch schedules, with full, windowed and linear attention, with and
+    without DP attention ranks: the block's series prices the leapt iterations (counted
+    here), and the run is the same as stepping."""
+    priced = series_priced(monkeypatch)
     for engine, model, dp in (("trtllm", "mixtral-8x7b", 1), ("vllm", "gpt-oss-20b", 1),
                               ("sglang", "qwen3-next-80b-a3b", 1),
                               ("trtllm", "mixtral-8x7b", 4), ("sglang", "gpt-oss-20b", 2)):
@@ -268,24 +274,7 @@ def test_sibling_replicas_price_unchanged_batches_as_a_series(monkeypatch) -> No
     """Replicas stepping side by side stop each other's leaps; an iteration whose batch
     is the last one's, each sequence a token further, is still priced from a series
     (counted here beyond the leaps' iterations), and the run is the same as stepping."""
-    pytest.importorskip("frontier_moe_ep")
-    from frontier_moe_ep.block import MoEBlock
-
-    priced = [0]
-    made = MoEBlock.step_series
-
-    def counting(block, s):
-        step = made(block, s)
-        if step is None:
-            return None
-
-        def counted(other: float) -> float:
-            priced[0] += 1
-            return step(other)
-
-        return counted
-
-    monkeypatch.setattr(MoEBlock, "step_series", counting)
+    priced = series_priced(monkeypatch)
     data = {"model": "mixtral-8x7b",
             "deployment": {"clusters": [{
                 "name": "main", "gpu": "h100-sxm", "tp": 8, "replicas": 3,
