@@ -270,6 +270,25 @@ def test_moe_leaps_price_their_iterations_as_a_series(monkeypatch) -> None:
         assert priced[0] - before > 100 and leapt > priced[0] - before
 
 
+def test_a_series_declined_while_the_block_traces_is_asked_again(monkeypatch) -> None:
+    """The MoE block traces its first iterations (``trace_iterations``) and declines a
+    series meanwhile; a leap that starts then prices a stretch one by one and asks
+    again, so the rest of it is priced as a series; the run is the same as stepping."""
+    priced = series_priced(monkeypatch)
+    data = {"model": "mixtral-8x7b",
+            "deployment": {"clusters": [{
+                "name": "main", "gpu": "h100-sxm", "tp": 8, "engine": {"name": "trtllm"},
+                "moe": {"name": "moe", "routing": "balanced", "ep": 8,
+                        "trace_iterations": 20}}]},
+            "predictor": ["roofline"],
+            "workload": workload(1, 1.0, 64, 64, 400, 400), "seed": 0,
+            "output": {"trace": False}}
+    leapt = assert_same(data)
+    # one leap from the second iteration to the last: all but the traced iterations and
+    # the first stretch after them come from a series
+    assert leapt > 390 and priced[0] > 300
+
+
 def test_sibling_replicas_price_unchanged_batches_as_a_series(monkeypatch) -> None:
     """Replicas stepping side by side stop each other's leaps; an iteration whose batch
     is the last one's, each sequence a token further, is still priced from a series
@@ -285,6 +304,25 @@ def test_sibling_replicas_price_unchanged_batches_as_a_series(monkeypatch) -> No
             "output": {"trace": False}}
     leapt = assert_same(data)
     assert priced[0] - leapt > 300
+
+
+def test_a_running_series_declined_while_the_block_traces_is_asked_again(monkeypatch
+                                                                        ) -> None:
+    """Two replicas decoding one request each stop each other's leaps from the start,
+    while the block still traces: each replica's running series, declined then, is
+    asked again after a stretch priced one by one, and prices the rest."""
+    priced = series_priced(monkeypatch)
+    data = {"model": "mixtral-8x7b",
+            "deployment": {"clusters": [{
+                "name": "main", "gpu": "h100-sxm", "tp": 8, "replicas": 2,
+                "router": {"name": "round_robin"}, "engine": {"name": "trtllm"},
+                "moe": {"name": "moe", "routing": "balanced", "ep": 8,
+                        "trace_iterations": 40}}]},
+            "predictor": ["roofline"],
+            "workload": workload(2, 1000.0, 64, 64, 400, 400, "fixed"), "seed": 0,
+            "output": {"trace": False}}
+    leapt = assert_same(data)
+    assert priced[0] - leapt > 600
 
 
 @st.composite

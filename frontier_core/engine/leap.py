@@ -108,7 +108,9 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float, lat: float,
     j = 1
     # The predictor's pricing of a run of these iterations at once, where it has one
     # (``decode_series``): made when the first is priced, for a stretch that doubles
-    # each time it runs out (a leap cut short by the next event prices few).
+    # each time it runs out (a leap cut short by the next event prices few). One it
+    # declines (e.g. while the MoE block traces its first iterations) is asked for
+    # again after a stretch priced one by one.
     make = rep._decode_series
     series, base, upto = None, 0, 0
     while j < limit and end < horizon:
@@ -120,8 +122,6 @@ def leap_decodes(rep: ReplicaWorker, batch: Batch, now: float, lat: float,
         if make is not None and i >= upto:
             n_more = min(limit - 1 - i, max(_SERIES_FIRST, 2 * (upto - base)))
             series, base, upto = make(c + j, n_more, ranks), i, i + n_more
-            if series is None:
-                make = None
         if series is not None:
             start, lat = end, series(i - base)
         else:
@@ -226,7 +226,8 @@ class RunningSeries:
         if self.i >= self.n:
             n = max(_SERIES_FIRST, 2 * self.n)
             self.price, self.i, self.n = self.make(kvd, n, ranks), 0, n
-        if self.price is None:
+        if self.price is None:  # declined: asked again when this stretch ends
+            self.i += 1
             return self.step(kvd, ranks, replica, now)
         lat = self.price(self.i)
         self.i += 1
