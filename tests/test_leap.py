@@ -42,9 +42,11 @@ _REGISTRY: list[Any] = []
 
 @pytest.fixture(autouse=True)
 def every_batch_on_the_roster(monkeypatch) -> None:
-    """The roster takes batches of any size here (the engine's threshold only saves
-    time), so that the small random configs below exercise it."""
+    """The roster takes batches of any size here, and grows their KV in one step from one
+    request at a block boundary (the engine's thresholds only save time), so that the
+    small random configs below exercise both."""
     monkeypatch.setattr("frontier_core.engine.replica.ROSTER_MIN", 1)
+    monkeypatch.setattr("frontier_core.engine.roster._GROW_EACH", 1)
 
 
 def _registry() -> Any:
@@ -433,11 +435,12 @@ def test_leap_off_switch() -> None:
 
 
 def closed_loop_roster(cluster: dict[str, Any], concurrency: int, n: int,
-                       seed: int) -> tuple[str, int]:
-    """Two replicas of ``cluster`` under a closed loop, with and without the roster:
-    checks that both give the same outputs and scheduler states; returns the summary
-    and how many iterations the roster scheduled."""
-    data = {"model": "llama-2-7b",
+                       seed: int, model: str = "llama-2-7b") -> tuple[str, int]:
+    """Two replicas of ``cluster`` (of ``model``; on A100s unless it says) under a closed
+    loop, with and without the roster: checks that both give the same outputs and
+    scheduler states; returns the summary and how many iterations the roster
+    scheduled."""
+    data = {"model": model,
             "deployment": {"clusters": [{"name": "main", "gpu": "a100-80g-sxm",
                                          "replicas": 2, **cluster}]},
             "predictor": ["roofline"],
@@ -476,6 +479,104 @@ def test_roster_takes_large_batches_at_its_default_threshold(monkeypatch) -> Non
     _, rostered = closed_loop_roster({"block_size": 16, "scheduler": {"name": "sglang"}},
                                      192, 400, 2)
     assert rostered > 50
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_grow_each_is_each_grow_in_order(data) -> None:
+    """``PagedKVCache.grow_each`` against ``grow`` called for each request in order, on
+    random holdings (cached blocks held by reference, a fixed part per sequence, DP
+    ranks with their shares, free blocks that may run short): where it answers, the
+    cache, the requests and the ranks' shares end as the grows leave them; where it
+    declines, nothing changed, and a grow would have failed or needed more than a take."""
+    from frontier_core.engine.kv import PagedKVCache
+    from frontier_core.records import Request
+
+    bs = data.draw(st.sampled_from([1, 4, 16]))
+    seq = data.draw(st.sampled_from([0, 2]))
+    n = data.draw(st.integers(1, 12))
+    dp = data.draw(st.sampled_from([1, 3]))
+
+    def make() -> tuple[PagedKVCache, list[Request]]:
+        kv = PagedKVCache(num_blocks, bs, seq_blocks=seq)
+        reqs = []
+        for i, (c, b, sh, k) in enumerate(holdings):
+            r = Request(i, 0.0, 8, 8, computed=c, blocks=b, dp_rank=k)
+            r.shared_blocks = sh
+            reqs.append(r)
+        kv.free_blocks = free
+        if dp > 1:
+            kv.rank_used = [0] * dp
+            for r in reqs:
+                kv.rank_used[r.dp_rank] += r.blocks + r.shared_blocks
+            kv.rank_cap = cap
+        return kv, reqs
+
+    holdings = []
+    for _ in range(n):
+        c = data.draw(st.integers(1, 80))
+        sh = data.draw(st.integers(0, 2)) if c > 2 * bs else 0
+        b = max(0, -(-c // bs) + seq - sh - data.draw(st.integers(0, 1)))
+        holdings.append((c, b, sh, data.draw(st.integers(0, dp - 1))))
+    num_blocks = 400
+    cap = data.draw(st.integers(0, 40))  # a rank's share: binds on a request holding nothing
+    free = data.draw(st.integers(0, 2 * n))
+    one, reqs1 = make()
+    ok = True
+    for r in reqs1:
+        if not one.grow(r, r.computed + 1):
+            ok = False
+            break
+    each, reqs2 = make()
+    a = np.array(holdings, np.int64).reshape(n, 4)
+    after = each.grow_each(reqs2, a[:, 0] + 1, a[:, 1].copy(), a[:, 2].copy(),
+                           a[:, 3].copy() if dp > 1 else None)
+    if after is None:
+        fresh, reqs3 = make()
+        assert [r.blocks for r in reqs2] == [r.blocks for r in reqs3]
+        assert (each.free_blocks, each.peak_used, each.rank_used) == (
+            fresh.free_blocks, fresh.peak_used, fresh.rank_used)
+        assert not ok or (dp > 1 and not (a[:, 1] + a[:, 2] > 0).all())
+    else:
+        assert ok
+        assert after.tolist() == [r.blocks for r in reqs1] == [r.blocks for r in reqs2]
+        assert (each.free_blocks, each.peak_used, each.rank_used) == (
+            one.free_blocks, one.peak_used, one.rank_used)
+
+
+@pytest.mark.parametrize(("dp", "kv"), [(1, "roomy"), (1, "tight"), (2, "roomy")])
+def test_roster_grows_every_page_of_one_token_at_once(monkeypatch, dp, kv) -> None:
+    """Pages of one token (SGLang's default): every decode takes a block at every
+    iteration, and the roster takes them for the whole batch at once (counted here), as
+    each request's ``grow`` in order would; on a tight cache the free blocks run short
+    before the last request, so the grows go one by one and preempt; with DP ranks each
+    rank's share counts the blocks its requests took."""
+    from frontier_core.engine import roster
+    from frontier_core.engine.kv import PagedKVCache
+
+    monkeypatch.setattr(roster, "_GROW_EACH", 4)
+    taken, short = [0], [0]
+    grow_each = PagedKVCache.grow_each
+
+    def counting(kv, reqs, *a):
+        after = grow_each(kv, reqs, *a)
+        taken[0] += after is not None
+        short[0] += after is None
+        return after
+
+    monkeypatch.setattr(PagedKVCache, "grow_each", counting)
+    cluster = {"block_size": 1, "scheduler": {"name": "sglang"}, "gpu_memory_fraction": 0.2,
+               "activation_reserve_gb": 1.5 if kv == "tight" else 0.2}
+    model = "llama-2-7b"
+    if dp > 1:
+        model = "mixtral-8x7b"
+        cluster.update(gpu="h100-sxm", dp=dp, tp=8 // dp, gpu_memory_fraction=0.9,
+                       moe={"name": "moe", "routing": "balanced"})
+    summary, rostered = closed_loop_roster(cluster, 64, 160, 3, model)
+    assert taken[0] > 50 and rostered > taken[0]
+    if kv == "tight":
+        assert short[0] > 0
+        assert json.loads(summary)["clusters"]["main"]["preemptions"] > 0
 
 
 def pd_closed_loop_roster(scheduler: dict[str, Any], first_token: str) -> int:

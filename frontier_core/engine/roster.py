@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 _FIELDS = attrgetter("computed", "blocks", "output_len", "generated", "dp_rank",
                      "prefill_target", "shared_blocks")
 
+#: requests at a block boundary from which ``_grow_edges`` grows them in one
+#: ``grow_each`` rather than one ``grow`` each
+_GROW_EACH = 16
 #: running requests from which a roster pays: below, its array operations cost more
 #: than the passes over the requests they replace
 ROSTER_MIN = 64
@@ -123,6 +126,14 @@ def _grow_edges(rep: ReplicaWorker, ro: DecodeRoster) -> bool:
     boundary, so it grows the rest in the same order and preempts)."""
     kv = rep.kv
     edge = np.flatnonzero(ro.comp >= ro.blk * kv.block_size)
+    if len(edge) >= _GROW_EACH:
+        reqs = ro.reqs
+        after = kv.grow_each([reqs[i] for i in edge.tolist()], ro.comp[edge] + 1,
+                             ro.blk[edge], ro.shared[edge],
+                             None if ro.rank is None else ro.rank[edge])
+        if after is not None:
+            ro.blk[edge] = after
+            return True
     if len(edge):
         reqs, grow, blk, comp = ro.reqs, kv.grow, ro.blk, ro.comp
         for i in edge.tolist():
